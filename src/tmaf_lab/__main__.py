@@ -1,0 +1,3 @@
+from tmaf_lab.cli import main
+
+raise SystemExit(main())
