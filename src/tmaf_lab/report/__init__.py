@@ -1,0 +1,7 @@
+"""``tmaf report``: collect ``tmaf approx`` and ``tmaf train`` run folders into one report.
+
+Pipeline (one module each): ``collect`` finds and validates ``results.json`` files
+(bad ones become "skipped" entries, never exceptions) -> ``stats`` aggregates over
+seeds -> ``figures`` draws PNGs -> ``build`` lays out the document -> ``document``
+renders it as Markdown and as a self-contained HTML page (images as data URIs).
+"""

@@ -1,0 +1,279 @@
+"""Lay out the report: main tables, per-study details, curves, learned activations, skipped.
+
+Every number in the output comes from a results.json / metrics.jsonl it names; figures are
+either drawn here from those files or copied from the run folders (PNG files the runs saved).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tmaf_lab.report import figures
+from tmaf_lab.report.collect import ApproxStudy, Collection, Skipped, TrainRun
+from tmaf_lab.report.document import Block, Bullets, Heading, Image, Para, Table
+from tmaf_lab.report.stats import (
+    diff,
+    fmt,
+    fmt_signed,
+    fmt_stat,
+    is_tmaf,
+    mean_of,
+    sort_activations,
+    stat,
+    verdict,
+)
+
+CONVENTIONS = ("Numbers are mean ± sample std (n−1) over seeds; '(n=1)' marks a single seed. "
+               "'X − ReLU' is the difference of means with its standard error; "
+               "'within noise' means |difference| ≤ standard error.")
+
+
+@dataclass(frozen=True)
+class Options:
+    out: Path
+    max_images_per_run: int = 6
+    max_activation_figures: int = 12
+    activation_channels: int = 4
+
+
+def display(path: Path) -> str:
+    """A path relative to the working directory when possible (stable in committed reports)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "x"
+
+
+def _by(items, key) -> dict:
+    groups: dict = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
+
+
+# ---------------------------------------------------------------- approx
+
+def study_labels(studies: list[ApproxStudy]) -> list[str]:
+    """Target names, with the folder appended where two studies share a target."""
+    counts = _by(studies, lambda s: s.target)
+    return [s.target if len(counts[s.target]) == 1 else f"{s.target} [{display(s.folder)}]"
+            for s in studies]
+
+
+def approx_main_table(studies: list[ApproxStudy]) -> Table:
+    acts = sort_activations(r["activation"] for s in studies for r in s.runs)
+    rows = []
+    for label, s in zip(study_labels(studies), studies, strict=True):
+        by_act = _by(s.runs, lambda r: r["activation"])
+        stats = {a: stat(r["rel_l2"] for r in by_act[a]) for a in acts if a in by_act}
+        best = min(stats, key=lambda a: stats[a].mean)
+        rows.append((label, *(fmt_stat(stats[a]) if a in stats else "–" for a in acts), best))
+    return Table(("target", *acts, "lowest"), tuple(rows),
+                 "Relative L2 error on the held-out grid (lower is better).")
+
+
+def approx_detail_table(study: ApproxStudy) -> Table:
+    by_act = _by(study.runs, lambda r: r["activation"])
+    ref = stat(r["rel_l2"] for r in by_act["relu"]) if "relu" in by_act else None
+    rows = []
+    for act in sort_activations(by_act):
+        runs = by_act[act]
+        s = stat(r["rel_l2"] for r in runs)
+        d, se = diff(s, ref) if ref is not None and act != "relu" else (float("nan"), 0.0)
+        rows.append((act, str(s.n), fmt(mean_of(runs, "params"), 6), fmt_stat(s),
+                     fmt_stat(stat(r["rmse"] for r in runs if "rmse" in r)),
+                     fmt_stat(stat(r["max_err"] for r in runs if "max_err" in r)),
+                     fmt(mean_of(runs, "train_seconds")), fmt_signed(d, se),
+                     verdict(d, se, lower_is_better=True)))
+    return Table(("activation", "seeds", "params", "rel L2", "RMSE", "max err", "train s",
+                  "rel L2 − ReLU", "vs ReLU"), tuple(rows),
+                 f"Source: {display(study.folder / 'results.json')}")
+
+
+def copy_images(paths, dest: Path, prefix: str, limit: int) -> list[tuple[Path, Path]]:
+    """Copy up to ``limit`` PNGs into the report's figures folder: [(source, copy)]."""
+    out = []
+    for p in list(paths)[:limit]:
+        target = dest / f"{prefix}-{slug(p.stem)}.png"
+        try:
+            shutil.copyfile(p, target)
+        except OSError:
+            continue
+        out.append((p, target))
+    return out
+
+
+def approx_section(col: Collection, opt: Options) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Function approximation (tmaf approx)")]
+    figdir = opt.out / "figures"
+    for i, (label, s) in enumerate(zip(study_labels(col.approx), col.approx, strict=True)):
+        blocks += [Heading(3, f"Target: {label}"), approx_detail_table(s)]
+        cfg = s.config.get("config", {})
+        if cfg:
+            keys = [k for k in ("dim", "domain", "width", "depth", "steps", "lr", "batch",
+                                "match_params", "dtype") if k in cfg]
+            blocks.append(Para("Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys)))
+        name = f"approx{i:02d}-{slug(s.target)}"
+        has_own = any("hist" in p.name.lower() for p in s.images)
+        hist = None if has_own else figures.approx_history(
+            s.runs, f"{label}: error during training", figdir / f"{name}-history.png")
+        if hist is not None:
+            blocks.append(Image(display_rel(hist, opt.out),
+                                f"{label}: per-run training curve from results.json history"))
+        for src, img in copy_images(s.images, figdir, name, opt.max_images_per_run):
+            blocks.append(Image(display_rel(img, opt.out),
+                                f"{label}: {display(src)} (saved by the run)"))
+        if len(s.images) > opt.max_images_per_run:
+            blocks.append(Para(f"{len(s.images) - opt.max_images_per_run} more PNG(s) in "
+                               f"{display(s.folder)} not embedded."))
+    return blocks
+
+
+def display_rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+# ---------------------------------------------------------------- train
+
+def train_groups(runs: list[TrainRun]) -> dict[tuple, dict[str, list[TrainRun]]]:
+    groups = _by(runs, lambda r: (r.dataset, r.model, r.epochs))
+    return {k: _by(v, lambda r: r.activation) for k, v in sorted(groups.items())}
+
+
+def train_main_table(runs: list[TrainRun]) -> Table:
+    groups = train_groups(runs)
+    acts = sort_activations(r.activation for r in runs)
+    rows = []
+    for (ds, model, epochs), by_act in groups.items():
+        stats = {a: stat(r.test_acc for r in by_act[a]) for a in acts if a in by_act}
+        best = max(stats, key=lambda a: stats[a].mean)
+        rows.append((ds, model, str(epochs),
+                     *(fmt_stat(stats[a], 100) if a in stats else "–" for a in acts), best))
+    return Table(("dataset", "model", "epochs", *acts, "highest"), tuple(rows),
+                 "Test accuracy in % (higher is better).")
+
+
+def train_detail_table(by_act: dict[str, list[TrainRun]]) -> Table:
+    ref = stat(r.test_acc for r in by_act["relu"]) if "relu" in by_act else None
+    rows = []
+    for act in sort_activations(by_act):
+        runs = by_act[act]
+        s = stat(r.test_acc for r in runs)
+        d, se = diff(s, ref) if ref is not None and act != "relu" else (float("nan"), 0.0)
+        rows.append((act, ",".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)),
+                     fmt(sum(r.params for r in runs) / len(runs), 7), fmt_stat(s, 100),
+                     fmt_stat(stat(r.test_loss for r in runs)),
+                     fmt(sum(r.train_seconds for r in runs) / len(runs)),
+                     fmt_signed(d, se, 100), verdict(d, se, lower_is_better=False)))
+    return Table(("activation", "seeds", "params", "test acc %", "test loss", "train s",
+                  "acc − ReLU (pp)", "vs ReLU"), tuple(rows))
+
+
+def train_section(col: Collection, opt: Options) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Image classification (tmaf train)")]
+    for (ds, model, epochs), by_act in train_groups(col.train).items():
+        title = f"{ds} / {model} / {epochs} epoch(s)"
+        blocks += [Heading(3, title), train_detail_table(by_act)]
+        folders = sorted(display(r.folder) for runs in by_act.values() for r in runs)
+        blocks.append(Para("Sources: " + ", ".join(folders)))
+        png = figures.training_curves(by_act, title, opt.out / "figures" /
+                                      f"train-{slug(ds)}-{slug(model)}-e{epochs}.png")
+        if png is not None:
+            blocks.append(Image(display_rel(png, opt.out), f"{title}: test accuracy and train "
+                                "loss per epoch (metrics.jsonl; line = mean, band = min-max)"))
+    return blocks
+
+
+# ---------------------------------------------------------------- learned activations
+
+def activation_figures(run: TrainRun, opt: Options, skipped: list[Skipped]) -> list[Block]:
+    """Figures + dead/linear table for one TMAF run, from its newest checkpoint."""
+    try:
+        import tmaf.plot as tplot
+
+        layers = figures.tmaf_layers_from_checkpoint(run.checkpoints[-1])
+    except Exception as e:  # noqa: BLE001 - a bad checkpoint is reported, never fatal
+        skipped.append(Skipped(str(run.checkpoints[-1]), f"no learned-activation figure ({e})"))
+        return []
+    base = opt.out / "figures" / slug(f"act-{run.dataset}-{run.model}-{run.activation}-s{run.seed}")
+    label = f"{run.dataset} / {run.model} / {run.activation} / seed {run.seed}"
+    out: list[Block] = [Heading(3, label)]
+    figs = [("activations", tplot.activations(layers, channels=opt.activation_channels),
+             f"alpha(y)·y of the first {opt.activation_channels} channels per layer "
+             "(dashed: ReLU)"),
+            ("levels", tplot.levels_heatmap(layers), "levels per channel and interval")]
+    if any(getattr(m, "bandwidth", 0) > 0 for m in layers.values()):
+        figs.append(("coupling", tplot.couplings(layers), "off-diagonal coupling strength"))
+    for tag, fig, what in figs:
+        path = figures.save(fig, base.with_name(base.name + f"-{tag}.png"))
+        out.append(Image(display_rel(path, opt.out),
+                         f"{label}: {what}; from {display(run.checkpoints[-1])}"))
+    rows = tuple((r["layer"], str(r["channels"]), str(r["bandwidth"]), str(len(r["dead"])),
+                  str(len(r["linear"]))) for r in tplot.channel_summary(layers))
+    out.append(Table(("layer", "channels", "bandwidth", "dead", "linear"), rows,
+                     "dead = all levels 0 (output identically 0); linear = every entry's "
+                     "levels equal across intervals."))
+    return out
+
+
+def activations_section(col: Collection, opt: Options) -> list[Block]:
+    blocks: list[Block] = []
+    count = 0
+    for by_act in train_groups(col.train).values():
+        for act in sort_activations(by_act):
+            runs = sorted(by_act[act], key=lambda r: r.seed)
+            with_ckpt = [r for r in runs if r.checkpoints]
+            if is_tmaf(act) and with_ckpt and count < opt.max_activation_figures:
+                blocks += activation_figures(with_ckpt[0], opt, col.skipped)
+                count += 1
+            for r in runs[:1]:
+                for src, img in copy_images(r.images, opt.out / "figures",
+                                            slug(f"run-{r.dataset}-{r.model}-{act}-s{r.seed}"),
+                                            opt.max_images_per_run):
+                    blocks.append(Image(display_rel(img, opt.out),
+                                        f"{display(src)} (saved by the run)"))
+    if not blocks:
+        return []
+    return [Heading(2, "Learned activations")] + blocks
+
+
+# ---------------------------------------------------------------- whole document
+
+def provenance(col: Collection) -> list[Block]:
+    items = []
+    for s in col.approx:
+        items.append(f"{display(s.folder)}: commit {s.config.get('commit', 'unknown')}, "
+                     f"command: {' '.join(map(str, s.config.get('argv', []))) or 'unknown'}")
+    for r in sorted(col.train, key=lambda r: str(r.folder)):
+        items.append(f"{display(r.folder)}: commit {r.config.get('commit', 'unknown')}, "
+                     f"command: {' '.join(map(str, r.config.get('argv', []))) or 'unknown'}")
+    return [Heading(2, "Provenance"), Bullets(tuple(items))] if items else []
+
+
+def build(col: Collection, opt: Options, header: list[Block]) -> list[Block]:
+    (opt.out / "figures").mkdir(parents=True, exist_ok=True)
+    blocks = list(header) + [Para(CONVENTIONS), Heading(2, "Main results")]
+    if col.approx:
+        blocks += [Heading(3, "Function approximation"), approx_main_table(col.approx)]
+    if col.train:
+        blocks += [Heading(3, "Image classification"), train_main_table(col.train)]
+    if not col.approx and not col.train:
+        blocks.append(Para("No usable runs were found."))
+    if col.approx:
+        blocks += approx_section(col, opt)
+    if col.train:
+        blocks += train_section(col, opt)
+        blocks += activations_section(col, opt)
+    blocks += provenance(col)
+    blocks.append(Heading(2, f"Skipped ({len(col.skipped)})"))
+    blocks.append(Bullets(tuple(f"{s.path}: {s.reason}" for s in col.skipped))
+                  if col.skipped else Para("Nothing was skipped."))
+    return blocks

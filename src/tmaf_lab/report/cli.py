@@ -1,0 +1,104 @@
+"""``tmaf report RUN_DIR... --out DIR``: Markdown + self-contained HTML from run folders.
+
+Each RUN_DIR is a run folder, a ``results.json`` file, or a parent searched recursively.
+Writes ``DIR/report.md``, ``DIR/report.html`` (inline CSS, images as data URIs),
+``DIR/figures/*.png`` and ``DIR/config.json``. Bad runs are listed under "Skipped".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tmaf_lab.report.build import Options, build, display
+from tmaf_lab.report.collect import collect
+from tmaf_lab.report.document import Heading, Para, to_html, to_markdown
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    run_dirs: tuple[str, ...]
+    out: str
+    title: str = "TMAF study report"
+    max_images_per_run: int = 6
+    max_activation_figures: int = 12
+    activation_channels: int = 4
+    dry_run: bool = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, no usage dump
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse_args(argv: list[str]) -> ReportConfig:
+    p = _Parser(prog="tmaf report", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="output folder for report.md / report.html")
+    p.add_argument("--title", default=ReportConfig.title)
+    p.add_argument("--max-images-per-run", type=int, default=ReportConfig.max_images_per_run)
+    p.add_argument("--max-activation-figures", type=int,
+                   default=ReportConfig.max_activation_figures)
+    p.add_argument("--activation-channels", type=int, default=ReportConfig.activation_channels,
+                   help="channels per layer in learned-activation plots")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be reported; write nothing")
+    a = p.parse_args(argv)
+    for name in ("max_images_per_run", "max_activation_figures", "activation_channels"):
+        if getattr(a, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
+    return ReportConfig(tuple(a.run_dirs), a.out, a.title, a.max_images_per_run,
+                        a.max_activation_figures, a.activation_channels, a.dry_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed
+        return int(e.code or 0)
+    missing = [d for d in cfg.run_dirs if not Path(d).exists()]
+    if missing:
+        print(f"error: run folder(s) not found: {', '.join(missing)} "
+              "(expected folders holding results.json files)", file=sys.stderr)
+        return 2
+    col = collect(list(cfg.run_dirs))
+    summary = (f"found {len(col.approx)} approx stud(ies) with "
+               f"{sum(len(s.runs) for s in col.approx)} runs, {len(col.train)} train run(s), "
+               f"{len(col.skipped)} skipped")
+    if cfg.dry_run:
+        print(f"[dry-run] {summary}; would write {cfg.out}/report.md and report.html")
+        for s in col.skipped:
+            print(f"  skipped {s.path}: {s.reason}")
+        return 0
+    from tmaf_lab.runmeta import check_writable, save_config
+
+    try:
+        out = check_writable(cfg.out)
+    except SystemExit as e:
+        print(e, file=sys.stderr)
+        return 2
+    save_config(out, cfg, ["tmaf", "report", *(argv if argv is not None else sys.argv[1:])])
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = [Heading(1, cfg.title),
+              Para(f"Generated {now} by `tmaf report {' '.join(cfg.run_dirs)} --out "
+                   f"{cfg.out}` from {', '.join(display(p) for p in col.sources)}.")]
+    opt = Options(out, cfg.max_images_per_run, cfg.max_activation_figures,
+                  cfg.activation_channels)
+    blocks = build(col, opt, header)
+    from tmaf_lab.runmeta import atomic_write_text
+
+    atomic_write_text(out / "report.md", to_markdown(blocks))
+    atomic_write_text(out / "report.html", to_html(blocks, out, cfg.title))
+    print(f"{summary}\nwrote {out / 'report.md'} and {out / 'report.html'}")
+    for s in col.skipped:
+        print(f"  skipped {s.path}: {s.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Find run folders and read their ``results.json`` into typed records.
+
+Two schemas are recognised (see ``tmaf approx`` and ``tmaf train``):
+
+- approx: ``{"target": str, "runs": [{"activation", "seed", "params", "rel_l2", "rmse",
+  "max_err", "train_seconds", "history"?}, ...], "summary": {...}}`` -- one file per study,
+  many runs inside;
+- train: ``{"dataset", "model", "activation", "epochs", "seed", "params", "test_acc",
+  "test_loss", "train_seconds"}`` -- one file per run, with ``metrics.jsonl`` (one JSON
+  object per epoch) and ``config.json`` beside it.
+
+Anything else -- unreadable or malformed JSON, missing or non-numeric fields, a run
+folder without ``results.json`` -- becomes a :class:`Skipped` entry with a reason.
+Nothing in this module raises on bad run data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+APPROX_REQUIRED = ("activation", "seed", "rel_l2")
+APPROX_NUMERIC = ("params", "rel_l2", "rmse", "max_err", "train_seconds")
+TRAIN_REQUIRED = ("dataset", "model", "activation", "epochs", "seed", "params", "test_acc",
+                  "test_loss", "train_seconds")
+IMAGE_SUFFIXES = (".png",)
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+RUN_MARKERS = ("config.json", "metrics.jsonl")  # a folder with one of these is a run folder
+OWN_OUTPUTS = ("report.md", "reproduce.json")  # folders written by report / reproduce
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApproxStudy:
+    """One ``tmaf approx`` results.json: one target, several activations x seeds."""
+
+    folder: Path
+    target: str
+    runs: tuple[dict[str, Any], ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    images: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One ``tmaf train`` run folder (one dataset, model, activation, seed)."""
+
+    folder: Path
+    dataset: str
+    model: str
+    activation: str
+    epochs: int
+    seed: int
+    params: int
+    test_acc: float
+    test_loss: float
+    train_seconds: float
+    metrics: tuple[dict[str, Any], ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+    checkpoints: tuple[Path, ...] = ()
+    images: tuple[Path, ...] = ()
+
+
+@dataclass
+class Collection:
+    approx: list[ApproxStudy] = field(default_factory=list)
+    train: list[TrainRun] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    try:
+        return json.loads(path.read_text()), None
+    except OSError as e:
+        return None, f"cannot read ({e.strerror or e})"
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return None, f"malformed JSON ({e})"
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` as saved by runmeta.save_config; {} when absent or unreadable."""
+    data, err = _read_json(folder / "config.json")
+    return data if err is None and isinstance(data, dict) else {}
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> tuple[Path, ...]:
+    """Files with these suffixes in ``folder`` and its sub-folders that are not runs themselves."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in suffixes or p.name.startswith("."):
+            continue
+        parents = p.relative_to(folder).parents
+        if any((folder / q / "results.json").exists() for q in parents if str(q) != "."):
+            continue  # belongs to a nested run
+        found.append(p)
+    return tuple(found)
+
+
+def read_metrics(path: Path, skipped: list[Skipped]) -> tuple[dict[str, Any], ...]:
+    """Valid lines of a metrics.jsonl; a bad line is reported once per file and dropped."""
+    if not path.exists():
+        return ()
+    rows, bad = [], []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        skipped.append(Skipped(str(path), f"cannot read metrics ({e})"))
+        return ()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(i)
+            continue
+        if isinstance(row, dict) and _is_number(row.get("epoch")):
+            rows.append(row)
+        else:
+            bad.append(i)
+    if bad:
+        skipped.append(Skipped(str(path), f"dropped malformed metrics line(s) {bad[:10]}"))
+    return tuple(rows)
+
+
+def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy | None:
+    runs = []
+    for i, run in enumerate(data["runs"]):
+        where = f"{path} runs[{i}]"
+        if not isinstance(run, dict):
+            skipped.append(Skipped(where, f"expected an object, got {type(run).__name__}"))
+            continue
+        missing = [k for k in APPROX_REQUIRED if k not in run]
+        bad = [k for k in APPROX_NUMERIC if k in run and not _is_number(run[k])]
+        if missing or bad:
+            why = (f"missing {missing}" if missing else "") + (" " if missing and bad else "")
+            why += f"non-finite/non-numeric {bad}" if bad else ""
+            skipped.append(Skipped(where, why))
+            continue
+        runs.append(run)
+    if not runs:
+        skipped.append(Skipped(str(path), "approx results with no usable runs"))
+        return None
+    folder = path.parent
+    return ApproxStudy(folder, str(data["target"]), tuple(runs), _read_config(folder),
+                       _files(folder, IMAGE_SUFFIXES))
+
+
+def _parse_train(path: Path, data: dict, skipped: list[Skipped]) -> TrainRun | None:
+    missing = [k for k in TRAIN_REQUIRED if k not in data]
+    if missing:
+        skipped.append(Skipped(str(path), f"train results missing {missing}"))
+        return None
+    bad = [k for k in ("epochs", "seed", "params", "test_acc", "test_loss", "train_seconds")
+           if not _is_number(data[k])]
+    if bad:
+        skipped.append(Skipped(str(path), f"non-finite/non-numeric field(s) {bad}"))
+        return None
+    folder = path.parent
+    return TrainRun(
+        folder, str(data["dataset"]), str(data["model"]), str(data["activation"]),
+        int(data["epochs"]), int(data["seed"]), int(data["params"]), float(data["test_acc"]),
+        float(data["test_loss"]), float(data["train_seconds"]),
+        read_metrics(folder / "metrics.jsonl", skipped), _read_config(folder),
+        _files(folder, CHECKPOINT_SUFFIXES), _files(folder, IMAGE_SUFFIXES))
+
+
+def _classify(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("runs"), list) and "target" in data:
+        return "approx"
+    if "dataset" in data and "test_acc" in data:
+        return "train"
+    return None
+
+
+def read_results(path: Path, out: Collection) -> None:
+    """Parse one results.json into ``out`` (a record or a skipped entry)."""
+    data, err = _read_json(path)
+    if err is not None:
+        out.skipped.append(Skipped(str(path), err))
+        return
+    kind = _classify(data)
+    if kind == "approx":
+        rec = _parse_approx(path, data, out.skipped)
+        if rec is not None:
+            out.approx.append(rec)
+    elif kind == "train":
+        rec = _parse_train(path, data, out.skipped)
+        if rec is not None:
+            out.train.append(rec)
+    elif isinstance(data, dict) and data.get("kind") == "summary":
+        pass  # an aggregate written next to per-run folders; the runs are read themselves
+    else:
+        keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+        out.skipped.append(Skipped(str(path), f"unrecognised results schema (keys: {keys})"))
+
+
+def _incomplete_runs(root: Path, with_results: set[Path]) -> list[Path]:
+    """Folders that look like runs (config.json / metrics.jsonl) but hold no results.json."""
+    found = []
+    for marker in RUN_MARKERS:
+        for p in root.rglob(marker):
+            d = p.parent
+            if d in with_results or any(d in r.parents for r in with_results):
+                continue
+            if any((d / name).exists() for name in OWN_OUTPUTS):
+                continue  # a report or reproduce folder, not a run
+            if not any(part.startswith(".") for part in d.relative_to(root).parts):
+                found.append(d)
+    return sorted(set(found))
+
+
+def collect(paths: list[str | Path]) -> Collection:
+    """Read every results.json under ``paths`` (folders searched recursively, or files)."""
+    out = Collection()
+    seen: set[Path] = set()
+    for raw in paths:
+        root = Path(raw)
+        if root.is_file():
+            files = [root]
+        elif root.is_dir():
+            files = sorted(p for p in root.rglob("results.json")
+                           if not any(s.startswith(".") for s in p.relative_to(root).parts))
+        else:
+            out.skipped.append(Skipped(str(root), "no such file or folder"))
+            continue
+        out.sources.append(root)
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                read_results(f, out)
+        if root.is_dir():
+            dirs = {f.parent.resolve() for f in files}
+            for d in _incomplete_runs(root.resolve(), dirs):
+                out.skipped.append(Skipped(str(d), "run folder without results.json "
+                                           "(unfinished or failed run)"))
+    return out

@@ -1,0 +1,159 @@
+"""PNG figures for the report: training curves, approximation error curves, and learned
+activations rebuilt from checkpoints. Uses matplotlib's object API (no pyplot state,
+Agg canvas), so nothing is ever shown and nothing leaks between figures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tmaf_lab.report.stats import sort_activations
+
+X_KEYS = ("step", "steps", "iter", "iteration", "epoch")
+Y_KEYS = ("rel_l2", "test_rel_l2", "val_rel_l2", "eval_rel_l2", "loss", "train_loss", "mse")
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def history_series(history: Any) -> tuple[list[float], list[float], str] | None:
+    """(x, y, y-name) from an approx run's ``history``: a list of numbers or of dicts."""
+    if not isinstance(history, list) or not history:
+        return None
+    if all(isinstance(h, (int, float)) and not isinstance(h, bool) for h in history):
+        return list(range(len(history))), [float(h) for h in history], "loss"
+    if not all(isinstance(h, dict) for h in history):
+        return None
+    xk = next((k for k in X_KEYS if all(k in h for h in history)), None)
+    yk = next((k for k in Y_KEYS if all(isinstance(h.get(k), (int, float)) for h in history)),
+              None)
+    if yk is None:
+        return None
+    xs = [float(h[xk]) for h in history] if xk else list(range(len(history)))
+    return xs, [float(h[yk]) for h in history], yk
+
+
+def approx_history(runs: Sequence[dict], title: str, path: Path) -> Path | None:
+    """Error (or loss) vs step, one line per run, coloured by activation, log scale."""
+    series = [(r["activation"], history_series(r.get("history"))) for r in runs]
+    series = [(a, s) for a, s in series if s is not None]
+    if not series:
+        return None
+    fig = new_figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    colors = {a: f"C{i}" for i, a in enumerate(sort_activations(a for a, _ in series))}
+    labelled = set()
+    for act, (xs, ys, _) in series:
+        ax.plot(xs, ys, color=colors[act], lw=1.2, alpha=0.8,
+                label=None if act in labelled else act)
+        labelled.add(act)
+    if all(y > 0 for _, (_, ys, _) in series for y in ys):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(series[0][1][2])
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def training_curves(runs_by_act: Mapping[str, Sequence[Any]], title: str,
+                    path: Path) -> Path | None:
+    """Test accuracy and train loss per epoch; mean over seeds with a min-max band."""
+    panels = (("test_acc", "test accuracy"), ("train_loss", "train loss"))
+    data: dict[str, dict[str, tuple[list, list, list, list]]] = {}
+    for act, runs in runs_by_act.items():
+        for key, _ in panels:
+            by_epoch: dict[float, list[float]] = {}
+            for run in runs:
+                for row in run.metrics:
+                    if isinstance(row.get(key), (int, float)):
+                        by_epoch.setdefault(float(row["epoch"]), []).append(float(row[key]))
+            if by_epoch:
+                es = sorted(by_epoch)
+                vals = [by_epoch[e] for e in es]
+                data.setdefault(act, {})[key] = (es, [sum(v) / len(v) for v in vals],
+                                                 [min(v) for v in vals], [max(v) for v in vals])
+    if not data:
+        return None
+    fig = new_figure(9.0, 3.4)
+    axes = fig.subplots(1, 2)
+    for i, act in enumerate(sort_activations(data)):
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            if key in data[act]:
+                es, mean, lo, hi = data[act][key]
+                ax.plot(es, mean, marker="o", ms=3, color=f"C{i}", label=act)
+                ax.fill_between(es, lo, hi, color=f"C{i}", alpha=0.15)
+    for ax, (_, label) in zip(axes, panels, strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def find_state_dict(obj: Any, depth: int = 0) -> dict | None:
+    """The first (nested) dict whose keys include ``*levels`` with tensor values."""
+    import torch
+
+    if not isinstance(obj, dict) or depth > 3:
+        return None
+    if any(isinstance(k, str) and k.endswith("levels") and isinstance(v, torch.Tensor)
+           for k, v in obj.items()):
+        return obj
+    for key in ("model", "model_state", "state_dict", "model_state_dict"):
+        if key in obj:
+            found = find_state_dict(obj[key], depth + 1)
+            if found is not None:
+                return found
+    for v in obj.values():
+        found = find_state_dict(v, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def tmaf_layers_from_checkpoint(path: Path) -> dict[str, Any]:
+    """Rebuild the TMAF layers of a checkpoint from its ``*.levels`` / ``*.breakpoints`` only
+    (no model class needed). Raises ValueError when the file holds no TMAF layer."""
+    import torch
+
+    import tmaf
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    state = find_state_dict(obj)
+    if state is None:
+        raise ValueError(f"{path}: no TMAF levels in checkpoint")
+    layers: dict[str, Any] = {}
+    for key, levels in state.items():
+        if not (isinstance(key, str) and key.endswith("levels")):
+            continue
+        prefix = key[: -len("levels")]
+        bp = state.get(prefix + "breakpoints")
+        if not isinstance(bp, torch.Tensor) or levels.dim() not in (2, 3):
+            continue
+        name = prefix.rstrip(".").removeprefix("module.") or "act"
+        c = levels.shape[0]
+        if levels.dim() == 2:
+            layer = tmaf.DiagonalTMAF(c, breakpoints=bp.float())
+        else:
+            layer = tmaf.BandedTMAF(c, (levels.shape[1] - 1) // 2, breakpoints=bp.float())
+        layer.load_state_dict({"levels": levels.float(), "breakpoints": bp.float()})
+        layers[name] = layer
+    if not layers:
+        raise ValueError(f"{path}: no TMAF levels with breakpoints in checkpoint")
+    return layers

@@ -1,0 +1,194 @@
+"""`tmaf report` on fixture run folders: tables, self-contained HTML, skipped bad runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from tmaf_lab.report import cli
+from tmaf_lab.report.collect import collect
+from tmaf_lab.report.stats import diff, fmt_signed, stat, verdict
+
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def write_approx(folder: Path, target: str, errors: dict[str, list[float]]) -> None:
+    folder.mkdir(parents=True)
+    runs = [{"activation": act, "seed": s, "params": 1000 + 10 * i, "rel_l2": e, "rmse": e / 2,
+             "max_err": 3 * e, "train_seconds": 1.5,
+             "history": [{"step": 10, "rel_l2": 2 * e}, {"step": 20, "rel_l2": e}]}
+            for i, (act, errs) in enumerate(errors.items()) for s, e in enumerate(errs)]
+    (folder / "results.json").write_text(json.dumps({"target": target, "runs": runs,
+                                                     "summary": {}}))
+    (folder / "config.json").write_text(json.dumps({"config": {"width": 8}, "argv": ["approx"],
+                                                    "commit": "abc123"}))
+    (folder / "fits.png").write_bytes(PNG_1PX)
+
+
+def write_train(folder: Path, activation: str, seed: int, acc: float, *,
+                checkpoint: bool = False) -> None:
+    folder.mkdir(parents=True)
+    res = {"dataset": "mnist", "model": "mlp", "activation": activation, "epochs": 2,
+           "seed": seed, "params": 5000, "test_acc": acc, "test_loss": 1 - acc,
+           "train_seconds": 12.0}
+    (folder / "results.json").write_text(json.dumps(res))
+    (folder / "config.json").write_text(json.dumps({"config": {}, "argv": ["train"]}))
+    lines = [json.dumps({"epoch": e, "train_loss": 1.0 / e, "train_acc": acc - 0.1 / e,
+                         "test_loss": 1 - acc, "test_acc": acc - 0.05 / e, "lr": 0.1,
+                         "seconds": 6.0}) for e in (1, 2)]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    if checkpoint:
+        import torch
+
+        bps = torch.linspace(-2, 2, 5)
+        levels = torch.zeros(3, 6)
+        levels[:, 3:] = 1.0  # ReLU
+        levels[1] = 0.0  # dead channel
+        levels[2] = 0.5  # linear channel
+        state = {"0.weight": torch.randn(3, 3), "1.levels": levels, "1.breakpoints": bps}
+        torch.save({"model": state, "epoch": 2}, folder / "checkpoint.pt")
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    write_approx(root / "approx" / "smooth", "smooth",
+                 {"relu": [0.10, 0.12, 0.14], "diagonal": [0.05, 0.06, 0.07]})
+    write_approx(root / "approx" / "highfreq", "highfreq",
+                 {"relu": [0.5, 0.5], "tridiagonal": [0.6, 0.8]})
+    for seed, (r, d) in enumerate([(0.97, 0.975), (0.96, 0.972)]):
+        write_train(root / "train" / f"relu-s{seed}", "relu", seed, r)
+        write_train(root / "train" / f"diagonal-s{seed}", "diagonal", seed, d,
+                    checkpoint=seed == 0)
+    return root
+
+
+def corrupt(root: Path) -> dict[str, str]:
+    """Add one bad run of each kind; returns folder name -> expected reason fragment."""
+    bad = root / "bad"
+    (bad / "badjson").mkdir(parents=True)
+    (bad / "badjson" / "results.json").write_text("{not json")
+    write_train(bad / "missing", "relu", 9, 0.9)
+    data = json.loads((bad / "missing" / "results.json").read_text())
+    del data["test_acc"], data["params"]
+    data["test_acc_x"] = 1
+    (bad / "missing" / "results.json").write_text(json.dumps({**data, "test_acc": "high"}))
+    (bad / "unfinished").mkdir()
+    (bad / "unfinished" / "config.json").write_text("{}")
+    (bad / "other").mkdir()
+    (bad / "other" / "results.json").write_text(json.dumps([1, 2, 3]))
+    write_approx(bad / "nanrun", "nan", {"relu": [0.1], "diagonal": [0.2]})
+    data = json.loads((bad / "nanrun" / "results.json").read_text())
+    data["runs"][1]["rel_l2"] = None
+    (bad / "nanrun" / "results.json").write_text(json.dumps(data))
+    with open(root / "train" / "relu-s0" / "metrics.jsonl", "a") as f:
+        f.write("{truncated\n")
+    return {"badjson": "malformed JSON", "missing": "missing ['params']",
+            "unfinished": "without results.json", "other": "unrecognised",
+            "nanrun": "runs[1]", "metrics.jsonl": "malformed metrics"}
+
+
+def run_report(args: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_collect_reads_both_schemas(runs: Path):
+    col = collect([runs])
+    assert sorted(s.target for s in col.approx) == ["highfreq", "smooth"]
+    assert len(col.train) == 4 and not col.skipped
+    run = next(r for r in col.train if r.activation == "diagonal" and r.seed == 0)
+    assert [m["epoch"] for m in run.metrics] == [1, 2]
+    assert run.checkpoints and run.checkpoints[0].name == "checkpoint.pt"
+    smooth = next(s for s in col.approx if s.target == "smooth")
+    assert [p.name for p in smooth.images] == ["fits.png"]
+
+
+def test_report_tables_and_self_contained_html(runs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run_report([str(runs), "--out", str(out)], capsys)
+    assert code == 0, stdout
+    md = (out / "report.md").read_text()
+    # smooth: relu 0.12 +- 0.02, diagonal 0.06 +- 0.01; diagonal - relu = -0.06
+    assert "| smooth | 0.12 ± 0.02 | 0.06 ± 0.01 |" in md
+    se = math.sqrt(0.02**2 / 3 + 0.01**2 / 3)
+    assert "| diagonal | 3 | 1010 | 0.06 ± 0.01 |" in md
+    assert f"| −0.06 ± {se:.3g} | better |" in md
+    # highfreq: tridiagonal is worse than relu (+0.2)
+    assert "+0.2 ± 0.1 | worse |" in md
+    # train: accuracies in %, relu 96.5 +- 0.707, diagonal 97.35 +- 0.212 -> +0.85 pp
+    assert "| mnist | mlp | 2 | 96.5 ± 0.707 | 97.4 ± 0.212 |" in md
+    assert "+0.85 ± 0.522 | better |" in md
+    html = (out / "report.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (out / img).is_file(), img
+    assert "Nothing was skipped." in md
+
+
+def test_report_lists_and_skips_bad_runs(runs: Path, tmp_path: Path, capsys):
+    expected = corrupt(runs)
+    out = tmp_path / "report"
+    code, stdout, _ = run_report([str(runs), "--out", str(out)], capsys)
+    assert code == 0
+    md = (out / "report.md").read_text()
+    skipped = md.split("## Skipped")[1]
+    for name, reason in expected.items():
+        line = next((ln for ln in skipped.splitlines() if name in ln), None)
+        assert line is not None and reason in line, (name, skipped)
+    assert "| smooth |" in md  # good runs are still reported
+    assert "nan [" not in md or "| relu |" in md
+
+
+def test_learned_activation_figures_from_checkpoint(runs: Path, tmp_path: Path, capsys):
+    pytest.importorskip("tmaf.plot")
+    out = tmp_path / "report"
+    assert run_report([str(runs / "train"), "--out", str(out)], capsys)[0] == 0
+    md = (out / "report.md").read_text()
+    section = md.split("## Learned activations")[1]
+    assert "mnist / mlp / diagonal / seed 0" in section
+    # the fixture checkpoint has 3 channels: one dead (all 0) and one linear (all 0.5)
+    assert "| 1 | 3 | 0 | 1 | 1 |" in section
+    assert len(list((out / "figures").glob("act-*.png"))) >= 2
+
+
+def test_dry_run_writes_nothing(runs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run_report([str(runs), "--out", str(out), "--dry-run"], capsys)
+    assert code == 0 and "2 approx" in stdout and "4 train" in stdout
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "x"], "RUN_DIR"),
+    (["nowhere-xyz", "--out", "x"], "not found"),
+    (["{runs}", "--out", "x", "--colour"], "unrecognized arguments"),
+    (["{runs}", "--out", "x", "--max-images-per-run", "-1"], "must be >= 0"),
+])
+def test_cli_errors(args, message, runs: Path, capsys):
+    args = [a.replace("{runs}", str(runs)) for a in args]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("values, ref, lower, expected", [
+    ([0.1, 0.1], [0.2, 0.2], True, "better"),
+    ([0.3, 0.3], [0.2, 0.2], True, "worse"),
+    ([0.9, 0.9], [0.8, 0.8], False, "better"),
+    ([0.1, 0.31], [0.15, 0.25], True, "within noise"),
+])
+def test_verdict_and_sign(values, ref, lower, expected):
+    d, se = diff(stat(values), stat(ref))
+    assert verdict(d, se, lower) == expected
+    text = fmt_signed(d, se)
+    assert text[0] == ("+" if d > 0 else "−")
