@@ -192,3 +192,27 @@ def test_verdict_and_sign(values, ref, lower, expected):
     assert verdict(d, se, lower) == expected
     text = fmt_signed(d, se)
     assert text[0] == ("+" if d > 0 else "−")
+
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_report.sh"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_report_renders_in_headless_chromium(runs: Path, tmp_path: Path, capsys):
+    import subprocess
+
+    out = tmp_path / "report"
+    assert run_report([str(runs / "approx"), "--out", str(out)], capsys)[0] == 0
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(["bash", str(SCRIPT), str(out / "report.html"), str(shot), "800,600"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    n_img = (out / "report.html").read_text().count("<img ")
+    assert f"IMGCHECK total={n_img} loaded={n_img} " in proc.stdout and n_img >= 2
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a broken image must be caught
+    (out / "broken.html").write_text('<html><body><img src="data:image/png;base64,AAAA">'
+                                     "</body></html>")
+    proc = subprocess.run(["bash", str(SCRIPT), str(out / "broken.html"), str(shot), "800,600"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "0 of 1 images loaded" in proc.stderr
