@@ -1,0 +1,5 @@
+"""Speed and memory benchmarks of TMAF against ReLU / PReLU / GELU (issue 5).
+
+Run ``python -m benchmarks --help``; see ``docs/readme/50-bench.md``.  Not part of the installed
+package: run from the repository root.
+"""

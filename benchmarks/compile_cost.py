@@ -1,0 +1,88 @@
+"""First-call compile cost, in fresh processes, with a cold and then a warm inductor cache.
+
+Each probe is a new Python process (``python -m benchmarks.compile_cost SPEC SHAPE DEVICE``) that
+builds one candidate and times its first forward+backward (compilation included) and its second.
+Per candidate the probe runs twice against the same fresh ``TORCHINDUCTOR_CACHE_DIR``: the first
+process starts from an empty cache, the second finds the first one's FX graph / kernel cache
+entries, which shows how much of the compile cost PyTorch's on-disk cache removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from .candidates import Candidate, Spec
+from .timing import synchronizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_spec(text: str) -> Spec:
+    """Inverse of ``Spec.name``: ``relu/compile`` or ``diagonal-m8/compiled``."""
+    kind, _, mode = text.partition("/")
+    kind, _, m = kind.partition("-m")
+    return Spec(kind, mode, int(m) if m else 0)
+
+
+def probe(spec: Spec, shape: tuple[int, ...], device: torch.device) -> dict:
+    """Seconds of the first and second forward+backward of one fresh candidate."""
+    torch.manual_seed(0)
+    x = torch.randn(shape, device=device, requires_grad=True)
+    g = torch.randn(shape, device=device)
+    sync = synchronizer(device)
+    cand = Candidate(spec, x, g)
+    times = []
+    for _ in range(2):
+        sync()
+        t0 = time.perf_counter()
+        cand.fwd_bwd()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return {"first_call_s": times[0], "second_call_s": times[1]}
+
+
+def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.device,
+               log: Callable[[str], None], timeout_s: float = 600) -> list[dict]:
+    """Cold-cache then warm-cache process per candidate; one row per process."""
+    rows = []
+    for spec in specs:
+        with tempfile.TemporaryDirectory(prefix="tmaf-inductor-") as cache:
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+            for cache_state in ("cold", "warm"):
+                cmd = [sys.executable, "-m", "benchmarks.compile_cost", spec.name,
+                       "x".join(map(str, shape)), str(device)]
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                                      timeout=timeout_s)
+                wall = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    raise RuntimeError(f"compile probe {spec.name} failed:\n{proc.stderr[-2000:]}")
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                rows.append({"candidate": spec.name, "shape": "x".join(map(str, shape)),
+                             "inductor_cache": cache_state, "process_wall_s": wall, **result})
+                log(f"  compile probe {spec.name:<24} {cache_state} cache: first call "
+                    f"{result['first_call_s']:6.2f} s, second {result['second_call_s']:.3f} s, "
+                    f"process {wall:.1f} s")
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m benchmarks.compile_cost SPEC SHAPE DEVICE", file=sys.stderr)
+        return 2
+    spec, shape = parse_spec(argv[0]), tuple(int(s) for s in argv[1].split("x"))
+    print(json.dumps(probe(spec, shape, torch.device(argv[2]))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

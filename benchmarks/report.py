@@ -1,0 +1,111 @@
+"""CSV output, the issue's targets (met / missed with the measured ratio), a Markdown summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from tmaf_lab.runmeta import atomic_write_text
+
+TARGET_M = 8  # breakpoints used for the target table (DEFAULT_BREAKPOINTS has 9 points)
+
+
+def write_csv(path: Path, rows: Sequence[dict]) -> None:
+    if not rows:
+        return
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _find(rows: Sequence[dict], **match) -> dict | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def targets(act_rows: Sequence[dict], train_rows: Sequence[dict], m: int = TARGET_M) -> list[dict]:
+    """One row per (target, shape or model, TMAF backend): measured ratio, threshold, met."""
+    out = []
+    shapes = list(dict.fromkeys(r["shape"] for r in act_rows))
+    checks = [  # (target, kind, phase, column, threshold)
+        ("diagonal fwd+bwd vs eager ReLU", "diagonal", "fwd_bwd", "ratio_vs_relu_eager", 1.0),
+        ("diagonal fwd+bwd vs compiled ReLU", "diagonal", "fwd_bwd", "ratio_vs_relu_compile", 1.3),
+        ("tridiagonal fwd+bwd vs eager ReLU", "tridiagonal", "fwd_bwd", "ratio_vs_relu_eager", 2.0),
+        ("diagonal saved bytes vs eager ReLU", "diagonal", "fwd", "saved_act_bytes_vs_relu_eager",
+         1.0),
+        ("tridiagonal saved bytes vs eager ReLU", "tridiagonal", "fwd",
+         "saved_act_bytes_vs_relu_eager", 1.0),
+    ]
+    for target, kind, phase, col, limit in checks:
+        for shape in shapes:
+            for backend in ("compiled", "eager"):
+                row = _find(act_rows, shape=shape, kind=kind, mode=backend, m=m, phase=phase,
+                            group="fast")
+                if row is None:
+                    continue
+                value = row[col]
+                out.append({"target": target, "where": f"{shape}, m={m}", "backend": backend,
+                            "measured": value, "threshold": limit,
+                            "met": bool(value <= limit) if not math.isnan(value) else False})
+    for row in train_rows:
+        if row["model"] == "resnet18" and row["activation"].startswith("diagonal/"):
+            backend = row["activation"].split("/")[1]
+            out.append({"target": "ResNet-18 train step, diagonal vs ReLU",
+                        "where": f"batch {row['batch']}", "backend": backend,
+                        "measured": row["ratio_vs_relu"], "threshold": 1.10,
+                        "met": bool(row["ratio_vs_relu"] <= 1.10)})
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def markdown(act_rows: Sequence[dict], train_rows: Sequence[dict], target_rows: Sequence[dict],
+             compile_rows: Sequence[dict]) -> str:
+    """Tables: targets; fwd+bwd ratios per shape; train steps; compile cost."""
+    parts = []
+    if target_rows:
+        parts.append(_table(["target", "where", "backend", "measured", "limit", "met"], [
+            [t["target"], t["where"], t["backend"], f"{t['measured']:.2f}x", f"{t['threshold']}x",
+             "yes" if t["met"] else "**no**"] for t in target_rows]))
+    for phase in ("fwd_bwd", "fwd"):
+        rows = [r for r in act_rows if r["phase"] == phase]
+        if not rows:
+            continue
+        shapes = list(dict.fromkeys(r["shape"] for r in rows))
+        names = list(dict.fromkeys(r["candidate"] for r in rows if r["group"] == "fast"))
+        names += [n for n in dict.fromkeys(r["candidate"] for r in rows) if n not in names]
+        body = []
+        for name in names:
+            cells = [name]
+            for shape in shapes:
+                r = _find(rows, shape=shape, candidate=name,
+                          group="fast" if "/reference" not in name else "reference")
+                cells.append("" if r is None else
+                             f"{r['median_ms']:.2f} ms ({r['ratio_vs_relu_eager']:.2f}x)")
+            body.append(cells)
+        title = "forward+backward" if phase == "fwd_bwd" else "forward (autograd recording)"
+        parts.append(f"**{title}**: median time per call (paired ratio to eager ReLU)\n\n"
+                     + _table(["candidate"] + shapes, body))
+    if train_rows:
+        parts.append(_table(["model", "batch", "activation", "median step", "vs ReLU"], [
+            [r["model"], str(r["batch"]), r["activation"], f"{r['median_ms']:.1f} ms",
+             f"{r['ratio_vs_relu']:.2f}x"] for r in train_rows]))
+    if compile_rows:
+        parts.append(_table(["candidate", "shape", "inductor cache", "first call", "second call"], [
+            [r["candidate"], r["shape"], r["inductor_cache"], f"{r['first_call_s']:.2f} s",
+             f"{1e3 * r['second_call_s']:.1f} ms"] for r in compile_rows]))
+    return "\n\n".join(parts) + "\n"

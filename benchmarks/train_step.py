@@ -1,0 +1,116 @@
+"""Whole training-step time (forward, cross-entropy, backward, SGD step) per activation.
+
+Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18), built with
+the same seed for every activation, on a fixed synthetic batch.  TMAF models use the library
+defaults (``tmaf.DEFAULT_BREAKPOINTS``, ReLU initialisation) and run once per fast backend.
+Before timing, each TMAF fast backend's loss and every parameter gradient are compared with the
+``reference`` backend on a small batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .candidates import tmaf_backend
+from .timing import paired_ratio, synchronizer, time_interleaved
+
+MODELS = {"mlp": ((1, 28, 28), 10), "resnet18": ((3, 32, 32), 10)}
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    act: str  # relu | prelu | gelu | diagonal | tridiagonal
+    backend: str | None = None  # TMAF backend, None for baselines
+
+    @property
+    def name(self) -> str:
+        return self.act if self.backend is None else f"{self.act}/{self.backend}"
+
+
+def step_specs(backends: tuple[str, ...] = ("compiled", "eager")) -> list[StepSpec]:
+    return ([StepSpec(a) for a in ("relu", "prelu", "gelu")]
+            + [StepSpec(a, b) for a in ("diagonal", "tridiagonal") for b in backends])
+
+
+class Trainer:
+    """One model + SGD optimizer + fixed batch; ``step()`` is one timed training step."""
+
+    def __init__(self, model_name: str, spec: StepSpec, batch: int, device: torch.device,
+                 seed: int = 0, width: int | None = None):
+        import tmaf
+        from tmaf_lab.models import create_model
+
+        in_shape, classes = MODELS[model_name]
+        torch.manual_seed(seed)
+        kwargs = {} if width is None else {"width": width}
+        self.model = create_model(model_name, in_shape, classes, tmaf.get_act_layer(spec.act),
+                                  **kwargs).to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        gen = torch.Generator().manual_seed(seed + 1)
+        self.x = torch.randn((batch, *in_shape), generator=gen).to(device)
+        self.y = torch.randint(0, classes, (batch,), generator=gen).to(device)
+        self.backend = spec.backend
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, backend: str | None) -> torch.Tensor:
+        with tmaf_backend(backend):
+            return nn.functional.cross_entropy(self.model(x), y)
+
+    def step(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with tmaf_backend(self.backend):
+            self.loss(self.x, self.y, None).backward()
+        self.opt.step()
+
+    def check(self, n: int = 4, rtol: float = 1e-4) -> float:
+        """Loss and every parameter gradient of the fast backend vs the reference backend."""
+        if self.backend is None:
+            return 0.0
+        x, y = self.x[:n], self.y[:n]
+        results = []
+        for backend in (self.backend, "reference"):
+            self.model.zero_grad(set_to_none=True)
+            loss = self.loss(x, y, backend)
+            loss.backward()
+            results.append([loss.detach()] + [p.grad.clone() for p in self.model.parameters()])
+        self.model.zero_grad(set_to_none=True)
+        worst = 0.0
+        for i, (a, b) in enumerate(zip(*results, strict=True)):
+            err = (a - b).abs().max().item() / (b.abs().max().item() or 1.0)
+            if not err <= rtol:
+                what = "loss" if i == 0 else f"gradient of parameter {i - 1}"
+                raise AssertionError(f"{self.backend} backend: {what} differs from the reference "
+                                     f"by {err:.3g} (relative to its largest entry) > {rtol:g}")
+            worst = max(worst, err)
+        return worst
+
+
+def run_model(model_name: str, specs: list[StepSpec], *, batch: int, device: torch.device,
+              repeats: int, warmup: int, seed: int, log: Callable[[str], None],
+              width: int | None = None) -> list[dict]:
+    """Interleaved step times of one model across activations; one row per activation."""
+    sync = synchronizer(device)
+    trainers, info = {}, {}
+    for spec in specs:
+        tr = Trainer(model_name, spec, batch, device, seed, width)
+        t0 = time.perf_counter()
+        tr.step()
+        sync()
+        first = time.perf_counter() - t0
+        err = tr.check()
+        trainers[spec.name] = tr
+        info[spec.name] = {"first_step_s": first, "check_max_rel_err": err}
+        log(f"  ready {model_name} {spec.name:<24} first step {first:6.2f} s  check err {err:.1e}")
+    t0 = time.perf_counter()
+    timings = time_interleaved({n: t.step for n, t in trainers.items()}, repeats=repeats,
+                               warmup=warmup, sync=sync, min_sample_s=0.0)
+    log(f"  timed {model_name} steps in {time.perf_counter() - t0:.1f} s")
+    base = timings["relu"]
+    return [{"model": model_name, "batch": batch, "activation": n, "median_ms": 1e3 * t.median,
+             "q25_ms": 1e3 * t.quantile(0.25), "q75_ms": 1e3 * t.quantile(0.75),
+             "repeats": len(t.samples), "ratio_vs_relu": paired_ratio(t, base), **info[n]}
+            for n, t in timings.items()]
