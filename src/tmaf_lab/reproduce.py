@@ -1,0 +1,291 @@
+"""``tmaf reproduce --budget smoke|cpu|full --out DIR``: rerun the whole study, then report.
+
+The study: function approximation (``tmaf approx``) and image classification
+(``tmaf train`` on MNIST, Fashion-MNIST, CIFAR-10) with relu, prelu, diagonal and
+tridiagonal activations over several seeds. Each budget is a frozen :class:`Budget`;
+the plan is one sub-folder per run:
+
+    DIR/approx/<target>/                          one tmaf approx study (all activations, seeds)
+    DIR/train/<dataset>-<model>-e<E>/<activation>/seed<S>/   one tmaf train run
+    DIR/report/report.md, report.html             tmaf report over DIR
+    DIR/reproduce.json                            status of every run (done/failed/skipped)
+
+Rerunning the same command skips runs whose results.json exists, continues unfinished
+training runs from their checkpoint (``tmaf train --resume``), reruns unfinished approx
+studies, and keeps going after a failed run (it is recorded; exit code 1 at the end).
+Data sets that are not installed are skipped with a note naming ``tmaf data install``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+ACTIVATIONS = ("relu", "prelu", "diagonal", "tridiagonal")
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+
+
+@dataclass(frozen=True)
+class ApproxJob:
+    target: str
+    args: tuple[str, ...] = ()  # extra `tmaf approx` options for this target
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    dataset: str
+    model: str
+    epochs: int
+    args: tuple[str, ...] = ()  # extra `tmaf train` options for this job
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    description: str
+    seeds: int
+    approx: tuple[ApproxJob, ...]
+    approx_args: tuple[str, ...]
+    train: tuple[TrainJob, ...]
+    train_args: tuple[str, ...]
+    activations: tuple[str, ...] = ACTIVATIONS
+
+
+SMOKE = Budget(
+    "smoke", "minutes on a CPU: tiny models, few steps, small data subsets", seeds=2,
+    approx=(ApproxJob("highfreq"),),
+    approx_args=("--width", "16", "--depth", "2", "--steps", "150", "--n-train", "512"),
+    train=(TrainJob("synthetic", "mlp", 2), TrainJob("mnist", "mlp", 1),
+           TrainJob("fashion-mnist", "mlp", 1), TrainJob("cifar10", "fastnet", 1)),
+    train_args=("--subset", "1024", "--test-subset", "512", "--width", "64",
+                "--batch-size", "128", "--device", "cpu"),
+)
+
+CPU = Budget(
+    "cpu", "the runs committed under results/ (2 CPU cores, about an hour per part)", seeds=3,
+    approx=tuple(ApproxJob(t) for t in ("smooth", "highfreq", "chirp", "multiscale")),
+    approx_args=(),
+    train=(TrainJob("mnist", "mlp", 2), TrainJob("fashion-mnist", "mlp", 2),
+           TrainJob("mnist", "cnn", 1), TrainJob("cifar10", "fastnet", 2)),
+    train_args=("--device", "cpu"),
+)
+
+FULL = Budget(
+    "full", "paper scale on one GPU: long approx runs, full data, ResNet-18 on CIFAR-10", seeds=5,
+    approx=tuple(ApproxJob(t) for t in ("smooth", "highfreq", "chirp", "multiscale")),
+    approx_args=("--steps", "20000", "--width", "64"),
+    train=(TrainJob("mnist", "mlp", 20), TrainJob("mnist", "cnn", 20),
+           TrainJob("fashion-mnist", "mlp", 30), TrainJob("fashion-mnist", "cnn", 30),
+           TrainJob("cifar10", "resnet18", 200,
+                    ("--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "5e-4",
+                     "--batch-size", "128", "--schedule", "cosine"))),
+    train_args=("--device", "auto"),
+)
+
+BUDGETS = {b.name: b for b in (SMOKE, CPU, FULL)}
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    budget: str
+    out: str
+    only: tuple[str, ...] = ()  # parts to run: approx and/or data set names; () = all
+    activations: tuple[str, ...] = ()  # () = the budget's
+    seeds: int | None = None  # None = the budget's
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "approx" | "train"
+    name: str  # also the sub-folder, relative to DIR
+    argv: tuple[str, ...]
+    dataset: str | None = None
+
+
+def plan(budget: Budget, out: Path) -> list[Step]:
+    """Every run of ``budget`` as an argv list for its CLI, one folder per run."""
+    acts = ",".join(budget.activations)
+    steps = []
+    for job in budget.approx:
+        name = f"approx/{job.target}"
+        steps.append(Step("approx", name, ("--target", job.target, "--activations", acts,
+                                           "--seeds", str(budget.seeds), *budget.approx_args,
+                                           *job.args, "--out", str(out / name))))
+    for job in budget.train:
+        for act in budget.activations:
+            for seed in range(budget.seeds):
+                name = f"train/{job.dataset}-{job.model}-e{job.epochs}/{act}/seed{seed}"
+                steps.append(Step("train", name, (
+                    job.dataset, "--model", job.model, "--activation", act,
+                    "--epochs", str(job.epochs), "--seed", str(seed), *budget.train_args,
+                    *job.args, "--out", str(out / name), "--resume"), job.dataset))
+    return steps
+
+
+def data_missing(dataset: str | None) -> str | None:
+    """Why ``dataset`` cannot be used (not installed), or None when it can."""
+    if dataset in (None, "synthetic"):
+        return None
+    from tmaf_lab.data import DataError
+    from tmaf_lab.data.cache import read_manifest
+
+    try:
+        read_manifest(dataset)
+    except DataError as e:
+        return str(e)
+    return None
+
+
+def status_of(step: Step, out: Path) -> str:
+    folder = out / step.name
+    if (folder / "results.json").is_file():
+        return "done"
+    if step.kind == "train" and (folder / "checkpoint.pt").is_file():
+        return "resume"
+    return "pending" if not folder.exists() else "rerun"
+
+
+def run_step(step: Step) -> tuple[int, str]:
+    """Call the sub-command in this process; (exit code, error text incl. traceback)."""
+    if step.kind == "approx":
+        from tmaf_lab.approx.cli import main
+    else:
+        from tmaf_lab.train.cli import main
+    try:
+        return int(main(list(step.argv)) or 0), ""
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - one failed run must not stop the study
+        return 1, "".join(traceback.format_exception(e)).strip()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, no usage dump
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse_args(argv: list[str]) -> ReproduceConfig:
+    p = _Parser(prog="tmaf reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.add_argument("--budget", required=True, choices=tuple(BUDGETS))
+    p.add_argument("--out", required=True, help="study folder (one sub-folder per run)")
+    p.add_argument("--only", default="", help="comma-separated parts: approx, synthetic, "
+                   f"{', '.join(DATASETS)} (default: all of the budget)")
+    p.add_argument("--activations", default="",
+                   help=f"subset of the budget's activations (default: {','.join(ACTIVATIONS)})")
+    p.add_argument("--seeds", type=int, default=None, help="override the budget's seed count")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    a = p.parse_args(argv)
+    only = tuple(s for s in a.only.split(",") if s)
+    bad = [s for s in only if s not in ("approx", "synthetic", *DATASETS)]
+    if bad:
+        p.error(f"--only: unknown part(s) {bad}; expected approx, synthetic, {', '.join(DATASETS)}")
+    acts = tuple(s for s in a.activations.split(",") if s)
+    if a.seeds is not None and a.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {a.seeds}")
+    return ReproduceConfig(a.budget, a.out, only, acts, a.seeds, a.dry_run)
+
+
+def select(cfg: ReproduceConfig) -> Budget:
+    """The budget narrowed by --only / --activations / --seeds."""
+    b = BUDGETS[cfg.budget]
+    if cfg.only:
+        b = replace(b, approx=b.approx if "approx" in cfg.only else (),
+                    train=tuple(j for j in b.train if j.dataset in cfg.only))
+    if cfg.activations:
+        bad = [a for a in cfg.activations if a not in b.activations]
+        if bad:
+            raise ValueError(f"--activations: {bad} not in the {b.name} budget's "
+                             f"{list(b.activations)}")
+        b = replace(b, activations=cfg.activations)
+    return replace(b, seeds=cfg.seeds) if cfg.seeds else b
+
+
+def print_plan(budget: Budget, steps: list[Step], out: Path) -> None:
+    print(f"tmaf reproduce --budget {budget.name}: {budget.description}")
+    print(f"{len(steps)} run(s) -> {out}")
+    for step in steps:
+        missing = data_missing(step.dataset)
+        state = "skip (data not installed)" if missing else status_of(step, out)
+        cli = "tmaf approx" if step.kind == "approx" else "tmaf train"
+        print(f"  [{state:>7}] {cli} {' '.join(step.argv)}")
+    print(f"  then: tmaf report {out / 'approx'} {out / 'train'} --out {out / 'report'}")
+
+
+def execute(budget: Budget, steps: list[Step], out: Path) -> list[dict]:
+    from tmaf_lab.runmeta import write_json
+
+    records: list[dict] = []
+    notes: dict[str, str] = {}
+    for i, step in enumerate(steps, 1):
+        rec = {"run": step.name, "kind": step.kind, "argv": list(step.argv)}
+        missing = data_missing(step.dataset)
+        state = status_of(step, out)
+        if missing:
+            rec.update(status="skipped", reason=missing)
+            if step.dataset not in notes:
+                notes[step.dataset] = missing
+                print(f"[reproduce] skipping {step.dataset}: {missing}", file=sys.stderr)
+        elif state == "done":
+            rec.update(status="done", reason="results.json exists (kept)")
+        else:
+            print(f"[reproduce] {i}/{len(steps)} {step.name} ({state})", file=sys.stderr)
+            t0 = time.perf_counter()
+            code, err = run_step(step)
+            ok = code == 0 and (out / step.name / "results.json").is_file()
+            rec.update(status="done" if ok else "failed", exit_code=code,
+                       seconds=round(time.perf_counter() - t0, 1))
+            if err:
+                rec["error"] = err
+            if not ok:
+                last = err.splitlines()[-1] if err else "see the messages above"
+                print(f"[reproduce] FAILED {step.name} (exit {code}): {last}", file=sys.stderr)
+        records.append(rec)
+        write_json(out / "reproduce.json", {"budget": asdict(budget), "runs": records})
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_args(argv)
+        budget = select(cfg)
+    except SystemExit as e:  # argparse already printed the message
+        return int(e.code or 0)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(cfg.out)
+    steps = plan(budget, out)
+    if cfg.dry_run:
+        print_plan(budget, steps, out)
+        return 0
+    from tmaf_lab.runmeta import check_writable, save_config
+
+    try:
+        check_writable(out)
+    except SystemExit as e:
+        print(e.code, file=sys.stderr)
+        return 2
+    save_config(out, cfg, ["tmaf", "reproduce", *argv])
+    records = execute(budget, steps, out)
+    from tmaf_lab.report.cli import main as report
+
+    parts = [str(out / p) for p in ("approx", "train") if (out / p).is_dir()]
+    code = report([*parts, "--out", str(out / "report")]) if parts else 0
+    counts = {s: sum(r["status"] == s for r in records) for s in ("done", "failed", "skipped")}
+    print(f"[reproduce] {counts['done']} done, {counts['failed']} failed, "
+          f"{counts['skipped']} skipped; status in {out / 'reproduce.json'}; "
+          f"report in {out / 'report'}", file=sys.stderr)
+    return 1 if counts["failed"] or code else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""`tmaf reproduce`: budgets, plan, dry run, skip/resume/continue-after-failure, final report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tmaf_lab import reproduce
+from tmaf_lab.cli import main as tmaf_main
+
+
+@pytest.fixture(autouse=True)
+def no_data(tmp_path: Path, monkeypatch):
+    """An empty data cache: every real data set counts as not installed."""
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "empty-cache"))
+
+
+@pytest.mark.parametrize("name", sorted(reproduce.BUDGETS))
+def test_budget_plan_covers_the_study(name: str, tmp_path: Path):
+    budget = reproduce.BUDGETS[name]
+    steps = reproduce.plan(budget, tmp_path)
+    assert set(budget.activations) == {"relu", "prelu", "diagonal", "tridiagonal"}
+    assert {j.dataset for j in budget.train} >= {"mnist", "fashion-mnist", "cifar10"}
+    assert budget.approx and budget.seeds >= 2
+    n_train = len(budget.train) * len(budget.activations) * budget.seeds
+    assert len(steps) == len(budget.approx) + n_train
+    assert len({s.name for s in steps}) == len(steps)  # one folder per run
+    for s in steps:
+        assert s.argv[s.argv.index("--out") + 1] == str(tmp_path / s.name)
+        if s.kind == "train":
+            assert "--resume" in s.argv
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, capsys):
+    out = tmp_path / "study"
+    assert tmaf_main(["reproduce", "--budget", "cpu", "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    budget = reproduce.BUDGETS["cpu"]
+    assert f"{len(reproduce.plan(budget, out))} run(s)" in text
+    assert "skip (data not installed)" in text and "tmaf approx --target smooth" in text
+    assert "then: tmaf report" in text
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "huge", "--out", "x"], "invalid choice"),
+    (["--budget", "smoke"], "--out"),
+    (["--budget", "smoke", "--out", "x", "--only", "imagenet"], "unknown part"),
+    (["--budget", "smoke", "--out", "x", "--activations", "gelu"], "not in the smoke budget"),
+    (["--budget", "smoke", "--out", "x", "--seeds", "0"], "--seeds must be >= 1"),
+    (["--budget", "smoke", "--out", "x", "--bugdet", "cpu"], "unrecognized"),
+])
+def test_bad_options(args, message, capsys):
+    assert reproduce.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def _statuses(out: Path) -> dict[str, str]:
+    return {r["run"]: r["status"] for r in json.loads((out / "reproduce.json").read_text())["runs"]}
+
+
+def test_reduced_smoke_run_skips_resumes_and_survives_failures(tmp_path: Path, capsys):
+    pytest.importorskip("tmaf.plot")
+    out = tmp_path / "study"
+    args = ["reproduce", "--budget", "smoke", "--out", str(out), "--only",
+            "approx,synthetic,mnist", "--activations", "relu,diagonal", "--seeds", "1"]
+    # a damaged checkpoint makes one training run fail; the others must still run
+    bad = out / "train" / "synthetic-mlp-e2" / "relu" / "seed0"
+    bad.mkdir(parents=True)
+    (bad / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert tmaf_main(args) == 1
+    status = _statuses(out)
+    assert status == {"approx/highfreq": "done",
+                      "train/synthetic-mlp-e2/relu/seed0": "failed",
+                      "train/synthetic-mlp-e2/diagonal/seed0": "done",
+                      "train/mnist-mlp-e1/relu/seed0": "skipped",
+                      "train/mnist-mlp-e1/diagonal/seed0": "skipped"}
+    runs = json.loads((out / "reproduce.json").read_text())["runs"]
+    assert "tmaf data install mnist" in runs[-1]["reason"]
+    md = (out / "report" / "report.md").read_text()
+    assert "| highfreq |" in md and "| synthetic | mlp | 2 |" in md
+    assert "Learned activations" in md  # from the diagonal run's checkpoint
+    html = (out / "report" / "report.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') >= 3
+
+    # rerun: finished runs are kept untouched, the repaired run resumes from scratch
+    kept = out / "approx" / "highfreq" / "results.json"
+    stamp = kept.stat().st_mtime_ns
+    (bad / "checkpoint.pt").unlink()
+    capsys.readouterr()
+    assert tmaf_main(args) == 0
+    status = _statuses(out)
+    assert status["train/synthetic-mlp-e2/relu/seed0"] == "done"
+    assert kept.stat().st_mtime_ns == stamp
+    runs = {r["run"]: r for r in json.loads((out / "reproduce.json").read_text())["runs"]}
+    assert runs["approx/highfreq"]["reason"].startswith("results.json exists")
+    assert "exit_code" in runs["train/synthetic-mlp-e2/relu/seed0"]
