@@ -1,0 +1,39 @@
+"""tmaf: trainable matrix activation functions for PyTorch.
+
+Liu, Cao, Li, Zikatanov, "Neural networks with trainable matrix activation functions"
+(arXiv 2109.09948): sigma(y) = D(y) y, where D(y) is a (diagonal, banded or full) matrix of
+trainable piecewise-constant functions. ReLU exactly at the default initialisation.
+
+    >>> import torch, tmaf
+    >>> act = tmaf.DiagonalTMAF(16)            # drop-in for nn.ReLU on (N, 16, ...) inputs
+    >>> x = torch.randn(4, 16, 8, 8)
+    >>> torch.equal(act(x), torch.relu(x))
+    True
+
+The core imports only torch. Plots live in :mod:`tmaf.plot` (needs the ``lab`` extra).
+"""
+
+from . import functional
+from .convert import CallSites, convert, is_tmaf, param_groups, tmaf_modules
+from .factory import ACTIVATION_NAMES, create_act, get_act_layer
+from .functional import BACKENDS, get_backend, set_backend
+from .modules import (
+    DEFAULT_BREAKPOINTS,
+    INITS,
+    BandedTMAF,
+    DiagonalTMAF,
+    LazyBandedTMAF,
+    LazyDiagonalTMAF,
+    LazyTridiagonalTMAF,
+    TridiagonalTMAF,
+    uniform_breakpoints,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "functional", "convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites",
+    "ACTIVATION_NAMES", "create_act", "get_act_layer", "BACKENDS", "get_backend", "set_backend",
+    "DEFAULT_BREAKPOINTS", "INITS", "BandedTMAF", "DiagonalTMAF", "TridiagonalTMAF",
+    "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "uniform_breakpoints",
+]

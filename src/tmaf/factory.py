@@ -1,0 +1,84 @@
+"""Choose activations by name (timm ``create_act`` style).
+
+``get_act_layer(name)`` returns a *layer factory*: call it once per call site with the channel
+count, so that no two call sites ever share an activation instance (and its parameters).
+
+Names: relu, prelu (``nn.PReLU(C)``, one slope per channel), gelu, silu, leaky_relu, tanh,
+identity, diagonal, tridiagonal, banded<b> (e.g. ``banded2``), full (banded with b = C-1).
+TMAF names accept the :class:`~tmaf.BandedTMAF` keyword arguments (breakpoints, init, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+
+from torch import nn
+
+from .modules import BandedTMAF, DiagonalTMAF, TridiagonalTMAF
+
+__all__ = ["ACTIVATION_NAMES", "get_act_layer", "create_act", "is_tmaf_name"]
+
+LayerFactory = Callable[[int], nn.Module]
+
+_PLAIN = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh, "identity": nn.Identity,
+}
+ACTIVATION_NAMES = ("relu", "prelu", "gelu", "silu", "leaky_relu", "tanh", "identity",
+                    "diagonal", "tridiagonal", "banded2", "full")
+
+
+def _plain(cls, num_channels: int, **kwargs) -> nn.Module:
+    return cls(**kwargs)
+
+
+def _prelu(num_channels: int, channel_dim: int = 1, **kwargs) -> nn.Module:
+    if channel_dim != 1:
+        raise ValueError(f"tmaf: nn.PReLU applies its slopes along dim 1; got channel_dim={channel_dim}")
+    return nn.PReLU(num_parameters=num_channels, **kwargs)
+
+
+def _full(num_channels: int, **kwargs) -> nn.Module:
+    return BandedTMAF(num_channels, max(num_channels - 1, 0), **kwargs)
+
+
+def is_tmaf_name(name: str) -> bool:
+    return name in ("diagonal", "tridiagonal", "full") or re.fullmatch(r"banded\d+", name) is not None
+
+
+def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
+    """Layer factory for ``name``: ``factory(num_channels) -> nn.Module``, a new module per call.
+
+    A callable ``name`` is returned as is (wrapped with ``kwargs`` if given); an ``nn.Module``
+    instance is rejected, since reusing it at several call sites would tie their parameters.
+    """
+    if isinstance(name, nn.Module):
+        raise TypeError("tmaf: pass an activation name or a layer factory (class or function), not a "
+                        "module instance: one instance reused at several call sites ties parameters")
+    if callable(name):
+        return partial(name, **kwargs) if kwargs else name
+    if not isinstance(name, str):
+        raise TypeError(f"tmaf: activation must be a name or a callable, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key in _PLAIN:
+        return partial(_plain, _PLAIN[key], **kwargs)
+    if key == "prelu":
+        return partial(_prelu, **kwargs)
+    if key == "diagonal":
+        return partial(DiagonalTMAF, **kwargs)
+    if key == "tridiagonal":
+        return partial(TridiagonalTMAF, **kwargs)
+    if key == "full":
+        return partial(_full, **kwargs)
+    match = re.fullmatch(r"banded(\d+)", key)
+    if match:
+        return partial(BandedTMAF, bandwidth=int(match.group(1)), **kwargs)
+    raise ValueError(f"tmaf: unknown activation {name!r}; expected one of {', '.join(ACTIVATION_NAMES)}"
+                     " (or banded<b> for any bandwidth b)")
+
+
+def create_act(name: str | LayerFactory, num_channels: int, **kwargs) -> nn.Module:
+    """One activation module for a call site with ``num_channels`` channels."""
+    return get_act_layer(name, **kwargs)(num_channels)

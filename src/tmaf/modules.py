@@ -1,0 +1,266 @@
+"""``nn.Module`` front ends of TMAF: drop-in replacements for ``nn.ReLU`` (METHOD.md section 2-3).
+
+    DiagonalTMAF(C)        sigma(y)_i = alpha_i(y_i) y_i                  levels (C, m+1)
+    TridiagonalTMAF(C)     band b = 1: mixes each channel with its neighbours   levels (C, 3, m+1)
+    BandedTMAF(C, b)       any band; b = C-1 is the full matrix            levels (C, 2b+1, m+1)
+
+``num_channels=1`` shares one set of levels across all channels (like ``nn.PReLU()``). The Lazy*
+variants infer C from the first input. Breakpoints are a (non-trainable) buffer; levels a Parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
+
+from . import _checks
+from . import functional as F
+
+__all__ = ["DEFAULT_BREAKPOINTS", "uniform_breakpoints", "BandedTMAF", "DiagonalTMAF",
+           "TridiagonalTMAF", "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "INITS"]
+
+INITS = ("relu", "identity", "leaky_relu", "random")
+
+
+def uniform_breakpoints(m: int, low: float, high: float) -> Tensor:
+    """``m`` equally spaced breakpoints from ``low`` to ``high`` (inclusive), shape (m,)."""
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise ValueError(f"tmaf: the number of breakpoints must be an int >= 1, got {m!r}")
+    if not (math.isfinite(low) and math.isfinite(high)) or (m > 1 and not low < high):
+        raise ValueError(f"tmaf: need finite low < high for breakpoints, got low={low}, high={high}")
+    return torch.linspace(low, high, m) if m > 1 else torch.tensor([float(low)])
+
+
+#: Default grid: 9 breakpoints -2, -1.5, ..., 2 (10 intervals). It contains 0, so "relu" init works,
+#: and covers the range where batch-normalised / well-initialised pre-activations mostly fall.
+DEFAULT_BREAKPOINTS = uniform_breakpoints(9, -2.0, 2.0)
+
+
+def _as_breakpoints(breakpoints, num_channels: int | None, dtype) -> Tensor:
+    if breakpoints is None:
+        breakpoints = DEFAULT_BREAKPOINTS
+    if not isinstance(breakpoints, Tensor):
+        if not isinstance(breakpoints, Sequence):
+            raise TypeError(f"tmaf: breakpoints must be a tensor or a sequence of floats, "
+                            f"got {type(breakpoints).__name__}")
+        breakpoints = torch.tensor(breakpoints, dtype=torch.get_default_dtype())
+    bp = breakpoints.detach().clone().to(dtype=dtype or torch.get_default_dtype())
+    _checks.check_breakpoints(bp, num_channels)
+    return bp
+
+
+class BandedTMAF(nn.Module):
+    """Banded trainable matrix activation: sigma(y)_i = sum_{|d|<=b} alpha_{i,d}(y_{i+d}) y_{i+d}.
+
+    Args:
+        num_channels: C, the size of ``channel_dim`` (1 = one set of levels shared by all channels).
+        bandwidth: b >= 0 (0 diagonal, 1 tridiagonal, C-1 full).
+        breakpoints: (m,) shared or (C, m) per channel; default :data:`DEFAULT_BREAKPOINTS`.
+        init: "relu" (default; ReLU-exact, off-diagonals 0), "identity", "leaky_relu" (slope
+            ``negative_slope`` left of 0), "random" (all levels ~ U(-init_scale, init_scale)).
+        channel_dim: channel axis of the input (1 for (N, C, ...), -1 for (N, ..., C)).
+        backend: None (global :func:`tmaf.set_backend`) or "compiled"/"eager"/"reference".
+    Shape: input (..., C, ...) -> output of the same shape and dtype.
+    """
+
+    def __init__(self, num_channels: int, bandwidth: int, breakpoints=None, init: str = "relu",
+                 channel_dim: int = 1, negative_slope: float = 0.01, init_scale: float = 1.0,
+                 backend: str | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        for name, v, lo in (("num_channels", num_channels, 1), ("bandwidth", bandwidth, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"tmaf: {name} must be an int >= {lo}, got {v!r}")
+        if num_channels > 1 and bandwidth > num_channels - 1:
+            raise ValueError(f"tmaf: bandwidth {bandwidth} exceeds num_channels - 1 = "
+                             f"{num_channels - 1} (the full matrix)")
+        if init not in INITS:
+            raise ValueError(f"tmaf: unknown init {init!r}; expected one of {INITS}")
+        if backend is not None:
+            F._validate_backend(backend)
+        self.num_channels, self.bandwidth, self.channel_dim = num_channels, bandwidth, channel_dim
+        self.init, self.negative_slope, self.init_scale, self.backend = (
+            init, negative_slope, init_scale, backend)
+        bp = _as_breakpoints(breakpoints, num_channels, dtype)
+        if bp.dim() == 2 and num_channels == 1 and bp.shape[0] != 1:
+            raise ValueError(f"tmaf: shared levels (num_channels=1) need breakpoints of shape (m,) or "
+                             f"(1, m), got {tuple(bp.shape)}")
+        self.register_buffer("breakpoints", bp.to(device))
+        if not self._is_lazy():
+            self.levels = nn.Parameter(torch.empty(self._levels_shape(num_channels),
+                                                   device=device, dtype=dtype))
+            self.reset_parameters()
+
+    def _is_lazy(self) -> bool:
+        return False
+
+    def _levels_shape(self, C: int) -> tuple[int, ...]:
+        return (C, 2 * self.bandwidth + 1, self.breakpoints.shape[-1] + 1)
+
+    @property
+    def num_breakpoints(self) -> int:
+        return self.breakpoints.shape[-1]
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Fill levels according to ``init``; "relu"/"leaky_relu" need 0 among the breakpoints."""
+        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1])  # (C, 2b+1, m+1)
+        if self.init == "random":
+            lv.uniform_(-self.init_scale, self.init_scale)
+            return
+        lv.zero_()
+        diag = lv[:, lv.shape[1] // 2]  # (C, m+1)
+        if self.init == "identity":
+            diag.fill_(1.0)
+            return
+        bp = self.breakpoints.reshape(-1, self.num_breakpoints)
+        has_zero = (bp == 0).any(dim=-1)
+        if not bool(has_zero.all()):
+            raise ValueError(f"tmaf: init={self.init!r} needs 0 among the breakpoints of every "
+                             f"channel (so alpha switches exactly at 0); got {bp.tolist()}")
+        # Intervals I_k with k > index of 0 lie right of 0 (a value of exactly 0 belongs to the left).
+        right = torch.arange(self.num_breakpoints + 1, device=bp.device) > (bp < 0).sum(-1, True)
+        left_value = 0.0 if self.init == "relu" else self.negative_slope
+        diag.copy_(torch.where(right, 1.0, left_value).expand_as(diag))
+
+    def _full_params(self, C: int) -> tuple[Tensor, Tensor]:
+        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1])
+        if lv.shape[0] == C:
+            return self.breakpoints, lv
+        if lv.shape[0] != 1:
+            raise ValueError(f"tmaf: {type(self).__name__} has {lv.shape[0]} channels but the input "
+                             f"has {C} along channel_dim={self.channel_dim}")
+        if 2 * (C - 1) + 1 < lv.shape[1]:
+            raise ValueError(f"tmaf: bandwidth {self.bandwidth} exceeds C-1 = {C - 1} for an input "
+                             f"with {C} channels")
+        bp = self.breakpoints
+        return (bp.expand(C, -1) if bp.dim() == 2 else bp), lv.expand(C, -1, -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        cd = _checks.check_input(x, self.channel_dim)
+        bp, lv = self._full_params(x.shape[cd])
+        return F.banded_tmaf(x, bp, lv, cd, self.backend, check_values=False)
+
+    @torch.no_grad()
+    def curves(self, y: Tensor) -> Tensor:
+        """alpha_{i,d}(y) * y on a 1-D grid ``y`` (G,): returns (C, 2b+1, G); 0 outside the band."""
+        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1]).detach()
+        C, W, m1 = lv.shape
+        b = W // 2
+        y = torch.as_tensor(y, dtype=lv.dtype, device=lv.device).reshape(-1)
+        bp = self.breakpoints.to(lv.dtype).reshape(-1, m1 - 1)
+        idx = torch.stack([torch.bucketize(y, s.contiguous(), right=False) for s in bp])  # (C|1, G)
+        out = y.new_zeros(C, W, y.numel())
+        for i in range(C):
+            for d in range(-b, b + 1):
+                j = i + d
+                if 0 <= j < C or C == 1:
+                    out[i, d + b] = lv[i, d + b][idx[j % idx.shape[0]]] * y
+        return out
+
+    def extra_repr(self) -> str:
+        bp = self.breakpoints
+        kind = "shared" if bp.dim() == 1 else "per-channel"
+        return (f"num_channels={self.num_channels}, bandwidth={self.bandwidth}, "
+                f"breakpoints={self.num_breakpoints} {kind} in [{bp.min().item():g}, "
+                f"{bp.max().item():g}], init={self.init!r}, channel_dim={self.channel_dim}")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "breakpoints"
+        if key in state_dict:
+            _checks.check_breakpoints(state_dict[key], None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class DiagonalTMAF(BandedTMAF):
+    """Diagonal TMAF, sigma(y)_i = alpha_i(y_i) y_i: a per-channel learned activation.
+
+    ``levels`` has shape (C, m+1). Same arguments as :class:`BandedTMAF` without ``bandwidth``.
+    """
+
+    def __init__(self, num_channels: int = 1, breakpoints=None, init: str = "relu",
+                 channel_dim: int = 1, **kwargs) -> None:
+        super().__init__(num_channels, 0, breakpoints, init, channel_dim, **kwargs)
+
+    def _levels_shape(self, C: int) -> tuple[int, ...]:
+        return (C, self.breakpoints.shape[-1] + 1)
+
+
+class TridiagonalTMAF(BandedTMAF):
+    """Tridiagonal TMAF (b = 1); ``levels`` (C, 3, m+1): index 0 multiplies y_{i-1}, 2 y_{i+1}."""
+
+    def __init__(self, num_channels: int, breakpoints=None, init: str = "relu",
+                 channel_dim: int = 1, **kwargs) -> None:
+        super().__init__(num_channels, 1, breakpoints, init, channel_dim, **kwargs)
+
+
+class _LazyMixin(LazyModuleMixin):
+    cls_to_become = None
+
+    def _is_lazy(self) -> bool:
+        return True
+
+    def _lazy_setup(self, bandwidth: int | str) -> None:
+        self.levels = UninitializedParameter()
+        self._lazy_bandwidth = bandwidth
+
+    def reset_parameters(self) -> None:
+        if not self.has_uninitialized_params():
+            super().reset_parameters()
+
+    def initialize_parameters(self, x: Tensor) -> None:
+        if self.has_uninitialized_params():
+            cd = _checks.check_input(x, self.channel_dim)
+            C = x.shape[cd]
+            if self._lazy_bandwidth == "full":
+                self.bandwidth = C - 1
+            if C > 1 and self.bandwidth > C - 1:
+                raise ValueError(f"tmaf: bandwidth {self.bandwidth} exceeds C-1 = {C - 1}")
+            self.num_channels = C
+            with torch.no_grad():
+                self.levels.materialize(self._levels_shape(C))
+                self.reset_parameters()
+
+
+def _lazy_init(self, bandwidth, breakpoints, kwargs):
+    if isinstance(breakpoints, Tensor) and breakpoints.dim() == 2:
+        raise ValueError("tmaf: lazy TMAF modules take shared breakpoints of shape (m,); "
+                         "use the non-lazy class for per-channel (C, m) breakpoints")
+
+
+class LazyBandedTMAF(_LazyMixin, BandedTMAF):
+    """:class:`BandedTMAF` that infers C from its first input; ``bandwidth="full"`` means C-1."""
+
+    cls_to_become = BandedTMAF
+
+    def __init__(self, bandwidth: int | str, breakpoints=None, **kwargs) -> None:
+        _lazy_init(self, bandwidth, breakpoints, kwargs)
+        b = 0 if bandwidth == "full" else bandwidth
+        super().__init__(1, b, breakpoints, **kwargs)
+        self._lazy_setup(bandwidth)
+
+
+class LazyDiagonalTMAF(_LazyMixin, DiagonalTMAF):
+    """:class:`DiagonalTMAF` that infers C from its first input."""
+
+    cls_to_become = DiagonalTMAF
+
+    def __init__(self, breakpoints=None, **kwargs) -> None:
+        _lazy_init(self, 0, breakpoints, kwargs)
+        super().__init__(1, breakpoints, **kwargs)
+        self._lazy_setup(0)
+
+
+class LazyTridiagonalTMAF(_LazyMixin, TridiagonalTMAF):
+    """:class:`TridiagonalTMAF` that infers C from its first input."""
+
+    cls_to_become = TridiagonalTMAF
+
+    def __init__(self, breakpoints=None, **kwargs) -> None:
+        _lazy_init(self, 1, breakpoints, kwargs)
+        super().__init__(1, breakpoints, **kwargs)
+        self._lazy_setup(1)
