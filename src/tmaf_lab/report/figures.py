@@ -127,6 +127,24 @@ def find_state_dict(obj: Any, depth: int = 0) -> dict | None:
     return None
 
 
+def load_checkpoint(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (never runs pickled code); numpy arrays
+    (RNG states that ``tmaf train`` stores) are the only extra types allowed."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        core = getattr(np, "_core", None) or np.core
+        allowed = [np.ndarray, np.dtype, core.multiarray._reconstruct,
+                   *(type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64))]
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def tmaf_layers_from_checkpoint(path: Path) -> dict[str, Any]:
     """Rebuild the TMAF layers of a checkpoint from its ``*.levels`` / ``*.breakpoints`` only
     (no model class needed). Raises ValueError when the file holds no TMAF layer."""
@@ -134,7 +152,7 @@ def tmaf_layers_from_checkpoint(path: Path) -> dict[str, Any]:
 
     import tmaf
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_checkpoint(path)
     state = find_state_dict(obj)
     if state is None:
         raise ValueError(f"{path}: no TMAF levels in checkpoint")
