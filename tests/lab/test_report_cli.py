@@ -149,6 +149,21 @@ def test_report_lists_and_skips_bad_runs(runs: Path, tmp_path: Path, capsys):
     assert "nan [" not in md or "| relu |" in md
 
 
+def test_diverged_runs_are_counted_not_averaged(tmp_path: Path, capsys):
+    folder = tmp_path / "runs" / "chirp"
+    write_approx(folder, "chirp", {"relu": [0.2, 0.4], "diagonal": [0.1, 0.3, 0.5]})
+    data = json.loads((folder / "results.json").read_text())
+    data["runs"][-1].update(rel_l2=float("nan"), rmse=float("nan"), diverged=True)
+    data["runs"][-2].update(rel_l2=float("nan"))  # NaN without the flag: malformed
+    (folder / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "report"
+    assert run_report([str(tmp_path / "runs"), "--out", str(out)], capsys)[0] == 0
+    md = (out / "report.md").read_text()
+    assert "| chirp | 0.3 ± 0.141 | 0.1 (n=1) (1 diverged) | diagonal |" in md
+    assert "| diagonal | 2 (1 diverged) |" in md
+    assert "runs[3]: non-finite/non-numeric ['rel_l2']" in md.split("## Skipped")[1]
+
+
 def test_learned_activation_figures_from_checkpoint(runs: Path, tmp_path: Path, capsys):
     pytest.importorskip("tmaf.plot")
     out = tmp_path / "report"

@@ -6,6 +6,7 @@ either drawn here from those files or copied from the run folders (PNG files the
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from collections import defaultdict
@@ -68,29 +69,41 @@ def study_labels(studies: list[ApproxStudy]) -> list[str]:
             for s in studies]
 
 
+def finite(runs, key: str) -> list[float]:
+    return [r[key] for r in runs if key in r and math.isfinite(r[key])]
+
+
+def diverged_note(runs) -> str:
+    n = sum(bool(r.get("diverged")) for r in runs)
+    return f" ({n} diverged)" if n else ""
+
+
 def approx_main_table(studies: list[ApproxStudy]) -> Table:
     acts = sort_activations(r["activation"] for s in studies for r in s.runs)
     rows = []
     for label, s in zip(study_labels(studies), studies, strict=True):
         by_act = _by(s.runs, lambda r: r["activation"])
-        stats = {a: stat(r["rel_l2"] for r in by_act[a]) for a in acts if a in by_act}
-        best = min(stats, key=lambda a: stats[a].mean)
-        rows.append((label, *(fmt_stat(stats[a]) if a in stats else "–" for a in acts), best))
+        stats = {a: stat(finite(by_act[a], "rel_l2")) for a in acts if a in by_act}
+        cells = [fmt_stat(stats[a]) + diverged_note(by_act[a]) if a in stats else "–"
+                 for a in acts]
+        ranked = [a for a in stats if stats[a].n]
+        best = min(ranked, key=lambda a: stats[a].mean) if ranked else "n/a"
+        rows.append((label, *cells, best))
     return Table(("target", *acts, "lowest"), tuple(rows),
                  "Relative L2 error on the held-out grid (lower is better).")
 
 
 def approx_detail_table(study: ApproxStudy) -> Table:
     by_act = _by(study.runs, lambda r: r["activation"])
-    ref = stat(r["rel_l2"] for r in by_act["relu"]) if "relu" in by_act else None
+    ref = stat(finite(by_act["relu"], "rel_l2")) if "relu" in by_act else None
     rows = []
     for act in sort_activations(by_act):
         runs = by_act[act]
-        s = stat(r["rel_l2"] for r in runs)
+        s = stat(finite(runs, "rel_l2"))
         d, se = diff(s, ref) if ref is not None and act != "relu" else (float("nan"), 0.0)
-        rows.append((act, str(s.n), fmt(mean_of(runs, "params"), 6), fmt_stat(s),
-                     fmt_stat(stat(r["rmse"] for r in runs if "rmse" in r)),
-                     fmt_stat(stat(r["max_err"] for r in runs if "max_err" in r)),
+        rows.append((act, str(len(runs)) + diverged_note(runs), fmt(mean_of(runs, "params"), 6),
+                     fmt_stat(s), fmt_stat(stat(finite(runs, "rmse"))),
+                     fmt_stat(stat(finite(runs, "max_err"))),
                      fmt(mean_of(runs, "train_seconds")), fmt_signed(d, se),
                      verdict(d, se, lower_is_better=True)))
     return Table(("activation", "seeds", "params", "rel L2", "RMSE", "max err", "train s",
@@ -115,7 +128,11 @@ def approx_section(col: Collection, opt: Options) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Function approximation (tmaf approx)")]
     figdir = opt.out / "figures"
     for i, (label, s) in enumerate(zip(study_labels(col.approx), col.approx, strict=True)):
-        blocks += [Heading(3, f"Target: {label}"), approx_detail_table(s)]
+        expr = f" = {s.expression}" if s.expression and s.expression != s.target else ""
+        blocks += [Heading(3, f"Target: {label}{expr}"), approx_detail_table(s)]
+        if diverged_note(s.runs):
+            blocks.append(Para("Diverged runs (non-finite training loss) are counted in "
+                               "'seeds' but left out of the error statistics."))
         cfg = s.config.get("config", {})
         if cfg:
             keys = [k for k in ("dim", "domain", "width", "depth", "steps", "lr", "batch",

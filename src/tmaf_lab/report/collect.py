@@ -47,6 +47,7 @@ class ApproxStudy:
     runs: tuple[dict[str, Any], ...]
     config: dict[str, Any] = field(default_factory=dict)
     images: tuple[Path, ...] = ()
+    expression: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class Collection:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:
@@ -144,7 +149,9 @@ def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy
             skipped.append(Skipped(where, f"expected an object, got {type(run).__name__}"))
             continue
         missing = [k for k in APPROX_REQUIRED if k not in run]
-        bad = [k for k in APPROX_NUMERIC if k in run and not _is_number(run[k])]
+        # a diverged run (approx flags it) keeps its NaN errors: it is counted, not dropped
+        ok = _is_real if run.get("diverged") is True else _is_number
+        bad = [k for k in APPROX_NUMERIC if k in run and not ok(run[k])]
         if missing or bad:
             why = (f"missing {missing}" if missing else "") + (" " if missing and bad else "")
             why += f"non-finite/non-numeric {bad}" if bad else ""
@@ -156,7 +163,7 @@ def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy
         return None
     folder = path.parent
     return ApproxStudy(folder, str(data["target"]), tuple(runs), _read_config(folder),
-                       _files(folder, IMAGE_SUFFIXES))
+                       _files(folder, IMAGE_SUFFIXES), str(data.get("expression", "")))
 
 
 def _parse_train(path: Path, data: dict, skipped: list[Skipped]) -> TrainRun | None:
