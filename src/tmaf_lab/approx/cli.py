@@ -1,0 +1,185 @@
+"""``tmaf approx``: TMAF vs ReLU and rivals on function approximation (no data download).
+
+With no options it runs the default study (four 1-D targets, relu/prelu/diagonal/
+tridiagonal, parameter-matched, 3 seeds) and prints one table per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+
+from tmaf_lab.approx.expr import ExprError
+from tmaf_lab.approx.study import DTYPES, ApproxConfig
+from tmaf_lab.approx.targets import PRESETS, resolve_target
+
+DEFAULTS = ApproxConfig()
+DRY_RUN = {"steps": 4, "seeds": 1, "n_train": 64, "n_test": 51, "n_test_2d": 9,
+           "history_points": 2}
+
+
+class UsageError(Exception):
+    """A user mistake in the options: printed as one ``error:`` line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and sys.exit(2)
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def _domain(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        a, b = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two numbers 'a,b' (e.g. --domain=-1,1), got {text!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and a < b):
+        raise argparse.ArgumentTypeError(f"expected finite a < b, got {text!r}")
+    return (a, b)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of activation names")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"activation names repeat in {text!r}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    p = _Parser(prog="tmaf approx", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="presets: " + ", ".join(PRESETS) + ", sin<k>, sin2d<k>")
+    p.add_argument("--target", action="append", metavar="NAME|EXPR",
+                   help="preset name or an expression in x (and y), e.g. "
+                        "'sin(20*pi*x)*exp(-x**2)'; repeat for several targets "
+                        f"(default: {', '.join(d.targets)})")
+    p.add_argument("--dim", type=int, choices=(1, 2), help="input dimension (default: inferred)")
+    p.add_argument("--domain", type=_domain, default=d.domain, metavar="a,b",
+                   help="input interval (per axis), default -1,1")
+    p.add_argument("--activations", type=_names, default=d.activations, metavar="A,B,...",
+                   help="activation names for tmaf.get_act_layer "
+                        f"(default: {','.join(d.activations)})")
+    p.add_argument("--width", type=_positive_int, default=d.width,
+                   help="hidden width (the ReLU reference width with --match-params)")
+    p.add_argument("--depth", type=_positive_int, default=d.depth, help="hidden layers")
+    p.add_argument("--match-params", action=argparse.BooleanOptionalAction,
+                   default=d.match_params,
+                   help="size each model to the ReLU model's parameter count (default: on)")
+    p.add_argument("--steps", type=_positive_int, default=d.steps)
+    p.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--tmaf-lr", type=_positive_float, default=None,
+                   help="separate learning rate for TMAF levels (default: same as --lr)")
+    p.add_argument("--batch", type=_positive_int, default=d.batch)
+    p.add_argument("--seeds", type=_positive_int, default=d.seeds, help="number of seeds")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype)
+    p.add_argument("--breakpoints", type=_positive_int, default=d.breakpoints,
+                   help="TMAF breakpoints per channel (odd, so 0 is one)")
+    p.add_argument("--bp-range", type=_positive_float, default=d.bp_range,
+                   help="TMAF breakpoints are uniform on [-R, R]")
+    p.add_argument("--n-train", type=_positive_int, default=d.n_train,
+                   help="training sample size")
+    p.add_argument("--threads", type=_positive_int, default=d.threads,
+                   help="torch CPU threads (default 1: these small models do not gain from more)")
+    p.add_argument("--out", default=d.out, help="output folder")
+    p.add_argument("--dry-run", action="store_true",
+                   help="tiny sizes: a few steps, one seed, to check the pipeline in seconds")
+    return p
+
+
+def _fix_negative_domain(argv: list[str]) -> list[str]:
+    """Let ``--domain -2,2`` work (argparse would read '-2,2' as an option)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--domain" and i + 1 < len(argv) and argv[i + 1][:1] == "-":
+            out.append(f"--domain={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> ApproxConfig:
+    """Options -> frozen config (dry run shrinks sizes but keeps every code path)."""
+    if args.breakpoints % 2 == 0:
+        raise UsageError(f"--breakpoints must be odd so that 0 is a breakpoint (ReLU init), "
+                         f"got {args.breakpoints}")
+    cfg = ApproxConfig(
+        targets=tuple(args.target) if args.target else DEFAULTS.targets, dim=args.dim,
+        domain=args.domain, activations=args.activations, width=args.width, depth=args.depth,
+        match_params=args.match_params, steps=args.steps, lr=args.lr, tmaf_lr=args.tmaf_lr,
+        batch=args.batch, seeds=args.seeds, dtype=args.dtype, breakpoints=args.breakpoints,
+        bp_range=args.bp_range, n_train=args.n_train, threads=args.threads, out=args.out,
+        dry_run=args.dry_run)
+    if args.dry_run:  # at most two targets: still exercises the multi-target layout
+        cfg = dataclasses.replace(cfg, width=min(cfg.width, 8), targets=cfg.targets[:2],
+                                  **DRY_RUN)
+    return cfg
+
+
+def check_activations(names: tuple[str, ...]) -> None:
+    """Every name must be known to the tmaf factory (its error lists the valid names)."""
+    import tmaf
+
+    for name in names:
+        try:
+            tmaf.get_act_layer(name)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"--activations: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(_fix_negative_domain(argv))
+        cfg = config_from_args(args)
+        targets = [resolve_target(t, cfg.dim) for t in cfg.targets]
+        check_activations(cfg.activations)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except (UsageError, ExprError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("(see: tmaf approx --help)", file=sys.stderr)
+        return 2
+    from tmaf_lab.approx.runner import preflight, run_study
+    from tmaf_lab.runmeta import check_writable
+
+    try:
+        preflight(cfg, targets)
+        check_writable(cfg.out)
+    except SystemExit as e:  # check_writable's one-line message
+        print(e.code, file=sys.stderr)
+        return 2
+    except (ExprError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"tmaf approx: {len(targets)} target(s) x {len(cfg.activations)} activation(s) x "
+          f"{cfg.seeds} seed(s), {cfg.steps} steps -> {cfg.out}", file=sys.stderr)
+    run_study(cfg, targets, ["tmaf", "approx", *argv])
+    return 0
