@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training sample size")
     p.add_argument("--threads", type=_positive_int, default=d.threads,
                    help="torch CPU threads (default 1: these small models do not gain from more)")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=d.plots,
+                   help="write the PNG plots (default: on)")
     p.add_argument("--out", default=d.out, help="output folder")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny sizes: a few steps, one seed, to check the pipeline in seconds")
@@ -135,8 +137,8 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
         domain=args.domain, activations=args.activations, width=args.width, depth=args.depth,
         match_params=args.match_params, steps=args.steps, lr=args.lr, tmaf_lr=args.tmaf_lr,
         batch=args.batch, seeds=args.seeds, dtype=args.dtype, breakpoints=args.breakpoints,
-        bp_range=args.bp_range, n_train=args.n_train, threads=args.threads, out=args.out,
-        dry_run=args.dry_run)
+        bp_range=args.bp_range, n_train=args.n_train, threads=args.threads, plots=args.plots,
+        out=args.out, dry_run=args.dry_run)
     if args.dry_run:  # at most two targets: still exercises the multi-target layout
         cfg = dataclasses.replace(cfg, width=min(cfg.width, 8), targets=cfg.targets[:2],
                                   **DRY_RUN)

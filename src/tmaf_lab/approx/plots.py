@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-DPI = 90
+DPI = 80
+MAX_POINTS = 1200  # 1-D fits are drawn on at most this many grid points (file size)
 
 
 def _plt():
@@ -28,6 +29,9 @@ def plot_fits(path: Path, title: str, grid: torch.Tensor, truth: torch.Tensor,
     """1-D: target and each fit (top) and pointwise error (bottom). 2-D: error maps."""
     plt = _plt()
     if grid.shape[1] == 1:
+        every = max(1, grid.shape[0] // MAX_POINTS)
+        grid, truth = grid[::every], truth[::every]
+        preds = {k: v[::every] for k, v in preds.items()}
         x = grid[:, 0].numpy()
         fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True,
                                          gridspec_kw={"height_ratios": [2, 1]})

@@ -81,6 +81,8 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
     }
     write_json(out / "results.json", result)
     tables.write_csvs(out, target.name, runs, summary)
+    if not cfg.plots:
+        return result
     title = f"{target.name}: {target.text}"
     plots.plot_fits(out / "fits.png", title + " (seed 0)", data.grid, data.y_test.float(), preds)
     plots.plot_history(out / "error_vs_step.png", title, runs)

@@ -54,6 +54,7 @@ class ApproxConfig:
     n_test_2d: int = 101
     history_points: int = 25
     threads: int = 1  # torch intra-op threads; tiny MLPs run fastest on one
+    plots: bool = True
     out: str = "runs/approx"
     dry_run: bool = False
 

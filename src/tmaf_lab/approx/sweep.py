@@ -1,0 +1,102 @@
+"""Summarise a frequency x width sweep made of several ``tmaf approx`` output folders.
+
+``python -m tmaf_lab.approx.sweep DIR`` reads every ``DIR/**/results.json``, and writes
+``DIR/sweep.md`` (one table: target rows, width x activation columns, rel L2 mean ± std)
+and ``DIR/sweep.png`` (rel L2 against the frequency k of the ``sin<k>`` targets, one panel
+per reference width). Nothing is recomputed: every number comes from those files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from tmaf_lab.runmeta import atomic_write_text
+
+
+def collect(root: Path) -> list[dict]:
+    """One row per (results.json, activation) with the summary fields and the width setting."""
+    rows = []
+    for path in sorted(root.rglob("results.json")):
+        res = json.loads(path.read_text())
+        for act, s in res["summary"].items():
+            rows.append({"target": res["target"], "expression": res.get("expression", ""),
+                         "ref_width": res.get("reference_width"), "match": res.get("match_params"),
+                         "activation": act, **s, "folder": str(path.parent.relative_to(root))})
+    return rows
+
+
+def _freq(target: str) -> int | None:
+    m = re.fullmatch(r"sin(\d+)", target)
+    return int(m.group(1)) if m else None
+
+
+def markdown(rows: list[dict]) -> str:
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    cols = list(dict.fromkeys((r["ref_width"], r["activation"]) for r in rows))
+    cell = {(r["target"], r["ref_width"], r["activation"]): r for r in rows}
+    head = "| target | " + " | ".join(f"w{w} {a}" for w, a in cols) + " |\n"
+    head += "|---|" + "---:|" * len(cols) + "\n"
+    lines = []
+    for t in targets:
+        vals = []
+        for w, a in cols:
+            r = cell.get((t, w, a))
+            vals.append("" if r is None else
+                        f"{r['rel_l2_mean']:.3g} ± {r['rel_l2_std']:.2g} ({r['params']})")
+        lines.append(f"| {t} | " + " | ".join(vals) + " |")
+    return ("rel L2 on the held-out grid, mean ± std over seeds (parameter count); "
+            "column `wN` = ReLU reference width N\n\n" + head + "\n".join(lines) + "\n")
+
+
+def plot(rows: list[dict], path: Path) -> bool:
+    from tmaf_lab.approx.plots import DPI, _plt
+
+    rows = [r for r in rows if _freq(r["target"]) is not None]
+    widths = sorted({r["ref_width"] for r in rows})
+    if not rows:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, w in zip(axes[0], widths, strict=True):
+        for act in dict.fromkeys(r["activation"] for r in rows):
+            pts = sorted((_freq(r["target"]), r["rel_l2_mean"], r["rel_l2_std"])
+                         for r in rows if r["ref_width"] == w and r["activation"] == act)
+            if pts:
+                k, m, s = zip(*pts, strict=True)
+                ax.errorbar(k, m, yerr=s, marker="o", ms=3, capsize=2, lw=1, label=act)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("k in sin(k pi x)")
+        ax.set_title(f"params matched to ReLU width {w}", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("held-out rel L2")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m tmaf_lab.approx.sweep DIR", file=sys.stderr)
+        return 2
+    root = Path(argv[0])
+    rows = collect(root)
+    if not rows:
+        print(f"error: no results.json under {str(root)!r}", file=sys.stderr)
+        return 2
+    text = markdown(rows)
+    atomic_write_text(root / "sweep.md", text)
+    plot(rows, root / "sweep.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
