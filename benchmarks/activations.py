@@ -46,7 +46,7 @@ def _prepare(specs: list[Spec], x: torch.Tensor, g: torch.Tensor, sync: Callable
         sync()
         first = time.perf_counter() - t0
         err = check_against_reference(cand)
-        sb = saved_bytes(cand.fwd, cand.params)
+        sb = saved_bytes(cand.fwd, [*cand.params, *cand.module.buffers()])
         cands[spec.name] = cand
         info[spec.name] = {"first_call_s": first, "check_max_rel_err": err,
                            "saved_bytes": sb.total, "saved_param_bytes": sb.parameters}

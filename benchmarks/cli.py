@@ -37,26 +37,30 @@ class BenchConfig:
     train_models: tuple[str, ...]
     train_batch: dict
     train_width: dict
+    train_image: dict  # model -> image side (default: the data set's)
     train_repeats: int
     compile_probe_shape: tuple[int, ...]
     compile_probe_specs: tuple[str, ...]
+    threads: int  # torch intra-op threads
     seed: int = 0
 
 
 PRESETS = {
     "full": dict(shapes=((4096, 1024), (128, 64, 32, 32), (64, 256, 16, 16)), ms=(1, 5, 8, 16),
                  repeats=11, reference_repeats=3, warmup=2, train_models=("mlp", "resnet18"),
-                 train_batch={"mlp": 256, "resnet18": 32}, train_width={}, train_repeats=7,
+                 train_batch={"mlp": 256, "resnet18": 32}, train_width={}, train_image={},
+                 train_repeats=7,
                  compile_probe_shape=(128, 64, 32, 32),
                  compile_probe_specs=("relu/compile", "diagonal-m8/compiled",
                                       "tridiagonal-m8/compiled")),
     "quick": dict(shapes=((128, 64, 32, 32),), ms=(8,), repeats=9, reference_repeats=2, warmup=2,
-                  train_models=("resnet18",), train_batch={"resnet18": 16}, train_width={},
+                  train_models=("resnet18",), train_batch={"resnet18": 16}, train_width={}, train_image={},
                   train_repeats=5, compile_probe_shape=(128, 64, 32, 32),
                   compile_probe_specs=("diagonal-m8/compiled",)),
     "dry-run": dict(shapes=((8, 16), (2, 4, 5, 5)), ms=(1, 5), repeats=3, reference_repeats=2,
                     warmup=1, train_models=("mlp", "resnet18"),
                     train_batch={"mlp": 4, "resnet18": 2}, train_width={"mlp": 16, "resnet18": 4},
+                    train_image={"resnet18": 8},
                     train_repeats=2, compile_probe_shape=(8, 16),
                     compile_probe_specs=("diagonal-m1/compiled",)),
 }
@@ -75,6 +79,8 @@ def parse_args(argv: list[str]) -> BenchConfig:
     p.add_argument("--compile", action="store_true",
                    help="with --dry-run: include torch.compile candidates (slow to compile)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: 1 for --dry-run, else torch's default)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     preset = "dry-run" if a.dry_run else "quick" if a.quick else "full"
@@ -90,11 +96,15 @@ def parse_args(argv: list[str]) -> BenchConfig:
         p.error(f"--parts: expected a comma list of {', '.join(PARTS)}, got {a.parts!r}")
     if a.repeats is not None and a.repeats < 1:
         p.error(f"--repeats: expected >= 1, got {a.repeats}")
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads: expected >= 1, got {a.threads}")
+    threads = a.threads or (1 if a.dry_run else torch.get_num_threads())
     out = a.out or ("runs/bench-dry-run" if a.dry_run else f"results/bench/{device}")
     settings = dict(PRESETS[preset])
     if a.repeats is not None:
         settings["repeats"] = a.repeats
     return BenchConfig(preset=preset, device=device, out=out, parts=parts, seed=a.seed,
+                       threads=threads,
                        use_compile=not a.dry_run or a.compile, **settings)
 
 
@@ -129,12 +139,13 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
                 model, train_step.step_specs(backends),
                 batch=cfg.train_batch[model], device=device,
                 repeats=cfg.train_repeats if cfg.preset != "dry-run" else 2, warmup=1,
-                seed=cfg.seed, log=log, width=cfg.train_width.get(model))
+                seed=cfg.seed, log=log, width=cfg.train_width.get(model),
+                image_size=cfg.train_image.get(model))
             report.write_csv(out / "train_step.csv", results["train_step"])
     if "compile" in cfg.parts:
         specs = [compile_cost.parse_spec(s) for s in cfg.compile_probe_specs]
         results["compile_cost"] = compile_cost.run_probes(specs, cfg.compile_probe_shape,
-                                                          device, log)
+                                                          device, cfg.threads, log)
         report.write_csv(out / "compile_cost.csv", results["compile_cost"])
     target_rows = report.targets(results["activations"], results["train_step"])
     report.write_csv(out / "targets.csv", target_rows)
@@ -157,9 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot import tmaf ({e}); install the package: pip install -e .",
               file=sys.stderr)
         return 2
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
     try:
         run(cfg, argv)
     except AssertionError as e:  # a fast path disagreed with its reference
         print(f"error: correctness check failed: {e}", file=sys.stderr)
         return 1
+    finally:
+        torch.set_num_threads(old_threads)
     return 0

@@ -1,6 +1,6 @@
 """First-call compile cost, in fresh processes, with a cold and then a warm inductor cache.
 
-Each probe is a new Python process (``python -m benchmarks.compile_cost SPEC SHAPE DEVICE``) that
+Each probe is a new process (``python -m benchmarks.compile_cost SPEC SHAPE DEVICE THREADS``) that
 builds one candidate and times its first forward+backward (compilation included) and its second.
 Per candidate the probe runs twice against the same fresh ``TORCHINDUCTOR_CACHE_DIR``: the first
 process starts from an empty cache, the second finds the first one's FX graph / kernel cache
@@ -51,7 +51,7 @@ def probe(spec: Spec, shape: tuple[int, ...], device: torch.device) -> dict:
 
 
 def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.device,
-               log: Callable[[str], None], timeout_s: float = 600) -> list[dict]:
+               threads: int, log: Callable[[str], None], timeout_s: float = 600) -> list[dict]:
     """Cold-cache then warm-cache process per candidate; one row per process."""
     rows = []
     for spec in specs:
@@ -59,7 +59,7 @@ def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.devi
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
             for cache_state in ("cold", "warm"):
                 cmd = [sys.executable, "-m", "benchmarks.compile_cost", spec.name,
-                       "x".join(map(str, shape)), str(device)]
+                       "x".join(map(str, shape)), str(device), str(threads)]
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                                       timeout=timeout_s)
@@ -76,10 +76,11 @@ def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.devi
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m benchmarks.compile_cost SPEC SHAPE DEVICE", file=sys.stderr)
+    if len(argv) != 4:
+        print("usage: python -m benchmarks.compile_cost SPEC SHAPE DEVICE THREADS", file=sys.stderr)
         return 2
     spec, shape = parse_spec(argv[0]), tuple(int(s) for s in argv[1].split("x"))
+    torch.set_num_threads(int(argv[3]))
     print(json.dumps(probe(spec, shape, torch.device(argv[2]))))
     return 0
 

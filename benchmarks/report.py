@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tmaf_lab.runmeta import atomic_write_text
 
-TARGET_M = 8  # breakpoints used for the target table (DEFAULT_BREAKPOINTS has 9 points)
+TARGET_M = 8  # breakpoints for the target table (DEFAULT_BREAKPOINTS has 9); else the largest m
 
 
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
@@ -34,9 +34,11 @@ def _find(rows: Sequence[dict], **match) -> dict | None:
     return None
 
 
-def targets(act_rows: Sequence[dict], train_rows: Sequence[dict], m: int = TARGET_M) -> list[dict]:
+def targets(act_rows: Sequence[dict], train_rows: Sequence[dict]) -> list[dict]:
     """One row per (target, shape or model, TMAF backend): measured ratio, threshold, met."""
     out = []
+    ms = {r["m"] for r in act_rows if r["m"]}
+    m = TARGET_M if TARGET_M in ms or not ms else max(ms)
     shapes = list(dict.fromkeys(r["shape"] for r in act_rows))
     checks = [  # (target, kind, phase, column, threshold)
         ("diagonal fwd+bwd vs eager ReLU", "diagonal", "fwd_bwd", "ratio_vs_relu_eager", 1.0),

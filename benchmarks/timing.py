@@ -106,7 +106,7 @@ class SavedBytes:
     """Bytes the autograd graph keeps for backward, counted once per storage."""
 
     total: int
-    parameters: int  # part of ``total`` held by the module's parameters and buffers
+    parameters: int  # part of ``total`` held by the module's parameters and buffers (breakpoints)
 
     @property
     def activations(self) -> int:

@@ -41,11 +41,13 @@ class Trainer:
     """One model + SGD optimizer + fixed batch; ``step()`` is one timed training step."""
 
     def __init__(self, model_name: str, spec: StepSpec, batch: int, device: torch.device,
-                 seed: int = 0, width: int | None = None):
+                 seed: int = 0, width: int | None = None, image_size: int | None = None):
         import tmaf
         from tmaf_lab.models import create_model
 
         in_shape, classes = MODELS[model_name]
+        if image_size is not None:
+            in_shape = (in_shape[0], image_size, image_size)
         torch.manual_seed(seed)
         kwargs = {} if width is None else {"width": width}
         self.model = create_model(model_name, in_shape, classes, tmaf.get_act_layer(spec.act),
@@ -91,12 +93,12 @@ class Trainer:
 
 def run_model(model_name: str, specs: list[StepSpec], *, batch: int, device: torch.device,
               repeats: int, warmup: int, seed: int, log: Callable[[str], None],
-              width: int | None = None) -> list[dict]:
+              width: int | None = None, image_size: int | None = None) -> list[dict]:
     """Interleaved step times of one model across activations; one row per activation."""
     sync = synchronizer(device)
     trainers, info = {}, {}
     for spec in specs:
-        tr = Trainer(model_name, spec, batch, device, seed, width)
+        tr = Trainer(model_name, spec, batch, device, seed, width, image_size)
         t0 = time.perf_counter()
         tr.step()
         sync()
