@@ -47,7 +47,7 @@ def _index(x: Tensor, bp: Tensor, cd: int, fused: bool) -> Tensor:
     ``bp`` is (1, m) shared or (n, m) per channel (n = x.shape[cd]).
     """
     if bp.shape[0] == 1 and not fused:
-        return torch.bucketize(x, bp[0].contiguous(), right=False)
+        return torch.bucketize(x.contiguous(), bp[0].contiguous(), right=False)
     idx = torch.zeros_like(x, dtype=torch.int64 if not fused else torch.int32)
     for k in range(bp.shape[1]):
         idx = idx + (x > bp[:, k].view(_bshape(x, cd, bp.shape[0])))
@@ -87,6 +87,18 @@ def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fus
     return out.to(x.dtype)
 
 
+def _level_sums(p: Tensor, idx: Tensor, cd: int, m1: int, red: list[int], fused: bool) -> Tensor:
+    """sums[c, k] = sum of p over the positions of channel c whose interval index is k: (n, m+1)."""
+    n = p.shape[cd]
+    if not fused and p.device.type == "cpu":
+        # One pass: CPU index_add_ into a 1-D tensor runs serially, so it is deterministic.
+        key = idx + torch.arange(n, device=p.device).view(_bshape(p, cd, n)) * m1
+        return p.new_zeros(n * m1).index_add_(0, key.reshape(-1), p.reshape(-1)).view(n, m1)
+    # Masked sums: a deterministic reduction on every device, fused into one pass when compiled.
+    zero = p.new_zeros(())
+    return torch.stack([torch.where(idx == k, p, zero).sum(red) for k in range(m1)], dim=-1)
+
+
 def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int,
                     fused: bool) -> tuple[Tensor, Tensor]:
     """Gradients (input, levels) of banded TMAF given the upstream gradient ``g`` (shaped like x)."""
@@ -104,9 +116,7 @@ def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, c
         bj = bp if bp.shape[0] == 1 else bp[j0:j0 + n]
         a = _alpha(xj, ij, bj, lv[i0:i0 + n, d + b], cd, fused)
         gx.narrow(cd, j0, n).add_(a * gi)
-        p = gi * xj
-        zero = p.new_zeros(())
-        sums = torch.stack([torch.where(ij == k, p, zero).sum(red) for k in range(m1)], dim=-1)
+        sums = _level_sums(gi * xj, ij, cd, m1, red, fused)
         # Channels outside the band (only for d != 0) get zero level gradient.
         gl.append(torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n)))
     return gx.to(x.dtype), torch.stack(gl, dim=1).to(levels.dtype)

@@ -35,7 +35,7 @@ def banded_tmaf_reference(x: Tensor, breakpoints: Tensor, levels: Tensor, channe
     bp = bp.expand(C, bp.shape[-1]) if bp.dim() == 1 else bp
     lv = levels.to(dt)
     # k(x_j): index of the interval holding x_j, using the breakpoints of channel j.
-    idx = [torch.bucketize(xs[j], bp[j].contiguous(), right=False) for j in range(C)]
+    idx = [torch.bucketize(xs[j].contiguous(), bp[j].contiguous(), right=False) for j in range(C)]
     outs = []
     for i in range(C):
         acc = torch.zeros_like(xs[i])

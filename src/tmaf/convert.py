@@ -120,24 +120,19 @@ def convert(model: nn.Module, kind="diagonal", activations=(nn.ReLU,), example_i
         return model
     targets = {id(m): name for name, m in places}
     calls = None if example_input is None else _record_calls(model, targets, example_input, channel_dim)
-    used: dict[int, int] = {}  # module id -> call sites already handed out (shared registrations)
-    for name, module in places:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        if calls is None:
-            new = CallSites([_lazy(factory, kind, channel_dim, options)], name)
-        else:
-            counts = calls[id(module)]
-            if not counts:  # never called in the example: infer lazily, guard against reuse
+    replacement: dict[int, nn.Module] = {}  # a module registered under several names gets one
+    for name, module in places:               # CallSites serving all of its calls, in call order
+        if id(module) not in replacement:
+            counts = None if calls is None else calls[id(module)]
+            if not counts:  # unknown call sites: infer C lazily and guard against reuse
                 new = CallSites([_lazy(factory, kind, channel_dim, options)], name)
-            else:  # a module registered under several names splits its calls among them
-                n_names = sum(1 for _, m in places if m is module)
-                start = used.get(id(module), 0)
-                share = counts[start::n_names] if n_names > 1 else counts
-                used[id(module)] = start + 1
-                sites = [factory(c) for c in share]
-                new = sites[0] if len(sites) == 1 and n_names == 1 else CallSites(sites, name)
-        setattr(parent, attr, new)
+            else:
+                sites = [factory(c) for c in counts]
+                shared = sum(1 for _, m in places if m is module) > 1
+                new = sites[0] if len(sites) == 1 and not shared else CallSites(sites, name)
+            replacement[id(module)] = new
+        parent_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attr, replacement[id(module)])
     if not getattr(model, "_tmaf_call_site_hook", False):
         model.register_forward_pre_hook(_reset_call_sites)
         model._tmaf_call_site_hook = True

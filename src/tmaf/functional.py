@@ -80,9 +80,11 @@ def banded_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int
     """
     cd = _checks.check_input(x, channel_dim)
     C = x.shape[cd]
-    _checks.check_breakpoints(breakpoints, C, values=check_values)
+    _checks.check_breakpoints(breakpoints, C, values=False)
     _checks.check_levels(levels, C, breakpoints.shape[-1], banded=True)
     _checks.check_same_device(x, breakpoints, levels)
+    if check_values:
+        _checks.check_breakpoints(breakpoints, C, values=True)
     impl = _resolve(backend, x)
     if impl == "reference":
         return banded_tmaf_reference(x, breakpoints, levels, cd)
