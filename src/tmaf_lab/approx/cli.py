@@ -1,6 +1,6 @@
 """``tmaf approx``: TMAF vs ReLU and rivals on function approximation (no data download).
 
-With no options it runs the default study (four 1-D targets, relu/prelu/diagonal/
+With no options it runs the default study (three 1-D targets, relu/prelu/diagonal/
 tridiagonal, parameter-matched, 3 seeds) and prints one table per target.
 """
 

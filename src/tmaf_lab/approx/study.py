@@ -34,14 +34,14 @@ REFERENCE_ACT = "relu"
 class ApproxConfig:
     """Everything one ``tmaf approx`` invocation does (saved as config.json)."""
 
-    targets: tuple[str, ...] = ("smooth", "highfreq", "chirp", "multiscale")
+    targets: tuple[str, ...] = ("smooth", "highfreq", "multiscale")
     dim: int | None = None  # None: from the target (2 iff it uses y)
     domain: tuple[float, float] = (-1.0, 1.0)
     activations: tuple[str, ...] = ("relu", "prelu", "diagonal", "tridiagonal")
     width: int = 32
     depth: int = 3  # hidden layers
     match_params: bool = True
-    steps: int = 2000
+    steps: int = 1000
     lr: float = 3e-3
     tmaf_lr: float | None = None  # None: same lr as everything else
     batch: int = 256
