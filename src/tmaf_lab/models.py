@@ -1,0 +1,128 @@
+"""Image classifiers that take their activation as a factory (one module per call site).
+
+Every model takes ``act``: an activation name understood by :func:`tmaf.get_act_layer`
+("relu", "prelu", "diagonal", "tridiagonal", "banded2", "full", ...) or a callable
+``act(num_channels) -> nn.Module``. The factory is called once at every place an
+activation is applied, so no two call sites share parameters (METHOD.md section 5).
+Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel axis 1.
+
+- ``mlp``: 784-512-512-10 multilayer perceptron (MNIST, Fashion-MNIST).
+- ``cnn``: two conv blocks + one hidden dense layer (MNIST, Fashion-MNIST).
+- ``fastnet``: a small 4-conv CIFAR net for CPU budgets (after airbench's layout).
+- ``resnet18``: the CIFAR-style ResNet-18 (3x3 stem, no max-pool; He et al. 2016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn as nn
+
+ActFactory = Callable[[int], nn.Module]
+MODEL_NAMES = ("mlp", "cnn", "fastnet", "resnet18")
+
+
+def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
+    """Turn an activation name (via ``tmaf.get_act_layer``) or callable into a factory."""
+    if callable(act):
+        return act
+    import tmaf
+
+    return tmaf.get_act_layer(act, **kwargs)
+
+
+def mlp(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFactory = "relu",
+        width: int = 512, depth: int = 2) -> nn.Sequential:
+    make = act_factory(act)
+    n_in = in_shape[0] * in_shape[1] * in_shape[2]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i in range(depth):
+        layers += [nn.Linear(n_in if i == 0 else width, width), make(width)]
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _conv_bn(c_in: int, c_out: int, make: ActFactory, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), make(c_out)]
+
+
+def cnn(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFactory = "relu",
+        width: int = 32) -> nn.Sequential:
+    make = act_factory(act)
+    c, h, w = in_shape
+    return nn.Sequential(
+        *_conv_bn(c, width, make), nn.MaxPool2d(2),
+        *_conv_bn(width, 2 * width, make), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), 128), make(128),
+        nn.Linear(128, num_classes))
+
+
+def fastnet(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFactory = "relu",
+            width: int = 32) -> nn.Sequential:
+    make = act_factory(act)
+    widths = (width, 2 * width, 4 * width)
+    layers = _conv_bn(in_shape[0], width, make)
+    c = width
+    for w in widths:  # each stage halves the resolution: 32 -> 16 -> 8 -> 4
+        layers += [*_conv_bn(c, w, make), nn.MaxPool2d(2)]
+        c = w
+    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(c, num_classes))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, make: ActFactory):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.act1 = make(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+        self.act2 = make(c_out)
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act2(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR ResNet-18: 3x3 stem, stages of 2 blocks at 64/128/256/512 channels."""
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int,
+                 act: str | ActFactory = "relu", width: int = 64):
+        super().__init__()
+        make = act_factory(act)
+        self.stem = nn.Sequential(*_conv_bn(in_shape[0], width, make))
+        blocks, c = [], width
+        for i, w in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            for j in range(2):
+                blocks.append(BasicBlock(c, w, 2 if (i > 0 and j == 0) else 1, make))
+                c = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def resnet18(in_shape: tuple[int, int, int], num_classes: int,
+             act: str | ActFactory = "relu", width: int = 64) -> ResNet18:
+    return ResNet18(in_shape, num_classes, act, width)
+
+
+_BUILDERS = {"mlp": mlp, "cnn": cnn, "fastnet": fastnet, "resnet18": resnet18}
+
+
+def create_model(name: str, in_shape: tuple[int, int, int], num_classes: int,
+                 act: str | ActFactory = "relu", **kwargs) -> nn.Module:
+    """Build model ``name`` for inputs of shape (C, H, W); unknown names -> ValueError."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    return _BUILDERS[name](in_shape, num_classes, act, **kwargs)

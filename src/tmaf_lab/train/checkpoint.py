@@ -1,0 +1,70 @@
+"""Atomic checkpoints holding everything an exact resume needs.
+
+A checkpoint is written to a temp file in the run folder, fsynced, then renamed over
+``checkpoint.pt``: a kill at any moment leaves either the previous or the new one.
+It holds model, optimiser, scheduler and grad-scaler states, the torch / numpy /
+python RNG states, the position (completed epochs = sampler epoch, step within the
+epoch and the partial sums of an interrupted epoch) and the metrics so far.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = 1
+NAME = "checkpoint.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(out_dir: Path, payload: dict[str, Any]) -> Path:
+    """Atomically write ``payload`` (plus format and RNG states) to ``out_dir/checkpoint.pt``."""
+    path = Path(out_dir) / NAME
+    payload = {"format": FORMAT, **payload, "rng": rng_state()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{NAME}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load(out_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``out_dir`` or None; a damaged file raises ValueError."""
+    path = Path(out_dir) / NAME
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {path} has an unknown format; expected format {FORMAT}")
+    return payload

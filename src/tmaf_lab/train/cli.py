@@ -1,0 +1,221 @@
+"""``tmaf train``: train an image classifier with checkpoints, exact resume, seeds and DDP.
+
+    tmaf train DATASET --model M --activation A --epochs E --batch-size B --lr LR
+               --seed S | --seeds 0,1,2   --out DIR [--resume] [--dry-run] [...]
+
+Single process by default; under ``torchrun --nproc_per_node N`` the same command uses
+DistributedDataParallel (gloo on CPU, nccl on GPU). ``--seeds`` runs one folder per seed
+(DIR/seed<S>) and writes DIR/summary.json and DIR/summary.md (mean +- std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+from ..data import DATASET_NAMES, DataError, ImageData, load_dataset, synthetic
+from ..models import MODEL_NAMES
+from ..runmeta import check_writable
+from .config import CHOICES, TrainConfig
+from .distributed import setup, teardown
+from .summary import write_summary
+from .trainer import RunError, StopFlag, train
+
+EXIT_INTERRUPTED, EXIT_NONFINITE = 130, 3
+DRY_RUN_TEST = 256
+DRY_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="tmaf train", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("dataset", choices=DATASET_NAMES, metavar="DATASET",
+                   help=f"one of {', '.join(DATASET_NAMES)}")
+    p.add_argument("--model", default=d.model, choices=MODEL_NAMES)
+    p.add_argument("--activation", default=d.activation,
+                   help="relu, prelu, gelu, silu, leaky_relu, tanh, diagonal, tridiagonal, "
+                        "banded<b>, full (default %(default)s)")
+    for name, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("momentum", float),
+                      ("weight-decay", float), ("tmaf-lr", float), ("tmaf-weight-decay", float),
+                      ("warmup", float), ("label-smoothing", float), ("width", int),
+                      ("subset", int), ("test-subset", int), ("eval-batch-size", int),
+                      ("threads", int)):
+        key = name.replace("-", "_")
+        p.add_argument(f"--{name}", type=typ, default=getattr(d, key),
+                       help="default %(default)s")
+    for key, choices in CHOICES.items():
+        p.add_argument(f"--{key}", choices=choices, default=getattr(d, key),
+                       help="default %(default)s")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--backend", default=None,
+                   help="TMAF backend for tmaf.set_backend (auto, compiled, eager, reference)")
+    p.add_argument("--nondeterministic", action="store_true",
+                   help="skip torch.use_deterministic_algorithms (faster on GPU)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default runs/DATASET-MODEL-ACTIVATION)")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--dry-run", action="store_true",
+                   help="2 steps of 1 epoch on tiny data (synthetic if DATASET is not installed)")
+    return p
+
+
+def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in keys}
+    values.update(seed=seed, deterministic=not args.nondeterministic)
+    if args.dry_run:
+        values.update(epochs=1)
+    cfg = TrainConfig(**values)
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise RunError(f"--lr must be > 0, got {cfg.lr}")
+    return cfg
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    if args.seeds is not None and args.seed is not None:
+        raise RunError("give --seed or --seeds, not both")
+    if args.seeds is None:
+        return [0 if args.seed is None else args.seed]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as e:
+        raise RunError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from e
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise RunError(f"--seeds needs distinct integers, got {args.seeds!r}")
+    return seeds
+
+
+def _data(cfg: TrainConfig, log) -> ImageData:
+    if cfg.dry_run:
+        try:
+            data = load_dataset(cfg.dataset)
+        except DataError:
+            shape = DRY_SHAPES.get(cfg.dataset, (1, 28, 28))
+            log(f"[dry-run] {cfg.dataset} is not installed: using synthetic {shape} images")
+            data = synthetic(n_train=4 * cfg.batch_size, n_test=DRY_RUN_TEST, shape=shape)
+        return data.subset(4 * cfg.batch_size, DRY_RUN_TEST)
+    return load_dataset(cfg.dataset).subset(cfg.subset, cfg.test_subset)
+
+
+def _device(name: str, dist_local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"--device {name}: CUDA is not available here (use --device cpu)")
+    if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        name = f"cuda:{dist_local_rank}"
+    return torch.device(name)
+
+
+def _check_activation(name: str) -> None:
+    from ..models import act_factory
+
+    try:
+        act_factory(name)(4)
+    except (ValueError, TypeError) as e:
+        raise RunError(f"--activation {name!r}: {e}") from e
+
+
+def _install_signals(stop: StopFlag) -> dict:
+    """Ctrl-C / SIGTERM ask the loop to save and stop; returns the handlers to restore."""
+    def handler(signum, frame):
+        if stop.requested:  # a second Ctrl-C: stop at once (the last checkpoint is kept)
+            raise KeyboardInterrupt
+        stop.requested = True
+        print(f"\n{signal.Signals(signum).name}: finishing this step, saving a checkpoint...",
+              file=sys.stderr, flush=True)
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Validate, set up (threads, determinism, DDP, signals), train each seed, restore."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    handlers: dict = {}
+    try:
+        return _run(args, argv, handlers)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
+    seeds = _seeds(args)
+    cfgs = [_config(args, s) for s in seeds]
+    _check_activation(args.activation)
+    if args.backend is not None:
+        import tmaf
+
+        tmaf.set_backend(args.backend)
+    dist_env_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(args.device, dist_env_rank)
+    if cfgs[0].threads < 0:
+        raise RunError(f"--threads must be >= 0, got {cfgs[0].threads}")
+    if cfgs[0].threads:
+        torch.set_num_threads(cfgs[0].threads)
+    if cfgs[0].deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    out = args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.activation}"
+    dist = setup(str(device))
+    log = print if dist.main else (lambda *a, **k: None)
+    try:
+        if dist.main:
+            check_writable(out)
+        stop = StopFlag()
+        handlers.update(_install_signals(stop))
+        data = _data(cfgs[0], log)
+        results = []
+        for cfg in cfgs:
+            run_dir = out / f"seed{cfg.seed}" if args.seeds is not None else out
+            if dist.main:
+                check_writable(run_dir)
+            status, res = train(cfg, data, run_dir, dist, device, stop, args.resume, argv, log)
+            if status == "interrupted":
+                log(f"interrupted: checkpoint saved in {run_dir}; continue with the same "
+                    "command plus --resume", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            if status == "nonfinite":
+                log(f"error: the loss became NaN/inf in {run_dir}; stopped. The last good "
+                    f"checkpoint (if any) is kept in {run_dir}/checkpoint.pt; try a lower --lr",
+                    file=sys.stderr)
+                return EXIT_NONFINITE
+            results.append(res)
+        if args.seeds is not None and dist.main:
+            write_summary(out, results)
+    finally:
+        teardown(dist)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse printed usage and the error
+        return int(e.code or 0)
+    try:
+        return run(args, ["tmaf", "train", *argv])
+    except (RunError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # check_writable's clear message
+        print(e.code if isinstance(e.code, str) else f"error: exit {e.code}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The one frozen config of a training run (saved as config.json at the start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "mnist"            # mnist | fashion-mnist | cifar10 | synthetic
+    model: str = "mlp"                # mlp | cnn | fastnet | resnet18
+    activation: str = "relu"          # any tmaf.get_act_layer name
+    epochs: int = 1
+    batch_size: int = 128             # global batch (split over DDP ranks)
+    lr: float = 2e-3
+    optimizer: str = "adam"           # adam (decoupled weight decay) | sgd (Nesterov momentum)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    tmaf_lr: float | None = None      # learning rate of the TMAF levels (None: same as --lr)
+    tmaf_weight_decay: float = 0.0
+    schedule: str = "onecycle"        # onecycle (warm-up + cosine) | cosine | constant, per step
+    warmup: float = 0.1               # fraction of all steps spent warming up (onecycle)
+    label_smoothing: float = 0.0
+    augment: str = "auto"             # auto (on for cifar10) | on | off: pad-4 crop + flip
+    width: int | None = None          # model width (None: the model's default)
+    seed: int = 0
+    subset: int | None = None         # first N training images (None: all)
+    test_subset: int | None = None    # first N test images (None: all)
+    eval_batch_size: int = 1000
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    threads: int = 0                  # torch CPU threads (0: torch's default)
+    amp: str = "auto"                 # auto (bf16/fp16 on GPU, off on CPU) | off | bf16 | fp16
+    backend: str | None = None        # TMAF backend (tmaf.set_backend); None: TMAF_BACKEND/auto
+    deterministic: bool = True        # torch.use_deterministic_algorithms (exact CPU resume)
+    dry_run: bool = False             # 2 batches, tiny data: a seconds-long smoke test
+
+    def augment_on(self) -> bool:
+        return self.augment == "on" or (self.augment == "auto" and self.dataset == "cifar10")
+
+
+CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
+           "augment": ("auto", "on", "off"), "amp": ("auto", "off", "bf16", "fp16")}
+
+# Fields that may differ between a checkpoint and the command that resumes it.
+RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
+
+
+def config_diff(saved: dict, current: TrainConfig) -> list[str]:
+    """The fields (other than RESUME_FREE) where a saved config differs from ``current``."""
+    out = []
+    for f in fields(current):
+        if f.name in RESUME_FREE or f.name not in saved:
+            continue
+        if saved[f.name] != getattr(current, f.name):
+            out.append(f"{f.name}: checkpoint {saved[f.name]!r}, now {getattr(current, f.name)!r}")
+    return out

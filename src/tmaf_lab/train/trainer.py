@@ -1,0 +1,296 @@
+"""The training loop: config -> data -> model (via the activation factory) -> epochs -> results.
+
+Writes to the run folder (rank 0 only): ``config.json`` at the start, ``checkpoint.pt``
+after every epoch (atomic), ``metrics.jsonl`` (one line per epoch: epoch, train_loss,
+train_acc, test_loss, test_acc, lr, seconds) and ``results.json`` at the end (dataset,
+model, activation, epochs, seed, params, test_acc, test_loss, train_seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import ImageData
+from ..runmeta import atomic_write_text, save_config, write_json
+from . import checkpoint as ckpt
+from .batches import augment, batch_slices, epoch_indices, normalise, step_generator
+from .config import TrainConfig
+from .distributed import Dist, all_sum, barrier
+
+DRY_RUN_STEPS = 2
+
+
+class RunError(RuntimeError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class StopFlag:
+    """Set by the SIGINT/SIGTERM handler; checked after every optimiser step."""
+
+    requested: bool = False
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    import tmaf
+
+    groups = tmaf.param_groups(model, weight_decay=cfg.weight_decay,
+                               tmaf_weight_decay=cfg.tmaf_weight_decay, tmaf_lr=cfg.tmaf_lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, total_steps: int):
+    """Per-step LR multiplier: onecycle = linear warm-up then cosine to 0; cosine; constant."""
+    warm = max(1, round(cfg.warmup * total_steps)) if cfg.schedule == "onecycle" else 0
+
+    def factor(step: int) -> float:
+        if cfg.schedule == "constant":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None
+    if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: ImageData, out: Path, dist: Dist,
+                 device: torch.device, stop: StopFlag, log=print):
+        from ..models import create_model
+
+        self.cfg, self.data, self.out, self.dist, self.device = cfg, data, out, dist, device
+        self.stop, self.log = stop, log if dist.main else (lambda *a, **k: None)
+        torch.manual_seed(cfg.seed)
+        kwargs = {"width": cfg.width} if cfg.width is not None else {}
+        self.net = create_model(cfg.model, data.image_shape, data.num_classes,
+                                cfg.activation, **kwargs).to(device)
+        self.params = sum(p.numel() for p in self.net.parameters())
+        self.model = self.net
+        if dist.active:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self.optimizer = make_optimizer(self.net, cfg)
+        if cfg.batch_size % dist.world:
+            raise RunError(f"--batch-size {cfg.batch_size} is not divisible by the "
+                           f"{dist.world} processes")
+        self.batch = cfg.batch_size // dist.world
+        n_rank = math.ceil(len(data.train_y) / dist.world)
+        self.steps = math.ceil(n_rank / self.batch)
+        if cfg.dry_run:
+            self.steps = min(self.steps, DRY_RUN_STEPS)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(cfg, cfg.epochs * self.steps))
+        self.amp = amp_dtype(cfg, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
+        self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
+        self.epoch, self.step, self.partial = 0, 0, [0.0, 0.0, 0.0, 0.0]
+        self.metrics: list[dict] = []
+        self.train_seconds = 0.0
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"config": dataclasses.asdict(self.cfg), "model": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "sampler_epoch": self.epoch, "step": self.step,
+                "partial": self.partial, "metrics": self.metrics,
+                "train_seconds": self.train_seconds, "world": self.dist.world}
+
+    def restore(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        if self.step and state["world"] != self.dist.world:
+            raise RunError(f"the checkpoint stopped mid-epoch with {state['world']} processes; "
+                           f"resume it with the same number (now {self.dist.world})")
+        # Partial sums of an interrupted epoch are global: rank 0 carries them.
+        self.partial = list(state["partial"]) if self.dist.main else [0.0] * 4
+        self.metrics, self.train_seconds = list(state["metrics"]), state["train_seconds"]
+        ckpt.set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.dist.main:
+            ckpt.save(self.out, self.state())
+        barrier(self.dist)
+
+    # -- one epoch -----------------------------------------------------------------------
+    def train_epoch(self) -> tuple[str, float]:
+        cfg, d = self.cfg, self.dist
+        self.model.train()
+        idx = epoch_indices(len(self.train_y), self.epoch, cfg.seed, d.rank, d.world)
+        idx = idx.to(self.device)[: self.steps * self.batch]
+        bar = self._bar(len(idx), self.step * self.batch)
+        t0 = time.perf_counter()
+        for step, sl in batch_slices(len(idx), self.batch, start=self.step):
+            x = normalise(self.train_x[idx[sl]], self.mean, self.std)
+            y = self.train_y[idx[sl]]
+            if cfg.augment_on():
+                x = augment(x, step_generator(cfg.seed, self.epoch, step, d.rank))
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
+                                enabled=self.amp is not None):
+                logits = self.model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            loss_v = float(loss.detach())
+            correct = float((logits.detach().argmax(1) == y).sum())
+            flags = all_sum(d, [float(self.stop.requested), float(not math.isfinite(loss_v))],
+                            self.device)
+            if flags[1]:
+                return "nonfinite", lr
+            self.partial = [self.partial[0] + loss_v * len(y), self.partial[1] + correct,
+                            self.partial[2] + len(y), self.partial[3]]
+            self.step = step + 1
+            if bar is not None:
+                bar.update(len(y) * d.world)
+                bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if flags[0] and self.step < self.steps:
+                self.partial[3] += time.perf_counter() - t0
+                self.partial[:3] = all_sum(d, self.partial[:3], self.device)
+                return "interrupted", lr
+        if bar is not None:
+            bar.close()
+        self.partial[3] += time.perf_counter() - t0
+        return "done", lr
+
+    def _bar(self, total: int, initial: int):
+        if not self.dist.main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total * self.dist.world, initial=initial * self.dist.world,
+                    unit="img", unit_scale=True, leave=False, disable=None, mininterval=0.5,
+                    desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        self.net.eval()
+        d, n = self.dist, len(self.test_y)
+        idx = torch.arange(d.rank, n, d.world, device=self.device)
+        loss_sum = correct = 0.0
+        for _, sl in batch_slices(len(idx), self.cfg.eval_batch_size):
+            x = normalise(self.test_x[idx[sl]], self.mean, self.std)
+            y = self.test_y[idx[sl]]
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
+                                enabled=self.amp is not None):
+                logits = self.net(x)
+            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += float((logits.argmax(1) == y).sum())
+        loss_sum, correct = all_sum(d, [loss_sum, correct], self.device)
+        return loss_sum / n, correct / n
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> str:
+        """Train the remaining epochs; return "done", "interrupted" or "nonfinite"."""
+        cfg = self.cfg
+        while self.epoch < cfg.epochs:
+            status, lr = self.train_epoch()
+            if status == "nonfinite":
+                return status
+            if status == "interrupted":
+                self.save()
+                return status
+            p = all_sum(self.dist, self.partial[:3], self.device)
+            t_train = self.partial[3]
+            test_loss, test_acc = self.evaluate()
+            row = {"epoch": self.epoch + 1, "train_loss": p[0] / p[2], "train_acc": p[1] / p[2],
+                   "test_loss": test_loss, "test_acc": test_acc, "lr": lr,
+                   "seconds": round(t_train, 3)}
+            self.metrics.append(row)
+            self.train_seconds += t_train
+            self.epoch, self.step, self.partial = self.epoch + 1, 0, [0.0] * 4
+            self.save()
+            if self.dist.main:
+                atomic_write_text(self.out / "metrics.jsonl",
+                                  "".join(json.dumps(m) + "\n" for m in self.metrics))
+            self.log(f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
+                     f"acc {row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                     f"lr {lr:.2e}  {t_train:.1f}s ({p[2] / max(t_train, 1e-9):.0f} img/s)")
+        return "done"
+
+    def results(self) -> dict:
+        last = self.metrics[-1]
+        return {"dataset": self.cfg.dataset, "model": self.cfg.model,
+                "activation": self.cfg.activation, "epochs": self.cfg.epochs,
+                "seed": self.cfg.seed, "params": self.params, "test_acc": last["test_acc"],
+                "test_loss": last["test_loss"], "train_seconds": round(self.train_seconds, 3)}
+
+
+def prepare_out(out: Path, resume: bool) -> str:
+    """Decide what an existing run folder means: "new", "resume" or "finished"."""
+    if (out / "results.json").is_file():
+        if resume:
+            return "finished"
+        raise RunError(f"{out} already holds a finished run (results.json); choose another "
+                       "--out (or add --resume to just report it)")
+    if (out / ckpt.NAME).is_file():
+        if not resume:
+            raise RunError(f"{out} holds the checkpoint of an unfinished run; add --resume to "
+                           "continue it, or choose another --out")
+        return "resume"
+    return "new"
+
+
+def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torch.device,
+          stop: StopFlag, resume: bool = False, argv: list[str] | None = None,
+          log=print) -> tuple[str, dict | None]:
+    """Run (or resume) one training run; return (status, results or None)."""
+    mode = prepare_out(out, resume)
+    if mode == "finished":
+        log(f"{out}: already finished; results.json kept")
+        return "done", json.loads((out / "results.json").read_text())
+    trainer = Trainer(cfg, data, out, dist, device, stop, log)
+    if mode == "resume":
+        try:
+            state = ckpt.load(out)
+        except ValueError as e:
+            raise RunError(f"{e}; the run cannot be resumed from it") from e
+        from .config import config_diff
+
+        diff = config_diff(state["config"], cfg)
+        if diff:
+            raise RunError("--resume with a different config: " + "; ".join(diff))
+        trainer.restore(state)
+        trainer.log(f"resuming {out} at epoch {trainer.epoch + 1}, step {trainer.step}")
+    elif dist.main:
+        save_config(out, cfg, argv, str(device))
+    trainer.log(f"{cfg.dataset} {cfg.model} {cfg.activation}: {trainer.params} parameters, "
+                f"{len(data.train_y)} train / {len(data.test_y)} test images, "
+                f"{trainer.steps} steps/epoch on {device} x{dist.world}")
+    status = trainer.run()
+    if status != "done":
+        return status, None
+    results = trainer.results()
+    if dist.main:
+        write_json(out / "results.json", results)
+    barrier(dist)
+    return status, results
