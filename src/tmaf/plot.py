@@ -265,7 +265,9 @@ def couplings(model_or_layers: Any, *, panel_size: tuple[float, float] = (3.6, 3
     for (ax_bar, ax_mat), (name, layer) in zip(axes, layers, strict=True):
         s = coupling_strength(layer).numpy()
         b = (len(s) - 1) // 2
-        ax_bar.bar(range(-b, b + 1), s, color=["C3" if d == 0 else "C0" for d in range(-b, b + 1)])
+        bars = ax_bar.bar(range(-b, b + 1), s,
+                          color=["C3" if d == 0 else "C0" for d in range(-b, b + 1)])
+        ax_bar.bar_label(bars, fmt="%.3g", fontsize=7)
         ax_bar.set_xlabel("offset d (entry multiplies y_{i+d})")
         ax_bar.set_ylabel("mean |level|")
         ax_bar.set_title(f"{name} ({_kind(layer)})", fontsize=9)

@@ -59,10 +59,11 @@ SMOKE = Budget(
     "smoke", "minutes on a CPU: tiny models, few steps, small data subsets", seeds=2,
     approx=(ApproxJob("highfreq"),),
     approx_args=("--width", "16", "--depth", "2", "--steps", "150", "--n-train", "512"),
-    train=(TrainJob("synthetic", "mlp", 2), TrainJob("mnist", "mlp", 1),
-           TrainJob("fashion-mnist", "mlp", 1), TrainJob("cifar10", "fastnet", 1)),
-    train_args=("--subset", "1024", "--test-subset", "512", "--width", "64",
-                "--batch-size", "128", "--device", "cpu"),
+    train=(TrainJob("synthetic", "mlp", 2, ("--width", "64", "--subset", "1024")),
+           TrainJob("mnist", "mlp", 1, ("--width", "64", "--subset", "2048")),
+           TrainJob("fashion-mnist", "mlp", 1, ("--width", "64", "--subset", "2048")),
+           TrainJob("cifar10", "fastnet", 1, ("--width", "8", "--subset", "512"))),
+    train_args=("--test-subset", "512", "--batch-size", "64", "--device", "cpu"),
 )
 
 CPU = Budget(

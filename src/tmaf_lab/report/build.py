@@ -139,8 +139,7 @@ def approx_section(col: Collection, opt: Options) -> list[Block]:
                                 "match_params", "dtype") if k in cfg]
             blocks.append(Para("Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys)))
         name = f"approx{i:02d}-{slug(s.target)}"
-        has_own = any("hist" in p.name.lower() for p in s.images)
-        hist = None if has_own else figures.approx_history(
+        hist = None if s.images else figures.approx_history(
             s.runs, f"{label}: error during training", figdir / f"{name}-history.png")
         if hist is not None:
             blocks.append(Image(display_rel(hist, opt.out),
