@@ -5,12 +5,15 @@ The study: function approximation (``tmaf approx``) and image classification
 tridiagonal activations over several seeds. Each budget is a frozen :class:`Budget`;
 the plan is one sub-folder per run:
 
-    DIR/approx/<target>/                          one tmaf approx study (all activations, seeds)
-    DIR/train/<dataset>-<model>-e<E>/<activation>/seed<S>/   one tmaf train run
+    DIR/approx/<name>/                    one tmaf approx invocation (all activations, seeds;
+                                          one sub-folder per target when it has several)
+    DIR/train/<dataset>-<model>/<activation>/seed<S>/   one tmaf train run
     DIR/report/report.md, report.html             tmaf report over DIR
     DIR/reproduce.json                            status of every run (done/failed/skipped)
 
-Rerunning the same command skips runs whose results.json exists, continues unfinished
+The ``cpu`` budget is exactly the set of runs committed under results/ (so
+``--out results`` finds them all finished). Rerunning the same command skips runs whose
+results.json (summary.csv for a multi-target approx study) exists, continues unfinished
 training runs from their checkpoint (``tmaf train --resume``), reruns unfinished approx
 studies, and keeps going after a failed run (it is recorded; exit code 1 at the end).
 Data sets that are not installed are skipped with a note naming ``tmaf data install``.
@@ -31,59 +34,87 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10")
 
 @dataclass(frozen=True)
 class ApproxJob:
-    target: str
-    args: tuple[str, ...] = ()  # extra `tmaf approx` options for this target
+    """One ``tmaf approx`` invocation into DIR/approx/<name> (one sub-folder per target
+    when it has several targets)."""
+
+    name: str
+    args: tuple[str, ...]  # `tmaf approx` options except --activations, --seeds, --out
+    activations: tuple[str, ...] = ACTIVATIONS
+    seeds: int = 3
 
 
 @dataclass(frozen=True)
 class TrainJob:
+    """``tmaf train`` runs into DIR/train/<dataset>-<model>/<activation>/seed<S>."""
+
     dataset: str
     model: str
     epochs: int
-    args: tuple[str, ...] = ()  # extra `tmaf train` options for this job
+    args: tuple[str, ...] = ()  # more `tmaf train` options (--width, --subset, ...)
+    activations: tuple[str, ...] = ACTIVATIONS
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 @dataclass(frozen=True)
 class Budget:
     name: str
     description: str
-    seeds: int
     approx: tuple[ApproxJob, ...]
-    approx_args: tuple[str, ...]
     train: tuple[TrainJob, ...]
-    train_args: tuple[str, ...]
-    activations: tuple[str, ...] = ACTIVATIONS
+    train_args: tuple[str, ...] = ()  # options for every training run
+    sweeps: tuple[str, ...] = ()  # DIR/approx/<name> folders summarised by approx.sweep
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        names = [a for j in (*self.approx, *self.train) for a in j.activations]
+        return tuple(dict.fromkeys(names))
 
 
 SMOKE = Budget(
-    "smoke", "minutes on a CPU: tiny models, few steps, small data subsets", seeds=2,
-    approx=(ApproxJob("highfreq"),),
-    approx_args=("--width", "16", "--depth", "2", "--steps", "150", "--n-train", "512"),
-    train=(TrainJob("synthetic", "mlp", 2, ("--width", "64", "--subset", "1024")),
-           TrainJob("mnist", "mlp", 1, ("--width", "64", "--subset", "2048")),
-           TrainJob("fashion-mnist", "mlp", 1, ("--width", "64", "--subset", "2048")),
-           TrainJob("cifar10", "fastnet", 1, ("--width", "8", "--subset", "512"))),
+    "smoke", "minutes on a CPU: tiny models, few steps, small data subsets",
+    approx=(ApproxJob("highfreq", ("--target", "highfreq", "--width", "16", "--depth", "2",
+                                   "--steps", "150", "--n-train", "512"), seeds=2),),
+    train=(TrainJob("synthetic", "mlp", 2, ("--width", "64", "--subset", "1024"), seeds=(0, 1)),
+           TrainJob("mnist", "mlp", 1, ("--width", "64", "--subset", "2048"), seeds=(0, 1)),
+           TrainJob("fashion-mnist", "mlp", 1, ("--width", "64", "--subset", "2048"),
+                    seeds=(0, 1)),
+           TrainJob("cifar10", "fastnet", 1, ("--width", "8", "--subset", "512"), seeds=(0, 1))),
     train_args=("--test-subset", "512", "--batch-size", "64", "--device", "cpu"),
 )
 
+# Mirrors results/approx/run_all.sh and results/train/run.sh (what results/ holds).
+_SIN = tuple(a for k in (1, 4, 8, 16, 32) for a in ("--target", f"sin{k}"))
+_TMAF3 = ("relu", "diagonal", "tridiagonal")
 CPU = Budget(
-    "cpu", "the runs committed under results/ (2 CPU cores, about an hour per part)", seeds=3,
-    approx=tuple(ApproxJob(t) for t in ("smooth", "highfreq", "chirp", "multiscale")),
-    approx_args=(),
-    train=(TrainJob("mnist", "mlp", 2), TrainJob("fashion-mnist", "mlp", 2),
-           TrainJob("mnist", "cnn", 1), TrainJob("cifar10", "fastnet", 2)),
-    train_args=("--device", "cpu"),
+    "cpu", "the runs committed under results/ (2 CPU cores; hours in total)",
+    approx=(ApproxJob("default", ()),
+            ApproxJob("2d", ("--target", "sin2d", "--target", "expsin2d"), seeds=2),
+            *(ApproxJob(f"sweep/w{w}", (*_SIN, "--width", str(w), "--no-plots"), _TMAF3, 2)
+              for w in (16, 32, 64)),
+            ApproxJob("same_width", ("--target", "sin8", "--target", "sin16", "--target", "sin32",
+                                     "--no-match-params", "--no-plots"), seeds=2),
+            ApproxJob("long", ("--target", "highfreq", "--steps", "5000"),
+                      ("relu", "diagonal"), 2)),
+    sweeps=("sweep",),
+    train=(*(TrainJob(ds, "mlp", 1, (), _TMAF3) for ds in ("mnist", "fashion-mnist")),
+           TrainJob("cifar10", "fastnet", 3, ("--width", "16", "--subset", "10000"),
+                    ("relu", "diagonal"), (0, 1)),
+           *(TrainJob(ds, "cnn", 1, ("--width", "16", "--subset", "20000"), _TMAF3, (0, 1))
+             for ds in ("mnist", "fashion-mnist"))),
+    train_args=("--threads", "1", "--device", "cpu"),
 )
 
+_SEEDS5 = (0, 1, 2, 3, 4)
 FULL = Budget(
-    "full", "paper scale on one GPU: long approx runs, full data, ResNet-18 on CIFAR-10", seeds=5,
-    approx=tuple(ApproxJob(t) for t in ("smooth", "highfreq", "chirp", "multiscale")),
-    approx_args=("--steps", "20000", "--width", "64"),
-    train=(TrainJob("mnist", "mlp", 20), TrainJob("mnist", "cnn", 20),
-           TrainJob("fashion-mnist", "mlp", 30), TrainJob("fashion-mnist", "cnn", 30),
+    "full", "paper scale on one GPU: long approx runs, full data, ResNet-18 on CIFAR-10",
+    approx=(ApproxJob("default", ("--steps", "20000", "--width", "64"), seeds=5),
+            ApproxJob("2d", ("--target", "sin2d", "--target", "expsin2d", "--steps", "20000",
+                             "--width", "64"), seeds=5)),
+    train=(*(TrainJob(ds, m, 20, (), seeds=_SEEDS5)
+             for ds in ("mnist", "fashion-mnist") for m in ("mlp", "cnn")),
            TrainJob("cifar10", "resnet18", 200,
                     ("--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "5e-4",
-                     "--batch-size", "128", "--schedule", "cosine"))),
+                     "--batch-size", "128", "--schedule", "cosine"), seeds=(0, 1, 2))),
     train_args=("--device", "auto"),
 )
 
@@ -102,25 +133,29 @@ class ReproduceConfig:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "approx" | "train"
-    name: str  # also the sub-folder, relative to DIR
+    kind: str  # "approx" | "train" | "sweep"
+    name: str  # the sub-folder, relative to DIR
     argv: tuple[str, ...]
     dataset: str | None = None
+    marker: str = "results.json"  # the file that exists once the step has finished
 
 
 def plan(budget: Budget, out: Path) -> list[Step]:
     """Every run of ``budget`` as an argv list for its CLI, one folder per run."""
-    acts = ",".join(budget.activations)
     steps = []
     for job in budget.approx:
-        name = f"approx/{job.target}"
-        steps.append(Step("approx", name, ("--target", job.target, "--activations", acts,
-                                           "--seeds", str(budget.seeds), *budget.approx_args,
-                                           *job.args, "--out", str(out / name))))
+        name = f"approx/{job.name}"
+        multi = job.args.count("--target") != 1  # no --target: the default targets
+        steps.append(Step("approx", name, (*job.args, "--activations", ",".join(job.activations),
+                                           "--seeds", str(job.seeds), "--out", str(out / name)),
+                          marker="summary.csv" if multi else "results.json"))
+    for sweep in budget.sweeps:
+        name = f"approx/{sweep}"
+        steps.append(Step("sweep", name, (str(out / name),), marker="sweep.md"))
     for job in budget.train:
-        for act in budget.activations:
-            for seed in range(budget.seeds):
-                name = f"train/{job.dataset}-{job.model}-e{job.epochs}/{act}/seed{seed}"
+        for act in job.activations:
+            for seed in job.seeds:
+                name = f"train/{job.dataset}-{job.model}/{act}/seed{seed}"
                 steps.append(Step("train", name, (
                     job.dataset, "--model", job.model, "--activation", act,
                     "--epochs", str(job.epochs), "--seed", str(seed), *budget.train_args,
@@ -144,7 +179,7 @@ def data_missing(dataset: str | None) -> str | None:
 
 def status_of(step: Step, out: Path) -> str:
     folder = out / step.name
-    if (folder / "results.json").is_file():
+    if step.kind != "sweep" and (folder / step.marker).is_file():
         return "done"
     if step.kind == "train" and (folder / "checkpoint.pt").is_file():
         return "resume"
@@ -155,6 +190,8 @@ def run_step(step: Step) -> tuple[int, str]:
     """Call the sub-command in this process; (exit code, error text incl. traceback)."""
     if step.kind == "approx":
         from tmaf_lab.approx.cli import main
+    elif step.kind == "sweep":
+        from tmaf_lab.approx.sweep import main
     else:
         from tmaf_lab.train.cli import main
     try:
@@ -198,15 +235,25 @@ def select(cfg: ReproduceConfig) -> Budget:
     """The budget narrowed by --only / --activations / --seeds."""
     b = BUDGETS[cfg.budget]
     if cfg.only:
-        b = replace(b, approx=b.approx if "approx" in cfg.only else (),
+        keep = "approx" in cfg.only
+        b = replace(b, approx=b.approx if keep else (), sweeps=b.sweeps if keep else (),
                     train=tuple(j for j in b.train if j.dataset in cfg.only))
     if cfg.activations:
         bad = [a for a in cfg.activations if a not in b.activations]
         if bad:
             raise ValueError(f"--activations: {bad} not in the {b.name} budget's "
                              f"{list(b.activations)}")
-        b = replace(b, activations=cfg.activations)
-    return replace(b, seeds=cfg.seeds) if cfg.seeds else b
+
+        def narrow(job):
+            return replace(job, activations=tuple(a for a in job.activations
+                                                  if a in cfg.activations))
+
+        b = replace(b, approx=tuple(j for j in map(narrow, b.approx) if j.activations),
+                    train=tuple(j for j in map(narrow, b.train) if j.activations))
+    if cfg.seeds:
+        b = replace(b, approx=tuple(replace(j, seeds=cfg.seeds) for j in b.approx),
+                    train=tuple(replace(j, seeds=tuple(range(cfg.seeds))) for j in b.train))
+    return b
 
 
 def print_plan(budget: Budget, steps: list[Step], out: Path) -> None:
@@ -215,7 +262,8 @@ def print_plan(budget: Budget, steps: list[Step], out: Path) -> None:
     for step in steps:
         missing = data_missing(step.dataset)
         state = "skip (data not installed)" if missing else status_of(step, out)
-        cli = "tmaf approx" if step.kind == "approx" else "tmaf train"
+        cli = {"approx": "tmaf approx", "train": "tmaf train",
+               "sweep": "python -m tmaf_lab.approx.sweep"}[step.kind]
         print(f"  [{state:>7}] {cli} {' '.join(step.argv)}")
     print(f"  then: tmaf report {out / 'approx'} {out / 'train'} --out {out / 'report'}")
 
@@ -240,7 +288,7 @@ def execute(budget: Budget, steps: list[Step], out: Path) -> list[dict]:
             print(f"[reproduce] {i}/{len(steps)} {step.name} ({state})", file=sys.stderr)
             t0 = time.perf_counter()
             code, err = run_step(step)
-            ok = code == 0 and (out / step.name / "results.json").is_file()
+            ok = code == 0 and (out / step.name / step.marker).is_file()
             rec.update(status="done" if ok else "failed", exit_code=code,
                        seconds=round(time.perf_counter() - t0, 1))
             if err:

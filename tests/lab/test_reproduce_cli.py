@@ -23,14 +23,26 @@ def test_budget_plan_covers_the_study(name: str, tmp_path: Path):
     steps = reproduce.plan(budget, tmp_path)
     assert set(budget.activations) == {"relu", "prelu", "diagonal", "tridiagonal"}
     assert {j.dataset for j in budget.train} >= {"mnist", "fashion-mnist", "cifar10"}
-    assert budget.approx and budget.seeds >= 2
-    n_train = len(budget.train) * len(budget.activations) * budget.seeds
-    assert len(steps) == len(budget.approx) + n_train
+    assert budget.approx and all(len(j.seeds) >= 2 for j in budget.train)
+    n_train = sum(len(j.activations) * len(j.seeds) for j in budget.train)
+    assert len(steps) == len(budget.approx) + len(budget.sweeps) + n_train
     assert len({s.name for s in steps}) == len(steps)  # one folder per run
     for s in steps:
-        assert s.argv[s.argv.index("--out") + 1] == str(tmp_path / s.name)
+        assert s.argv[-1 if s.kind == "sweep" else s.argv.index("--out") + 1] == \
+            str(tmp_path / s.name)
         if s.kind == "train":
-            assert "--resume" in s.argv
+            assert "--resume" in s.argv and s.argv[0] == s.dataset
+
+
+def test_narrowing_options():
+    cfg = reproduce.ReproduceConfig("cpu", "x", only=("approx", "cifar10"),
+                                    activations=("relu", "diagonal"), seeds=1)
+    budget = reproduce.select(cfg)
+    assert [j.dataset for j in budget.train] == ["cifar10"]
+    assert all(j.activations == ("relu", "diagonal") and j.seeds == (0,) for j in budget.train)
+    assert all(set(j.activations) <= {"relu", "diagonal"} and j.seeds == 1
+               for j in budget.approx)
+    assert budget.sweeps == ("sweep",)
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, capsys):
@@ -39,7 +51,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, capsys):
     text = capsys.readouterr().out
     budget = reproduce.BUDGETS["cpu"]
     assert f"{len(reproduce.plan(budget, out))} run(s)" in text
-    assert "skip (data not installed)" in text and "tmaf approx --target smooth" in text
+    assert "skip (data not installed)" in text and "tmaf approx --activations relu,prelu" in text
     assert "then: tmaf report" in text
     assert not out.exists()
 
@@ -68,16 +80,16 @@ def test_reduced_smoke_run_skips_resumes_and_survives_failures(tmp_path: Path, c
     args = ["reproduce", "--budget", "smoke", "--out", str(out), "--only",
             "approx,synthetic,mnist", "--activations", "relu,diagonal", "--seeds", "1"]
     # a damaged checkpoint makes one training run fail; the others must still run
-    bad = out / "train" / "synthetic-mlp-e2" / "relu" / "seed0"
+    bad = out / "train" / "synthetic-mlp" / "relu" / "seed0"
     bad.mkdir(parents=True)
     (bad / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert tmaf_main(args) == 1
     status = _statuses(out)
     assert status == {"approx/highfreq": "done",
-                      "train/synthetic-mlp-e2/relu/seed0": "failed",
-                      "train/synthetic-mlp-e2/diagonal/seed0": "done",
-                      "train/mnist-mlp-e1/relu/seed0": "skipped",
-                      "train/mnist-mlp-e1/diagonal/seed0": "skipped"}
+                      "train/synthetic-mlp/relu/seed0": "failed",
+                      "train/synthetic-mlp/diagonal/seed0": "done",
+                      "train/mnist-mlp/relu/seed0": "skipped",
+                      "train/mnist-mlp/diagonal/seed0": "skipped"}
     runs = json.loads((out / "reproduce.json").read_text())["runs"]
     assert "tmaf data install mnist" in runs[-1]["reason"]
     md = (out / "report" / "report.md").read_text()
@@ -93,8 +105,8 @@ def test_reduced_smoke_run_skips_resumes_and_survives_failures(tmp_path: Path, c
     capsys.readouterr()
     assert tmaf_main(args) == 0
     status = _statuses(out)
-    assert status["train/synthetic-mlp-e2/relu/seed0"] == "done"
+    assert status["train/synthetic-mlp/relu/seed0"] == "done"
     assert kept.stat().st_mtime_ns == stamp
     runs = {r["run"]: r for r in json.loads((out / "reproduce.json").read_text())["runs"]}
     assert runs["approx/highfreq"]["reason"].startswith("results.json exists")
-    assert "exit_code" in runs["train/synthetic-mlp-e2/relu/seed0"]
+    assert "exit_code" in runs["train/synthetic-mlp/relu/seed0"]
