@@ -113,6 +113,7 @@ def test_collect_reads_both_schemas(runs: Path):
 
 def test_report_tables_and_self_contained_html(runs: Path, tmp_path: Path, capsys):
     (runs / "approx" / "highfreq" / "fits.png").unlink()  # no PNG: report draws the history
+    (runs / "approx" / "sweep.png").write_bytes(PNG_1PX)  # a plot outside any run folder
     out = tmp_path / "report"
     code, stdout, _ = run_report([str(runs), "--out", str(out)], capsys)
     assert code == 0, stdout
@@ -120,6 +121,8 @@ def test_report_tables_and_self_contained_html(runs: Path, tmp_path: Path, capsy
     assert "](figures/approx00-highfreq-history.png)" in md
     assert "](figures/approx01-smooth-fits.png)" in md
     assert "approx01-smooth-history" not in md
+    other = md.split("## Other figures")[1].split("## ")[0]
+    assert "](figures/other00-sweep.png)" in other and "fits" not in other
     # smooth: relu 0.12 +- 0.02, diagonal 0.06 +- 0.01; diagonal - relu = -0.06
     assert "| smooth | 0.12 ± 0.02 | 0.06 ± 0.01 |" in md
     se = math.sqrt(0.02**2 / 3 + 0.01**2 / 3)

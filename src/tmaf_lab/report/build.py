@@ -288,6 +288,15 @@ def build(col: Collection, opt: Options, header: list[Block]) -> list[Block]:
     if col.train:
         blocks += train_section(col, opt)
         blocks += activations_section(col, opt)
+    if col.other_images:
+        blocks.append(Heading(2, "Other figures"))
+        seen = set()
+        for i, src in enumerate(col.other_images[:opt.max_images_per_run * 4]):
+            if src.resolve() in seen:
+                continue
+            seen.add(src.resolve())
+            for _, img in copy_images([src], opt.out / "figures", f"other{i:02d}", 1):
+                blocks.append(Image(display_rel(img, opt.out), f"{display(src)}"))
     blocks += provenance(col)
     blocks.append(Heading(2, f"Skipped ({len(col.skipped)})"))
     blocks.append(Bullets(tuple(f"{s.path}: {s.reason}" for s in col.skipped))

@@ -76,6 +76,7 @@ class Collection:
     train: list[TrainRun] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
+    other_images: list[Path] = field(default_factory=list)  # PNGs outside any run folder
 
 
 def _is_number(v: Any) -> bool:
@@ -257,4 +258,19 @@ def collect(paths: list[str | Path]) -> Collection:
             for d in _incomplete_runs(root.resolve(), dirs):
                 out.skipped.append(Skipped(str(d), "run folder without results.json "
                                            "(unfinished or failed run)"))
+            out.other_images += _loose_images(root, dirs)
     return out
+
+
+def _loose_images(root: Path, run_dirs: set[Path]) -> list[Path]:
+    """PNGs under ``root`` that belong to no run folder and no report (e.g. a sweep plot)."""
+    found = []
+    for p in sorted(root.rglob("*.png")):
+        parents = [q.resolve() for q in p.parents]
+        if any(q in run_dirs for q in parents):
+            continue
+        if any((q / name).exists() for q in parents for name in OWN_OUTPUTS):
+            continue
+        if not any(part.startswith(".") for part in p.relative_to(root).parts):
+            found.append(p)
+    return found
