@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .oracle import oracle_outputs_and_grads
+
 BASELINES = ("relu", "prelu", "gelu")
 TMAF_KINDS = ("diagonal", "tridiagonal")
 TMAF_BACKENDS = ("compiled", "eager", "reference")
@@ -59,7 +61,7 @@ def make_module(spec: Spec, num_channels: int, device: torch.device, seed: int =
     import tmaf
 
     cls = tmaf.DiagonalTMAF if spec.kind == "diagonal" else tmaf.TridiagonalTMAF
-    mod = cls(num_channels, breakpoints=breakpoints(spec.m), device=device)
+    mod = cls(num_channels, breakpoints=breakpoints(spec.m), init="random", device=device)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         mod.levels.copy_(torch.rand(mod.levels.shape, generator=gen) * 2 - 0.5)
@@ -127,29 +129,61 @@ class Candidate:
         return out
 
 
-def check_against_reference(cand: Candidate, rtol: float = 1e-4) -> float:
-    """Compare output and every gradient with the reference; return the worst scaled error.
+def expected_results(cand: Candidate) -> list[Tensor]:
+    """What a candidate must reproduce: [output, input grad, *parameter grads].
 
-    TMAF fast backends are compared with the ``reference`` backend, compiled baselines with the
-    same module run eagerly.  Raises ``AssertionError`` (a fast wrong kernel fails the run) when
-    any element differs by more than ``rtol`` times the largest magnitude of that reference
-    tensor (sums over millions of float32 products round differently between kernels).
+    TMAF: the float64 oracle (:mod:`benchmarks.oracle`); baselines: the same module run eagerly.
     """
-    spec = cand.spec
-    if spec.mode in ("reference", "eager") and not (spec.is_tmaf and spec.mode == "eager"):
-        return 0.0  # a reference is not compared with itself
-    got = cand.outputs_and_grads()
-    want = (cand.outputs_and_grads(backend="reference") if spec.is_tmaf
-            else cand.outputs_and_grads(eager=True))
-    names = ["output", "input grad"] + [f"param grad {i}" for i in range(len(cand.params))]
+    if cand.spec.is_tmaf:
+        return oracle_outputs_and_grads(cand.x, cand.g, cand.module.breakpoints,
+                                        cand.module.levels)
+    return cand.outputs_and_grads(eager=True)
+
+
+def compare(label: str, got: list[Tensor], want: list[Tensor], rtol: float) -> float:
+    """Worst error over the tensors, each scaled by the largest magnitude of its expected value.
+
+    Raises ``AssertionError`` naming the tensor when the error exceeds ``rtol`` (sums over
+    millions of float32 products round differently between kernels, hence a scaled tolerance).
+    """
+    names = ["output", "input grad"] + [f"param grad {i}" for i in range(len(got) - 2)]
     worst = 0.0
     for name, a, b in zip(names, got, want, strict=True):
         if a is None or b is None or a.shape != b.shape:
-            raise AssertionError(f"{spec.name}: {name} missing or misshapen")
+            raise AssertionError(f"{label}: {name} missing or misshapen")
         scale = b.abs().max().item() or 1.0
         err = (a.double() - b.double()).abs().max().item() / scale
         if not err <= rtol:
-            raise AssertionError(f"{spec.name}: {name} differs from the reference: "
+            raise AssertionError(f"{label}: {name} differs from the reference: "
                                  f"max error {err:.3g} x scale {scale:.3g} > rtol {rtol:g}")
         worst = max(worst, err)
     return worst
+
+
+def check_against_reference(cand: Candidate, want: list[Tensor] | None = None,
+                            rtol: float = 1e-4) -> float:
+    """Check output and every gradient of a fast candidate; return the worst scaled error.
+
+    TMAF fast backends are compared with the oracle (``want`` may pass it precomputed),
+    compiled baselines with the same module run eagerly.  Eager baselines and the TMAF
+    reference backend are references themselves and return 0.
+    """
+    spec = cand.spec
+    if spec.mode == "reference" or (not spec.is_tmaf and spec.mode == "eager"):
+        return 0.0
+    want = expected_results(cand) if want is None else want
+    return compare(spec.name, cand.outputs_and_grads(), want, rtol)
+
+
+def check_oracle(cand: Candidate, rows: int = 2, rtol: float = 1e-6) -> float:
+    """The oracle against ``tmaf``'s reference backend on the first ``rows`` of the batch."""
+    import tmaf.functional as F
+
+    x, g = cand.x.detach()[:rows].double().requires_grad_(True), cand.g[:rows].double()
+    lv = cand.module.levels.detach().double().requires_grad_(True)
+    full = lv.view(lv.shape[0], -1, lv.shape[-1])
+    out = F.banded_tmaf(x, cand.module.breakpoints.double(), full, 1, backend="reference")
+    out.backward(g)
+    want = [out.detach(), x.grad, lv.grad]
+    got = oracle_outputs_and_grads(x, g, cand.module.breakpoints, cand.module.levels)
+    return compare(f"oracle vs tmaf reference ({cand.spec.name})", got, want, rtol)

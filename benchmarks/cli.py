@@ -30,8 +30,9 @@ class BenchConfig:
     parts: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     ms: tuple[int, ...]
-    repeats: int
-    reference_repeats: int
+    repeats: int  # rounds for baselines and the TMAF "compiled" backend
+    slow_repeats: int  # rounds for the TMAF "eager" backend
+    reference_ms: tuple[int, ...]  # m values at which the (seconds-per-call) reference is timed
     warmup: int
     use_compile: bool  # include torch.compile baselines and the TMAF "compiled" backend
     train_models: tuple[str, ...]
@@ -47,18 +48,19 @@ class BenchConfig:
 
 PRESETS = {
     "full": dict(shapes=((4096, 1024), (128, 64, 32, 32), (64, 256, 16, 16)), ms=(1, 5, 8, 16),
-                 repeats=11, reference_repeats=3, warmup=2, train_models=("mlp", "resnet18"),
+                 repeats=11, slow_repeats=3, reference_ms=(8,), warmup=2, train_models=("mlp", "resnet18"),
                  train_batch={"mlp": 256, "resnet18": 32}, train_width={}, train_image={},
                  train_repeats=7,
                  compile_probe_shape=(128, 64, 32, 32),
                  compile_probe_specs=("relu/compile", "diagonal-m8/compiled",
                                       "tridiagonal-m8/compiled")),
-    "quick": dict(shapes=((128, 64, 32, 32),), ms=(8,), repeats=9, reference_repeats=2, warmup=2,
-                  train_models=("resnet18",), train_batch={"resnet18": 16}, train_width={}, train_image={},
+    "quick": dict(shapes=((128, 64, 32, 32),), ms=(8,), repeats=9, slow_repeats=3,
+                  reference_ms=(8,), warmup=2, train_models=("resnet18",),
+                  train_batch={"resnet18": 16}, train_width={}, train_image={},
                   train_repeats=5, compile_probe_shape=(128, 64, 32, 32),
                   compile_probe_specs=("diagonal-m8/compiled",)),
-    "dry-run": dict(shapes=((8, 16), (2, 4, 5, 5)), ms=(1, 5), repeats=3, reference_repeats=2,
-                    warmup=1, train_models=("mlp", "resnet18"),
+    "dry-run": dict(shapes=((8, 16), (2, 4, 5, 5)), ms=(1, 5), repeats=3, slow_repeats=2,
+                    reference_ms=(1, 5), warmup=1, train_models=("mlp", "resnet18"),
                     train_batch={"mlp": 4, "resnet18": 2}, train_width={"mlp": 16, "resnet18": 4},
                     train_image={"resnet18": 8},
                     train_repeats=2, compile_probe_shape=(8, 16),
@@ -128,9 +130,9 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
     if "act" in cfg.parts:
         for shape in cfg.shapes:
             results["activations"] += activations.run_shape(
-                shape, cfg.ms, device=device, repeats=cfg.repeats,
-                reference_repeats=cfg.reference_repeats, warmup=cfg.warmup,
-                with_tmaf=True, use_compile=cfg.use_compile, seed=cfg.seed, log=log)
+                shape, cfg.ms, device=device, repeats=cfg.repeats, slow_repeats=cfg.slow_repeats,
+                reference_ms=cfg.reference_ms, warmup=cfg.warmup, use_compile=cfg.use_compile,
+                seed=cfg.seed, log=log)
             report.write_csv(out / "activations.csv", results["activations"])
     if "train" in cfg.parts:
         backends = ("compiled", "eager") if cfg.use_compile else ("eager",)

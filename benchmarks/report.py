@@ -52,8 +52,7 @@ def targets(act_rows: Sequence[dict], train_rows: Sequence[dict]) -> list[dict]:
     for target, kind, phase, col, limit in checks:
         for shape in shapes:
             for backend in ("compiled", "eager"):
-                row = _find(act_rows, shape=shape, kind=kind, mode=backend, m=m, phase=phase,
-                            group="fast")
+                row = _find(act_rows, shape=shape, kind=kind, mode=backend, m=m, phase=phase)
                 if row is None:
                     continue
                 value = row[col]
@@ -88,14 +87,12 @@ def markdown(act_rows: Sequence[dict], train_rows: Sequence[dict], target_rows: 
         if not rows:
             continue
         shapes = list(dict.fromkeys(r["shape"] for r in rows))
-        names = list(dict.fromkeys(r["candidate"] for r in rows if r["group"] == "fast"))
-        names += [n for n in dict.fromkeys(r["candidate"] for r in rows) if n not in names]
+        names = list(dict.fromkeys(r["candidate"] for r in rows))
         body = []
         for name in names:
             cells = [name]
-            for shape in shapes:
-                r = _find(rows, shape=shape, candidate=name,
-                          group="fast" if "/reference" not in name else "reference")
+            for shape in shapes:  # eager ReLU is in every group: show the "fast" group's
+                r = _find(rows, shape=shape, candidate=name)
                 cells.append("" if r is None else
                              f"{r['median_ms']:.2f} ms ({r['ratio_vs_relu_eager']:.2f}x)")
             body.append(cells)

@@ -43,6 +43,8 @@ class Timing:
 
 
 def _calls_per_sample(fn: Callable[[], None], sync: Callable[[], None], min_sample_s: float) -> int:
+    if min_sample_s <= 0:
+        return 1
     sync()
     t0 = time.perf_counter()
     fn()
@@ -60,7 +62,8 @@ def time_interleaved(candidates: dict[str, Callable[[], None]], *, repeats: int,
         repeats: samples per candidate; in repeat r the order is rotated by r.
         warmup: untimed calls of every candidate first (compilation, allocator warm-up).
         sync: waits for the device (see :func:`synchronizer`).
-        min_sample_s: each sample runs enough calls to last at least this long.
+        min_sample_s: each sample runs enough calls to last at least this long (measured by
+            one extra call per candidate); 0 for one call per sample.
 
     Returns:
         name -> :class:`Timing` with ``repeats`` per-call samples.

@@ -16,6 +16,7 @@ if str(REPO) not in sys.path:  # benchmarks/ is a top-level folder, not an insta
 
 from benchmarks import cli, timing  # noqa: E402
 from benchmarks.candidates import Candidate, Spec, check_against_reference  # noqa: E402
+from benchmarks.oracle import oracle_outputs_and_grads  # noqa: E402
 
 
 def test_time_interleaved_rotates_order_and_counts_samples():
@@ -23,7 +24,7 @@ def test_time_interleaved_rotates_order_and_counts_samples():
     fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
     out = timing.time_interleaved(fns, repeats=4, warmup=1, sync=lambda: None, min_sample_s=0.0)
     assert {n: len(t.samples) for n, t in out.items()} == {"a": 4, "b": 4, "c": 4}
-    timed = calls[3 + 3:]  # after one warm-up call and one calibration call of each
+    timed = calls[3:]  # after one warm-up call of each (no calibration call: min_sample_s=0)
     assert timed == list("abc" "bca" "cab" "abc")
 
 
@@ -44,6 +45,29 @@ def test_saved_bytes_counts_each_storage_once_and_separates_parameters():
     assert twice.total == 10 * 6 * 4
     scaled = timing.saved_bytes(lambda: x * w, params=[w])  # saves x and w
     assert scaled.total == (60 + 6) * 4 and scaled.parameters == 6 * 4 and scaled.activations == 240
+
+
+@pytest.mark.parametrize("bandwidth", [0, 1, 2])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("shape, channel_dim", [((6, 5), 1), ((2, 5, 3, 3), 1), ((3, 4, 5), -1)])
+def test_oracle_matches_the_tmaf_reference(bandwidth, per_channel, shape, channel_dim):
+    import tmaf.functional as F
+
+    gen = torch.Generator().manual_seed(bandwidth + 10 * per_channel)
+    C = shape[channel_dim]
+    x = torch.randn(shape, generator=gen, dtype=torch.float64) * 2
+    x.view(-1)[:3] = torch.tensor([-1.0, 0.0, 0.5], dtype=torch.float64)  # values on breakpoints
+    g = torch.randn(shape, generator=gen, dtype=torch.float64)
+    bp = torch.tensor([-1.0, 0.0, 0.5, 1.5], dtype=torch.float64)
+    if per_channel:
+        bp = bp + 0.1 * torch.arange(C, dtype=torch.float64)[:, None]
+    levels = torch.randn(C, 2 * bandwidth + 1, 5, generator=gen, dtype=torch.float64)
+    xr, lr = x.clone().requires_grad_(True), levels.clone().requires_grad_(True)
+    out = F.banded_tmaf(xr, bp, lr, channel_dim, backend="reference")
+    out.backward(g)
+    got = oracle_outputs_and_grads(x, g, bp, levels, channel_dim)
+    for a, b in zip(got, [out.detach(), xr.grad, lr.grad], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["diagonal", "tridiagonal"])
