@@ -124,14 +124,14 @@ def test_report_tables_and_self_contained_html(runs: Path, tmp_path: Path, capsy
     other = md.split("## Other figures")[1].split("## ")[0]
     assert "](figures/other00-sweep.png)" in other and "fits" not in other
     # smooth: relu 0.12 +- 0.02, diagonal 0.06 +- 0.01; diagonal - relu = -0.06
-    assert "| smooth | 0.12 ± 0.02 | 0.06 ± 0.01 |" in md
+    assert "| approx/smooth | 0.12 ± 0.02 | 0.06 ± 0.01 |" in md
     se = math.sqrt(0.02**2 / 3 + 0.01**2 / 3)
     assert "| diagonal | 3 | 1010 | 0.06 ± 0.01 |" in md
     assert f"| −0.06 ± {se:.3g} | better |" in md
     # highfreq: tridiagonal is worse than relu (+0.2)
     assert "+0.2 ± 0.1 | worse |" in md
     # train: accuracies in %, relu 96.5 +- 0.707, diagonal 97.35 +- 0.212 -> +0.85 pp
-    assert "| mnist | mlp | 2 | 96.5 ± 0.707 | 97.4 ± 0.212 |" in md
+    assert "| mnist | mlp | 2 | defaults | 96.5 ± 0.707 | 97.4 ± 0.212 |" in md
     assert "+0.85 ± 0.522 | better |" in md
     html = (out / "report.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
@@ -152,7 +152,7 @@ def test_report_lists_and_skips_bad_runs(runs: Path, tmp_path: Path, capsys):
     for name, reason in expected.items():
         line = next((ln for ln in skipped.splitlines() if name in ln), None)
         assert line is not None and reason in line, (name, skipped)
-    assert "| smooth |" in md  # good runs are still reported
+    assert "| approx/smooth |" in md  # good runs are still reported
     assert "nan [" not in md or "| relu |" in md
 
 
@@ -177,10 +177,10 @@ def test_learned_activation_figures_from_checkpoint(runs: Path, tmp_path: Path, 
     assert run_report([str(runs / "train"), "--out", str(out)], capsys)[0] == 0
     md = (out / "report.md").read_text()
     section = md.split("## Learned activations")[1]
-    assert "mnist / mlp / diagonal / seed 0" in section
+    assert "mnist / mlp / defaults / diagonal / seed 0" in section
     # the fixture checkpoint has 3 channels: one dead (all 0) and one linear (all 0.5)
     assert "| 1 | 3 | 0 | 1 | 1 |" in section
-    assert len(list((out / "figures").glob("act-*.png"))) >= 2
+    assert len(list((out / "figures").glob("act00-*.png"))) >= 2
 
 
 def test_dry_run_writes_nothing(runs: Path, tmp_path: Path, capsys):

@@ -63,10 +63,13 @@ def _by(items, key) -> dict:
 # ---------------------------------------------------------------- approx
 
 def study_labels(studies: list[ApproxStudy]) -> list[str]:
-    """Target names, with the folder appended where two studies share a target."""
-    counts = _by(studies, lambda s: s.target)
-    return [s.target if len(counts[s.target]) == 1 else f"{s.target} [{display(s.folder)}]"
-            for s in studies]
+    """The study folder relative to the searched root (e.g. 'default/highfreq'), with the
+    target appended when the folder is not named after it; the target alone for a root."""
+    labels = []
+    for s in studies:
+        rel = s.label or s.target
+        labels.append(rel if rel.split("/")[-1] == s.target else f"{rel} ({s.target})")
+    return labels
 
 
 def finite(runs, key: str) -> list[float]:
@@ -89,7 +92,7 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
         ranked = [a for a in stats if stats[a].n]
         best = min(ranked, key=lambda a: stats[a].mean) if ranked else "n/a"
         rows.append((label, *cells, best))
-    return Table(("target", *acts, "lowest"), tuple(rows),
+    return Table(("study", *acts, "lowest"), tuple(rows),
                  "Relative L2 error on the held-out grid (lower is better).")
 
 
@@ -159,22 +162,46 @@ def display_rel(path: Path, root: Path) -> str:
 
 # ---------------------------------------------------------------- train
 
+SETTING_KEYS = ("width", "subset", "test_subset", "batch_size", "lr", "optimizer", "schedule",
+                "weight_decay", "tmaf_lr", "augment")
+
+
+def setting(run: TrainRun) -> tuple[tuple[str, object], ...]:
+    """The config.json options that make runs of one dataset/model/epochs incomparable."""
+    cfg = run.config.get("config", {})
+    return tuple((k, cfg.get(k)) for k in SETTING_KEYS if k in cfg)
+
+
+def setting_label(items: tuple[tuple[str, object], ...]) -> str:
+    """Options that differ from tmaf train's defaults, e.g. 'width=16, subset=20000'."""
+    try:
+        from tmaf_lab.train.config import TrainConfig
+
+        defaults = {k: getattr(TrainConfig(), k) for k, _ in items if hasattr(TrainConfig, k)}
+    except ImportError:
+        defaults = {}
+    shown = [f"{k}={v}" for k, v in items if k not in defaults or defaults[k] != v]
+    return ", ".join(shown) or "defaults"
+
+
 def train_groups(runs: list[TrainRun]) -> dict[tuple, dict[str, list[TrainRun]]]:
-    groups = _by(runs, lambda r: (r.dataset, r.model, r.epochs))
-    return {k: _by(v, lambda r: r.activation) for k, v in sorted(groups.items())}
+    groups = _by(runs, lambda r: (r.dataset, r.model, r.epochs, setting(r)))
+    return {k: _by(v, lambda r: r.activation)
+            for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}
 
 
 def train_main_table(runs: list[TrainRun]) -> Table:
     groups = train_groups(runs)
     acts = sort_activations(r.activation for r in runs)
     rows = []
-    for (ds, model, epochs), by_act in groups.items():
+    for (ds, model, epochs, items), by_act in groups.items():
         stats = {a: stat(r.test_acc for r in by_act[a]) for a in acts if a in by_act}
         best = max(stats, key=lambda a: stats[a].mean)
-        rows.append((ds, model, str(epochs),
+        rows.append((ds, model, str(epochs), setting_label(items),
                      *(fmt_stat(stats[a], 100) if a in stats else "–" for a in acts), best))
-    return Table(("dataset", "model", "epochs", *acts, "highest"), tuple(rows),
-                 "Test accuracy in % (higher is better).")
+    return Table(("dataset", "model", "epochs", "options", *acts, "highest"), tuple(rows),
+                 "Test accuracy in % (higher is better); options: tmaf train settings that "
+                 "differ from its defaults (config.json).")
 
 
 def train_detail_table(by_act: dict[str, list[TrainRun]]) -> Table:
@@ -195,13 +222,13 @@ def train_detail_table(by_act: dict[str, list[TrainRun]]) -> Table:
 
 def train_section(col: Collection, opt: Options) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Image classification (tmaf train)")]
-    for (ds, model, epochs), by_act in train_groups(col.train).items():
-        title = f"{ds} / {model} / {epochs} epoch(s)"
+    for (ds, model, epochs, items), by_act in train_groups(col.train).items():
+        title = f"{ds} / {model} / {epochs} epoch(s) / {setting_label(items)}"
         blocks += [Heading(3, title), train_detail_table(by_act)]
         folders = sorted(display(r.folder) for runs in by_act.values() for r in runs)
         blocks.append(Para("Sources: " + ", ".join(folders)))
-        png = figures.training_curves(by_act, title, opt.out / "figures" /
-                                      f"train-{slug(ds)}-{slug(model)}-e{epochs}.png")
+        name = slug(f"train-{ds}-{model}-e{epochs}-{setting_label(items)}")
+        png = figures.training_curves(by_act, title, opt.out / "figures" / f"{name}.png")
         if png is not None:
             blocks.append(Image(display_rel(png, opt.out), f"{title}: test accuracy and train "
                                 "loss per epoch (metrics.jsonl; line = mean, band = min-max)"))
@@ -210,7 +237,8 @@ def train_section(col: Collection, opt: Options) -> list[Block]:
 
 # ---------------------------------------------------------------- learned activations
 
-def activation_figures(run: TrainRun, opt: Options, skipped: list[Skipped]) -> list[Block]:
+def activation_figures(run: TrainRun, opt: Options, skipped: list[Skipped],
+                       index: int = 0) -> list[Block]:
     """Figures + dead/linear table for one TMAF run, from its newest checkpoint."""
     try:
         import tmaf.plot as tplot
@@ -219,8 +247,10 @@ def activation_figures(run: TrainRun, opt: Options, skipped: list[Skipped]) -> l
     except Exception as e:  # noqa: BLE001 - a bad checkpoint is reported, never fatal
         skipped.append(Skipped(str(run.checkpoints[-1]), f"no learned-activation figure ({e})"))
         return []
-    base = opt.out / "figures" / slug(f"act-{run.dataset}-{run.model}-{run.activation}-s{run.seed}")
-    label = f"{run.dataset} / {run.model} / {run.activation} / seed {run.seed}"
+    base = opt.out / "figures" / slug(f"act{index:02d}-{run.dataset}-{run.model}-"
+                                      f"{run.activation}-s{run.seed}")
+    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.activation} "
+             f"/ seed {run.seed}")
     out: list[Block] = [Heading(3, label)]
     figs = [("activations", tplot.activations(layers, channels=opt.activation_channels),
              f"alpha(y)·y of the first {opt.activation_channels} channels per layer "
@@ -248,7 +278,7 @@ def activations_section(col: Collection, opt: Options) -> list[Block]:
             runs = sorted(by_act[act], key=lambda r: r.seed)
             with_ckpt = [r for r in runs if r.checkpoints]
             if is_tmaf(act) and with_ckpt and count < opt.max_activation_figures:
-                blocks += activation_figures(with_ckpt[0], opt, col.skipped)
+                blocks += activation_figures(with_ckpt[0], opt, col.skipped, count)
                 count += 1
             for r in runs[:1]:
                 for src, img in copy_images(r.images, opt.out / "figures",

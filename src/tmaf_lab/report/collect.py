@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class ApproxStudy:
     config: dict[str, Any] = field(default_factory=dict)
     images: tuple[Path, ...] = ()
     expression: str = ""
+    label: str = ""  # folder relative to the searched root ("" when it is the root)
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _classify(data: Any) -> str | None:
     return None
 
 
-def read_results(path: Path, out: Collection) -> None:
+def read_results(path: Path, out: Collection, root: Path | None = None) -> None:
     """Parse one results.json into ``out`` (a record or a skipped entry)."""
     data, err = _read_json(path)
     if err is not None:
@@ -206,7 +207,8 @@ def read_results(path: Path, out: Collection) -> None:
     if kind == "approx":
         rec = _parse_approx(path, data, out.skipped)
         if rec is not None:
-            out.approx.append(rec)
+            rel = path.parent.relative_to(root).as_posix() if root is not None else ""
+            out.approx.append(replace(rec, label="" if rel == "." else rel))
     elif kind == "train":
         rec = _parse_train(path, data, out.skipped)
         if rec is not None:
@@ -224,7 +226,8 @@ def _incomplete_runs(root: Path, with_results: set[Path]) -> list[Path]:
     for marker in RUN_MARKERS:
         for p in root.rglob(marker):
             d = p.parent
-            if d in with_results or any(d in r.parents for r in with_results):
+            key = d.resolve()
+            if key in with_results or any(key in r.parents for r in with_results):
                 continue
             if any((d / name).exists() for name in OWN_OUTPUTS):
                 continue  # a report or reproduce folder, not a run
@@ -252,10 +255,10 @@ def collect(paths: list[str | Path]) -> Collection:
             key = f.resolve()
             if key not in seen:
                 seen.add(key)
-                read_results(f, out)
+                read_results(f, out, root if root.is_dir() else None)
         if root.is_dir():
             dirs = {f.parent.resolve() for f in files}
-            for d in _incomplete_runs(root.resolve(), dirs):
+            for d in _incomplete_runs(root, dirs):
                 out.skipped.append(Skipped(str(d), "run folder without results.json "
                                            "(unfinished or failed run)"))
             out.other_images += _loose_images(root, dirs)

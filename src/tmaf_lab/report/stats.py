@@ -61,7 +61,7 @@ def fmt(x: float, digits: int = 3) -> str:
     """Compact number: fixed for moderate magnitudes, scientific for tiny or huge ones."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
-    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e9):
+    if x != 0 and (abs(x) < 1e-4 or abs(x) >= 1e9):
         return f"{x:.{digits - 1}e}"
     if abs(x) >= 10**digits:
         return f"{x:.0f}"
