@@ -90,7 +90,7 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
         cells = [fmt_stat(stats[a]) + diverged_note(by_act[a]) if a in stats else "–"
                  for a in acts]
         ranked = [a for a in stats if stats[a].n]
-        best = min(ranked, key=lambda a: stats[a].mean) if ranked else "n/a"
+        best = min(ranked, key=lambda a: stats[a].mean) if len(ranked) > 1 else "–"
         rows.append((label, *cells, best))
     return Table(("study", *acts, "lowest"), tuple(rows),
                  "Relative L2 error on the held-out grid (lower is better).")
@@ -196,7 +196,7 @@ def train_main_table(runs: list[TrainRun]) -> Table:
     rows = []
     for (ds, model, epochs, items), by_act in groups.items():
         stats = {a: stat(r.test_acc for r in by_act[a]) for a in acts if a in by_act}
-        best = max(stats, key=lambda a: stats[a].mean)
+        best = max(stats, key=lambda a: stats[a].mean) if len(stats) > 1 else "–"
         rows.append((ds, model, str(epochs), setting_label(items),
                      *(fmt_stat(stats[a], 100) if a in stats else "–" for a in acts), best))
     return Table(("dataset", "model", "epochs", "options", *acts, "highest"), tuple(rows),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,11 @@ def _incomplete_runs(root: Path, with_results: set[Path]) -> list[Path]:
     return sorted(set(found))
 
 
+def natural_key(path: Path) -> list:
+    """Sort 'sin4' before 'sin16' and 'w16' before 'w32'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
+
+
 def collect(paths: list[str | Path]) -> Collection:
     """Read every results.json under ``paths`` (folders searched recursively, or files)."""
     out = Collection()
@@ -245,8 +251,9 @@ def collect(paths: list[str | Path]) -> Collection:
         if root.is_file():
             files = [root]
         elif root.is_dir():
-            files = sorted(p for p in root.rglob("results.json")
-                           if not any(s.startswith(".") for s in p.relative_to(root).parts))
+            files = sorted((p for p in root.rglob("results.json")
+                            if not any(s.startswith(".") for s in p.relative_to(root).parts)),
+                           key=natural_key)
         else:
             out.skipped.append(Skipped(str(root), "no such file or folder"))
             continue
