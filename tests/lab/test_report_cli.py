@@ -111,18 +111,22 @@ def test_collect_reads_both_schemas(runs: Path):
     assert [p.name for p in smooth.images] == ["fits.png"]
 
 
-def test_report_tables_and_self_contained_html(runs: Path, tmp_path: Path, capsys):
+@pytest.mark.parametrize("copy", [False, True])
+def test_report_tables_and_self_contained_html(copy: bool, runs: Path, tmp_path: Path, capsys):
     (runs / "approx" / "highfreq" / "fits.png").unlink()  # no PNG: report draws the history
     (runs / "approx" / "sweep.png").write_bytes(PNG_1PX)  # a plot outside any run folder
     out = tmp_path / "report"
-    code, stdout, _ = run_report([str(runs), "--out", str(out)], capsys)
+    args = [str(runs), "--out", str(out)] + (["--copy-images"] if copy else [])
+    code, stdout, _ = run_report(args, capsys)
     assert code == 0, stdout
     md = (out / "report.md").read_text()
     assert "](figures/approx00-highfreq-history.png)" in md
-    assert "](figures/approx01-smooth-fits.png)" in md
+    fits, sweep = (("figures/approx01-smooth-fits.png", "figures/other00-sweep.png") if copy
+                   else ("../runs/approx/smooth/fits.png", "../runs/approx/sweep.png"))
+    assert f"]({fits})" in md
     assert "approx01-smooth-history" not in md
     other = md.split("## Other figures")[1].split("## ")[0]
-    assert "](figures/other00-sweep.png)" in other and "fits" not in other
+    assert f"]({sweep})" in other and "fits" not in other
     # smooth: relu 0.12 +- 0.02, diagonal 0.06 +- 0.01; diagonal - relu = -0.06
     assert "| approx/smooth | 0.12 ± 0.02 | 0.06 ± 0.01 |" in md
     se = math.sqrt(0.02**2 / 3 + 0.01**2 / 3)

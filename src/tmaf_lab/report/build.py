@@ -7,6 +7,7 @@ either drawn here from those files or copied from the run folders (PNG files the
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 from collections import defaultdict
@@ -39,6 +40,7 @@ class Options:
     max_images_per_run: int = 6
     max_activation_figures: int = 12
     activation_channels: int = 4
+    copy_images: bool = False
 
 
 def display(path: Path) -> str:
@@ -114,16 +116,21 @@ def approx_detail_table(study: ApproxStudy) -> Table:
                  f"Source: {display(study.folder / 'results.json')}")
 
 
-def copy_images(paths, dest: Path, prefix: str, limit: int) -> list[tuple[Path, Path]]:
-    """Copy up to ``limit`` PNGs into the report's figures folder: [(source, copy)]."""
+def run_images(paths, opt: Options, prefix: str) -> list[tuple[Path, str]]:
+    """PNGs saved by a run, as (source, path for the report). By default the Markdown links
+    the run's own file (relative path, nothing duplicated); with ``copy_images`` the files
+    are copied into DIR/figures first. The HTML embeds them either way."""
     out = []
-    for p in list(paths)[:limit]:
-        target = dest / f"{prefix}-{slug(p.stem)}.png"
+    for p in list(paths)[:opt.max_images_per_run]:
+        if not opt.copy_images:
+            out.append((p, Path(os.path.relpath(p.resolve(), opt.out.resolve())).as_posix()))
+            continue
+        target = opt.out / "figures" / f"{prefix}-{slug(p.stem)}.png"
         try:
             shutil.copyfile(p, target)
         except OSError:
             continue
-        out.append((p, target))
+        out.append((p, display_rel(target, opt.out)))
     return out
 
 
@@ -147,8 +154,8 @@ def approx_section(col: Collection, opt: Options) -> list[Block]:
         if hist is not None:
             blocks.append(Image(display_rel(hist, opt.out),
                                 f"{label}: per-run training curve from results.json history"))
-        for src, img in copy_images(s.images, figdir, name, opt.max_images_per_run):
-            blocks.append(Image(display_rel(img, opt.out),
+        for src, img in run_images(s.images, opt, name):
+            blocks.append(Image(img,
                                 f"{label}: {display(src)} (saved by the run)"))
         if len(s.images) > opt.max_images_per_run:
             blocks.append(Para(f"{len(s.images) - opt.max_images_per_run} more PNG(s) in "
@@ -281,10 +288,9 @@ def activations_section(col: Collection, opt: Options) -> list[Block]:
                 blocks += activation_figures(with_ckpt[0], opt, col.skipped, count)
                 count += 1
             for r in runs[:1]:
-                for src, img in copy_images(r.images, opt.out / "figures",
-                                            slug(f"run-{r.dataset}-{r.model}-{act}-s{r.seed}"),
-                                            opt.max_images_per_run):
-                    blocks.append(Image(display_rel(img, opt.out),
+                for src, img in run_images(r.images, opt,
+                                           slug(f"run-{r.dataset}-{r.model}-{act}-s{r.seed}")):
+                    blocks.append(Image(img,
                                         f"{display(src)} (saved by the run)"))
     if not blocks:
         return []
@@ -325,8 +331,8 @@ def build(col: Collection, opt: Options, header: list[Block]) -> list[Block]:
             if src.resolve() in seen:
                 continue
             seen.add(src.resolve())
-            for _, img in copy_images([src], opt.out / "figures", f"other{i:02d}", 1):
-                blocks.append(Image(display_rel(img, opt.out), f"{display(src)}"))
+            for _, img in run_images([src], opt, f"other{i:02d}"):
+                blocks.append(Image(img, f"{display(src)}"))
     blocks += provenance(col)
     blocks.append(Heading(2, f"Skipped ({len(col.skipped)})"))
     blocks.append(Bullets(tuple(f"{s.path}: {s.reason}" for s in col.skipped))

@@ -26,6 +26,7 @@ class ReportConfig:
     max_images_per_run: int = 6
     max_activation_figures: int = 12
     activation_channels: int = 4
+    copy_images: bool = False
     dry_run: bool = False
 
 
@@ -46,6 +47,9 @@ def parse_args(argv: list[str]) -> ReportConfig:
                    default=ReportConfig.max_activation_figures)
     p.add_argument("--activation-channels", type=int, default=ReportConfig.activation_channels,
                    help="channels per layer in learned-activation plots")
+    p.add_argument("--copy-images", action="store_true",
+                   help="copy the runs' PNGs into DIR/figures (default: report.md links them "
+                        "where they are; report.html always embeds them)")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be reported; write nothing")
     a = p.parse_args(argv)
@@ -53,7 +57,8 @@ def parse_args(argv: list[str]) -> ReportConfig:
         if getattr(a, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
     return ReportConfig(tuple(a.run_dirs), a.out, a.title, a.max_images_per_run,
-                        a.max_activation_figures, a.activation_channels, a.dry_run)
+                        a.max_activation_figures, a.activation_channels, a.copy_images,
+                        a.dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
               Para(f"Generated {now} by `tmaf report {' '.join(cfg.run_dirs)} --out "
                    f"{cfg.out}` from {', '.join(display(p) for p in col.sources)}.")]
     opt = Options(out, cfg.max_images_per_run, cfg.max_activation_figures,
-                  cfg.activation_channels)
+                  cfg.activation_channels, cfg.copy_images)
     blocks = build(col, opt, header)
     from tmaf_lab.runmeta import atomic_write_text
 
