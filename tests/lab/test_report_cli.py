@@ -141,6 +141,9 @@ def test_report_tables_and_self_contained_html(copy: bool, runs: Path, tmp_path:
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in html and "https://" not in html and "<link" not in html
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith("#") for h in hrefs)  # only the table of contents
+    assert "<script" not in html
     for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / img).is_file(), img
     assert "Nothing was skipped." in md
@@ -199,10 +202,12 @@ def test_dry_run_writes_nothing(runs: Path, tmp_path: Path, capsys):
     (["nowhere-xyz", "--out", "x"], "not found"),
     (["{runs}", "--out", "x", "--colour"], "unrecognized arguments"),
     (["{runs}", "--out", "x", "--max-images-per-run", "-1"], "must be >= 0"),
+    (["{runs}", "--out", "{runs}/approx/smooth/results.json/report"], "not writable"),
 ])
 def test_cli_errors(args, message, runs: Path, capsys):
     args = [a.replace("{runs}", str(runs)) for a in args]
     assert cli.main(args) == 2
+    assert not (runs / "approx" / "smooth" / "results.json").is_dir()
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and "Traceback" not in err
 

@@ -57,6 +57,7 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.88em;color:#555}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto}code{font-size:.92em}
 .caption{font-size:.88em;color:#555;margin:0}
+.toc{columns:2;font-size:.92em}
 """
 
 
@@ -95,8 +96,17 @@ def to_html(blocks: list[Block], root: Path, title: str) -> str:
     """HTML with every image inlined from ``root / image.path``."""
     e = html.escape
     body: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
+    toc = [(f"s{i}", b.text) for i, b in enumerate(blocks)
+           if isinstance(b, Heading) and b.level == 2]
+    for i, b in enumerate(blocks):
+        if isinstance(b, Heading) and b.level == 2:
+            body.append(f'<h2 id="s{i}">{e(b.text)}</h2>')
+        elif isinstance(b, Heading) and b.level == 1:
+            body.append(f"<h1>{e(b.text)}</h1>")
+            if toc:
+                body.append('<nav><ul class="toc">' + "".join(
+                    f'<li><a href="#{a}">{e(t)}</a></li>' for a, t in toc) + "</ul></nav>")
+        elif isinstance(b, Heading):
             body.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
         elif isinstance(b, Para):
             body.append(f"<p>{e(b.text)}</p>")
