@@ -2,6 +2,7 @@
 
 Pipeline (one module each): ``collect`` finds and validates ``results.json`` files
 (bad ones become "skipped" entries, never exceptions) -> ``stats`` aggregates over
-seeds -> ``figures`` draws PNGs -> ``build`` lays out the document -> ``document``
+seeds -> ``figures`` draws PNGs (``learned`` the TMAF-layer figures, via tmaf.plot) ->
+``build`` lays out the document -> ``document``
 renders it as Markdown and as a self-contained HTML page (images as data URIs).
 """

@@ -214,8 +214,6 @@ def read_results(path: Path, out: Collection, root: Path | None = None) -> None:
         rec = _parse_train(path, data, out.skipped)
         if rec is not None:
             out.train.append(rec)
-    elif isinstance(data, dict) and data.get("kind") == "summary":
-        pass  # an aggregate written next to per-run folders; the runs are read themselves
     else:
         keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
         out.skipped.append(Skipped(str(path), f"unrecognised results schema (keys: {keys})"))
