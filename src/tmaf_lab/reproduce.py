@@ -210,8 +210,9 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str]) -> ReproduceConfig:
     p = _Parser(prog="tmaf reproduce", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+                epilog="budgets:\n" + "\n".join(f"  {b.name:<6} {b.description}"
+                                                 for b in BUDGETS.values()))
     p.add_argument("--budget", required=True, choices=tuple(BUDGETS))
     p.add_argument("--out", required=True, help="study folder (one sub-folder per run)")
     p.add_argument("--only", default="", help="comma-separated parts: approx, synthetic, "
