@@ -269,6 +269,13 @@ def print_plan(budget: Budget, steps: list[Step], out: Path) -> None:
     print(f"  then: tmaf report {out / 'approx'} {out / 'train'} --out {out / 'report'}")
 
 
+EXIT_INTERRUPTED = 130  # what tmaf train returns after Ctrl-C (checkpoint saved)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: stop the study; rerunning the command resumes it."""
+
+
 def execute(budget: Budget, steps: list[Step], out: Path) -> list[dict]:
     from tmaf_lab.runmeta import write_json
 
@@ -288,7 +295,15 @@ def execute(budget: Budget, steps: list[Step], out: Path) -> list[dict]:
         else:
             print(f"[reproduce] {i}/{len(steps)} {step.name} ({state})", file=sys.stderr)
             t0 = time.perf_counter()
-            code, err = run_step(step)
+            try:
+                code, err = run_step(step)
+            except KeyboardInterrupt:
+                code, err = EXIT_INTERRUPTED, ""
+            if code == EXIT_INTERRUPTED:  # Ctrl-C: the sub-command saved what it could
+                rec.update(status="interrupted")
+                records.append(rec)
+                write_json(out / "reproduce.json", {"budget": asdict(budget), "runs": records})
+                raise Interrupted(step.name)
             ok = code == 0 and (out / step.name / step.marker).is_file()
             rec.update(status="done" if ok else "failed", exit_code=code,
                        seconds=round(time.perf_counter() - t0, 1))
@@ -325,7 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         print(e.code, file=sys.stderr)
         return 2
     save_config(out, cfg, ["tmaf", "reproduce", *argv])
-    records = execute(budget, steps, out)
+    try:
+        records = execute(budget, steps, out)
+    except Interrupted as e:
+        print(f"[reproduce] interrupted during {e}; rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     from tmaf_lab.report.cli import main as report
 
     parts = [str(out / p) for p in ("approx", "train") if (out / p).is_dir()]

@@ -110,3 +110,20 @@ def test_reduced_smoke_run_skips_resumes_and_survives_failures(tmp_path: Path, c
     runs = {r["run"]: r for r in json.loads((out / "reproduce.json").read_text())["runs"]}
     assert runs["approx/highfreq"]["reason"].startswith("results.json exists")
     assert "exit_code" in runs["train/synthetic-mlp/relu/seed0"]
+
+
+def test_interrupt_stops_the_study(tmp_path: Path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(step):
+        calls.append(step.name)
+        return reproduce.EXIT_INTERRUPTED, ""  # what tmaf train returns after Ctrl-C
+
+    monkeypatch.setattr(reproduce, "run_step", fake_run)
+    out = tmp_path / "study"
+    args = ["--budget", "smoke", "--out", str(out), "--only", "synthetic", "--seeds", "1"]
+    assert reproduce.main(args) == reproduce.EXIT_INTERRUPTED
+    assert calls == ["train/synthetic-mlp/relu/seed0"]  # nothing after the interrupted run
+    assert _statuses(out) == {"train/synthetic-mlp/relu/seed0": "interrupted"}
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert not (out / "report").exists()
