@@ -145,10 +145,11 @@ def approx_section(col: Collection, opt: Options) -> list[Block]:
         cfg = s.config.get("config", {})
         if cfg:
             keys = [k for k in ("dim", "domain", "width", "depth", "steps", "lr", "batch",
-                                "match_params", "dtype") if k in cfg]
+                                "match_params", "breakpoints", "bp_range", "dtype") if k in cfg]
             blocks.append(Para("Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys)))
         name = f"approx{i:02d}-{slug(s.target)}"
-        hist = None if s.images else figures.approx_history(
+        wants_plots = cfg.get("plots", True) is not False  # `tmaf approx --no-plots`
+        hist = None if s.images or not wants_plots else figures.approx_history(
             s.runs, f"{label}: error during training", figdir / f"{name}-history.png")
         if hist is not None:
             blocks.append(Image(display_rel(hist, opt.out),
