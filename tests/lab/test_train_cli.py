@@ -1,0 +1,138 @@
+"""tmaf train in-process: dry runs of every model, outputs and their schemas, seeds, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tmaf_lab.train import cli
+from tmaf_lab.train.summary import mean_std
+
+TINY = ["synthetic", "--model", "mlp", "--width", "64", "--batch-size", "64", "--threads", "1",
+        "--device", "cpu"]
+
+
+def metrics(out):
+    path = out / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def final_state(out):
+    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+METRIC_KEYS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"]
+RESULT_KEYS = ["dataset", "model", "activation", "epochs", "seed", "params", "test_acc",
+               "test_loss", "train_seconds"]
+
+
+@pytest.mark.parametrize("dataset, model, extra", [
+    ("synthetic", "mlp", []), ("mnist", "cnn", ["--width", "8"]),
+    ("cifar10", "fastnet", ["--width", "8"]), ("cifar10", "resnet18", ["--width", "8"])])
+def test_dry_run_every_model(tmp_path, dataset, model, extra):
+    out = tmp_path / "run"
+    argv = [dataset, "--model", model, "--activation", "diagonal", "--batch-size", "16",
+            "--threads", "1", "--dry-run", "--out", str(out), *extra]
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res) == RESULT_KEYS and res["model"] == model and res["epochs"] == 1
+    assert [list(r) for r in metrics(out)] == [METRIC_KEYS]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["activation"] == "diagonal" and cfg["argv"][:2] == ["tmaf", "train"]
+    state = final_state(out)
+    assert state["epoch"] == 1 and state["step"] == 0 and "rng" in state
+
+
+def test_seeds_write_summary_with_mean_and_std(tmp_path):
+    out = tmp_path / "multi"
+    assert cli.main([*TINY, "--subset", "256", "--seeds", "0,1", "--out", str(out)]) == 0
+    accs = [json.loads((out / f"seed{s}" / "results.json").read_text())["test_acc"]
+            for s in (0, 1)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "summary" and summary["n"] == 2 and summary["seeds"] == [0, 1]
+    assert summary["test_acc_mean"] == pytest.approx(mean_std(accs)[0])
+    assert summary["test_acc_std"] == pytest.approx(torch.tensor(accs).std().item())
+    assert "+-" in (out / "summary.md").read_text()
+
+
+def test_augmentation_and_tmaf_param_group(tmp_path):
+    out = tmp_path / "aug"
+    argv = ["synthetic", "--model", "fastnet", "--width", "4", "--activation", "tridiagonal",
+            "--augment", "on", "--optimizer", "sgd", "--lr", "0.05", "--tmaf-lr", "0.01",
+            "--subset", "128", "--test-subset", "64", "--batch-size", "32", "--threads", "1",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    groups = final_state(out)["optimizer"]["param_groups"]
+    assert len(groups) >= 2 and {g["initial_lr"] for g in groups} == {0.05, 0.01}
+
+
+def test_augment_keeps_shape_and_pixels():
+    from tmaf_lab.train.batches import augment
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    y = augment(x, torch.Generator().manual_seed(0), pad=2)
+    assert y.shape == x.shape
+    assert set(y.unique().tolist()) <= set(x.unique().tolist())  # reflect padding: no new values
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["imagenet"], "invalid choice"),
+    (["synthetic", "--model", "vgg"], "invalid choice"),
+    (["synthetic", "--activation", "swishy"], "swishy"),
+    (["synthetic", "--seed", "1", "--seeds", "1,2"], "not both"),
+    (["synthetic", "--seeds", "1,x"], "comma-separated"),
+    (["synthetic", "--epochs", "0"], "--epochs must be >= 1"),
+    (["synthetic", "--lr", "-1"], "--lr must be > 0"),
+    (["synthetic", "--bogus-option"], "unrecognized"),
+])
+def test_bad_options_exit_2_with_message(tmp_path, capsys, argv, msg):
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "o" / "checkpoint.pt").exists()
+
+
+def test_missing_data_names_the_install_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "empty"))
+    assert cli.main(["fashion-mnist", "--out", str(tmp_path / "o")]) == 2
+    assert "tmaf data install fashion-mnist" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert cli.main([*TINY, "--dry-run", "--out", str(tmp_path / "file" / "run")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_existing_runs_are_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = [*TINY, "--subset", "128", "--epochs", "2", "--out", str(out)]
+    assert cli.main(base) == 0
+    before = (out / "results.json").read_text()
+    assert cli.main(base) == 2 and "already holds a finished run" in capsys.readouterr().err
+    assert cli.main([*base, "--resume"]) == 0 and (out / "results.json").read_text() == before
+    (out / "results.json").unlink()  # now it looks unfinished: a checkpoint without results
+    assert cli.main(base) == 2 and "--resume" in capsys.readouterr().err
+    assert cli.main([*base, "--resume", "--lr", "0.1"]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert len(metrics(out)) == 2
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "nan"
+    real = torch.nn.functional.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(logits, y, **kw):  # finite for epoch 1 (4 steps), NaN from epoch 2 step 2
+        calls["n"] += 1
+        loss = real(logits, y, **kw)
+        return loss * float("nan") if calls["n"] > 6 and logits.requires_grad else loss
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", poisoned)
+    argv = [*TINY, "--subset", "256", "--epochs", "3", "--out", str(out)]
+    assert cli.main(argv) == cli.EXIT_NONFINITE
+    assert "NaN/inf" in capsys.readouterr().err
+    state = final_state(out)
+    assert state["epoch"] == 1 and len(metrics(out)) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (out / "results.json").exists()
