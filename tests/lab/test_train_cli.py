@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tmaf_lab.train import cli
-from tmaf_lab.train.summary import mean_std
+from tmaf_lab.train.summary import mean_std, table
 
 TINY = ["synthetic", "--model", "mlp", "--width", "64", "--batch-size", "64", "--threads", "1",
         "--device", "cpu"]
@@ -54,6 +54,8 @@ def test_seeds_write_summary_with_mean_and_std(tmp_path):
     assert summary["test_acc_mean"] == pytest.approx(mean_std(accs)[0])
     assert summary["test_acc_std"] == pytest.approx(torch.tensor(accs).std().item())
     assert "+-" in (out / "summary.md").read_text()
+    row = table(tmp_path).splitlines()[2]
+    assert row.startswith("| synthetic | mlp (64) | 256 | relu | 1 |") and "| 2 |" in row
 
 
 def test_augmentation_and_tmaf_param_group(tmp_path):

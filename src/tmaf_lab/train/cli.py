@@ -168,6 +168,8 @@ def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
     if cfgs[0].threads:
         torch.set_num_threads(cfgs[0].threads)
     if cfgs[0].deterministic:
+        if device.type == "cuda":  # cuBLAS needs this set before its first use to be deterministic
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     out = args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.activation}"
     dist = setup(str(device))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -36,3 +37,39 @@ def write_summary(out: Path, results: list[dict]) -> dict:
           f"{100 * acc[0]:.2f} +- {100 * acc[1]:.2f} % over {len(results)} seeds -> "
           f"{out / 'summary.json'}")
     return summary
+
+
+def table(root: Path) -> str:
+    """One Markdown table of every summary.json under ``root`` (sorted; ReLU delta per group)."""
+    rows = []
+    for p in sorted(Path(root).rglob("summary.json")):
+        r = json.loads(p.read_text())
+        if r.get("kind") == "summary":
+            cfg = json.loads((p.parent / r["runs"][0]).with_name("config.json").read_text())
+            r["train_images"] = cfg["config"]["subset"] or "all"
+            r["width"] = cfg["config"]["width"] or "default"
+            rows.append(r)
+    order = {"relu": 0, "prelu": 1, "diagonal": 2, "tridiagonal": 3}
+    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["activation"], 9)))
+    relu = {(r["dataset"], r["model"]): r["test_acc_mean"] for r in rows
+            if r["activation"] == "relu"}
+    lines = ["| dataset | model (width) | train images | activation | epochs | params | n "
+             "| test acc % (mean +- std) | vs relu (pp) | test loss | train s / run |",
+             "|" + "---|" * 11]
+    for r in rows:
+        base = relu.get((r["dataset"], r["model"]))
+        delta = ("" if base is None or r["activation"] == "relu"
+                 else f"{100 * (r['test_acc_mean'] - base):+.2f}")
+        lines.append(
+            f"| {r['dataset']} | {r['model']} ({r['width']}) | {r['train_images']} | "
+            f"{r['activation']} | {r['epochs']} | "
+            f"{r['params']} | {r['n']} | {100 * r['test_acc_mean']:.2f} +- "
+            f"{100 * r['test_acc_std']:.2f} | {delta} | {r['test_loss_mean']:.4f} | "
+            f"{r['train_seconds_mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m tmaf_lab.train.summary results/train > SUMMARY.md
+    import sys
+
+    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else "results/train")), end="")
