@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import DataError, data_root, load
+from .cache import DataError, DataMissing, data_root, load
 from .specs import NAMES, SPECS, DatasetSpec
 
-__all__ = ["DataError", "ImageData", "NAMES", "SPECS", "DatasetSpec", "data_root",
+__all__ = ["DataError", "DataMissing", "ImageData", "NAMES", "SPECS", "DatasetSpec", "data_root",
            "load_dataset", "synthetic"]
 
 DATASET_NAMES = NAMES + ("synthetic",)

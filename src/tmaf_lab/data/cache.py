@@ -31,6 +31,10 @@ class DataError(RuntimeError):
     """A data set is missing, corrupted or failed a check; the message says what to run."""
 
 
+class DataMissing(DataError):
+    """The data set has no cache folder yet."""
+
+
 @dataclass(frozen=True)
 class Arrays:
     train_images: np.ndarray  # (N, H, W, C) uint8
@@ -97,7 +101,7 @@ def read_manifest(name: str, root: Path | None = None) -> dict:
     folder = root / name
     mpath = folder / "manifest.json"
     if not mpath.is_file():
-        raise DataError(f"data set {name!r} is not installed in {root}; {install_hint(name)}")
+        raise DataMissing(f"data set {name!r} is not installed in {root}; {install_hint(name)}")
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .cache import DataError, data_root, verify
+from .cache import DataError, DataMissing, data_root, verify
 from .install import install
 from .specs import NAMES, SPECS
 
@@ -71,7 +71,7 @@ def _check(args: argparse.Namespace, root: Path) -> int:
         try:
             manifest = verify(name, root)
         except DataError as e:
-            missing = "not installed" in str(e)
+            missing = isinstance(e, DataMissing)
             if missing and name not in args.names:
                 print(f"  {name:<14} not installed  (tmaf data install {name})")
                 continue

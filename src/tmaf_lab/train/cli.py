@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import DATASET_NAMES, DataError, ImageData, load_dataset, synthetic
+from ..data import DATASET_NAMES, DataError, DataMissing, ImageData, load_dataset, synthetic
 from ..models import MODEL_NAMES
 from ..runmeta import check_writable
 from .config import CHOICES, TrainConfig
@@ -101,7 +101,7 @@ def _data(cfg: TrainConfig, log) -> ImageData:
     if cfg.dry_run:
         try:
             data = load_dataset(cfg.dataset)
-        except DataError:
+        except DataMissing:
             shape = DRY_SHAPES.get(cfg.dataset, (1, 28, 28))
             log(f"[dry-run] {cfg.dataset} is not installed: using synthetic {shape} images")
             data = synthetic(n_train=4 * cfg.batch_size, n_test=DRY_RUN_TEST, shape=shape)
@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # check_writable's clear message
         print(e.code if isinstance(e.code, str) else f"error: exit {e.code}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the last saved checkpoint is kept
+        print("interrupted again: stopped without saving; the last checkpoint is kept "
+              "(continue with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
