@@ -42,17 +42,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", default=d.activation,
                    help="relu, prelu, gelu, silu, leaky_relu, tanh, diagonal, tridiagonal, "
                         "banded<b>, full (default %(default)s)")
-    for name, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("momentum", float),
-                      ("weight-decay", float), ("tmaf-lr", float), ("tmaf-weight-decay", float),
-                      ("warmup", float), ("label-smoothing", float), ("width", int),
-                      ("subset", int), ("test-subset", int), ("eval-batch-size", int),
-                      ("threads", int)):
+    for name, typ, text in (
+            ("epochs", int, "training epochs"), ("batch-size", int, "global batch size"),
+            ("lr", float, "peak learning rate"), ("momentum", float, "SGD momentum"),
+            ("weight-decay", float, "weight decay of the non-TMAF parameters"),
+            ("tmaf-lr", float, "learning rate of the TMAF levels (None: --lr)"),
+            ("tmaf-weight-decay", float, "weight decay of the TMAF levels"),
+            ("warmup", float, "fraction of steps of linear warm-up (onecycle)"),
+            ("label-smoothing", float, "cross-entropy label smoothing"),
+            ("width", int, "model width (None: the model's default)"),
+            ("subset", int, "train on the first N images (None: all)"),
+            ("test-subset", int, "test on the first N images (None: all)"),
+            ("eval-batch-size", int, "batch size for evaluation"),
+            ("threads", int, "torch CPU threads (0: torch's default; 1 is best on a busy "
+                             "machine)")):
         key = name.replace("-", "_")
         p.add_argument(f"--{name}", type=typ, default=getattr(d, key),
-                       help="default %(default)s")
+                       help=f"{text} (default %(default)s)")
+    helps = {"optimizer": "adam (AdamW: decoupled weight decay) or sgd (Nesterov)",
+             "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
+             "augment": "pad-4 random crop + flip; auto = on for cifar10",
+             "amp": "mixed precision; auto = bf16 (else fp16) on GPU, off on CPU"}
     for key, choices in CHOICES.items():
         p.add_argument(f"--{key}", choices=choices, default=getattr(d, key),
-                       help="default %(default)s")
+                       help=f"{helps[key]} (default %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
