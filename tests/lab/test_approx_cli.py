@@ -136,7 +136,7 @@ def test_sweep_summary_reads_the_run_folders(tmp_path, capsys):
                                 "--out", str(tmp_path / f"w{w}")]) == 0
     assert sweep.main([str(tmp_path)]) == 0
     md = (tmp_path / "sweep.md").read_text()
-    assert "| sin2 |" in md and "| sin4 |" in md and "w6 diagonal" in md
+    assert "| sin2 | sin4 |" in md and "| 6 | diagonal |" in md
     assert (tmp_path / "sweep.png").read_bytes()[:8] == PNG_MAGIC
     rows = sweep.collect(tmp_path)
     assert len(rows) == 2 * 2 * 2  # widths x targets x activations

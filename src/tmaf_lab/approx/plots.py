@@ -15,6 +15,19 @@ DPI = 80
 MAX_POINTS = 1200  # 1-D fits are drawn on at most this many grid points (file size)
 
 
+def save(fig, path: Path) -> None:
+    """Save as a 256-colour palette PNG (a few times smaller than matplotlib's RGBA PNG)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format="png")
+    buf.seek(0)
+    with Image.open(buf) as img:
+        img.convert("RGB").quantize(colors=256).save(path, optimize=True)
+
+
 def _plt():
     import matplotlib
 
@@ -57,7 +70,7 @@ def plot_fits(path: Path, title: str, grid: torch.Tensor, truth: torch.Tensor,
             fig.colorbar(im, ax=ax, fraction=0.046)
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    save(fig, path)
     plt.close(fig)
 
 
@@ -80,7 +93,7 @@ def plot_history(path: Path, title: str, runs: Sequence[dict]) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    save(fig, path)
     plt.close(fig)
 
 
@@ -102,6 +115,6 @@ def plot_curves(path: Path, title: str, curves: dict[str, dict], max_channels: i
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    save(fig, path)
     plt.close(fig)
     return True

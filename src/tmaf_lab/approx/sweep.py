@@ -34,25 +34,26 @@ def _freq(target: str) -> int | None:
 
 
 def markdown(rows: list[dict]) -> str:
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    cols = list(dict.fromkeys((r["ref_width"], r["activation"]) for r in rows))
-    cell = {(r["target"], r["ref_width"], r["activation"]): r for r in rows}
-    head = "| target | " + " | ".join(f"w{w} {a}" for w, a in cols) + " |\n"
-    head += "|---|" + "---:|" * len(cols) + "\n"
+    """Rows: (reference width, activation); columns: targets (sin<k> sorted by k)."""
+    targets = sorted(dict.fromkeys(r["target"] for r in rows),
+                     key=lambda t: (_freq(t) is None, _freq(t) or 0, t))
+    keys = list(dict.fromkeys((r["ref_width"], r["activation"]) for r in rows))
+    cell = {(r["ref_width"], r["activation"], r["target"]): r for r in rows}
+    head = "| ReLU width | activation | params | " + " | ".join(targets) + " |\n"
+    head += "|---:|---|---:|" + "---:|" * len(targets) + "\n"
     lines = []
-    for t in targets:
-        vals = []
-        for w, a in cols:
-            r = cell.get((t, w, a))
-            vals.append("" if r is None else
-                        f"{r['rel_l2_mean']:.3g} ± {r['rel_l2_std']:.2g} ({r['params']})")
-        lines.append(f"| {t} | " + " | ".join(vals) + " |")
-    return ("rel L2 on the held-out grid, mean ± std over seeds (parameter count); "
-            "column `wN` = ReLU reference width N\n\n" + head + "\n".join(lines) + "\n")
+    for w, a in keys:
+        found = [cell.get((w, a, t)) for t in targets]
+        params = next((r["params"] for r in found if r is not None), "")
+        vals = ["" if r is None else f"{r['rel_l2_mean']:.3g} ± {r['rel_l2_std']:.2g}"
+                for r in found]
+        lines.append(f"| {w} | {a} | {params} | " + " | ".join(vals) + " |")
+    return ("held-out rel L2, mean ± std over seeds; each model's parameter count is matched "
+            "to a ReLU MLP of the given width\n\n" + head + "\n".join(lines) + "\n")
 
 
 def plot(rows: list[dict], path: Path) -> bool:
-    from tmaf_lab.approx.plots import DPI, _plt
+    from tmaf_lab.approx.plots import _plt, save
 
     rows = [r for r in rows if _freq(r["target"]) is not None]
     widths = sorted({r["ref_width"] for r in rows})
@@ -76,7 +77,7 @@ def plot(rows: list[dict], path: Path) -> bool:
     axes[0][0].set_ylabel("held-out rel L2")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    save(fig, path)
     plt.close(fig)
     return True
 
