@@ -85,6 +85,13 @@ SMOKE = Budget(
 # Mirrors results/approx/run_all.sh and results/train/run.sh (what results/ holds).
 _SIN = tuple(a for k in (1, 4, 8, 16, 32) for a in ("--target", f"sin{k}"))
 _TMAF3 = ("relu", "diagonal", "tridiagonal")
+_PILOT = (("m9r2", (), ("relu", "diagonal")),
+          ("m5r2", ("--breakpoints", "5", "--bp-range", "2"), ("diagonal",)),
+          ("m17r2", ("--breakpoints", "17", "--bp-range", "2"), ("diagonal",)),
+          ("m9r3", ("--breakpoints", "9", "--bp-range", "3"), ("diagonal",)),
+          ("m9r1", ("--breakpoints", "9", "--bp-range", "1"), ("diagonal",)),
+          ("lr1e-2", ("--tmaf-lr", "1e-2"), ("diagonal",)),
+          ("lr3e-4", ("--tmaf-lr", "3e-4"), ("diagonal",)))
 CPU = Budget(
     "cpu", "the runs committed under results/ (2 CPU cores; hours in total)",
     approx=(ApproxJob("default", ()),
@@ -94,7 +101,13 @@ CPU = Budget(
             ApproxJob("same_width", ("--target", "sin8", "--target", "sin16", "--target", "sin32",
                                      "--no-match-params", "--no-plots"), seeds=2),
             ApproxJob("long", ("--target", "highfreq", "--steps", "5000"),
-                      ("relu", "diagonal"), 2)),
+                      ("relu", "diagonal"), 2),
+            *(ApproxJob(f"lr/lr{lr}", ("--target", "sin8", "--lr", lr, "--no-plots"),
+                        ("relu", "diagonal"), 2) for lr in ("1e-3", "1e-2", "3e-2")),
+            ApproxJob("rivals", ("--target", "smooth", "--target", "sin8", "--no-plots"),
+                      ("relu", "gelu", "silu", "tanh", "diagonal"), 2),
+            *(ApproxJob(f"pilot/{name}", ("--target", "packet", "--steps", "1000", *opts),
+                        acts, 2) for name, opts, acts in _PILOT)),
     sweeps=("sweep",),
     train=(*(TrainJob(ds, "mlp", 1, (), _TMAF3) for ds in ("mnist", "fashion-mnist")),
            TrainJob("cifar10", "fastnet", 3, ("--width", "16", "--subset", "10000"),
