@@ -80,6 +80,7 @@ def test_two_dimensional_target_without_param_matching(tmp_path):
     assert rc == 0
     res = check_run_folder(out, ["relu", "tridiagonal"], seeds=1)
     assert res["dim"] == 2 and {r["width"] for r in res["runs"]} == {6}
+    assert all(r["rel_l2"] < 10 for r in res["runs"])  # the toy grid does not sit on zeros
     params = {r["activation"]: r["params"] for r in res["runs"]}
     assert params["tridiagonal"] - params["relu"] == 2 * 6 * 3 * 10  # levels are counted
 
@@ -96,6 +97,7 @@ def test_two_dimensional_target_without_param_matching(tmp_path):
     (["--target", "sin(x)*y", "--dim", "1"], "'y'"),
     (["--target", "log(x)"], "not finite"),
     (["--target", "1/x", "--domain", "0,1"], "not finite"),
+    (["--target", "0*x"], "zero on the whole"),
     (["--dtype", "float16"], "float16"),
     (["--steps", "0"], "positive integer"),
     (["--lr", "nan"], "positive finite"),

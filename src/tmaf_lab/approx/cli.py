@@ -16,7 +16,7 @@ from tmaf_lab.approx.study import DTYPES, ApproxConfig
 from tmaf_lab.approx.targets import PRESETS, resolve_target
 
 DEFAULTS = ApproxConfig()
-DRY_RUN = {"steps": 4, "seeds": 1, "n_train": 64, "n_test": 51, "n_test_2d": 9,
+DRY_RUN = {"steps": 4, "seeds": 1, "n_train": 64, "n_test": 51, "n_test_2d": 11,
            "history_points": 2}
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from tmaf_lab.approx.expr import ExprError
 from tmaf_lab.approx.targets import Target, check_finite, grid_points
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -139,6 +140,9 @@ def make_data(target: Target, cfg: ApproxConfig, seed: int) -> TargetData:
     y_tr, y_te = target(pts), target(grid)
     check_finite(target, pts, y_tr)
     check_finite(target, grid, y_te)
+    if float(y_te.norm()) <= 1e-12 * y_te.numel() ** 0.5:
+        raise ExprError(f"target {target.text!r} is zero on the whole evaluation grid, so its "
+                        "relative L2 error is undefined; change --domain or the expression")
     mean, std = float(y_tr.mean()), float(y_tr.std())
     std = std if std > 1e-12 else 1.0
     dt = DTYPES[cfg.dtype]
@@ -161,7 +165,7 @@ def metrics(pred: torch.Tensor, data: TargetData) -> dict[str, float]:
     """rel_l2 = ||pred - f|| / ||f||, rmse and max |pred - f| over the held-out grid."""
     err = pred - data.y_test
     norm = float(data.y_test.norm())
-    return {"rel_l2": float(err.norm()) / (norm if norm > 0 else 1.0),
+    return {"rel_l2": float(err.norm()) / norm if norm > 0 else float("nan"),
             "rmse": float(err.pow(2).mean().sqrt()),
             "max_err": float(err.abs().max())}
 
