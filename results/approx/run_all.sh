@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every result under results/approx/ (except pilot/, see COMMANDS.md) comes from this script.
-# Run from the repository root:  bash results/approx/run_all.sh [STEP ...]   (default: all, 1-7)
+# Run from the repository root:  bash results/approx/run_all.sh [STEP ...]   (default: all, 1-8)
 # Wall times of each command are appended to results/approx/timings.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,7 +48,13 @@ step7() {
   run rivals $A --target smooth --target sin8 --activations relu,gelu,silu,tanh,diagonal \
     --seeds 2 --no-plots --out results/approx/rivals
 }
+# 8. is ReLU handicapped by the zero-bias He init (all first-layer kinks at x = 0)?
+#    PyTorch's default init instead; the He counterpart is rivals/ (same targets, seeds)
+step8() {
+  run init_torch $A --target sin8 --target smooth --activations relu,diagonal --seeds 2 \
+    --no-plots --init torch --out results/approx/init_torch
+}
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), steps: ${*:-all}" >> "$T"
-for s in "${@:-1 2 3 4 5 6 7}"; do
+for s in "${@:-1 2 3 4 5 6 7 8}"; do
   for t in $s; do "step$t"; done
 done

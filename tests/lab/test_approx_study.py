@@ -134,3 +134,13 @@ def test_tmaf_lr_reaches_the_level_group():
     cfg = dataclasses.replace(ApproxConfig(), tmaf_lr=0.5)
     groups = tmaf.param_groups(build_mlp("diagonal", 1, 4, cfg), tmaf_lr=cfg.tmaf_lr)
     assert [g.get("lr") for g in groups] == [None, 0.5]
+
+
+@pytest.mark.parametrize(("init", "zero_bias"), [("he", True), ("torch", False)])
+def test_init_choice(init, zero_bias):
+    torch.manual_seed(0)
+    net = build_mlp("diagonal", 1, 8, ApproxConfig(init=init))
+    biases = [m.bias for m in net if isinstance(m, torch.nn.Linear)]
+    assert all(bool((b == 0).all()) == zero_bias for b in biases)
+    with pytest.raises(ValueError, match="init"):
+        build_mlp("relu", 1, 8, ApproxConfig(init="xavier"))

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, default=d.width,
                    help="hidden width (the ReLU reference width with --match-params)")
     p.add_argument("--depth", type=_positive_int, default=d.depth, help="hidden layers")
+    p.add_argument("--init", choices=("he", "torch"), default=d.init,
+                   help="Linear init: he = Kaiming-normal weights, zero bias (default); "
+                        "torch = PyTorch's default (uniform weights and bias)")
     p.add_argument("--match-params", action=argparse.BooleanOptionalAction,
                    default=d.match_params,
                    help="size each model to the ReLU model's parameter count (default: on)")
@@ -135,6 +138,7 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
     cfg = ApproxConfig(
         targets=tuple(args.target) if args.target else DEFAULTS.targets, dim=args.dim,
         domain=args.domain, activations=args.activations, width=args.width, depth=args.depth,
+        init=args.init,
         match_params=args.match_params, steps=args.steps, lr=args.lr, tmaf_lr=args.tmaf_lr,
         batch=args.batch, seeds=args.seeds, dtype=args.dtype, breakpoints=args.breakpoints,
         bp_range=args.bp_range, n_train=args.n_train, threads=args.threads, plots=args.plots,

@@ -41,6 +41,7 @@ class ApproxConfig:
     activations: tuple[str, ...] = ("relu", "prelu", "diagonal", "tridiagonal")
     width: int = 32
     depth: int = 3  # hidden layers
+    init: str = "he"  # Linear init: "he" (Kaiming-normal, zero bias) | "torch" (PyTorch default)
     match_params: bool = True
     steps: int = 1000
     lr: float = 3e-3
@@ -93,10 +94,13 @@ def build_mlp(name: str, in_dim: int, width: int, cfg: ApproxConfig) -> nn.Seque
         layers += [nn.Linear(fan_in, width), make_act(width)]
         fan_in = width
     layers.append(nn.Linear(fan_in, 1))
-    for m in layers:
-        if isinstance(m, nn.Linear):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+    if cfg.init == "he":
+        for m in layers:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+    elif cfg.init != "torch":
+        raise ValueError(f"init must be 'he' or 'torch', got {cfg.init!r}")
     return nn.Sequential(*layers).to(DTYPES[cfg.dtype])
 
 
