@@ -106,6 +106,8 @@ CPU = Budget(
                         ("relu", "diagonal"), 2) for lr in ("1e-3", "1e-2", "3e-2")),
             ApproxJob("rivals", ("--target", "smooth", "--target", "sin8", "--no-plots"),
                       ("relu", "gelu", "silu", "tanh", "diagonal"), 2),
+            ApproxJob("init_torch", ("--target", "sin8", "--target", "smooth", "--no-plots",
+                                     "--init", "torch"), ("relu", "diagonal"), 2),
             *(ApproxJob(f"pilot/{name}", ("--target", "packet", "--steps", "1000", *opts),
                         acts, 2) for name, opts, acts in _PILOT)),
     sweeps=("sweep",),
