@@ -86,32 +86,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation names for tmaf.get_act_layer "
                         f"(default: {','.join(d.activations)})")
     p.add_argument("--width", type=_positive_int, default=d.width,
-                   help="hidden width (the ReLU reference width with --match-params)")
-    p.add_argument("--depth", type=_positive_int, default=d.depth, help="hidden layers")
+                   help="hidden width; the ReLU reference width with --match-params "
+                        "(default: %(default)s)")
+    p.add_argument("--depth", type=_positive_int, default=d.depth,
+                   help="hidden layers (default: %(default)s)")
     p.add_argument("--init", choices=("he", "torch"), default=d.init,
                    help="Linear init: he = Kaiming-normal weights, zero bias (default); "
                         "torch = PyTorch's default (uniform weights and bias)")
     p.add_argument("--match-params", action=argparse.BooleanOptionalAction,
                    default=d.match_params,
                    help="size each model to the ReLU model's parameter count (default: on)")
-    p.add_argument("--steps", type=_positive_int, default=d.steps)
-    p.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--steps", type=_positive_int, default=d.steps, help="default: %(default)s")
+    p.add_argument("--lr", type=_positive_float, default=d.lr,
+                   help="Adam learning rate, cosine-decayed to 1%% (default: %(default)s)")
     p.add_argument("--tmaf-lr", type=_positive_float, default=None,
                    help="separate learning rate for TMAF levels (default: same as --lr)")
-    p.add_argument("--batch", type=_positive_int, default=d.batch)
-    p.add_argument("--seeds", type=_positive_int, default=d.seeds, help="number of seeds")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype)
+    p.add_argument("--batch", type=_positive_int, default=d.batch, help="default: %(default)s")
+    p.add_argument("--seeds", type=_positive_int, default=d.seeds,
+                   help="number of seeds (default: %(default)s)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="default: %(default)s")
     p.add_argument("--breakpoints", type=_positive_int, default=d.breakpoints,
-                   help="TMAF breakpoints per channel (odd, so 0 is one)")
+                   help="TMAF breakpoints per channel, odd so 0 is one (default: %(default)s)")
     p.add_argument("--bp-range", type=_positive_float, default=d.bp_range,
-                   help="TMAF breakpoints are uniform on [-R, R]")
+                   help="TMAF breakpoints are uniform on [-R, R] (default: %(default)s)")
     p.add_argument("--n-train", type=_positive_int, default=d.n_train,
-                   help="training sample size")
+                   help="training sample size (default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, default=d.threads,
                    help="torch CPU threads (default 1: these small models do not gain from more)")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=d.plots,
                    help="write the PNG plots (default: on)")
-    p.add_argument("--out", default=d.out, help="output folder")
+    p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny sizes: a few steps, one seed, to check the pipeline in seconds")
     return p
