@@ -16,6 +16,7 @@ from tmaf_lab.approx.study import (
     make_data,
     match_width,
     metrics,
+    outside_grid,
     predict,
     summarise,
     train,
@@ -144,3 +145,15 @@ def test_init_choice(init, zero_bias):
     assert all(bool((b == 0).all()) == zero_bias for b in biases)
     with pytest.raises(ValueError, match="init"):
         build_mlp("relu", 1, 8, ApproxConfig(init="xavier"))
+
+
+def test_outside_grid_fraction():
+    cfg = ApproxConfig(n_train=16, n_test=101, depth=2, bp_range=0.5, breakpoints=3)
+    data = make_data(resolve_target("x"), cfg, 0)  # grid on [-1, 1]
+    net = build_mlp("diagonal", 1, 1, cfg)
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)  # first pre-activation = x: |x| > 0.5 on 50 of 101 points
+        net[0].bias.zero_()
+    fr = outside_grid(net, data)
+    assert len(fr) == 2 and fr[0] == pytest.approx(50 / 101)
+    assert outside_grid(build_mlp("relu", 1, 4, cfg), data) == []

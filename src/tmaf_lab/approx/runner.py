@@ -21,6 +21,7 @@ from tmaf_lab.approx.study import (
     make_data,
     match_width,
     metrics,
+    outside_grid,
     predict,
     sample_curves,
     summarise,
@@ -67,7 +68,8 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
             pred = predict(model, data)
             runs.append({"activation": act, "seed": seed, "width": width, "params": params,
                          **metrics(pred, data), "train_seconds": seconds,
-                         "diverged": diverged, "history": history})
+                         "diverged": diverged, "outside_grid": outside_grid(model, data),
+                         "history": history})
             if seed == 0:
                 preds[act] = pred.float()
                 curves[act] = sample_curves(model, cfg)

@@ -231,6 +231,32 @@ def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
     return out
 
 
+@torch.no_grad()
+def outside_grid(model: nn.Module, data: TargetData) -> list[float]:
+    """Per TMAF layer: fraction of held-out pre-activations outside [s_1, s_m].
+
+    There alpha is constant, so the activation is linear; a large fraction means the
+    breakpoint grid does not cover the pre-activations the trained model produces.
+    """
+    import tmaf
+
+    fracs: list[float] = []
+    hooks = []
+    for _, mod in tmaf.tmaf_modules(model):
+        lo, hi = mod.breakpoints.min(), mod.breakpoints.max()
+
+        def hook(_mod, args, lo=lo, hi=hi):
+            fracs.append(float(((args[0] < lo) | (args[0] > hi)).double().mean()))
+
+        hooks.append(mod.register_forward_pre_hook(hook))
+    try:
+        model(data.x_test)
+    finally:
+        for h in hooks:
+            h.remove()
+    return fracs
+
+
 def summarise(runs: Sequence[dict], activations: Sequence[str]) -> dict[str, dict]:
     """Mean and (sample) std over seeds per activation, plus the ratio to ReLU's mean."""
     summary: dict[str, dict] = {}
