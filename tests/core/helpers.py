@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+import tmaf.functional as F
+
 BP = [-1.0, -0.25, 0.0, 0.5, 1.5]
 
 
@@ -31,3 +33,12 @@ def input_on_breakpoints(shape, cd: int, bp: torch.Tensor, dtype, device="cpu") 
 
 def levels(C: int, b: int, m: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
     return torch.randn(C, 2 * b + 1, m + 1, dtype=dtype, device=device)
+
+
+def run(backend, x, bp, lv, cd, g):
+    """Output, input gradient and level gradient of banded TMAF for upstream gradient ``g``."""
+    x = x.detach().clone().requires_grad_()
+    lv = lv.detach().clone().requires_grad_()
+    y = F.banded_tmaf(x, bp, lv, cd, backend=backend)
+    y.backward(g)
+    return y.detach(), x.grad, lv.grad

@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import BP, breakpoints, input_on_breakpoints, levels
+from helpers import BP, breakpoints, input_on_breakpoints, levels, run
 from torch import nn
 
 import tmaf
-import tmaf.functional as F
 
 pytestmark = pytest.mark.slow
-
-
-def grads(backend, x, bp, lv, cd, g):
-    x = x.detach().clone().requires_grad_()
-    lv = lv.detach().clone().requires_grad_()
-    y = F.banded_tmaf(x, bp, lv, cd, backend=backend)
-    y.backward(g)
-    return y.detach(), x.grad, lv.grad
 
 
 @pytest.mark.parametrize("b,per_channel,shape,cd,dtype", [
@@ -34,8 +25,8 @@ def test_compiled_backend_matches_reference(b, per_channel, shape, cd, dtype):
     x = input_on_breakpoints(shape, cd, bp, dtype)
     lv = levels(C, b, len(BP), dtype)
     g = torch.randn_like(x)
-    ref = grads("reference", x, bp, lv, cd, g)
-    fast = grads("compiled", x, bp, lv, cd, g)
+    ref = run("reference", x, bp, lv, cd, g)
+    fast = run("compiled", x, bp, lv, cd, g)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-10)
     for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
         torch.testing.assert_close(a, r, **tol, msg=lambda m, n=name: f"{n}: {m}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TOL, assert_close
-from helpers import BP, breakpoints, input_on_breakpoints, levels
+from helpers import BP, breakpoints, input_on_breakpoints, levels, run
 
 import tmaf.functional as F
 
@@ -18,14 +18,6 @@ SHAPES = {  # (shape, channel_dim)
     "NLC": ((3, 6, C), -1),
     "C": ((C,), 0),
 }
-
-
-def run(backend, x, bp, lv, cd, g):
-    x = x.detach().clone().requires_grad_()
-    lv = lv.detach().clone().requires_grad_()
-    y = F.banded_tmaf(x, bp, lv, cd, backend=backend)
-    y.backward(g)
-    return y.detach(), x.grad, lv.grad
 
 
 @pytest.mark.parametrize("b", [0, 1, 2, C - 1])
