@@ -2,5 +2,5 @@
 
 Modules: ``expr`` (safe expression parser), ``targets`` (presets), ``study`` (config, model,
 training, metrics), ``runner`` (per-target runs and output files), ``tables``, ``plots``,
-``cli`` (``main(argv) -> int``).
+``sweep`` (summary over several output folders), ``cli`` (``main(argv) -> int``).
 """

@@ -6,10 +6,10 @@ metrics on the grid. Choices that apply to every activation alike:
 
 - inputs are mapped from ``domain`` to [-1, 1]; targets are standardised with the
   training mean/std (errors are reported in the target's own units);
-- Linear weights use He (Kaiming-normal, fan-in) init with zero bias, so every hidden
-  pre-activation starts at unit scale, inside the TMAF breakpoint grid [-R, R];
-- seed s fixes the training sample and minibatch order (identical for every
-  activation) and the model init; Adam with cosine learning-rate decay, ``steps`` steps;
+- Linear weights use He (Kaiming-normal, fan-in) init with zero bias (``init="he"``), so
+  hidden pre-activations start at unit scale, inside the TMAF breakpoint grid [-R, R];
+- seed s fixes the training sample, the minibatches (drawn with replacement; identical for
+  every activation) and the model init; Adam with cosine learning-rate decay, ``steps`` steps;
 - ``match_params``: each activation gets the width whose total parameter count
   (activation levels included) is closest to a ReLU MLP of ``width``.
 """
