@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every result under results/approx/ (except pilot/, see COMMANDS.md) comes from this script.
-# Run from the repository root:  bash results/approx/run_all.sh [STEP ...]   (default: all, 1-8)
+# Run from the repository root:  bash results/approx/run_all.sh [STEP ...]   (default: all, 1-9)
 # Wall times of each command are appended to results/approx/timings.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,7 +54,12 @@ step8() {
   run init_torch $A --target sin8 --target smooth --activations relu,diagonal --seeds 2 \
     --no-plots --init torch --out results/approx/init_torch
 }
+# 9. the growing-frequency and localised-feature presets, default settings, 2 seeds
+step9() {
+  run chirp_localized $A --target chirp --target localized --seeds 2 \
+    --out results/approx/chirp_localized
+}
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), steps: ${*:-all}" >> "$T"
-for s in "${@:-1 2 3 4 5 6 7 8}"; do
+for s in "${@:-1 2 3 4 5 6 7 8 9}"; do
   for t in $s; do "step$t"; done
 done
