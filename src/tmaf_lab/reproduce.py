@@ -108,6 +108,7 @@ CPU = Budget(
                       ("relu", "gelu", "silu", "tanh", "diagonal"), 2),
             ApproxJob("init_torch", ("--target", "sin8", "--target", "smooth", "--no-plots",
                                      "--init", "torch"), ("relu", "diagonal"), 2),
+            ApproxJob("chirp_localized", ("--target", "chirp", "--target", "localized"), seeds=2),
             *(ApproxJob(f"pilot/{name}", ("--target", "packet", "--steps", "1000", *opts),
                         acts, 2) for name, opts, acts in _PILOT)),
     sweeps=("sweep",),
