@@ -127,3 +127,21 @@ def test_interrupt_stops_the_study(tmp_path: Path, monkeypatch, capsys):
     assert _statuses(out) == {"train/synthetic-mlp/relu/seed0": "interrupted"}
     assert "rerun the same command to resume" in capsys.readouterr().err
     assert not (out / "report").exists()
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def test_cpu_budget_is_exactly_what_results_holds():
+    """`tmaf reproduce --budget cpu` claims to rerun the committed runs: both directions."""
+    found = sorted(p.parent for part in ("approx", "train") if (RESULTS / part).is_dir()
+                   for p in (RESULTS / part).rglob("results.json"))
+    if not found:
+        pytest.skip("no runs under results/ in this checkout")
+    steps = [s for s in reproduce.plan(reproduce.CPU, RESULTS) if s.kind != "sweep"]
+    roots = [RESULTS / s.name for s in steps]
+    extra = [str(f.relative_to(RESULTS)) for f in found
+             if not any(f == r or r in f.parents for r in roots)]
+    assert not extra, f"runs under results/ that the cpu budget would not rerun: {extra}"
+    unfinished = [s.name for s in steps if reproduce.status_of(s, RESULTS) != "done"]
+    assert not unfinished, f"cpu budget runs missing from results/: {unfinished}"
