@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["activations", "levels_heatmap", "coupling_strength", "coupling_matrix", "couplings",
-           "channel_summary", "channel_summary_figure"]
+__all__ = ["activations", "levels_heatmap", "relu_levels", "coupling_strength", "coupling_matrix",
+           "couplings", "channel_summary", "channel_summary_figure", "tmaf_layers"]
 
 
 # ---------------------------------------------------------------- data helpers (torch only)
@@ -218,13 +218,26 @@ def activations(model_or_layers: Any, channels: int | Sequence[int] = 4, *,
     return fig
 
 
-def levels_heatmap(model_or_layers: Any, offset: int = 0, *, ncols: int = 3,
-                   panel_size: tuple[float, float] = (3.8, 3.0), title: str | None = None):
+def relu_levels(layer: nn.Module) -> torch.Tensor:
+    """The levels of the ReLU start, (C, 2b+1, m+1) float64: on the diagonal, 1 on the
+    intervals right of 0 (k > #{s_j < 0}) and 0 elsewhere; off-diagonals 0."""
+    lv = _levels3(layer)
+    bp = layer.breakpoints.detach().to("cpu", torch.float64).reshape(-1, lv.shape[-1] - 1)
+    right = torch.arange(lv.shape[-1]) > (bp < 0).sum(-1, keepdim=True)  # (C|1, m+1)
+    out = torch.zeros_like(lv)
+    out[:, (lv.shape[1] - 1) // 2] = right.to(lv.dtype).expand(lv.shape[0], -1)
+    return out
+
+
+def levels_heatmap(model_or_layers: Any, offset: int = 0, *, minus_relu: bool = False,
+                   ncols: int = 3, panel_size: tuple[float, float] = (3.8, 3.0),
+                   title: str | None = None):
     """Levels t_{i,offset,k} of each TMAF layer as a channels x intervals image.
 
     The colour scale is symmetric about 0 (blue negative, red positive); interval k is
-    (s_k, s_{k+1}] with s_0 = -inf, s_{m+1} = +inf. Layers whose bandwidth is smaller
-    than ``|offset|`` are left out (ValueError if none remains).
+    (s_k, s_{k+1}] with s_0 = -inf, s_{m+1} = +inf. ``minus_relu=True`` shows
+    t - (ReLU start levels, :func:`relu_levels`): what training changed. Layers whose
+    bandwidth is smaller than ``|offset|`` are left out (ValueError if none remains).
     Returns: a ``matplotlib.figure.Figure``.
     """
     layers = [(n, m) for n, m in tmaf_layers(model_or_layers)
@@ -233,12 +246,13 @@ def levels_heatmap(model_or_layers: Any, offset: int = 0, *, ncols: int = 3,
         raise ValueError(f"no TMAF layer has offset {offset} (bandwidth >= {abs(offset)})")
     fig, axes = _panels(len(layers), ncols, panel_size)
     for ax, (name, layer) in zip(axes, layers, strict=True):
-        lv = _levels3(layer)
+        lv = _levels3(layer) - (relu_levels(layer) if minus_relu else 0)
         img = lv[:, (lv.shape[1] - 1) // 2 + offset, :].numpy()
         vmax = float(abs(img).max()) or 1.0
         im = ax.imshow(img, aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
                        interpolation="nearest")
-        ax.set_title(f"{name} ({_kind(layer)}), offset {offset}", fontsize=9)
+        what = "levels − ReLU start" if minus_relu else "levels"
+        ax.set_title(f"{name} ({_kind(layer)}), {what}, offset {offset}", fontsize=9)
         ax.set_xlabel("interval k")
         ax.set_ylabel("channel")
         fig.colorbar(im, ax=ax, fraction=0.05)

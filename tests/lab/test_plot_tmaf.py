@@ -125,6 +125,20 @@ def test_levels_heatmap_data():
         tplot.levels_heatmap(layer, offset=2)
 
 
+@pytest.mark.parametrize("layer", [tmaf.DiagonalTMAF(3, breakpoints=BPS),
+                                   tmaf.TridiagonalTMAF(4, breakpoints=BPS),
+                                   tmaf.DiagonalTMAF(2, breakpoints=torch.tensor([[-1.0, 0.0],
+                                                                                  [0.0, 2.0]]))])
+def test_relu_levels_match_relu_init(layer):
+    torch.testing.assert_close(tplot.relu_levels(layer),
+                               tplot._levels3(layer))  # freshly made = ReLU start
+    with torch.no_grad():
+        layer.levels.add_(0.25)
+    fig = tplot.levels_heatmap(layer, minus_relu=True)
+    img = torch.tensor(fig.axes[0].images[0].get_array().data)
+    assert torch.allclose(img, torch.full_like(img, 0.25), atol=1e-6)
+
+
 def test_couplings_and_summary_figures():
     model = nn.Sequential(diagonal_layer(), tridiagonal_layer())
     fig = tplot.couplings(model)

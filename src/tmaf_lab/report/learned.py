@@ -37,7 +37,8 @@ def activation_figures(run: TrainRun, opt: Options, skipped: list[Skipped],
     figs = [("activations", tplot.activations(layers, channels=opt.activation_channels),
              f"alpha(y)·y of the first {opt.activation_channels} channels per layer "
              "(dashed: ReLU)"),
-            ("levels", tplot.levels_heatmap(layers), "levels per channel and interval")]
+            ("levels", tplot.levels_heatmap(layers, minus_relu=True),
+             "levels minus their ReLU start (what training changed), channel x interval")]
     if any(getattr(m, "bandwidth", 0) > 0 for m in layers.values()):
         figs.append(("coupling", tplot.couplings(layers), "off-diagonal coupling strength"))
     for tag, fig, what in figs:
