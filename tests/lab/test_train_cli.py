@@ -138,3 +138,15 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys, m
     assert state["epoch"] == 1 and len(metrics(out)) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (out / "results.json").exists()
+
+
+def test_dry_run_refuses_a_corrupted_cache(tmp_path, capsys, monkeypatch):
+    """Only a missing data set falls back to synthetic images; a damaged one is an error."""
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    files = {k: {"file": f"{k}.npy", "sha256": "0" * 64, "bytes": 1, "shape": [1]}
+             for k in ("train_images", "train_labels", "test_images", "test_labels")}
+    (folder / "manifest.json").write_text(json.dumps({"format": 1, "files": files}))
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "data"))
+    assert cli.main(["mnist", "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    assert "tmaf data install mnist" in capsys.readouterr().err
