@@ -86,6 +86,8 @@ def test_augment_keeps_shape_and_pixels():
     (["synthetic", "--seeds", "1,x"], "comma-separated"),
     (["synthetic", "--epochs", "0"], "--epochs must be >= 1"),
     (["synthetic", "--lr", "-1"], "--lr must be > 0"),
+    (["synthetic", "--subset", "0"], "--subset must be >= 1"),
+    (["synthetic", "--warmup", "1.5"], "--warmup must be in"),
     (["synthetic", "--bogus-option"], "unrecognized"),
 ])
 def test_bad_options_exit_2_with_message(tmp_path, capsys, argv, msg):

@@ -88,11 +88,13 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
     if args.dry_run:
         values.update(epochs=1)
     cfg = TrainConfig(**values)
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(cfg, name) < 1:
+    for name in ("epochs", "batch_size", "eval_batch_size", "subset", "test_subset", "width"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if not cfg.lr > 0:
         raise RunError(f"--lr must be > 0, got {cfg.lr}")
+    if not 0 <= cfg.warmup < 1:
+        raise RunError(f"--warmup must be in [0, 1), got {cfg.warmup}")
     return cfg
 
 
