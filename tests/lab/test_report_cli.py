@@ -190,6 +190,27 @@ def test_learned_activation_figures_from_checkpoint(runs: Path, tmp_path: Path, 
     assert len(list((out / "figures").glob("act00-*.png"))) >= 2
 
 
+def test_checkpoints_from_reruns_feed_figures_not_tables(runs: Path, tmp_path: Path, capsys):
+    pytest.importorskip("tmaf.plot")
+    (runs / "train" / "diagonal-s0" / "checkpoint.pt").rename(tmp_path / "ckpt.pt")
+    rerun = tmp_path / "reruns" / "diagonal-s0"
+    write_train(rerun, "diagonal", 0, 0.975)  # same config, seed and result as the original
+    (tmp_path / "ckpt.pt").rename(rerun / "checkpoint.pt")
+    out = tmp_path / "report"
+    args = [str(runs / "train"), "--out", str(out), "--checkpoints", str(tmp_path / "reruns")]
+    assert run_report(args, capsys)[0] == 0
+    md = (out / "report.md").read_text()
+    assert "| diagonal | 0,1 |" in md  # the rerun is not counted as another seed
+    section = md.split("## Learned activations")[1]
+    assert "a rerun of" in section and "identical" in section
+    assert "--checkpoints" in md.split("\n")[2]  # the header records the full command
+    # a rerun whose result differs is flagged
+    data = json.loads((rerun / "results.json").read_text())
+    (rerun / "results.json").write_text(json.dumps({**data, "test_acc": 0.5}))
+    assert run_report(args, capsys)[0] == 0
+    assert "DIFFERENT" in (out / "report.md").read_text()
+
+
 def test_dry_run_writes_nothing(runs: Path, tmp_path: Path, capsys):
     out = tmp_path / "report"
     code, stdout, _ = run_report([str(runs), "--out", str(out), "--dry-run"], capsys)

@@ -27,6 +27,7 @@ class ReportConfig:
     max_activation_figures: int = 12
     activation_channels: int = 4
     copy_images: bool = False
+    checkpoints: tuple[str, ...] = ()
     dry_run: bool = False
 
 
@@ -50,6 +51,10 @@ def parse_args(argv: list[str]) -> ReportConfig:
     p.add_argument("--copy-images", action="store_true",
                    help="copy the runs' PNGs into DIR/figures (default: report.md links them "
                         "where they are; report.html always embeds them)")
+    p.add_argument("--checkpoints", action="append", default=[], metavar="DIR",
+                   help="(repeatable) folder with reruns of reported train runs (same config and seed) "
+                        "whose checkpoints are used for the learned-activation figures only "
+                        "(their numbers are not added to the tables)")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be reported; write nothing")
     a = p.parse_args(argv)
@@ -58,20 +63,25 @@ def parse_args(argv: list[str]) -> ReportConfig:
             p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
     return ReportConfig(tuple(a.run_dirs), a.out, a.title, a.max_images_per_run,
                         a.max_activation_figures, a.activation_channels, a.copy_images,
-                        a.dry_run)
+                        tuple(a.checkpoints), a.dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = parse_args(list(sys.argv[1:] if argv is None else argv))
+        cfg = parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2), already printed
         return int(e.code or 0)
-    missing = [d for d in cfg.run_dirs if not Path(d).exists()]
+    missing = [d for d in (*cfg.run_dirs, *cfg.checkpoints) if not Path(d).exists()]
     if missing:
         print(f"error: run folder(s) not found: {', '.join(missing)} "
               "(expected folders holding results.json files)", file=sys.stderr)
         return 2
     col = collect(list(cfg.run_dirs))
+    if cfg.checkpoints:
+        extra = collect(list(cfg.checkpoints))
+        col.reruns = extra.train
+        col.skipped += extra.skipped
     summary = (f"found {len(col.approx)} approx stud(ies) with "
                f"{sum(len(s.runs) for s in col.approx)} runs, {len(col.train)} train run(s), "
                f"{len(col.skipped)} skipped")
@@ -87,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
-    save_config(out, cfg, ["tmaf", "report", *(argv if argv is not None else sys.argv[1:])])
+    save_config(out, cfg, ["tmaf", "report", *argv])
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [Heading(1, cfg.title),
-              Para(f"Generated {now} by `tmaf report {' '.join(cfg.run_dirs)} --out "
-                   f"{cfg.out}` from {', '.join(display(p) for p in col.sources)}.")]
+              Para(f"Generated {now} by `tmaf report {' '.join(argv)}` from "
+                   f"{', '.join(display(p) for p in col.sources)}.")]
     opt = Options(out, cfg.max_images_per_run, cfg.max_activation_figures,
                   cfg.activation_channels, cfg.copy_images)
     blocks = build(col, opt, header)

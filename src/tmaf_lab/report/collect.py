@@ -79,6 +79,7 @@ class Collection:
     skipped: list[Skipped] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
     other_images: list[Path] = field(default_factory=list)  # PNGs outside any run folder
+    reruns: list[TrainRun] = field(default_factory=list)  # --checkpoints: figures only
 
 
 def _is_number(v: Any) -> bool:
