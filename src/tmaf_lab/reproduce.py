@@ -115,7 +115,7 @@ CPU = Budget(
     train=(*(TrainJob(ds, "mlp", 1, (), _TMAF3) for ds in ("mnist", "fashion-mnist")),
            TrainJob("cifar10", "fastnet", 3, ("--width", "16", "--subset", "10000"),
                     ("relu", "diagonal"), (0, 1)),
-           *(TrainJob(ds, "cnn", 1, ("--width", "16", "--subset", "20000"), _TMAF3, (0, 1))
+           *(TrainJob(ds, "cnn", 1, ("--width", "16", "--subset", "20000"), _TMAF3)
              for ds in ("mnist", "fashion-mnist"))),
     train_args=("--threads", "1", "--device", "cpu"),
 )
