@@ -46,11 +46,12 @@ class Image:
 Block = Heading | Para | Code | Bullets | Table | Image
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1280px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;white-space:nowrap}
+.wide{overflow-x:auto}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
@@ -119,7 +120,8 @@ def to_html(blocks: list[Block], root: Path, title: str) -> str:
             rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
                            for r in b.rows)
             cap = f'<p class="caption">{e(b.caption)}</p>' if b.caption else ""
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{cap}")
+            body.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead>'
+                        f"<tbody>{rows}</tbody></table></div>{cap}")
         elif isinstance(b, Image):
             src = _data_uri(root / b.path)
             body.append(f'<figure><img src="{src}" alt="{e(b.caption)}">'
