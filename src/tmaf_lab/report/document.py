@@ -46,11 +46,11 @@ class Image:
 Block = Heading | Para | Code | Bullets | Table | Image
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1280px;margin:2em auto;
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1400px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.2em .45em;text-align:right;white-space:nowrap}
 .wide{overflow-x:auto}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
