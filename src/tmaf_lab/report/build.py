@@ -30,7 +30,8 @@ from tmaf_lab.report.stats import (
 
 CONVENTIONS = ("Numbers are mean ± sample std (n−1) over seeds; '(n=1)' marks a single seed. "
                "'X − ReLU' is the difference of means with its standard error; "
-               "'within noise' means |difference| ≤ standard error.")
+               "'within noise' means |difference| ≤ 2 standard errors (a rough screen with "
+               "2-3 seeds, not a significance test).")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Conventions (stated in every report): std is the sample standard deviation (n-1; 0 for
 one seed), and "X - ReLU" is the difference of the means with its standard error
-sqrt(s_x^2/n_x + s_r^2/n_r), so a difference smaller than its standard error is within
-the seed-to-seed spread.
+sqrt(s_x^2/n_x + s_r^2/n_r); a difference within NOISE_SE standard errors is reported as
+"within noise" (with 2-3 seeds the standard error itself is rough, so this is a screen,
+not a significance test).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 # Display order: references first, then TMAF variants, then anything else alphabetically.
 ORDER = ("relu", "prelu", "leaky_relu", "gelu", "silu", "tanh", "diagonal", "tridiagonal")
 TMAF_PREFIXES = ("diagonal", "tridiagonal", "banded", "full")
+NOISE_SE = 2.0  # |difference| <= 2 standard errors: "within noise"
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,10 @@ def fmt_signed(d: float, se: float, scale: float = 1.0, digits: int = 3) -> str:
 
 
 def verdict(d: float, se: float, lower_is_better: bool) -> str:
-    """'better' / 'worse' than the reference, or 'within noise' when |d| <= its standard error."""
+    """'better' / 'worse' than the reference, or 'within noise' when |d| <= NOISE_SE * se."""
     if not math.isfinite(d):
         return ""
-    if d == 0 or (math.isfinite(se) and abs(d) <= se):
+    if d == 0 or (math.isfinite(se) and abs(d) <= NOISE_SE * se):
         return "within noise"
     better = d < 0 if lower_is_better else d > 0
     return "better" if better else "worse"
