@@ -56,9 +56,11 @@ def targets(act_rows: Sequence[dict], train_rows: Sequence[dict]) -> list[dict]:
                 if row is None:
                     continue
                 value = row[col]
+                if math.isnan(value):  # e.g. no compiled ReLU in the eager backend's group
+                    continue
                 out.append({"target": target, "where": f"{shape}, m={m}", "backend": backend,
                             "measured": value, "threshold": limit,
-                            "met": bool(value <= limit) if not math.isnan(value) else False})
+                            "met": bool(value <= limit)})
     for row in train_rows:
         if row["model"] == "resnet18" and row["activation"].startswith("diagonal/"):
             backend = row["activation"].split("/")[1]
@@ -108,3 +110,34 @@ def markdown(act_rows: Sequence[dict], train_rows: Sequence[dict], target_rows: 
             [r["candidate"], r["shape"], r["inductor_cache"], f"{r['first_call_s']:.2f} s",
              f"{1e3 * r['second_call_s']:.1f} ms"] for r in compile_rows]))
     return "\n\n".join(parts) + "\n"
+
+
+def _parse(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"True": True, "False": False}.get(value, value)
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def rewrite(out: Path) -> None:
+    """Recompute targets.csv and summary.md from the CSVs of a finished run in ``out``."""
+    act, train = read_csv(out / "activations.csv"), read_csv(out / "train_step.csv")
+    target_rows = targets(act, train)
+    write_csv(out / "targets.csv", target_rows)
+    atomic_write_text(out / "summary.md", markdown(act, train, target_rows,
+                                                   read_csv(out / "compile_cost.csv")))
+
+
+if __name__ == "__main__":  # python -m benchmarks.report results/bench/cpu
+    import sys
+
+    rewrite(Path(sys.argv[1]))

@@ -118,7 +118,7 @@ def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
         if b == 0:
             return y.to(x.dtype)
         out = torch.zeros_like(xc) if out is None else out
-        out = out + torch.nn.functional.pad(y.movedim(cd, -1), (i0, C - i0 - n)).movedim(-1, cd)
+        out.narrow(cd, i0, n).add_(y)
     return out.to(x.dtype)
 
 
@@ -137,8 +137,7 @@ def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[
             gx = a * gi
         else:
             gx = torch.zeros_like(xc) if gx is None else gx
-            gx = gx + torch.nn.functional.pad((a * gi).movedim(cd, -1),
-                                              (j0, C - j0 - n)).movedim(-1, cd)
+            gx.narrow(cd, j0, n).add_(a * gi)
         # Channels outside the band (only for d != 0) get zero level gradient.
         gl.append(torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n)))
     return gx.to(x.dtype), torch.stack(gl, dim=1)
