@@ -5,13 +5,17 @@ Forward:   out_i  = sum_d alpha_{i,d}(x_{i+d}) x_{i+d}
 Backward:  gx_j   = sum_d alpha_{j-d,d}(x_j) g_{j-d}
            gt[i,d,k] = sum over all non-channel positions of g_i x_{i+d} [k(x_{i+d}) = k]
 
-Only the input (and the small parameter tensors) are saved for backward. The level gradient is a
-per-(channel, offset, interval) masked sum: a deterministic reduction, no atomics, no scatter.
+Only the input (and the small parameter tensors) are saved for backward.
 
 Two formulations of alpha share the code: ``fused=False`` (eager) looks levels up by interval
-index (one ``bucketize`` + one ``take``); ``fused=True`` selects levels by a chain of comparisons,
-``alpha = where(x > s_m, t_m, ... where(x > s_1, t_1, t_0))``, which torch.compile fuses into one
-pointwise kernel (forward) and one pointwise + reduction pass (backward).
+index (one ``bucketize`` + one ``take``) and sums the level gradient with one ``scatter_add``
+over the flat (channel, interval) index on CPU, where it runs sequentially (deterministic), and
+with one masked sum per interval on other devices (no atomics); ``fused=True`` selects levels by
+a chain of comparisons, ``alpha = where(x > s_m, t_m, ... where(x > s_1, t_1, t_0))``, reading
+level and breakpoint tables laid out (interval, channel) so the selects vectorise along a
+contiguous channel axis, and sums the level gradient per interval from the same comparisons
+(``s_k < x <= s_{k+1}``, no index tensor), over the dims after the channel axis first and the
+leading dims second, so torch.compile fuses the backward into one pointwise + reduction pass.
 Arithmetic runs in float32 at least (float64 if input or levels are float64): under autocast a
 float16/bfloat16 input gives a float16/bfloat16 output and gradient, while the level gradient is
 accumulated in float32. Double backward is not supported (the backward is once-differentiable).
@@ -41,85 +45,169 @@ def _band(C: int, d: int) -> tuple[int, int, int]:
     return i0, i0 + d, min(C, C - d) - i0
 
 
-def _index(x: Tensor, bp: Tensor, cd: int, fused: bool) -> Tensor:
-    """k(x) = #{j : s_j < x} per element, with the breakpoints of each element's channel.
+def _key(x: Tensor, bp: Tensor, cd: int, m1: int) -> Tensor:
+    """Eager: flat index c * m1 + k(x) into a (C, m1) level table (c = the element's channel).
 
     ``bp`` is (1, m) shared or (n, m) per channel (n = x.shape[cd]).
     """
-    if bp.shape[0] == 1 and not fused:
-        return torch.bucketize(x.contiguous(), bp[0].contiguous(), right=False)
-    idx = torch.zeros_like(x, dtype=torch.int64 if not fused else torch.int32)
-    for k in range(bp.shape[1]):
-        idx = idx + (x > bp[:, k].view(_bshape(x, cd, bp.shape[0])))
-    return idx
+    if bp.shape[0] == 1:
+        idx = torch.bucketize(x, bp[0].contiguous(), right=False)
+    else:
+        idx = torch.zeros_like(x, dtype=torch.int64)
+        for k in range(bp.shape[1]):
+            idx += x > bp[:, k].view(_bshape(x, cd, bp.shape[0]))
+    n = x.shape[cd]
+    return idx + (torch.arange(n, device=x.device) * m1).view(_bshape(x, cd, n))
 
 
-def _alpha(x: Tensor, idx: Tensor | None, bp: Tensor, lv: Tensor, cd: int, fused: bool) -> Tensor:
-    """alpha(x) for one band offset: lv (n, m+1) levels of the output channels, x (.., n, ..)."""
-    n, m1 = lv.shape
-    if fused:  # comparisons and selects only: fuses into one kernel
-        a = lv[:, 0].view(_bshape(x, cd, n)).expand_as(x)
-        for k in range(m1 - 1):
-            s_k = bp[:, k].view(_bshape(x, cd, bp.shape[0]))
-            a = torch.where(x > s_k, lv[:, k + 1].view(_bshape(x, cd, n)), a)
-        return a
-    offsets = torch.arange(n, device=x.device).view(_bshape(x, cd, n)) * m1
-    return lv.reshape(-1).take(idx + offsets)
+def _alpha_fused(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
+    """alpha(x) by comparisons and selects. bpT (m, 1 or n), lvT (m+1, n): contiguous rows."""
+    n = lvT.shape[1]
+    a = lvT[0].view(_bshape(x, cd, n)).expand_as(x)
+    for k in range(lvT.shape[0] - 1):
+        s_k = bpT[k].view(_bshape(x, cd, bpT.shape[1]))
+        a = torch.where(x > s_k, lvT[k + 1].view(_bshape(x, cd, n)), a)
+    return a
 
 
-def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fused: bool) -> Tensor:
-    """Forward of banded TMAF. x (..., C, ...), breakpoints (m,)/(C, m), levels (C, 2b+1, m+1)."""
-    C, b = x.shape[cd], levels.shape[1] // 2
+def _interval_sums(p: Tensor, x: Tensor, bpT: Tensor, cd: int) -> Tensor:
+    """(n, m+1): sum of p over non-channel positions where x lies in interval k.
+
+    Interval k is s_k < x <= s_{k+1} (closed on the right); the sums run over the dims after
+    the channel axis first, then the leading dims (a contiguous inner reduction that fuses with
+    the pointwise input gradient).
+    """
+    inner, outer = tuple(range(cd + 1, x.dim())), tuple(range(cd))
+    zero = p.new_zeros(())
+    sums, left = [], None  # left: x > s_k (x is right of breakpoint k)
+    for k in range(bpT.shape[0] + 1):
+        right = x > bpT[k].view(_bshape(x, cd, bpT.shape[1])) if k < bpT.shape[0] else None
+        if left is None:
+            inside = ~right
+        elif right is None:
+            inside = left
+        else:
+            inside = left & ~right
+        s = torch.where(inside, p, zero)
+        s = s.sum(inner) if inner else s
+        sums.append(s.sum(outer) if outer else s)
+        left = right
+    return torch.stack(sums, dim=-1)
+
+
+def _interval_major(x: Tensor, breakpoints: Tensor, levels: Tensor) -> tuple[Tensor, Tensor]:
+    """Tables for the fused kernels, in the compute dtype: breakpoints (m, 1 or C) and levels
+    (2b+1, m+1, C), contiguous, so a kernel reads one interval's values for consecutive
+    channels from consecutive addresses (vectorised selects when channels are innermost).
+    Built outside the compiled kernels: inside, inductor would fold the transposes away."""
     dt = compute_dtype(x, levels)
-    xc, lv = x.to(dt), levels.to(dt)
-    bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
-    idx = None if fused else _index(xc, bp, cd, fused)
-    if b == 0:
-        return (_alpha(xc, idx, bp, lv[:, 0], cd, fused) * xc).to(x.dtype)
-    out = torch.zeros_like(xc)
+    bpT = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1]).t().contiguous()
+    return bpT, levels.to(dt).permute(1, 2, 0).contiguous()
+
+
+def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
+    """Forward by comparisons (see module docstring); tables from :func:`_interval_major`."""
+    C, b = x.shape[cd], lvT.shape[0] // 2
+    xc = x.to(lvT.dtype)
+    out = None
     for d in range(-b, b + 1):
         i0, j0, n = _band(C, d)
         xj = xc.narrow(cd, j0, n)
-        bj = bp if bp.shape[0] == 1 else bp[j0:j0 + n]
-        ij = None if idx is None else idx.narrow(cd, j0, n)
-        a = _alpha(xj, ij, bj, lv[i0:i0 + n, d + b], cd, fused)
+        bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
+        y = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd) * xj
+        if b == 0:
+            return y.to(x.dtype)
+        out = torch.zeros_like(xc) if out is None else out
+        out.narrow(cd, i0, n).add_(y)
+    return out.to(x.dtype)
+
+
+def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[Tensor, Tensor]:
+    """Gradients (input, levels (C, 2b+1, m+1) in the compute dtype) by comparisons."""
+    C, b = x.shape[cd], lvT.shape[0] // 2
+    xc, gc = x.to(lvT.dtype), g.to(lvT.dtype)
+    gx, gl = None, []
+    for d in range(-b, b + 1):
+        i0, j0, n = _band(C, d)
+        xj, gi = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n)
+        bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
+        a = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd)
+        sums = _interval_sums(gi * xj, xj, bj, cd)
+        if b == 0:
+            gx = a * gi
+        else:
+            gx = torch.zeros_like(xc) if gx is None else gx
+            gx.narrow(cd, j0, n).add_(a * gi)
+        # Channels outside the band (only for d != 0) get zero level gradient.
+        gl.append(torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n)))
+    return gx.to(x.dtype), torch.stack(gl, dim=1)
+
+
+def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fused: bool,
+                    kernel=None) -> Tensor:
+    """Forward of banded TMAF. x (..., C, ...), breakpoints (m,)/(C, m), levels (C, 2b+1, m+1).
+
+    ``kernel``: a compiled :func:`fused_fwd` (``fused`` only).
+    """
+    if fused:
+        return (kernel or fused_fwd)(x, *_interval_major(x, breakpoints, levels), cd)
+    C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
+    dt = compute_dtype(x, levels)
+    xc, lv = x.to(dt), levels.to(dt)
+    bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
+    key = _key(xc, bp, cd, m1)
+    out = None
+    for d in range(-b, b + 1):
+        i0, j0, n = _band(C, d)
+        xj = xc.narrow(cd, j0, n)
+        # table row i = j - d for input channel j: shift the flat key by j0 rows
+        a = lv[i0:i0 + n, d + b].reshape(-1).take(key.narrow(cd, j0, n) - j0 * m1)
+        if b == 0:
+            return (a * xj).to(x.dtype)
+        out = torch.zeros_like(xc) if out is None else out
         out.narrow(cd, i0, n).add_(a * xj)
     return out.to(x.dtype)
 
 
-def _level_sums(p: Tensor, idx: Tensor, cd: int, m1: int, red: list[int], fused: bool) -> Tensor:
-    """sums[c, k] = sum of p over the positions of channel c whose interval index is k: (n, m+1)."""
-    n = p.shape[cd]
-    if not fused and p.device.type == "cpu":
-        # One pass: CPU index_add_ into a 1-D tensor runs serially, so it is deterministic.
-        key = idx + torch.arange(n, device=p.device).view(_bshape(p, cd, n)) * m1
-        return p.new_zeros(n * m1).index_add_(0, key.reshape(-1), p.reshape(-1)).view(n, m1)
-    # Masked sums: a deterministic reduction on every device, fused into one pass when compiled.
-    zero = p.new_zeros(())
-    return torch.stack([torch.where(idx == k, p, zero).sum(red) for k in range(m1)], dim=-1)
-
-
 def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int,
-                    fused: bool) -> tuple[Tensor, Tensor]:
-    """Gradients (input, levels) of banded TMAF given the upstream gradient ``g`` (shaped like x)."""
+                    fused: bool, kernel=None) -> tuple[Tensor, Tensor]:
+    """Gradients (input, levels) of banded TMAF given the upstream gradient ``g`` (shaped like x).
+
+    ``kernel``: a compiled :func:`fused_bwd` (``fused`` only).
+    """
+    if fused:
+        gx, gl = (kernel or fused_bwd)(g, x, *_interval_major(x, breakpoints, levels), cd)
+        return gx, gl.to(levels.dtype)
     C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
     dt = compute_dtype(x, levels)
     xc, gc, lv = x.to(dt), g.to(dt), levels.to(dt)
     bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
-    idx = _index(xc, bp, cd, fused)
-    red = [k for k in range(x.dim()) if k != cd]
-    gx = torch.zeros_like(xc)
-    gl = []
+    key = _key(xc, bp, cd, m1)
+    gx, gl = None, []
     for d in range(-b, b + 1):
         i0, j0, n = _band(C, d)
-        xj, gi, ij = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n), idx.narrow(cd, j0, n)
+        xj, gi = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n)
+        kj = key.narrow(cd, j0, n) - j0 * m1  # flat index into the (n, m1) table below
+        a = lv[i0:i0 + n, d + b].reshape(-1).take(kj)
         bj = bp if bp.shape[0] == 1 else bp[j0:j0 + n]
-        a = _alpha(xj, ij, bj, lv[i0:i0 + n, d + b], cd, fused)
-        gx.narrow(cd, j0, n).add_(a * gi)
-        sums = _level_sums(gi * xj, ij, cd, m1, red, fused)
+        sums = _segment_sums(gi * xj, kj, n, m1, xj, bj, cd)
+        if b == 0:
+            gx = a * gi
+        else:
+            gx = torch.zeros_like(xc) if gx is None else gx
+            gx.narrow(cd, j0, n).add_(a * gi)
         # Channels outside the band (only for d != 0) get zero level gradient.
         gl.append(torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n)))
     return gx.to(x.dtype), torch.stack(gl, dim=1).to(levels.dtype)
+
+
+def _segment_sums(p: Tensor, kj: Tensor, n: int, m1: int, xj: Tensor, bj: Tensor,
+                  cd: int) -> Tensor:
+    """Eager level-gradient sums (n, m1): one scatter_add on CPU, masked sums elsewhere."""
+    if p.device.type == "cpu":  # CPU scatter_add runs in index order: deterministic
+        flat = p.new_zeros(n * m1).scatter_add_(0, kj.reshape(-1), p.reshape(-1))
+        return flat.view(n, m1)
+    return _interval_sums(p, xj, bj.t().contiguous(), cd)
 
 
 # --- torch.compile'd fusions, created on first use; eager fallback if compiling fails. --------
@@ -134,7 +222,7 @@ def _compile_disabled() -> bool:
 
 def _get_compiled(name: str):
     if name not in _compiled:
-        fn = banded_tmaf_fwd if name == "fwd" else banded_tmaf_bwd
+        fn = fused_fwd if name == "fwd" else fused_bwd
         _compiled[name] = torch.compile(fn, dynamic=None)
     return _compiled[name]
 
@@ -145,7 +233,7 @@ def _call(name: str, compiled: bool, *args):
         # Inside an outer torch.compile, the fused formulation is traced into the caller's graph.
         return eager(*args, compiled or torch.compiler.is_compiling())
     try:
-        return _get_compiled(name)(*args, True)
+        return eager(*args, True, kernel=_get_compiled(name))
     except Exception as e:  # no C++ compiler / triton, unsupported platform, ...
         _compile_failed.append(repr(e))
         warnings.warn(f"tmaf: torch.compile of the fused TMAF kernel failed ({e!r:.200}); "
