@@ -1,5 +1,9 @@
 """Side-by-side timing of the core's fast path and the proposed ``_fused.py`` in this folder.
 
+The committed ``results/bench/cpu/proposal_compare.csv`` was made with the core at c723818
+(before the proposal was applied to ``src/tmaf/_fused.py`` in 2eb9337; since then both sides
+run the same code).
+
 ``python -m benchmarks.proposals.compare [--quick] [--out DIR]`` loads the proposal as a separate
 module (``tmaf._fused_proposed``; the installed core is untouched), checks both against the
 float64 oracle (outputs and every gradient), and times forward+backward interleaved with eager
