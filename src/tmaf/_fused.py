@@ -51,7 +51,7 @@ def _key(x: Tensor, bp: Tensor, cd: int, m1: int) -> Tensor:
     ``bp`` is (1, m) shared or (n, m) per channel (n = x.shape[cd]).
     """
     if bp.shape[0] == 1:
-        idx = torch.bucketize(x, bp[0].contiguous(), right=False)
+        idx = torch.bucketize(x.contiguous(), bp[0].contiguous(), right=False)
     else:
         idx = torch.zeros_like(x, dtype=torch.int64)
         for k in range(bp.shape[1]):
@@ -100,7 +100,7 @@ def _interval_major(x: Tensor, breakpoints: Tensor, levels: Tensor) -> tuple[Ten
     (2b+1, m+1, C), contiguous, so a kernel reads one interval's values for consecutive
     channels from consecutive addresses (vectorised selects when channels are innermost).
     Built outside the compiled kernels: inside, inductor would fold the transposes away."""
-    dt = compute_dtype(x, levels)
+    dt = compute_dtype(x, levels, breakpoints)
     bpT = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1]).t().contiguous()
     return bpT, levels.to(dt).permute(1, 2, 0).contiguous()
 
@@ -152,7 +152,7 @@ def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fus
     if fused:
         return (kernel or fused_fwd)(x, *_interval_major(x, breakpoints, levels), cd)
     C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
-    dt = compute_dtype(x, levels)
+    dt = compute_dtype(x, levels, breakpoints)
     xc, lv = x.to(dt), levels.to(dt)
     bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
     key = _key(xc, bp, cd, m1)
@@ -179,7 +179,7 @@ def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, c
         gx, gl = (kernel or fused_bwd)(g, x, *_interval_major(x, breakpoints, levels), cd)
         return gx, gl.to(levels.dtype)
     C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
-    dt = compute_dtype(x, levels)
+    dt = compute_dtype(x, levels, breakpoints)
     xc, gc, lv = x.to(dt), g.to(dt), levels.to(dt)
     bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
     key = _key(xc, bp, cd, m1)

@@ -12,9 +12,14 @@ import torch
 from torch import Tensor
 
 
-def compute_dtype(x: Tensor, levels: Tensor) -> torch.dtype:
-    """Arithmetic runs in the promoted dtype of input and levels, and never below float32."""
-    return torch.promote_types(torch.promote_types(x.dtype, levels.dtype), torch.float32)
+def compute_dtype(x: Tensor, levels: Tensor, breakpoints: Tensor) -> torch.dtype:
+    """Arithmetic runs in the promoted dtype of input, levels and breakpoints, never below float32.
+
+    Comparing in the widest dtype keeps the interval of every input exact: float64 breakpoints
+    are not rounded to float32 before a float32 input is compared with them.
+    """
+    dt = torch.promote_types(torch.promote_types(x.dtype, levels.dtype), breakpoints.dtype)
+    return torch.promote_types(dt, torch.float32)
 
 
 def banded_tmaf_reference(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int) -> Tensor:
@@ -29,7 +34,7 @@ def banded_tmaf_reference(x: Tensor, breakpoints: Tensor, levels: Tensor, channe
     """
     C = x.shape[channel_dim]
     b = levels.shape[1] // 2
-    dt = compute_dtype(x, levels)
+    dt = compute_dtype(x, levels, breakpoints)
     xs = x.movedim(channel_dim, 0).to(dt)  # (C, ...)
     bp = breakpoints.to(dt)
     bp = bp.expand(C, bp.shape[-1]) if bp.dim() == 1 else bp

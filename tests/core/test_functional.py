@@ -133,3 +133,13 @@ def test_level_gradient_is_deterministic():
         (g,) = torch.autograd.grad(F.banded_tmaf(x, bp, lv, backend="eager").sum(), lv)
         grads.append(g)
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def test_float64_breakpoints_compare_exactly_with_float32_input():
+    """A float32 input just above a float64 breakpoint lies right of it (no rounding of s)."""
+    bp = torch.tensor([0.1], dtype=torch.float64)
+    x = torch.tensor([[0.1]], dtype=torch.float32)  # fl32(0.1) = 0.10000000149 > 0.1
+    lv = torch.tensor([[[0.0, 1.0]]])
+    for backend in ("reference", "eager"):
+        y = F.banded_tmaf(x, bp, lv, backend=backend)
+        assert y.dtype == torch.float32 and y.item() == x.item(), backend
