@@ -122,6 +122,21 @@ def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
     return out.to(x.dtype)
 
 
+def _add_band_term(acc: Tensor | None, term: Tensor, like: Tensor, cd: int, start: int, n: int,
+                   b: int) -> Tensor:
+    """acc[..., start:start+n, ...] += term along ``cd``; for b = 0 the term is the whole result."""
+    if b == 0:
+        return term
+    acc = torch.zeros_like(like) if acc is None else acc
+    acc.narrow(cd, start, n).add_(term)
+    return acc
+
+
+def _pad_band(sums: Tensor, C: int, i0: int, n: int) -> Tensor:
+    """(n, m+1) level-gradient sums -> (C, m+1): channels outside the band (d != 0) get zero."""
+    return torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n))
+
+
 def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[Tensor, Tensor]:
     """Gradients (input, levels (C, 2b+1, m+1) in the compute dtype) by comparisons."""
     C, b = x.shape[cd], lvT.shape[0] // 2
@@ -133,13 +148,8 @@ def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[
         bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
         a = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd)
         sums = _interval_sums(gi * xj, xj, bj, cd)
-        if b == 0:
-            gx = a * gi
-        else:
-            gx = torch.zeros_like(xc) if gx is None else gx
-            gx.narrow(cd, j0, n).add_(a * gi)
-        # Channels outside the band (only for d != 0) get zero level gradient.
-        gl.append(torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n)))
+        gx = _add_band_term(gx, a * gi, xc, cd, j0, n, b)
+        gl.append(_pad_band(sums, C, i0, n))
     return gx.to(x.dtype), torch.stack(gl, dim=1)
 
 
@@ -191,13 +201,8 @@ def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, c
         a = lv[i0:i0 + n, d + b].reshape(-1).take(kj)
         bj = bp if bp.shape[0] == 1 else bp[j0:j0 + n]
         sums = _segment_sums(gi * xj, kj, n, m1, xj, bj, cd)
-        if b == 0:
-            gx = a * gi
-        else:
-            gx = torch.zeros_like(xc) if gx is None else gx
-            gx.narrow(cd, j0, n).add_(a * gi)
-        # Channels outside the band (only for d != 0) get zero level gradient.
-        gl.append(torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n)))
+        gx = _add_band_term(gx, a * gi, xc, cd, j0, n, b)
+        gl.append(_pad_band(sums, C, i0, n))
     return gx.to(x.dtype), torch.stack(gl, dim=1).to(levels.dtype)
 
 

@@ -226,7 +226,7 @@ class _LazyMixin(LazyModuleMixin):
                 self.reset_parameters()
 
 
-def _lazy_init(self, bandwidth, breakpoints, kwargs):
+def _reject_per_channel(breakpoints) -> None:
     if isinstance(breakpoints, Tensor) and breakpoints.dim() == 2:
         raise ValueError("tmaf: lazy TMAF modules take shared breakpoints of shape (m,); "
                          "use the non-lazy class for per-channel (C, m) breakpoints")
@@ -238,7 +238,7 @@ class LazyBandedTMAF(_LazyMixin, BandedTMAF):
     cls_to_become = BandedTMAF
 
     def __init__(self, bandwidth: int | str, breakpoints=None, **kwargs) -> None:
-        _lazy_init(self, bandwidth, breakpoints, kwargs)
+        _reject_per_channel(breakpoints)
         b = 0 if bandwidth == "full" else bandwidth
         super().__init__(1, b, breakpoints, **kwargs)
         self._lazy_setup(bandwidth)
@@ -250,7 +250,7 @@ class LazyDiagonalTMAF(_LazyMixin, DiagonalTMAF):
     cls_to_become = DiagonalTMAF
 
     def __init__(self, breakpoints=None, **kwargs) -> None:
-        _lazy_init(self, 0, breakpoints, kwargs)
+        _reject_per_channel(breakpoints)
         super().__init__(1, breakpoints, **kwargs)
         self._lazy_setup(0)
 
@@ -261,6 +261,6 @@ class LazyTridiagonalTMAF(_LazyMixin, TridiagonalTMAF):
     cls_to_become = TridiagonalTMAF
 
     def __init__(self, breakpoints=None, **kwargs) -> None:
-        _lazy_init(self, 1, breakpoints, kwargs)
+        _reject_per_channel(breakpoints)
         super().__init__(1, breakpoints, **kwargs)
         self._lazy_setup(1)
