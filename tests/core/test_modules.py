@@ -138,3 +138,13 @@ def test_factory_names_and_call_sites():
         tmaf.get_act_layer("swishy")
     with pytest.raises(TypeError, match="module instance"):
         tmaf.get_act_layer(nn.ReLU())
+
+
+def test_core_import_pulls_in_no_lab_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys, tmaf; bad = [m for m in ('matplotlib', 'tqdm', 'PIL', 'tmaf_lab', 'tmaf.plot') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
