@@ -105,23 +105,6 @@ def _interval_major(x: Tensor, breakpoints: Tensor, levels: Tensor) -> tuple[Ten
     return bpT, levels.to(dt).permute(1, 2, 0).contiguous()
 
 
-def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
-    """Forward by comparisons (see module docstring); tables from :func:`_interval_major`."""
-    C, b = x.shape[cd], lvT.shape[0] // 2
-    xc = x.to(lvT.dtype)
-    out = None
-    for d in range(-b, b + 1):
-        i0, j0, n = _band(C, d)
-        xj = xc.narrow(cd, j0, n)
-        bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
-        y = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd) * xj
-        if b == 0:
-            return y.to(x.dtype)
-        out = torch.zeros_like(xc) if out is None else out
-        out.narrow(cd, i0, n).add_(y)
-    return out.to(x.dtype)
-
-
 def _add_band_term(acc: Tensor | None, term: Tensor, like: Tensor, cd: int, start: int, n: int,
                    b: int) -> Tensor:
     """acc[..., start:start+n, ...] += term along ``cd``; for b = 0 the term is the whole result."""
@@ -135,6 +118,20 @@ def _add_band_term(acc: Tensor | None, term: Tensor, like: Tensor, cd: int, star
 def _pad_band(sums: Tensor, C: int, i0: int, n: int) -> Tensor:
     """(n, m+1) level-gradient sums -> (C, m+1): channels outside the band (d != 0) get zero."""
     return torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n))
+
+
+def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
+    """Forward by comparisons (see module docstring); tables from :func:`_interval_major`."""
+    C, b = x.shape[cd], lvT.shape[0] // 2
+    xc = x.to(lvT.dtype)
+    out = None
+    for d in range(-b, b + 1):
+        i0, j0, n = _band(C, d)
+        xj = xc.narrow(cd, j0, n)
+        bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
+        y = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd) * xj
+        out = _add_band_term(out, y, xc, cd, i0, n, b)
+    return out.to(x.dtype)
 
 
 def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[Tensor, Tensor]:
@@ -172,10 +169,7 @@ def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fus
         xj = xc.narrow(cd, j0, n)
         # table row i = j - d for input channel j: shift the flat key by j0 rows
         a = lv[i0:i0 + n, d + b].reshape(-1).take(key.narrow(cd, j0, n) - j0 * m1)
-        if b == 0:
-            return (a * xj).to(x.dtype)
-        out = torch.zeros_like(xc) if out is None else out
-        out.narrow(cd, i0, n).add_(a * xj)
+        out = _add_band_term(out, a * xj, xc, cd, i0, n, b)
     return out.to(x.dtype)
 
 

@@ -66,6 +66,27 @@ def _resolve(backend: str | None, x: Tensor) -> str:
     return name
 
 
+def _validate(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int, banded: bool,
+              check_values: bool) -> int:
+    """All input checks of the functional API; returns channel_dim normalised to 0..ndim-1."""
+    cd = _checks.check_input(x, channel_dim)
+    C = x.shape[cd]
+    _checks.check_breakpoints(breakpoints, C, values=False)
+    _checks.check_levels(levels, C, breakpoints.shape[-1], banded=banded)
+    _checks.check_same_device(x, breakpoints, levels)
+    if check_values:
+        _checks.check_breakpoints(breakpoints, C, values=True)
+    return cd
+
+
+def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None) -> Tensor:
+    """Run the selected implementation on validated input; levels (C, 2b+1, m+1)."""
+    impl = _resolve(backend, x)
+    if impl == "reference":
+        return banded_tmaf_reference(x, breakpoints, levels, cd)
+    return BandedTMAFFunction.apply(x, breakpoints.detach(), levels, cd, impl == "compiled")
+
+
 def banded_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1,
                 backend: str | None = None, *, check_values: bool = True) -> Tensor:
     """Banded TMAF along ``channel_dim``.
@@ -82,17 +103,8 @@ def banded_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int
     Returns:
         Tensor shaped and typed like ``x``.
     """
-    cd = _checks.check_input(x, channel_dim)
-    C = x.shape[cd]
-    _checks.check_breakpoints(breakpoints, C, values=False)
-    _checks.check_levels(levels, C, breakpoints.shape[-1], banded=True)
-    _checks.check_same_device(x, breakpoints, levels)
-    if check_values:
-        _checks.check_breakpoints(breakpoints, C, values=True)
-    impl = _resolve(backend, x)
-    if impl == "reference":
-        return banded_tmaf_reference(x, breakpoints, levels, cd)
-    return BandedTMAFFunction.apply(x, breakpoints.detach(), levels, cd, impl == "compiled")
+    cd = _validate(x, breakpoints, levels, channel_dim, banded=True, check_values=check_values)
+    return _dispatch(x, breakpoints, levels, cd, backend)
 
 
 def diagonal_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1,
@@ -106,8 +118,5 @@ def diagonal_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: i
     Returns:
         Tensor shaped and typed like ``x``. Same as :func:`banded_tmaf` with b = 0.
     """
-    cd = _checks.check_input(x, channel_dim)
-    _checks.check_breakpoints(breakpoints, x.shape[cd], values=False)
-    _checks.check_levels(levels, x.shape[cd], breakpoints.shape[-1], banded=False)
-    return banded_tmaf(x, breakpoints, levels.unsqueeze(1), channel_dim, backend,
-                       check_values=check_values)
+    cd = _validate(x, breakpoints, levels, channel_dim, banded=False, check_values=check_values)
+    return _dispatch(x, breakpoints, levels.unsqueeze(1), cd, backend)
