@@ -9,12 +9,13 @@ time one converted module is called twice in one forward pass.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from .factory import get_act_layer
+from .factory import create_lazy_tmaf, get_act_layer
 from .modules import BandedTMAF
 
 __all__ = ["convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites"]
@@ -119,17 +120,18 @@ def convert(model: nn.Module, kind="diagonal", activations=(nn.ReLU,), example_i
     if not places:
         return model
     targets = {id(m): name for name, m in places}
+    n_names = Counter(id(m) for _, m in places)  # >1: one module registered under several names
     calls = None if example_input is None else _record_calls(model, targets, example_input, channel_dim)
     replacement: dict[int, nn.Module] = {}  # a module registered under several names gets one
     for name, module in places:               # CallSites serving all of its calls, in call order
         if id(module) not in replacement:
             counts = None if calls is None else calls[id(module)]
             if not counts:  # unknown call sites: infer C lazily and guard against reuse
-                new = CallSites([_lazy(factory, kind, channel_dim, options)], name)
+                new = CallSites([_lazy(kind, channel_dim, options)], name)
             else:
                 sites = [factory(c) for c in counts]
-                shared = sum(1 for _, m in places if m is module) > 1
-                new = sites[0] if len(sites) == 1 and not shared else CallSites(sites, name)
+                alone = len(sites) == 1 and n_names[id(module)] == 1
+                new = sites[0] if alone else CallSites(sites, name)
             replacement[id(module)] = new
         parent_name, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent_name), attr, replacement[id(module)])
@@ -139,18 +141,11 @@ def convert(model: nn.Module, kind="diagonal", activations=(nn.ReLU,), example_i
     return model
 
 
-def _lazy(factory, kind, channel_dim, options) -> nn.Module:
-    from .modules import LazyBandedTMAF, LazyDiagonalTMAF, LazyTridiagonalTMAF
-
-    if kind == "diagonal":
-        return LazyDiagonalTMAF(channel_dim=channel_dim, **options)
-    if kind == "tridiagonal":
-        return LazyTridiagonalTMAF(channel_dim=channel_dim, **options)
-    if kind == "full":
-        return LazyBandedTMAF("full", channel_dim=channel_dim, **options)
-    if isinstance(kind, str) and kind.startswith("banded") and kind[6:].isdigit():
-        return LazyBandedTMAF(int(kind[6:]), channel_dim=channel_dim, **options)
-    raise ValueError(f"tmaf.convert: kind={kind!r} needs example_input= to know channel counts")
+def _lazy(kind, channel_dim: int, options: dict) -> nn.Module:
+    module = create_lazy_tmaf(kind, channel_dim=channel_dim, **options)
+    if module is None:
+        raise ValueError(f"tmaf.convert: kind={kind!r} needs example_input= to know channel counts")
+    return module
 
 
 def param_groups(model: nn.Module, weight_decay: float = 0.0, tmaf_weight_decay: float = 0.0,

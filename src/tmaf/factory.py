@@ -16,9 +16,16 @@ from functools import partial
 
 from torch import nn
 
-from .modules import BandedTMAF, DiagonalTMAF, TridiagonalTMAF
+from .modules import (
+    BandedTMAF,
+    DiagonalTMAF,
+    LazyBandedTMAF,
+    LazyDiagonalTMAF,
+    LazyTridiagonalTMAF,
+    TridiagonalTMAF,
+)
 
-__all__ = ["ACTIVATION_NAMES", "get_act_layer", "create_act", "is_tmaf_name"]
+__all__ = ["ACTIVATION_NAMES", "get_act_layer", "create_act", "create_lazy_tmaf", "is_tmaf_name"]
 
 LayerFactory = Callable[[int], nn.Module]
 
@@ -28,6 +35,13 @@ _PLAIN = {
 }
 ACTIVATION_NAMES = ("relu", "prelu", "gelu", "silu", "leaky_relu", "tanh", "identity",
                     "diagonal", "tridiagonal", "banded2", "full")
+
+
+_BANDED = re.compile(r"banded(\d+)")
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
 
 
 def _plain(cls, num_channels: int, **kwargs) -> nn.Module:
@@ -45,7 +59,7 @@ def _full(num_channels: int, **kwargs) -> nn.Module:
 
 
 def is_tmaf_name(name: str) -> bool:
-    return name in ("diagonal", "tridiagonal", "full") or re.fullmatch(r"banded\d+", name) is not None
+    return name in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(name) is not None
 
 
 def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
@@ -61,7 +75,7 @@ def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
         return partial(name, **kwargs) if kwargs else name
     if not isinstance(name, str):
         raise TypeError(f"tmaf: activation must be a name or a callable, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
+    key = _key(name)
     if key in _PLAIN:
         return partial(_plain, _PLAIN[key], **kwargs)
     if key == "prelu":
@@ -72,7 +86,7 @@ def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
         return partial(TridiagonalTMAF, **kwargs)
     if key == "full":
         return partial(_full, **kwargs)
-    match = re.fullmatch(r"banded(\d+)", key)
+    match = _BANDED.fullmatch(key)
     if match:
         return partial(BandedTMAF, bandwidth=int(match.group(1)), **kwargs)
     raise ValueError(f"tmaf: unknown activation {name!r}; expected one of {', '.join(ACTIVATION_NAMES)}"
@@ -82,3 +96,19 @@ def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
 def create_act(name: str | LayerFactory, num_channels: int, **kwargs) -> nn.Module:
     """One activation module for a call site with ``num_channels`` channels."""
     return get_act_layer(name, **kwargs)(num_channels)
+
+
+def create_lazy_tmaf(name, **kwargs) -> nn.Module | None:
+    """A lazy TMAF (C inferred from its first input) for a TMAF name; None for any other name
+    or a callable. Names are read as by :func:`get_act_layer`."""
+    if not isinstance(name, str):
+        return None
+    key = _key(name)
+    if key == "diagonal":
+        return LazyDiagonalTMAF(**kwargs)
+    if key == "tridiagonal":
+        return LazyTridiagonalTMAF(**kwargs)
+    if key == "full":
+        return LazyBandedTMAF("full", **kwargs)
+    match = _BANDED.fullmatch(key)
+    return LazyBandedTMAF(int(match.group(1)), **kwargs) if match else None
