@@ -7,6 +7,7 @@ and a broken optional dependency of one family never breaks the others.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -17,6 +18,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tmaf_lab.report.cli", "collect run folders into Markdown + HTML reports"),
     "reproduce": ("tmaf_lab.reproduce", "rerun the whole study at a budget, then report"),
 }
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one ``error: ...`` line and exits with code 2
+    (no usage dump); sub-commands use it so mistakes read the same everywhere."""
+
+    def error(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _usage() -> str:

@@ -28,6 +28,8 @@ import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from tmaf_lab.cli import OneLineErrorParser
+
 ACTIVATIONS = ("relu", "prelu", "diagonal", "tridiagonal")
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 
@@ -218,14 +220,8 @@ def run_step(step: Step) -> tuple[int, str]:
         return 1, "".join(traceback.format_exception(e)).strip()
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit code 2, no usage dump
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def parse_args(argv: list[str]) -> ReproduceConfig:
-    p = _Parser(prog="tmaf reproduce", description=__doc__,
+    p = OneLineErrorParser(prog="tmaf reproduce", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                 epilog="budgets:\n" + "\n".join(f"  {b.name:<6} {b.description}"
                                                  for b in BUDGETS.values()))

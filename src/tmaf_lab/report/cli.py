@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tmaf_lab.cli import OneLineErrorParser
 from tmaf_lab.report.build import Options, build, display
 from tmaf_lab.report.collect import collect
 from tmaf_lab.report.document import Heading, Para, to_html, to_markdown
@@ -31,14 +32,8 @@ class ReportConfig:
     dry_run: bool = False
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit code 2, no usage dump
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def parse_args(argv: list[str]) -> ReportConfig:
-    p = _Parser(prog="tmaf report", description=__doc__,
+    p = OneLineErrorParser(prog="tmaf report", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="output folder for report.md / report.html")
