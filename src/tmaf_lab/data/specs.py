@@ -1,8 +1,8 @@
 """What each data set is, where it comes from, and the figures a correct copy must show.
 
-The figures (label counts, first labels, pixel means) are the official ones from
-../shared/DATA.md; the hashes pin the exact registry package versions. Fashion-MNIST
-has no published hash for the Debian copy, so the raw IDX md5s below are the ones of
+The figures (label counts, first labels, pixel means) are the official ones of each data
+set (docs/data.md lists them); the hashes pin the exact registry package versions.
+Fashion-MNIST has no published hash for the Debian copy, so the raw IDX md5s below are the ones of
 the apt-verified package ``dataset-fashion-mnist 0.0~git20200523.55506a9-1`` (its .deb
 is checked against the SHA256 in apt's signed index at install time).
 """

@@ -7,16 +7,21 @@ either drawn here from those files or copied from the run folders (PNG files the
 from __future__ import annotations
 
 import math
-import os
-import re
-import shutil
-from collections import defaultdict
-from dataclasses import dataclass
-from pathlib import Path
 
 from tmaf_lab.report import figures
 from tmaf_lab.report.collect import ApproxStudy, Collection, TrainRun
 from tmaf_lab.report.document import Block, Bullets, Heading, Image, Para, Table
+from tmaf_lab.report.layout import (
+    Options,
+    display,
+    display_rel,
+    group_by,
+    run_images,
+    setting_label,
+    slug,
+    train_groups,
+)
+from tmaf_lab.report.learned import activations_section
 from tmaf_lab.report.stats import (
     diff,
     fmt,
@@ -32,34 +37,6 @@ CONVENTIONS = ("Numbers are mean ± sample std (n−1) over seeds; '(n=1)' marks
                "'X − ReLU' is the difference of means with its standard error; "
                "'within noise' means |difference| ≤ 2 standard errors (a rough screen with "
                "2-3 seeds, not a significance test).")
-
-
-@dataclass(frozen=True)
-class Options:
-    out: Path
-    max_images_per_run: int = 6
-    max_activation_figures: int = 12
-    activation_channels: int = 4
-    copy_images: bool = False
-
-
-def display(path: Path) -> str:
-    """A path relative to the working directory when possible (stable in committed reports)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "x"
-
-
-def _by(items, key) -> dict:
-    groups: dict = defaultdict(list)
-    for item in items:
-        groups[key(item)].append(item)
-    return groups
 
 
 # ---------------------------------------------------------------- approx
@@ -87,7 +64,7 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
     acts = sort_activations(r["activation"] for s in studies for r in s.runs)
     rows = []
     for label, s in zip(study_labels(studies), studies, strict=True):
-        by_act = _by(s.runs, lambda r: r["activation"])
+        by_act = group_by(s.runs, lambda r: r["activation"])
         stats = {a: stat(finite(by_act[a], "rel_l2")) for a in acts if a in by_act}
         cells = [fmt_stat(stats[a]) + diverged_note(by_act[a]) if a in stats else "–"
                  for a in acts]
@@ -99,7 +76,7 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
 
 
 def approx_detail_table(study: ApproxStudy) -> Table:
-    by_act = _by(study.runs, lambda r: r["activation"])
+    by_act = group_by(study.runs, lambda r: r["activation"])
     ref = stat(finite(by_act["relu"], "rel_l2")) if "relu" in by_act else None
     rows = []
     for act in sort_activations(by_act):
@@ -114,24 +91,6 @@ def approx_detail_table(study: ApproxStudy) -> Table:
     return Table(("activation", "seeds", "params", "rel L2", "RMSE", "max err", "train s",
                   "rel L2 − ReLU", "vs ReLU"), tuple(rows),
                  f"Source: {display(study.folder / 'results.json')}")
-
-
-def run_images(paths, opt: Options, prefix: str) -> list[tuple[Path, str]]:
-    """PNGs saved by a run, as (source, path for the report). By default the Markdown links
-    the run's own file (relative path, nothing duplicated); with ``copy_images`` the files
-    are copied into DIR/figures first. The HTML embeds them either way."""
-    out = []
-    for p in list(paths)[:opt.max_images_per_run]:
-        if not opt.copy_images:
-            out.append((p, Path(os.path.relpath(p.resolve(), opt.out.resolve())).as_posix()))
-            continue
-        target = opt.out / "figures" / f"{prefix}-{slug(p.stem)}.png"
-        try:
-            shutil.copyfile(p, target)
-        except OSError:
-            continue
-        out.append((p, display_rel(target, opt.out)))
-    return out
 
 
 def approx_section(col: Collection, opt: Options) -> list[Block]:
@@ -164,39 +123,7 @@ def approx_section(col: Collection, opt: Options) -> list[Block]:
     return blocks
 
 
-def display_rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
 # ---------------------------------------------------------------- train
-
-SETTING_KEYS = ("width", "subset", "test_subset", "batch_size", "lr", "optimizer", "schedule",
-                "weight_decay", "tmaf_lr", "augment")
-
-
-def setting(run: TrainRun) -> tuple[tuple[str, object], ...]:
-    """The config.json options that make runs of one dataset/model/epochs incomparable."""
-    cfg = run.config.get("config", {})
-    return tuple((k, cfg.get(k)) for k in SETTING_KEYS if k in cfg)
-
-
-def setting_label(items: tuple[tuple[str, object], ...]) -> str:
-    """Options that differ from tmaf train's defaults, e.g. 'width=16, subset=20000'."""
-    try:
-        from tmaf_lab.train.config import TrainConfig
-
-        defaults = {k: getattr(TrainConfig(), k) for k, _ in items if hasattr(TrainConfig, k)}
-    except ImportError:
-        defaults = {}
-    shown = [f"{k}={v}" for k, v in items if k not in defaults or defaults[k] != v]
-    return ", ".join(shown) or "defaults"
-
-
-def train_groups(runs: list[TrainRun]) -> dict[tuple, dict[str, list[TrainRun]]]:
-    groups = _by(runs, lambda r: (r.dataset, r.model, r.epochs, setting(r)))
-    return {k: _by(v, lambda r: r.activation)
-            for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}
-
 
 def train_main_table(runs: list[TrainRun]) -> Table:
     groups = train_groups(runs)
@@ -269,8 +196,6 @@ def build(col: Collection, opt: Options, header: list[Block]) -> list[Block]:
         blocks += approx_section(col, opt)
     if col.train:
         blocks += train_section(col, opt)
-        from tmaf_lab.report.learned import activations_section
-
         blocks += activations_section(col, opt)
     if col.other_images:
         blocks.append(Heading(2, "Other figures"))

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser
-from tmaf_lab.report.build import Options, build, display
+from tmaf_lab.cli import OneLineErrorParser, UsageError, usage_error
+from tmaf_lab.report.build import build
 from tmaf_lab.report.collect import collect
 from tmaf_lab.report.document import Heading, Para, to_html, to_markdown
+from tmaf_lab.report.layout import Options, display
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class ReportConfig:
 
 def parse_args(argv: list[str]) -> ReportConfig:
     p = OneLineErrorParser(prog="tmaf report", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="output folder for report.md / report.html")
     p.add_argument("--title", default=ReportConfig.title)
@@ -65,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error (2), already printed
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except UsageError as e:
+        return usage_error(e)
     missing = [d for d in (*cfg.run_dirs, *cfg.checkpoints) if not Path(d).exists()]
     if missing:
-        print(f"error: run folder(s) not found: {', '.join(missing)} "
-              "(expected folders holding results.json files)", file=sys.stderr)
-        return 2
+        return usage_error(f"run folder(s) not found: {', '.join(missing)} "
+                           "(expected folders holding results.json files)")
     col = collect(list(cfg.run_dirs))
     if cfg.checkpoints:
         extra = collect(list(cfg.checkpoints))
@@ -85,13 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         for s in col.skipped:
             print(f"  skipped {s.path}: {s.reason}")
         return 0
-    from tmaf_lab.runmeta import check_writable, save_config
+    from tmaf_lab.files import atomic_write_text
+    from tmaf_lab.runmeta import OutputFolderError, check_writable, save_config
 
     try:
         out = check_writable(cfg.out)
-    except SystemExit as e:
-        print(e, file=sys.stderr)
-        return 2
+    except OutputFolderError as e:
+        return usage_error(e)
     save_config(out, cfg, ["tmaf", "report", *argv])
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [Heading(1, cfg.title),
@@ -100,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     opt = Options(out, cfg.max_images_per_run, cfg.max_activation_figures,
                   cfg.activation_channels, cfg.copy_images)
     blocks = build(col, opt, header)
-    from tmaf_lab.runmeta import atomic_write_text
-
     atomic_write_text(out / "report.md", to_markdown(blocks))
     atomic_write_text(out / "report.html", to_html(blocks, out, cfg.title))
     print(f"{summary}\nwrote {out / 'report.md'} and {out / 'report.html'}")

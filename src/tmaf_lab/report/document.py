@@ -8,6 +8,8 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from tmaf_lab.mdtable import markdown_table
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -62,10 +64,6 @@ pre{background:#f6f6f6;padding:.6em;overflow-x:auto}code{font-size:.92em}
 """
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def to_markdown(blocks: list[Block]) -> str:
     out: list[str] = []
     for b in blocks:
@@ -78,12 +76,8 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(b, Bullets):
             out.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, Table):
-            align = ":--" + "|--:" * (len(b.headers) - 1)
-            lines = ["| " + " | ".join(_md_cell(h) for h in b.headers) + " |", f"|{align}|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            if b.caption:
-                lines.append("\n" + b.caption)
-            out.append("\n".join(lines))
+            table = markdown_table(b.headers, b.rows).rstrip("\n")
+            out.append(table + ("\n\n" + b.caption if b.caption else ""))
         elif isinstance(b, Image):
             out.append(f"![{b.caption}]({b.path})\n\n*{b.caption}*")
     return "\n\n".join(out) + "\n"

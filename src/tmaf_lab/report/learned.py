@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tmaf.factory import is_tmaf_name
 from tmaf_lab.report import figures
-from tmaf_lab.report.build import (
+from tmaf_lab.report.collect import Collection, Skipped, TrainRun
+from tmaf_lab.report.document import Block, Heading, Image, Para, Table
+from tmaf_lab.report.layout import (
     Options,
     display,
     display_rel,
@@ -16,9 +19,7 @@ from tmaf_lab.report.build import (
     slug,
     train_groups,
 )
-from tmaf_lab.report.collect import Collection, Skipped, TrainRun
-from tmaf_lab.report.document import Block, Heading, Image, Para, Table
-from tmaf_lab.report.stats import is_tmaf, sort_activations
+from tmaf_lab.report.stats import sort_activations
 
 
 def _key(run: TrainRun) -> tuple:
@@ -82,7 +83,7 @@ def activations_section(col: Collection, opt: Options) -> list[Block]:
         for act in sort_activations(by_act):
             runs = sorted(by_act[act], key=lambda r: r.seed)
             found = [(r, c) for r in runs if (c := find_checkpoint(r, col.reruns))]
-            if is_tmaf(act) and found and count < opt.max_activation_figures:
+            if is_tmaf_name(act) and found and count < opt.max_activation_figures:
                 run, (ckpt, note) = found[0]
                 blocks += activation_figures(run, ckpt, note, opt, col.skipped, count)
                 count += 1

@@ -13,9 +13,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tmaf_lab.seedstats import mean_std
+
 # Display order: references first, then TMAF variants, then anything else alphabetically.
 ORDER = ("relu", "prelu", "leaky_relu", "gelu", "silu", "tanh", "diagonal", "tridiagonal")
-TMAF_PREFIXES = ("diagonal", "tridiagonal", "banded", "full")
 NOISE_SE = 2.0  # |difference| <= 2 standard errors: "within noise"
 
 
@@ -32,21 +33,12 @@ class Stat:
 
 def stat(values: Iterable[float]) -> Stat:
     xs = [float(v) for v in values]
-    n = len(xs)
-    if n == 0:
-        return Stat(float("nan"), float("nan"), 0)
-    mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
-    return Stat(mean, std, n)
+    return Stat(*mean_std(xs), len(xs))
 
 
 def diff(a: Stat, ref: Stat) -> tuple[float, float]:
     """(mean_a - mean_ref, standard error of that difference)."""
     return a.mean - ref.mean, math.sqrt(a.sem2 + ref.sem2)
-
-
-def is_tmaf(activation: str) -> bool:
-    return activation.startswith(TMAF_PREFIXES)
 
 
 def order_key(activation: str) -> tuple[int, str]:

@@ -9,14 +9,14 @@ epoch and the partial sums of an interrupted epoch) and the metrics so far.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..files import atomic_open
 
 FORMAT = 1
 NAME = "checkpoint.pt"
@@ -42,17 +42,8 @@ def save(out_dir: Path, payload: dict[str, Any]) -> Path:
     """Atomically write ``payload`` (plus format and RNG states) to ``out_dir/checkpoint.pt``."""
     path = Path(out_dir) / NAME
     payload = {"format": FORMAT, **payload, "rng": rng_state()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 

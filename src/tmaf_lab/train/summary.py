@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
-from ..runmeta import atomic_write_text, write_json
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+from ..files import atomic_write_text, write_json
+from ..mdtable import markdown_table
+from ..seedstats import mean_std
 
 
 def write_summary(out: Path, results: list[dict]) -> dict:
@@ -27,11 +24,13 @@ def write_summary(out: Path, results: list[dict]) -> dict:
                "train_seconds_mean": secs[0], "train_seconds_std": secs[1],
                "runs": [f"seed{r['seed']}/results.json" for r in results]}
     write_json(out / "summary.json", summary)
-    md = ("| dataset | model | activation | epochs | params | n | test acc % | test loss | "
-          "train s |\n|---|---|---|---|---|---|---|---|---|\n"
-          f"| {first['dataset']} | {first['model']} | {first['activation']} | {first['epochs']} "
-          f"| {first['params']} | {len(results)} | {100 * acc[0]:.2f} +- {100 * acc[1]:.2f} | "
-          f"{loss[0]:.4f} +- {loss[1]:.4f} | {secs[0]:.1f} +- {secs[1]:.1f} |\n")
+    md = markdown_table(
+        ("dataset", "model", "activation", "epochs", "params", "n", "test acc %", "test loss",
+         "train s"),
+        [(first["dataset"], first["model"], first["activation"], first["epochs"],
+          first["params"], len(results), f"{100 * acc[0]:.2f} +- {100 * acc[1]:.2f}",
+          f"{loss[0]:.4f} +- {loss[1]:.4f}", f"{secs[0]:.1f} +- {secs[1]:.1f}")],
+        "lllrrrrrr")
     atomic_write_text(out / "summary.md", md)
     print(f"{first['dataset']} {first['model']} {first['activation']}: test acc "
           f"{100 * acc[0]:.2f} +- {100 * acc[1]:.2f} % over {len(results)} seeds -> "
@@ -53,23 +52,40 @@ def table(root: Path) -> str:
     rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["activation"], 9)))
     relu = {(r["dataset"], r["model"]): r["test_acc_mean"] for r in rows
             if r["activation"] == "relu"}
-    lines = ["| dataset | model (width) | train images | activation | epochs | params | n "
-             "| test acc % (mean +- std) | vs relu (pp) | test loss | train s / run |",
-             "|" + "---|" * 11]
+    cells = []
     for r in rows:
         base = relu.get((r["dataset"], r["model"]))
         delta = ("" if base is None or r["activation"] == "relu"
                  else f"{100 * (r['test_acc_mean'] - base):+.2f}")
-        lines.append(
-            f"| {r['dataset']} | {r['model']} ({r['width']}) | {r['train_images']} | "
-            f"{r['activation']} | {r['epochs']} | "
-            f"{r['params']} | {r['n']} | {100 * r['test_acc_mean']:.2f} +- "
-            f"{100 * r['test_acc_std']:.2f} | {delta} | {r['test_loss_mean']:.4f} | "
-            f"{r['train_seconds_mean']:.0f} |")
-    return "\n".join(lines) + "\n"
+        cells.append((r["dataset"], f"{r['model']} ({r['width']})", r["train_images"],
+                      r["activation"], r["epochs"], r["params"], r["n"],
+                      f"{100 * r['test_acc_mean']:.2f} +- {100 * r['test_acc_std']:.2f}", delta,
+                      f"{r['test_loss_mean']:.4f}", f"{r['train_seconds_mean']:.0f}"))
+    return markdown_table(("dataset", "model (width)", "train images", "activation", "epochs",
+                           "params", "n", "test acc % (mean +- std)", "vs relu (pp)",
+                           "test loss", "train s / run"), cells, "llllrrrrrrr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tmaf_lab.train.summary DIR``: print the table of every summary below DIR."""
+    import sys
+
+    from ..cli import OneLineErrorParser, UsageError, usage_error
+
+    parser = OneLineErrorParser(prog="python -m tmaf_lab.train.summary",
+                                description="one Markdown table over every summary.json in DIR")
+    parser.add_argument("dir", nargs="?", default="results/train", metavar="DIR")
+    try:
+        root = Path(parser.parse_args(sys.argv[1:] if argv is None else argv).dir)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except UsageError as e:
+        return usage_error(e)
+    if not root.is_dir():
+        return usage_error(f"{str(root)!r} is not a folder")
+    print(table(root), end="")
+    return 0
 
 
 if __name__ == "__main__":  # python -m tmaf_lab.train.summary results/train > SUMMARY.md
-    import sys
-
-    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else "results/train")), end="")
+    raise SystemExit(main())

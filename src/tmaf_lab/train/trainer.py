@@ -20,7 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import ImageData
-from ..runmeta import atomic_write_text, save_config, write_json
+from ..files import atomic_write_text, write_json
+from ..runmeta import save_config
 from . import checkpoint as ckpt
 from .batches import augment, batch_slices, epoch_indices, normalise, step_generator
 from .config import TrainConfig
