@@ -20,17 +20,87 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageError(Exception):
+    """A mistake in the command line or the options; reported as one ``error:`` line, exit 2."""
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse that reports a bad option as one ``error: ...`` line and exits with code 2
-    (no usage dump); sub-commands use it so mistakes read the same everywhere."""
+    """argparse that turns a bad option into :class:`UsageError` (one line, no usage dump);
+    every command parses with it, so mistakes read the same everywhere. ``--help`` and
+    ``--version`` still print and raise SystemExit(0), as argparse does."""
 
     def error(self, message: str):
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        raise UsageError(message)
+
+
+def reason(error: BaseException) -> str:
+    """An exception's message without the core library's ``tmaf:`` prefix, so a CLI line
+    reads ``error: --activation 'x': unknown activation ...`` with one prefix."""
+    return str(error).removeprefix("tmaf: ")
+
+
+def usage_error(message: object) -> int:
+    """Print ``error: message`` to stderr; return exit code 2 (for a ``main()`` to return)."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``/``--seed`` value: a comma list of seed values, e.g. "0,1,2"; "4" is seed 4
+    alone (never a count). Use as an argparse ``type``."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated seed values such as 0,1,2, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected distinct seed values >= 0 such as 0,1,2, got {text!r}")
+    return seeds
+
+
+class _SeedsOnce(argparse.Action):
+    """Store the seeds; refuse a second --seeds/--seed (the two spellings are one option)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, "seeds_option", None):
+            parser.error(f"give the seeds once: {namespace.seeds_option} and {option_string} are "
+                         "the same option (a comma list of seed values, e.g. --seeds 0,1,2)")
+        namespace.seeds_option = option_string
+        setattr(namespace, self.dest, values)
+
+
+def add_seed_options(parser: argparse.ArgumentParser,
+                     default: tuple[int, ...] | None) -> None:
+    """``--seeds 0,1,2`` and its alias ``--seed N`` (same meaning: the seed values to run)."""
+    shown = ",".join(map(str, default)) if default else "each run's own"
+    parser.add_argument("--seeds", "--seed", dest="seeds", type=parse_seeds, default=default,
+                        action=_SeedsOnce, metavar="S[,S...]",
+                        help=f"seed values to run, e.g. 0,1,2; a single value N runs seed N "
+                             f"alone (default: {shown})")
+
+
+DEFAULT_THREADS = 1
+THREADS_HELP = ("torch CPU threads (default 1: for these small models one thread per process "
+                "is fastest on a 2-core machine once two runs share it; 0 = torch's default)")
+
+
+def version() -> str:
+    """The installed tmaf version (package metadata, else ``tmaf.__version__``)."""
+    try:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
+        return dist_version("tmaf")
+    except PackageNotFoundError:
+        import tmaf
+
+        return tmaf.__version__
 
 
 def _usage() -> str:
-    lines = ["usage: tmaf COMMAND [options]   (tmaf COMMAND --help for its options)", "", "commands:"]
+    lines = ["usage: tmaf COMMAND [options]   (tmaf COMMAND --help for its options)",
+             "       tmaf --version", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -40,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"tmaf {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"tmaf: unknown command {name!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
-        print(_usage(), file=sys.stderr)
-        return 2
+        return usage_error(f"unknown command {name!r}; expected one of {', '.join(COMMANDS)} "
+                           "(tmaf --help lists them)")
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

@@ -28,7 +28,14 @@ import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser
+from tmaf_lab.cli import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
+    OneLineErrorParser,
+    UsageError,
+    add_seed_options,
+    usage_error,
+)
 
 ACTIVATIONS = ("relu", "prelu", "diagonal", "tridiagonal")
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -42,7 +49,7 @@ class ApproxJob:
     name: str
     args: tuple[str, ...]  # `tmaf approx` options except --activations, --seeds, --out
     activations: tuple[str, ...] = ACTIVATIONS
-    seeds: int = 3
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class Budget:
     description: str
     approx: tuple[ApproxJob, ...]
     train: tuple[TrainJob, ...]
-    train_args: tuple[str, ...] = ()  # options for every training run
+    train_args: tuple[str, ...] = ()  # options for every training run (besides --threads)
     sweeps: tuple[str, ...] = ()  # DIR/approx/<name> folders summarised by approx.sweep
 
     @property
@@ -75,7 +82,7 @@ class Budget:
 SMOKE = Budget(
     "smoke", "minutes on a CPU: tiny models, few steps, small data subsets",
     approx=(ApproxJob("highfreq", ("--target", "highfreq", "--width", "16", "--depth", "2",
-                                   "--steps", "150", "--n-train", "512"), seeds=2),),
+                                   "--steps", "150", "--n-train", "512"), seeds=(0, 1)),),
     train=(TrainJob("synthetic", "mlp", 2, ("--width", "64", "--subset", "1024"), seeds=(0, 1)),
            TrainJob("mnist", "mlp", 1, ("--width", "64", "--subset", "2048"), seeds=(0, 1)),
            TrainJob("fashion-mnist", "mlp", 1, ("--width", "64", "--subset", "2048"),
@@ -97,37 +104,38 @@ _PILOT = (("m9r2", (), ("relu", "diagonal")),
 CPU = Budget(
     "cpu", "the runs committed under results/ (2 CPU cores; hours in total)",
     approx=(ApproxJob("default", ()),
-            ApproxJob("2d", ("--target", "sin2d", "--target", "expsin2d"), seeds=2),
-            *(ApproxJob(f"sweep/w{w}", (*_SIN, "--width", str(w), "--no-plots"), _TMAF3, 2)
+            ApproxJob("2d", ("--target", "sin2d", "--target", "expsin2d"), seeds=(0, 1)),
+            *(ApproxJob(f"sweep/w{w}", (*_SIN, "--width", str(w), "--no-plots"), _TMAF3, (0, 1))
               for w in (16, 32, 64)),
             ApproxJob("same_width", ("--target", "sin8", "--target", "sin16", "--target", "sin32",
-                                     "--no-match-params", "--no-plots"), seeds=2),
+                                     "--no-match-params", "--no-plots"), seeds=(0, 1)),
             ApproxJob("long", ("--target", "highfreq", "--steps", "5000"),
-                      ("relu", "diagonal"), 2),
+                      ("relu", "diagonal"), (0, 1)),
             *(ApproxJob(f"lr/lr{lr}", ("--target", "sin8", "--lr", lr, "--no-plots"),
-                        ("relu", "diagonal"), 2) for lr in ("1e-3", "1e-2", "3e-2")),
+                        ("relu", "diagonal"), (0, 1)) for lr in ("1e-3", "1e-2", "3e-2")),
             ApproxJob("rivals", ("--target", "smooth", "--target", "sin8", "--no-plots"),
-                      ("relu", "gelu", "silu", "tanh", "diagonal"), 2),
+                      ("relu", "gelu", "silu", "tanh", "diagonal"), (0, 1)),
             ApproxJob("init_torch", ("--target", "sin8", "--target", "smooth", "--no-plots",
-                                     "--init", "torch"), ("relu", "diagonal"), 2),
-            ApproxJob("chirp_localized", ("--target", "chirp", "--target", "localized"), seeds=2),
+                                     "--init", "torch"), ("relu", "diagonal"), (0, 1)),
+            ApproxJob("chirp_localized", ("--target", "chirp", "--target", "localized"),
+                      seeds=(0, 1)),
             *(ApproxJob(f"pilot/{name}", ("--target", "packet", "--steps", "1000", *opts),
-                        acts, 2) for name, opts, acts in _PILOT)),
+                        acts, (0, 1)) for name, opts, acts in _PILOT)),
     sweeps=("sweep",),
     train=(*(TrainJob(ds, "mlp", 1, (), _TMAF3) for ds in ("mnist", "fashion-mnist")),
            TrainJob("cifar10", "fastnet", 3, ("--width", "16", "--subset", "10000"),
                     ("relu", "diagonal"), (0, 1)),
            *(TrainJob(ds, "cnn", 1, ("--width", "16", "--subset", "20000"), _TMAF3)
              for ds in ("mnist", "fashion-mnist"))),
-    train_args=("--threads", "1", "--device", "cpu"),
+    train_args=("--device", "cpu"),
 )
 
 _SEEDS5 = (0, 1, 2, 3, 4)
 FULL = Budget(
     "full", "paper scale on one GPU: long approx runs, full data, ResNet-18 on CIFAR-10",
-    approx=(ApproxJob("default", ("--steps", "20000", "--width", "64"), seeds=5),
+    approx=(ApproxJob("default", ("--steps", "20000", "--width", "64"), seeds=_SEEDS5),
             ApproxJob("2d", ("--target", "sin2d", "--target", "expsin2d", "--steps", "20000",
-                             "--width", "64"), seeds=5)),
+                             "--width", "64"), seeds=_SEEDS5)),
     train=(*(TrainJob(ds, m, 20, (), seeds=_SEEDS5)
              for ds in ("mnist", "fashion-mnist") for m in ("mlp", "cnn")),
            TrainJob("cifar10", "resnet18", 200,
@@ -145,7 +153,8 @@ class ReproduceConfig:
     out: str
     only: tuple[str, ...] = ()  # parts to run: approx and/or data set names; () = all
     activations: tuple[str, ...] = ()  # () = the budget's
-    seeds: int | None = None  # None = the budget's
+    seeds: tuple[int, ...] | None = None  # seed values; None = the budget's
+    threads: int = DEFAULT_THREADS  # torch CPU threads of every run
     dry_run: bool = False
 
 
@@ -158,14 +167,15 @@ class Step:
     marker: str = "results.json"  # the file that exists once the step has finished
 
 
-def plan(budget: Budget, out: Path) -> list[Step]:
+def plan(budget: Budget, out: Path, threads: int = DEFAULT_THREADS) -> list[Step]:
     """Every run of ``budget`` as an argv list for its CLI, one folder per run."""
     steps = []
     for job in budget.approx:
         name = f"approx/{job.name}"
         multi = job.args.count("--target") != 1  # no --target: the default targets
         steps.append(Step("approx", name, (*job.args, "--activations", ",".join(job.activations),
-                                           "--seeds", str(job.seeds), "--out", str(out / name)),
+                                           "--seeds", ",".join(map(str, job.seeds)),
+                                           "--threads", str(threads), "--out", str(out / name)),
                           marker="summary.csv" if multi else "results.json"))
     for sweep in budget.sweeps:
         name = f"approx/{sweep}"
@@ -176,7 +186,8 @@ def plan(budget: Budget, out: Path) -> list[Step]:
                 name = f"train/{job.dataset}-{job.model}/{act}/seed{seed}"
                 steps.append(Step("train", name, (
                     job.dataset, "--model", job.model, "--activation", act,
-                    "--epochs", str(job.epochs), "--seed", str(seed), *budget.train_args,
+                    "--epochs", str(job.epochs), "--seeds", str(seed), "--threads", str(threads),
+                    *budget.train_args,
                     *job.args, "--out", str(out / name), "--resume"), job.dataset))
     return steps
 
@@ -231,7 +242,8 @@ def parse_args(argv: list[str]) -> ReproduceConfig:
                    f"{', '.join(DATASETS)} (default: all of the budget)")
     p.add_argument("--activations", default="",
                    help=f"subset of the budget's activations (default: {','.join(ACTIVATIONS)})")
-    p.add_argument("--seeds", type=int, default=None, help="override the budget's seed count")
+    add_seed_options(p, None)
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=THREADS_HELP)
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     a = p.parse_args(argv)
     only = tuple(s for s in a.only.split(",") if s)
@@ -239,9 +251,9 @@ def parse_args(argv: list[str]) -> ReproduceConfig:
     if bad:
         p.error(f"--only: unknown part(s) {bad}; expected approx, synthetic, {', '.join(DATASETS)}")
     acts = tuple(s for s in a.activations.split(",") if s)
-    if a.seeds is not None and a.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {a.seeds}")
-    return ReproduceConfig(a.budget, a.out, only, acts, a.seeds, a.dry_run)
+    if a.threads < 0:
+        p.error(f"--threads must be >= 0, got {a.threads}")
+    return ReproduceConfig(a.budget, a.out, only, acts, a.seeds, a.threads, a.dry_run)
 
 
 def select(cfg: ReproduceConfig) -> Budget:
@@ -265,7 +277,7 @@ def select(cfg: ReproduceConfig) -> Budget:
                     train=tuple(j for j in map(narrow, b.train) if j.activations))
     if cfg.seeds:
         b = replace(b, approx=tuple(replace(j, seeds=cfg.seeds) for j in b.approx),
-                    train=tuple(replace(j, seeds=tuple(range(cfg.seeds))) for j in b.train))
+                    train=tuple(replace(j, seeds=cfg.seeds) for j in b.train))
     return b
 
 
@@ -289,7 +301,7 @@ class Interrupted(Exception):
 
 
 def execute(budget: Budget, steps: list[Step], out: Path) -> list[dict]:
-    from tmaf_lab.runmeta import write_json
+    from tmaf_lab.files import write_json
 
     records: list[dict] = []
     notes: dict[str, str] = {}
@@ -334,23 +346,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)
         budget = select(cfg)
-    except SystemExit as e:  # argparse already printed the message
+    except SystemExit as e:  # --help
         return int(e.code or 0)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (UsageError, ValueError) as e:
+        return usage_error(e)
     out = Path(cfg.out)
-    steps = plan(budget, out)
+    steps = plan(budget, out, cfg.threads)
     if cfg.dry_run:
         print_plan(budget, steps, out)
         return 0
-    from tmaf_lab.runmeta import check_writable, save_config
+    from tmaf_lab.runmeta import OutputFolderError, check_writable, save_config
 
     try:
         check_writable(out)
-    except SystemExit as e:
-        print(e.code, file=sys.stderr)
-        return 2
+    except OutputFolderError as e:
+        return usage_error(e)
     save_config(out, cfg, ["tmaf", "reproduce", *argv])
     try:
         records = execute(budget, steps, out)

@@ -1,9 +1,14 @@
-"""Provenance saved with every run: config, command line, git commit, versions, device."""
+"""Provenance saved with every run: config, command line, git commit, versions, hardware.
+
+``config.json`` records what a rerun needs to explain a difference: the CPU model, the
+torch thread count, torch/numpy versions and the TMAF backend (the setting and what it
+resolves to on the run's device). Runs are bit-identical on the same CPU model and
+software; across CPU models float32 results differ slightly (see README, "Reproducibility").
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import subprocess
@@ -12,6 +17,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from tmaf_lab.files import atomic_write_text, write_json
+
+__all__ = ["OutputFolderError", "atomic_write_text", "check_writable", "cpu_model", "environment",
+           "git_commit", "save_config", "tmaf_backend", "write_json"]
+
+
+class OutputFolderError(OSError):
+    """The output folder cannot be created or written; the message names it and why."""
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -27,8 +41,37 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def tmaf_backend(device: str | None = None) -> dict[str, str]:
+    """The TMAF backend setting (``tmaf.get_backend()``) and the implementation it selects
+    for a float32 tensor on ``device`` (default: CPU)."""
+    import torch
+
+    import tmaf
+    from tmaf import functional
+
+    dev = torch.device("cpu" if device in (None, "auto") else device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return {"setting": tmaf.get_backend(), "resolved": "unknown (CUDA not available)"}
+    probe = torch.empty(0, device=dev)
+    # functional._resolve is the rule the functional API applies to every call
+    return {"setting": tmaf.get_backend(), "resolved": functional._resolve(None, probe)}
+
+
 def environment(device: str | None = None) -> dict[str, Any]:
-    """Versions of Python, torch (and numpy when present), the host and the device."""
+    """Versions of Python, torch, numpy and tmaf; the CPU model, thread count, host, device
+    and TMAF backend."""
     import torch
 
     env: dict[str, Any] = {
@@ -36,6 +79,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "processor": platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -50,31 +94,8 @@ def environment(device: str | None = None) -> dict[str, Any]:
         env["device"] = str(device)
         if str(device).startswith("cuda") and torch.cuda.is_available():
             env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    env["tmaf_backend"] = tmaf_backend(device)
     return env
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def save_config(out_dir: str | os.PathLike, config: Any, argv: list[str] | None = None,
@@ -93,13 +114,23 @@ def save_config(out_dir: str | os.PathLike, config: Any, argv: list[str] | None 
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
-    """Create ``out_dir`` if needed and prove it is writable, or raise a clear error."""
+    """Prove that ``out_dir`` can be created and written, without creating it.
+
+    The probe runs in ``out_dir`` if it exists, else in its nearest existing parent, so a
+    command that fails later leaves no empty output folder behind. Raises
+    :class:`OutputFolderError` naming the folder and the reason.
+    """
     out = Path(out_dir)
+    probe_dir = out
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise OutputFolderError(f"output folder {str(out)!r} is not writable "
+                                f"({str(probe_dir)!r} is a file, not a folder)")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=probe_dir, prefix=".write-probe-"):
+            pass
     except OSError as e:
-        raise SystemExit(f"error: output folder {str(out)!r} is not writable ({e.strerror or e})") from e
+        raise OutputFolderError(f"output folder {str(out)!r} is not writable "
+                                f"({e.strerror or e} in {str(probe_dir)!r})") from e
     return out

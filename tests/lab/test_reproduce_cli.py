@@ -36,12 +36,17 @@ def test_budget_plan_covers_the_study(name: str, tmp_path: Path):
 
 def test_narrowing_options():
     cfg = reproduce.ReproduceConfig("cpu", "x", only=("approx", "cifar10"),
-                                    activations=("relu", "diagonal"), seeds=1)
+                                    activations=("relu", "diagonal"), seeds=(4,))
     budget = reproduce.select(cfg)
     assert [j.dataset for j in budget.train] == ["cifar10"]
-    assert all(j.activations == ("relu", "diagonal") and j.seeds == (0,) for j in budget.train)
-    assert all(set(j.activations) <= {"relu", "diagonal"} and j.seeds == 1
+    assert all(j.activations == ("relu", "diagonal") and j.seeds == (4,) for j in budget.train)
+    assert all(set(j.activations) <= {"relu", "diagonal"} and j.seeds == (4,)
                for j in budget.approx)
+    steps = reproduce.plan(budget, Path("x"), threads=1)
+    approx = next(s for s in steps if s.kind == "approx")
+    assert approx.argv[approx.argv.index("--seeds") + 1] == "4"  # seed 4, not 4 seeds
+    train = next(s for s in steps if s.kind == "train")
+    assert train.name.endswith("/seed4") and "--threads" in train.argv
     assert budget.sweeps == ("sweep",)
 
 
@@ -61,7 +66,8 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, capsys):
     (["--budget", "smoke"], "--out"),
     (["--budget", "smoke", "--out", "x", "--only", "imagenet"], "unknown part"),
     (["--budget", "smoke", "--out", "x", "--activations", "gelu"], "not in the smoke budget"),
-    (["--budget", "smoke", "--out", "x", "--seeds", "0"], "--seeds must be >= 1"),
+    (["--budget", "smoke", "--out", "x", "--seeds", "two"], "comma-separated seed values"),
+    (["--budget", "smoke", "--out", "x", "--seeds", "1,1"], "distinct seed values"),
     (["--budget", "smoke", "--out", "x", "--bugdet", "cpu"], "unrecognized"),
 ])
 def test_bad_options(args, message, capsys):
@@ -78,7 +84,7 @@ def test_reduced_smoke_run_skips_resumes_and_survives_failures(tmp_path: Path, c
     pytest.importorskip("tmaf.plot")
     out = tmp_path / "study"
     args = ["reproduce", "--budget", "smoke", "--out", str(out), "--only",
-            "approx,synthetic,mnist", "--activations", "relu,diagonal", "--seeds", "1"]
+            "approx,synthetic,mnist", "--activations", "relu,diagonal", "--seeds", "0"]
     # a damaged checkpoint makes one training run fail; the others must still run
     bad = out / "train" / "synthetic-mlp" / "relu" / "seed0"
     bad.mkdir(parents=True)
@@ -121,7 +127,7 @@ def test_interrupt_stops_the_study(tmp_path: Path, monkeypatch, capsys):
 
     monkeypatch.setattr(reproduce, "run_step", fake_run)
     out = tmp_path / "study"
-    args = ["--budget", "smoke", "--out", str(out), "--only", "synthetic", "--seeds", "1"]
+    args = ["--budget", "smoke", "--out", str(out), "--only", "synthetic", "--seed", "0"]
     assert reproduce.main(args) == reproduce.EXIT_INTERRUPTED
     assert calls == ["train/synthetic-mlp/relu/seed0"]  # nothing after the interrupted run
     assert _statuses(out) == {"train/synthetic-mlp/relu/seed0": "interrupted"}

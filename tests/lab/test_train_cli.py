@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
+from tmaf_lab.seedstats import mean_std
 from tmaf_lab.train import cli
-from tmaf_lab.train.summary import mean_std, table
+from tmaf_lab.train.summary import table
 
 TINY = ["synthetic", "--model", "mlp", "--width", "64", "--batch-size", "64", "--threads", "1",
         "--device", "cpu"]
@@ -82,7 +83,7 @@ def test_augment_keeps_shape_and_pixels():
     (["imagenet"], "invalid choice"),
     (["synthetic", "--model", "vgg"], "invalid choice"),
     (["synthetic", "--activation", "swishy"], "swishy"),
-    (["synthetic", "--seed", "1", "--seeds", "1,2"], "not both"),
+    (["synthetic", "--seed", "1", "--seeds", "1,2"], "give the seeds once"),
     (["synthetic", "--seeds", "1,x"], "comma-separated"),
     (["synthetic", "--epochs", "0"], "--epochs must be >= 1"),
     (["synthetic", "--lr", "-1"], "--lr must be > 0"),

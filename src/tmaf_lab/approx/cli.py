@@ -14,19 +14,18 @@ import sys
 from tmaf_lab.approx.expr import ExprError
 from tmaf_lab.approx.study import DTYPES, ApproxConfig
 from tmaf_lab.approx.targets import PRESETS, resolve_target
+from tmaf_lab.cli import (
+    THREADS_HELP,
+    OneLineErrorParser,
+    UsageError,
+    add_seed_options,
+    reason,
+    usage_error,
+)
 
 DEFAULTS = ApproxConfig()
-DRY_RUN = {"steps": 4, "seeds": 1, "n_train": 64, "n_test": 51, "n_test_2d": 11,
+DRY_RUN = {"steps": 4, "n_train": 64, "n_test": 51, "n_test_2d": 11,
            "history_points": 2}
-
-
-class UsageError(Exception):
-    """A user mistake in the options: printed as one ``error:`` line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print usage and sys.exit(2)
-        raise UsageError(message)
 
 
 def _positive_int(text: str) -> int:
@@ -36,6 +35,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
     return v
 
 
@@ -72,7 +81,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    p = _Parser(prog="tmaf approx", description=__doc__,
+    p = OneLineErrorParser(prog="tmaf approx", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="presets: " + ", ".join(PRESETS) + ", sin<k>, sin2d<k>")
     p.add_argument("--target", action="append", metavar="NAME|EXPR",
@@ -102,8 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tmaf-lr", type=_positive_float, default=None,
                    help="separate learning rate for TMAF levels (default: same as --lr)")
     p.add_argument("--batch", type=_positive_int, default=d.batch, help="default: %(default)s")
-    p.add_argument("--seeds", type=_positive_int, default=d.seeds,
-                   help="number of seeds (default: %(default)s)")
+    add_seed_options(p, d.seeds)
     p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="default: %(default)s")
     p.add_argument("--breakpoints", type=_positive_int, default=d.breakpoints,
                    help="TMAF breakpoints per channel, odd so 0 is one (default: %(default)s)")
@@ -111,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TMAF breakpoints are uniform on [-R, R] (default: %(default)s)")
     p.add_argument("--n-train", type=_positive_int, default=d.n_train,
                    help="training sample size (default: %(default)s)")
-    p.add_argument("--threads", type=_positive_int, default=d.threads,
-                   help="torch CPU threads (default 1: these small models do not gain from more)")
+    p.add_argument("--threads", type=_non_negative_int, default=d.threads, help=THREADS_HELP)
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=d.plots,
                    help="write the PNG plots (default: on)")
     p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
@@ -149,7 +156,7 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
         out=args.out, dry_run=args.dry_run)
     if args.dry_run:  # at most two targets: still exercises the multi-target layout
         cfg = dataclasses.replace(cfg, width=min(cfg.width, 8), targets=cfg.targets[:2],
-                                  **DRY_RUN)
+                                  seeds=cfg.seeds[:1], **DRY_RUN)
     return cfg
 
 
@@ -161,7 +168,7 @@ def check_activations(names: tuple[str, ...]) -> None:
         try:
             tmaf.get_act_layer(name)
         except (ValueError, TypeError) as e:
-            raise UsageError(f"--activations: {e}") from None
+            raise UsageError(f"--activations: {reason(e)}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,22 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except (UsageError, ExprError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        print("(see: tmaf approx --help)", file=sys.stderr)
-        return 2
+        return usage_error(f"{e} (see: tmaf approx --help)")
     from tmaf_lab.approx.runner import preflight, run_study
-    from tmaf_lab.runmeta import check_writable
+    from tmaf_lab.runmeta import OutputFolderError, check_writable
 
     try:
         preflight(cfg, targets)
         check_writable(cfg.out)
-    except SystemExit as e:  # check_writable's one-line message
-        print(e.code, file=sys.stderr)
-        return 2
-    except (ExprError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (OutputFolderError, ExprError, ValueError, TypeError) as e:
+        return usage_error(reason(e))
     print(f"tmaf approx: {len(targets)} target(s) x {len(cfg.activations)} activation(s) x "
-          f"{cfg.seeds} seed(s), {cfg.steps} steps -> {cfg.out}", file=sys.stderr)
+          f"seeds {','.join(map(str, cfg.seeds))}, {cfg.steps} steps -> {cfg.out}",
+          file=sys.stderr)
     run_study(cfg, targets, ["tmaf", "approx", *argv])
     return 0

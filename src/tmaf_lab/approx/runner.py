@@ -28,7 +28,8 @@ from tmaf_lab.approx.study import (
     train,
 )
 from tmaf_lab.approx.targets import Target
-from tmaf_lab.runmeta import atomic_write_text, save_config, write_json
+from tmaf_lab.files import atomic_write_text, write_json
+from tmaf_lab.runmeta import save_config
 
 SCHEMA_VERSION = 1
 
@@ -57,7 +58,7 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
                 argv, "cpu")
     plan = plan_widths(cfg, target.dim)
     runs, preds, curves = [], {}, {}
-    for seed in range(cfg.seeds):
+    for seed in cfg.seeds:
         data = make_data(target, cfg, seed)
         for act in cfg.activations:
             width, params = plan[act]
@@ -70,7 +71,7 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
                          **metrics(pred, data), "train_seconds": seconds,
                          "diverged": diverged, "outside_grid": outside_grid(model, data),
                          "history": history})
-            if seed == 0:
+            if seed == cfg.seeds[0]:  # the figures show the first seed
                 preds[act] = pred.float()
                 curves[act] = sample_curves(model, cfg)
     summary = summarise(runs, cfg.activations)
@@ -78,7 +79,7 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
         "schema": SCHEMA_VERSION, "target": target.name, "expression": target.text,
         "dim": target.dim, "domain": list(cfg.domain), "reference": "relu",
         "reference_width": cfg.width, "match_params": cfg.match_params,
-        "steps": cfg.steps, "seeds": cfg.seeds, "dtype": cfg.dtype,
+        "steps": cfg.steps, "seeds": list(cfg.seeds), "dtype": cfg.dtype,
         "runs": runs, "summary": summary,
     }
     write_json(out / "results.json", result)
@@ -86,9 +87,10 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
     if not cfg.plots:
         return result
     title = f"{target.name}: {target.text}"
-    plots.plot_fits(out / "fits.png", title + " (seed 0)", data.grid, data.y_test.float(), preds)
+    first = f" (seed {cfg.seeds[0]})"
+    plots.plot_fits(out / "fits.png", title + first, data.grid, data.y_test.float(), preds)
     plots.plot_history(out / "error_vs_step.png", title, runs)
-    plots.plot_curves(out / "activations.png", title + " (seed 0)", curves)
+    plots.plot_curves(out / "activations.png", title + first, curves)
     return result
 
 
@@ -96,12 +98,13 @@ def run_study(cfg: ApproxConfig, targets: list[Target], argv: list[str]) -> list
     """Run every target; print one table per target to stdout; return all results."""
     from tqdm import tqdm
 
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     multi = len(targets) > 1
     if multi:
         save_config(out, cfg, argv, "cpu")
-    total = len(targets) * len(cfg.activations) * cfg.seeds * cfg.steps
+    total = len(targets) * len(cfg.activations) * len(cfg.seeds) * cfg.steps
     results, rows, text = [], [], []
     with tqdm(total=total, desc="approx", unit="step", file=sys.stderr, dynamic_ncols=True,
               mininterval=1.0) as pbar:
@@ -110,7 +113,7 @@ def run_study(cfg: ApproxConfig, targets: list[Target], argv: list[str]) -> list
             res = run_target(target, cfg, folder, argv, pbar)
             results.append(res)
             rows += tables.summary_rows(target.name, res["summary"])
-            table = tables.markdown_table(target.name, target.text, res["summary"])
+            table = tables.summary_table(target.name, target.text, res["summary"])
             text.append(table)
             pbar.write(table)
     if multi:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from tmaf_lab.approx.expr import ExprError
-from tmaf_lab.approx.targets import Target, check_finite, grid_points
+from tmaf_lab.approx.targets import Target, check_finite, check_not_singular, grid_points
+from tmaf_lab.seedstats import mean_std
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 REFERENCE_ACT = "relu"
@@ -47,7 +48,7 @@ class ApproxConfig:
     lr: float = 3e-3
     tmaf_lr: float | None = None  # None: same lr as everything else
     batch: int = 256
-    seeds: int = 3
+    seeds: tuple[int, ...] = (0, 1, 2)  # seed values (not a count)
     dtype: str = "float32"
     breakpoints: int = 9  # TMAF breakpoints, uniform on [-bp_range, bp_range]
     bp_range: float = 2.0
@@ -55,7 +56,7 @@ class ApproxConfig:
     n_test: int = 4001  # grid points per axis for 1-D; 2-D uses n_test_2d per axis
     n_test_2d: int = 101
     history_points: int = 25
-    threads: int = 1  # torch intra-op threads; tiny MLPs run fastest on one
+    threads: int = 1  # torch intra-op threads (0: torch's default); tiny MLPs run fastest on one
     plots: bool = True
     out: str = "runs/approx"
     dry_run: bool = False
@@ -74,20 +75,21 @@ class TargetData:
     grid: torch.Tensor = field(repr=False)  # (n_test, dim) in domain units, for plots
 
 
-def act_factory(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
-    """One factory per activation name; TMAF names get the study's breakpoint grid."""
+def study_act_layer(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
+    """Layer factory for activation ``name``; TMAF names get the study's breakpoint grid."""
     import tmaf
     from tmaf.factory import is_tmaf_name
+    from tmaf_lab.models import act_factory
 
     if is_tmaf_name(name):
-        bps = tmaf.uniform_breakpoints(cfg.breakpoints, -cfg.bp_range, cfg.bp_range)
-        return tmaf.get_act_layer(name, breakpoints=bps)
-    return tmaf.get_act_layer(name)
+        return act_factory(name, breakpoints=tmaf.uniform_breakpoints(
+            cfg.breakpoints, -cfg.bp_range, cfg.bp_range))
+    return act_factory(name)
 
 
 def build_mlp(name: str, in_dim: int, width: int, cfg: ApproxConfig) -> nn.Sequential:
     """in_dim -> [Linear(width) -> act] x depth -> Linear(1); one activation per call site."""
-    make_act = act_factory(name, cfg)
+    make_act = study_act_layer(name, cfg)
     layers: list[nn.Module] = []
     fan_in = in_dim
     for _ in range(cfg.depth):
@@ -144,6 +146,7 @@ def make_data(target: Target, cfg: ApproxConfig, seed: int) -> TargetData:
     y_tr, y_te = target(pts), target(grid)
     check_finite(target, pts, y_tr)
     check_finite(target, grid, y_te)
+    check_not_singular(target, grid, y_te)
     if float(y_te.norm()) <= 1e-12 * y_te.numel() ** 0.5:
         raise ExprError(f"target {target.text!r} is zero on the whole evaluation grid, so its "
                         "relative L2 error is undefined; change --domain or the expression")
@@ -266,9 +269,7 @@ def summarise(runs: Sequence[dict], activations: Sequence[str]) -> dict[str, dic
             continue
         entry: dict = {"width": rows[0]["width"], "params": rows[0]["params"], "seeds": len(rows)}
         for key in ("rel_l2", "rmse", "max_err", "train_seconds"):
-            vals = torch.tensor([r[key] for r in rows], dtype=torch.float64)
-            entry[f"{key}_mean"] = float(vals.mean())
-            entry[f"{key}_std"] = float(vals.std()) if len(rows) > 1 else 0.0
+            entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(r[key] for r in rows)
         summary[act] = entry
     if REFERENCE_ACT in summary:
         ref = summary[REFERENCE_ACT]["rel_l2_mean"]

@@ -108,3 +108,37 @@ def check_finite(target: Target, points: torch.Tensor, values: torch.Tensor) -> 
         raise ExprError(f"target {target.text!r} is not finite at {int(bad.sum())} of "
                         f"{values.numel()} points (e.g. at {[round(v, 4) for v in where]}); "
                         "change --domain or the expression")
+
+
+SINGULAR_SHARE = 0.5  # one grid point holding more than this share of ||f||^2 ...
+SINGULAR_RATIO = 1e3  # ... and |f| there above 1000x the RMS of all other points: "singular"
+
+
+def check_not_singular(target: Target, points: torch.Tensor, values: torch.Tensor) -> None:
+    """Raise :class:`ExprError` if one grid point dominates the target's norm.
+
+    A target such as ``1/x`` on [-1, 1] is finite on the grid (no point is exactly 0) but
+    reaches |f| ~ 1e16 next to its pole. One point then holds nearly all of ||f||^2, so the
+    relative L2 error of every fit is ~1.000 whatever the activation, and the study would
+    measure nothing. Such a target is refused with the point and the share it holds. (A
+    narrow but finite spike on a coarse grid can hold half the norm too; the ratio to the
+    other points' RMS tells the two apart.)
+    """
+    squares = values.double().reshape(-1) ** 2
+    total = float(squares.sum())
+    if total == 0.0:
+        return  # an all-zero target is refused later, with its own reason
+    i = int(squares.argmax())
+    share = float(squares[i]) / total
+    rest = torch.cat([squares[:i], squares[i + 1:]])  # not total - peak: that cancels to 0
+    rest_rms = float(rest.mean()) ** 0.5 if rest.numel() else 0.0
+    peak = abs(float(values[i]))
+    if share > SINGULAR_SHARE and peak > SINGULAR_RATIO * rest_rms:
+        where = [round(v, 6) for v in points[i].tolist()]
+        raise ExprError(
+            f"target {target.text!r} is singular in practice on this domain: at "
+            f"{where} it reaches |f| = {peak:.3g} ({peak / max(rest_rms, 1e-300):.2g} times the "
+            f"RMS of the other points) and holds {100 * share:.1f}% of ||f||^2 on the "
+            f"{values.numel()}-point evaluation grid, so "
+            "every fit's relative L2 error would be ~1 whatever the activation; "
+            "choose a --domain away from the singularity")

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
+from ..cli import OneLineErrorParser, UsageError, usage_error
 from .cache import DataError, DataMissing, data_root, verify
 from .install import install
 from .specs import NAMES, SPECS
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tmaf data", description=__doc__.split("\n\n")[0],
-                                allow_abbrev=False)
+    p = OneLineErrorParser(prog="tmaf data", description=__doc__.split("\n\n")[0],
+                           allow_abbrev=False)
     sub = p.add_subparsers(dest="action", required=True)
     ins = sub.add_parser("install", help="fetch, verify and cache data sets", allow_abbrev=False)
     ins.add_argument("names", nargs="+", choices=NAMES + ("all",), metavar="NAME",
@@ -42,11 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 def _install(args: argparse.Namespace, root: Path) -> int:
     names = list(NAMES) if "all" in args.names else list(dict.fromkeys(args.names))
     if args.source is not None and len(names) != 1:
-        print("error: --source needs exactly one data set name", file=sys.stderr)
-        return 2
+        return usage_error("--source needs exactly one data set name")
     if args.source is not None and not args.source.is_file():
-        print(f"error: --source {args.source} is not a file", file=sys.stderr)
-        return 2
+        return usage_error(f"--source {args.source} is not a file")
     for name in names:
         spec = SPECS[name]
         if args.dry_run:
@@ -62,9 +60,7 @@ def _install(args: argparse.Namespace, root: Path) -> int:
 def _check(args: argparse.Namespace, root: Path) -> int:
     unknown = [n for n in args.names if n not in NAMES]
     if unknown:
-        print(f"error: unknown data set {unknown[0]!r}; expected one of {', '.join(NAMES)}",
-              file=sys.stderr)
-        return 2
+        return usage_error(f"unknown data set {unknown[0]!r}; expected one of {', '.join(NAMES)}")
     status = 0
     print(f"data cache: {root}")
     for name in NAMES:
@@ -87,17 +83,15 @@ def _check(args: argparse.Namespace, root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse already printed usage and the error
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except UsageError as e:
+        return usage_error(e)
     root = (args.root.expanduser() if args.root is not None else data_root())
     try:
         return _install(args, root) if args.action == "install" else _check(args, root)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (DataError, OSError) as e:
+        return usage_error(e)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """``tmaf train``: train an image classifier with checkpoints, exact resume, seeds and DDP.
 
     tmaf train DATASET --model M --activation A --epochs E --batch-size B --lr LR
-               --seed S | --seeds 0,1,2   --out DIR [--resume] [--dry-run] [...]
+               --seeds 0,1,2 (or --seed S)   --out DIR [--resume] [--dry-run] [...]
 
 Single process by default; under ``torchrun --nproc_per_node N`` the same command uses
-DistributedDataParallel (gloo on CPU, nccl on GPU). ``--seeds`` runs one folder per seed
-(DIR/seed<S>) and writes DIR/summary.json and DIR/summary.md (mean +- std over seeds).
+DistributedDataParallel (gloo on CPU, nccl on GPU). One seed writes its run into DIR;
+several seeds run one folder per seed (DIR/seed<S>) and write DIR/summary.json and
+DIR/summary.md (mean +- std over seeds). ``--seed N`` is the same as ``--seeds N``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ from pathlib import Path
 
 import torch
 
+from ..cli import (
+    THREADS_HELP,
+    OneLineErrorParser,
+    UsageError,
+    add_seed_options,
+    reason,
+    usage_error,
+)
 from ..data import DATASET_NAMES, DataError, DataMissing, ImageData, load_dataset, synthetic
 from ..models import MODEL_NAMES
-from ..runmeta import check_writable
+from ..runmeta import OutputFolderError, check_writable
 from .config import CHOICES, TrainConfig
 from .distributed import setup, teardown
 from .summary import write_summary
@@ -34,8 +43,8 @@ DRY_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3,
 
 def _parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="tmaf train", description=__doc__.split("\n\n")[0],
-                                allow_abbrev=False)
+    p = OneLineErrorParser(prog="tmaf train", description=__doc__.split("\n\n")[0],
+                           allow_abbrev=False)
     p.add_argument("dataset", choices=DATASET_NAMES, metavar="DATASET",
                    help=f"one of {', '.join(DATASET_NAMES)}")
     p.add_argument("--model", default=d.model, choices=MODEL_NAMES)
@@ -53,12 +62,11 @@ def _parser() -> argparse.ArgumentParser:
             ("width", int, "model width (None: the model's default)"),
             ("subset", int, "train on the first N images (None: all)"),
             ("test-subset", int, "test on the first N images (None: all)"),
-            ("eval-batch-size", int, "batch size for evaluation"),
-            ("threads", int, "torch CPU threads (0: torch's default; 1 is best on a busy "
-                             "machine)")):
+            ("eval-batch-size", int, "batch size for evaluation")):
         key = name.replace("-", "_")
         p.add_argument(f"--{name}", type=typ, default=getattr(d, key),
                        help=f"{text} (default %(default)s)")
+    p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
     helps = {"optimizer": "adam (AdamW: decoupled weight decay) or sgd (Nesterov)",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
              "augment": "pad-4 random crop + flip; auto = on for cifar10",
@@ -66,8 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     for key, choices in CHOICES.items():
         p.add_argument(f"--{key}", choices=choices, default=getattr(d, key),
                        help=f"{helps[key]} (default %(default)s)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    add_seed_options(p, (d.seed,))
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", default=None,
                    help="TMAF backend for tmaf.set_backend (auto, compiled, eager, reference)")
@@ -98,20 +105,6 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
     return cfg
 
 
-def _seeds(args: argparse.Namespace) -> list[int]:
-    if args.seeds is not None and args.seed is not None:
-        raise RunError("give --seed or --seeds, not both")
-    if args.seeds is None:
-        return [0 if args.seed is None else args.seed]
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError as e:
-        raise RunError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from e
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise RunError(f"--seeds needs distinct integers, got {args.seeds!r}")
-    return seeds
-
-
 def _data(cfg: TrainConfig, log) -> ImageData:
     if cfg.dry_run:
         try:
@@ -140,7 +133,7 @@ def _check_activation(name: str) -> None:
     try:
         act_factory(name)(4)
     except (ValueError, TypeError) as e:
-        raise RunError(f"--activation {name!r}: {e}") from e
+        raise UsageError(f"--activation {name!r}: {reason(e)}") from e
 
 
 def _install_signals(stop: StopFlag) -> dict:
@@ -169,8 +162,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
-    seeds = _seeds(args)
-    cfgs = [_config(args, s) for s in seeds]
+    cfgs = [_config(args, s) for s in args.seeds]
     _check_activation(args.activation)
     if args.backend is not None:
         import tmaf
@@ -197,7 +189,7 @@ def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
         data = _data(cfgs[0], log)
         results = []
         for cfg in cfgs:
-            run_dir = out / f"seed{cfg.seed}" if args.seeds is not None else out
+            run_dir = out / f"seed{cfg.seed}" if len(cfgs) > 1 else out
             if dist.main:
                 check_writable(run_dir)
             status, res = train(cfg, data, run_dir, dist, device, stop, args.resume, argv, log)
@@ -211,7 +203,7 @@ def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
                     file=sys.stderr)
                 return EXIT_NONFINITE
             results.append(res)
-        if args.seeds is not None and dist.main:
+        if len(cfgs) > 1 and dist.main:
             write_summary(out, results)
     finally:
         teardown(dist)
@@ -222,16 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse printed usage and the error
+    except SystemExit as e:  # --help
         return int(e.code or 0)
+    except UsageError as e:
+        return usage_error(e)
     try:
         return run(args, ["tmaf", "train", *argv])
-    except (RunError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # check_writable's clear message
-        print(e.code if isinstance(e.code, str) else f"error: exit {e.code}", file=sys.stderr)
-        return 2
+    except (RunError, DataError, UsageError, OutputFolderError) as e:
+        return usage_error(reason(e))
     except KeyboardInterrupt:  # a second Ctrl-C: the last saved checkpoint is kept
         print("interrupted again: stopped without saving; the last checkpoint is kept "
               "(continue with --resume)", file=sys.stderr)
