@@ -1,4 +1,4 @@
-"""``nn.Module`` front ends of TMAF: drop-in replacements for ``nn.ReLU`` (METHOD.md section 2-3).
+"""``nn.Module`` front ends of TMAF: drop-in replacements for ``nn.ReLU`` (docs/method.md sections 2-3).
 
     DiagonalTMAF(C)        sigma(y)_i = alpha_i(y_i) y_i                  levels (C, m+1)
     TridiagonalTMAF(C)     band b = 1: mixes each channel with its neighbours   levels (C, 3, m+1)
@@ -6,6 +6,10 @@
 
 ``num_channels=1`` shares one set of levels across all channels (like ``nn.PReLU()``). The Lazy*
 variants infer C from the first input. Breakpoints are a (non-trainable) buffer; levels a Parameter.
+
+TorchScript (``torch.jit.script``) is not supported: the forward dispatches between backends and
+a custom autograd Function in Python. Scripting a model that holds a TMAF raises a RuntimeError
+naming the supported routes, ``torch.compile`` and ``torch.export``.
 """
 
 from __future__ import annotations
@@ -161,6 +165,16 @@ class BandedTMAF(nn.Module):
                 if 0 <= j < C or C == 1:
                     out[i, d + b] = lv[i, d + b][idx[j % idx.shape[0]]] * y
         return out
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every sub-module before compiling: fail here with a
+        # clear message instead of an internal TorchScript error deep inside the checks.
+        raise RuntimeError(
+            f"tmaf: {type(self).__name__} cannot be compiled with torch.jit.script (TorchScript "
+            "is not supported: the layer dispatches between backends and a custom autograd "
+            "Function in Python); use torch.compile(model) to speed it up, or "
+            "torch.export.export(model, args) to deploy it (ONNX via torch.onnx.export(..., "
+            "dynamo=True))")
 
     def extra_repr(self) -> str:
         bp = self.breakpoints
