@@ -1,0 +1,23 @@
+// Banded TMAF kernels for the avx512 instruction set (see kernels_impl.h).
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#define TMAF_ISA_NS isa_avx512
+#define TMAF_VBYTES 64
+#include "kernels_impl.h"
+#pragma GCC pop_options  // what follows runs on any CPU
+#include "kernels_fill.h"
+
+namespace tmaf_native {
+void fill_kernels_avx512(KernelSet* set) {
+  set->isa = "avx512";
+  isa_avx512::fill_all(set);
+}
+}  // namespace tmaf_native
+#endif

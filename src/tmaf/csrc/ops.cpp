@@ -1,0 +1,415 @@
+// The tmaf operator library: schemas (TORCH_LIBRARY), the CPU implementation
+// (TORCH_LIBRARY_IMPL), layout handling, task geometry, parallel loop and the ordered
+// reduction of the level gradient. The arithmetic lives in kernels_impl.h, built per ISA.
+// Definitions: docs/method.md.
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace tmaf_native {
+namespace {
+
+using at::Tensor;
+
+// ------------------------------------------------------------------------ ISA dispatch
+
+enum Isa : int { kDefault = 0, kAvx2 = 1, kAvx512 = 2, kNumIsa = 3 };
+const char* kIsaNames[kNumIsa] = {"default", "avx2", "avx512"};
+
+bool cpu_supports(int isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  switch (isa) {
+    case kDefault: return __builtin_cpu_supports("sse4.2");
+    case kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  }
+  return false;
+#else
+  return isa == kDefault;
+#endif
+}
+
+const KernelSet& kernel_set(int isa) {
+  static KernelSet sets[kNumIsa];
+  static bool filled = [] {  // only the ISAs this CPU runs
+    if (cpu_supports(kDefault)) fill_kernels_default(&sets[kDefault]);
+#if defined(__x86_64__) || defined(_M_X64)
+    if (cpu_supports(kAvx2)) fill_kernels_avx2(&sets[kAvx2]);
+    if (cpu_supports(kAvx512)) fill_kernels_avx512(&sets[kAvx512]);
+#endif
+    return true;
+  }();
+  (void)filled;
+  return sets[isa];
+}
+
+int best_isa() {
+  for (int isa = kNumIsa - 1; isa >= 0; --isa)
+    if (cpu_supports(isa) && kernel_set(isa).isa != nullptr) return isa;
+  return -1;
+}
+
+int isa_from_name(const std::string& name) {
+  for (int isa = 0; isa < kNumIsa; ++isa)
+    if (name == kIsaNames[isa]) return isa;
+  TORCH_CHECK(false, "tmaf: unknown ISA '", name, "'; expected one of default, avx2, avx512");
+}
+
+// Active ISA: the best the CPU supports, capped by TMAF_CPU_ISA when set.
+int initial_isa() {
+  int isa = best_isa();
+  if (const char* env = std::getenv("TMAF_CPU_ISA"); env != nullptr && *env != '\0') {
+    const int cap = isa_from_name(env);
+    isa = std::min(isa, cap);
+  }
+  return isa;
+}
+
+std::atomic<int>& active_isa() {
+  static std::atomic<int> isa{initial_isa()};
+  return isa;
+}
+
+const KernelSet& kernels() {
+  const int isa = active_isa().load();
+  TORCH_CHECK(isa >= 0, "tmaf: this CPU lacks the vector instructions the native kernels need "
+              "(SSE4.2 on x86-64); use the 'eager' or 'compiled' backend");
+  return kernel_set(isa);
+}
+
+std::string native_isa() {
+  const int isa = active_isa().load();
+  return isa < 0 ? std::string("none") : std::string(kIsaNames[isa]);
+}
+
+// Selects the kernels of one ISA (tests run every ISA the CPU has); returns the previous one.
+std::string set_native_isa(const std::string& name) {
+  const int isa = isa_from_name(name);
+  TORCH_CHECK(cpu_supports(isa) && kernel_set(isa).isa != nullptr,
+              "tmaf: this CPU does not support the '", name, "' kernels");
+  const std::string prev = native_isa();
+  active_isa().store(isa);
+  return prev;
+}
+
+std::vector<std::string> native_isas() {  // every ISA this CPU can run, best last
+  std::vector<std::string> out;
+  for (int isa = 0; isa < kNumIsa; ++isa)
+    if (cpu_supports(isa) && kernel_set(isa).isa != nullptr) out.emplace_back(kIsaNames[isa]);
+  return out;
+}
+
+// ------------------------------------------------------------------------- validation
+
+struct Shape {
+  int64_t cd, C, m, b, W, outer, inner;
+  at::ScalarType ct;  // compute dtype
+};
+
+Shape check_args(const Tensor& x, const Tensor& bp, const Tensor& lv, int64_t channel_dim) {
+  TORCH_CHECK(x.is_floating_point(), "tmaf: expected a floating-point input, got dtype ", x.scalar_type());
+  TORCH_CHECK(x.dim() >= 1, "tmaf: expected an input with a channel dimension, got a 0-d tensor");
+  TORCH_CHECK(channel_dim >= -x.dim() && channel_dim < x.dim(), "tmaf: channel_dim=", channel_dim,
+              " is out of range for an input with ", x.dim(), " dims");
+  TORCH_CHECK(bp.is_floating_point() && lv.is_floating_point(),
+              "tmaf: breakpoints and levels must be floating point, got ", bp.scalar_type(), " and ",
+              lv.scalar_type());
+  TORCH_CHECK(x.device().is_cpu() && bp.device().is_cpu() && lv.device().is_cpu(),
+              "tmaf: the native CPU kernels need CPU tensors, got ", x.device(), ", ", bp.device(),
+              ", ", lv.device());
+  Shape s{};
+  s.cd = channel_dim < 0 ? channel_dim + x.dim() : channel_dim;
+  s.C = x.size(s.cd);
+  TORCH_CHECK(bp.dim() == 1 || (bp.dim() == 2 && bp.size(0) == s.C),
+              "tmaf: breakpoints must have shape (m,) or (C, m) with C = ", s.C, ", got ", bp.sizes());
+  s.m = bp.size(-1);
+  TORCH_CHECK(s.m >= 1 && s.m <= kMaxM, "tmaf: the native kernels take 1..", kMaxM,
+              " breakpoints, got m = ", s.m);
+  TORCH_CHECK(lv.dim() == 3 && lv.size(0) == s.C && lv.size(2) == s.m + 1 && lv.size(1) % 2 == 1,
+              "tmaf: levels must have shape (C, 2b+1, m+1) = (", s.C, ", 2b+1, ", s.m + 1, "), got ",
+              lv.sizes());
+  s.W = lv.size(1);
+  s.b = s.W / 2;
+  TORCH_CHECK(s.b <= std::max<int64_t>(s.C - 1, 0), "tmaf: bandwidth b = ", s.b, " exceeds C-1 = ", s.C - 1);
+  s.outer = 1;
+  for (int64_t d = 0; d < s.cd; ++d) s.outer *= x.size(d);
+  s.inner = 1;
+  for (int64_t d = s.cd + 1; d < x.dim(); ++d) s.inner *= x.size(d);
+  s.ct = at::promote_types(at::promote_types(x.scalar_type(), lv.scalar_type()), bp.scalar_type());
+  s.ct = at::promote_types(s.ct, at::kFloat);
+  return s;
+}
+
+// ------------------------------------------------------------------------------ layout
+
+// How a tensor shaped like x is laid out for the kernels: rows (outer, C, inner) contiguous,
+// or columns (outer', C) with the channel axis innermost (channels-last); `permuted` is the
+// tensor moved to that layout (a view, no copy, when x already has it).
+struct Layout {
+  bool cols;
+  int64_t outer;
+};
+
+Layout layout_of(const Tensor& x, const Shape& s) {
+  if (x.is_contiguous()) return {s.inner == 1, s.outer};
+  if (x.movedim(s.cd, -1).is_contiguous()) return {true, s.outer * s.inner};
+  return {s.inner == 1, s.outer};  // copied to contiguous
+}
+
+// x (or a tensor shaped like it) as a dense buffer in the layout `lay`, in dtype ct.
+Tensor in_layout(const Tensor& t, const Shape& s, const Layout& lay) {
+  Tensor u = t.scalar_type() == s.ct ? t : t.to(s.ct);
+  if (lay.cols && s.inner != 1) return u.movedim(s.cd, -1).contiguous();  // channels-last view
+  return u.contiguous();
+}
+
+// A new tensor shaped like x with the memory arrangement the kernels write (mirrored by the
+// fake implementation in tmaf/_native.py).
+Tensor empty_in_layout(const Tensor& x, const Shape& s, const Layout& lay, at::ScalarType dt) {
+  if (lay.cols && s.inner != 1)
+    return at::empty(x.movedim(s.cd, -1).sizes(), x.options().dtype(dt)).movedim(-1, s.cd);
+  return at::empty(x.sizes(), x.options().dtype(dt).memory_format(at::MemoryFormat::Contiguous));
+}
+
+// Writes the kernels' result (dtype ct, layout lay) into a tensor of x's dtype.
+Tensor finish(Tensor r, const Tensor& x, const Shape& s, const Layout& lay) {
+  if (r.scalar_type() == x.scalar_type()) return r;
+  Tensor out = empty_in_layout(x, s, lay, x.scalar_type());
+  out.copy_(r);
+  return out;
+}
+
+// --------------------------------------------------------------------------- tables
+
+template <typename T>
+Tensor rows_breakpoints(const Tensor& bp, const Shape& s) {  // (C, m)
+  return bp.to(s.ct).expand({s.C, s.m}).contiguous();
+}
+
+// Column-layout tables (see kernels.h): breakpoints (m, ldt) and levels (W, m+1, ldt),
+// indexed by output channel (forward) or input channel (backward).
+template <typename T>
+void cols_tables(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t ldt, bool by_input,
+                 Tensor* bp_out, Tensor* lv_out) {
+  const Tensor bpc = bp.to(s.ct).expand({s.C, s.m}).contiguous();
+  const Tensor lvc = lv.to(s.ct).contiguous();
+  *bp_out = at::zeros({s.m, ldt}, bpc.options());
+  *lv_out = at::zeros({s.W, s.m + 1, ldt}, lvc.options());
+  const T* bps = bpc.data_ptr<T>();
+  const T* lvs = lvc.data_ptr<T>();
+  T* bpt = bp_out->data_ptr<T>();
+  T* lvt = lv_out->data_ptr<T>();
+  const int64_t m1 = s.m + 1, b = s.b;
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t k = 0; k < s.m; ++k) bpt[k * ldt + c + b] = bps[c * s.m + k];
+  for (int64_t i = 0; i < s.C; ++i)
+    for (int64_t d = -b; d <= b; ++d) {
+      const int64_t j = i + d;
+      if (j < 0 || j >= s.C) continue;
+      const int64_t col = (by_input ? j : i) + b;
+      for (int64_t k = 0; k < m1; ++k) lvt[((d + b) * m1 + k) * ldt + col] = lvs[(i * s.W + d + b) * m1 + k];
+    }
+}
+
+int variant_of(int64_t m) {
+  for (int v = 1; v < kNumVariants; ++v)
+    if (kSpecialisedM[v] == m) return v;
+  return 0;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+constexpr int64_t kTaskElems = 4096;   // elements per task, at least
+constexpr int64_t kColsBlock = 256;    // channels per task in the columns layout (x 64 bytes)
+constexpr int64_t kLdtPad = 64;        // table padding >= the widest vector (16 floats)
+
+// Rows geometry: inner blocks of at most 16384, outer blocks so a task holds >= kTaskElems
+// and the partial sums stay under 1/16 of the data. Depends on the shape only.
+void rows_geometry(KernelArgs* a, const Shape& s, int64_t outer) {
+  a->sblock = s.inner <= 16384 ? s.inner : 8192;
+  a->n_sb = ceil_div(s.inner, a->sblock);
+  const int64_t want = std::max<int64_t>(kTaskElems, 16 * s.W * (s.m + 1));
+  a->oblock = std::min<int64_t>(std::max<int64_t>(1, ceil_div(want, a->sblock)), std::max<int64_t>(outer, 1));
+}
+
+template <typename T>
+Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Shape& s) {
+  const Layout lay = layout_of(x, s);
+  const Tensor xc = in_layout(x, s, lay);
+  Tensor out = empty_in_layout(x, s, lay, s.ct);
+  const KernelSet& ks = kernels();
+  const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m);
+  KernelArgs a;
+  a.x = xc.data_ptr<T>();
+  a.out = out.data_ptr<T>();
+  a.C = s.C; a.b = s.b; a.m = s.m;
+  Tensor bpt, lvt;
+  TaskFn fn;
+  int64_t ntask;
+  if (!lay.cols) {
+    a.outer = lay.outer; a.inner = s.inner;
+    bpt = rows_breakpoints<T>(bp, s);
+    lvt = lv.to(s.ct).contiguous();
+    rows_geometry(&a, s, lay.outer);
+    ntask = ceil_div(lay.outer, a.oblock) * s.C * a.n_sb;
+    fn = ks.fwd_rows[dt][v];
+  } else {
+    a.outer = lay.outer; a.inner = 1;
+    a.ldt = s.C + 2 * s.b + kLdtPad;
+    cols_tables<T>(bp, lv, s, a.ldt, /*by_input=*/false, &bpt, &lvt);
+    a.cblock = kColsBlock;
+    a.n_cb = ceil_div(s.C, a.cblock);
+    a.rblock = std::max<int64_t>(16, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
+    ntask = ceil_div(lay.outer, a.rblock) * a.n_cb;
+    fn = ks.fwd_cols[dt][v];
+  }
+  a.bp = bpt.data_ptr<T>();
+  a.lv = lvt.data_ptr<T>();
+  at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
+  return out;
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp, const Tensor& lv,
+                                    const Shape& s) {
+  const Layout lay = layout_of(x, s);
+  const Tensor xc = in_layout(x, s, lay);
+  const Tensor gc = in_layout(g, s, lay);
+  Tensor gx = empty_in_layout(x, s, lay, s.ct);
+  const KernelSet& ks = kernels();
+  const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m);
+  const int64_t W = s.W, m1 = s.m + 1, b = s.b, C = s.C;
+  KernelArgs a;
+  a.x = xc.data_ptr<T>();
+  a.g = gc.data_ptr<T>();
+  a.gx = gx.data_ptr<T>();
+  a.C = C; a.b = b; a.m = s.m;
+  Tensor bpt, lvt, partial;
+  std::vector<double> sums(C * W * m1, 0.0);
+  if (!lay.cols) {
+    a.outer = lay.outer; a.inner = s.inner;
+    bpt = rows_breakpoints<T>(bp, s);
+    lvt = lv.to(s.ct).contiguous();
+    rows_geometry(&a, s, lay.outer);
+    const int64_t n_ob = ceil_div(lay.outer, a.oblock), ntask = n_ob * C * a.n_sb;
+    partial = at::empty({ntask, W, m1}, xc.options());
+    a.partial = partial.data_ptr<T>();
+    a.bp = bpt.data_ptr<T>();
+    a.lv = lvt.data_ptr<T>();
+    const TaskFn fn = ks.bwd_rows[dt][v];
+    at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
+    const T* p = partial.data_ptr<T>();
+    const int64_t n_sb = a.n_sb;
+    at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t d = -b; d <= b; ++d) {
+          const int64_t j = i + d;
+          if (j < 0 || j >= C) continue;
+          for (int64_t k = 0; k < m1; ++k) {
+            double acc = 0.0;  // tasks in index order: (outer block, inner block)
+            for (int64_t ob = 0; ob < n_ob; ++ob)
+              for (int64_t sb = 0; sb < n_sb; ++sb)
+                acc += static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * m1 + k]);
+            sums[(i * W + d + b) * m1 + k] = acc;
+          }
+        }
+    });
+  } else {
+    a.outer = lay.outer; a.inner = 1;
+    a.ldt = C + 2 * b + kLdtPad;
+    cols_tables<T>(bp, lv, s, a.ldt, /*by_input=*/true, &bpt, &lvt);
+    a.cblock = kColsBlock;
+    a.n_cb = ceil_div(C, a.cblock);
+    a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * m1);
+    const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb, ldt = a.ldt;
+    partial = at::empty({n_rb, W, m1, ldt}, xc.options());
+    a.partial = partial.data_ptr<T>();
+    a.bp = bpt.data_ptr<T>();
+    a.lv = lvt.data_ptr<T>();
+    const TaskFn fn = ks.bwd_cols[dt][v];
+    at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
+    const T* p = partial.data_ptr<T>();
+    at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t d = -b; d <= b; ++d) {
+          const int64_t j = i + d;
+          if (j < 0 || j >= C) continue;
+          for (int64_t k = 0; k < m1; ++k) {
+            double acc = 0.0;  // row blocks in index order
+            for (int64_t rb = 0; rb < n_rb; ++rb)
+              acc += static_cast<double>(p[((rb * W + d + b) * m1 + k) * ldt + j + b]);
+            sums[(i * W + d + b) * m1 + k] = acc;
+          }
+        }
+    });
+  }
+  Tensor gl = at::empty({C, W, m1}, lv.options());
+  Tensor gld = at::from_blob(sums.data(), {C, W, m1}, at::TensorOptions().dtype(at::kDouble));
+  gl.copy_(gld);
+  return {gx, gl};
+}
+
+// ------------------------------------------------------------------------------ ops
+
+Tensor banded_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim) {
+  const Shape s = check_args(x, breakpoints, levels, channel_dim);
+  const Layout lay = layout_of(x, s);
+  if (x.numel() == 0) return empty_in_layout(x, s, lay, x.scalar_type());
+  const Tensor r = s.ct == at::kDouble ? fwd_impl<double>(x, breakpoints, levels, s)
+                                       : fwd_impl<float>(x, breakpoints, levels, s);
+  return finish(r, x, s, lay);
+}
+
+std::tuple<Tensor, Tensor> banded_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
+                                      const Tensor& levels, int64_t channel_dim) {
+  const Shape s = check_args(x, breakpoints, levels, channel_dim);
+  TORCH_CHECK(grad.sizes() == x.sizes(), "tmaf: the upstream gradient must have the input's shape ",
+              x.sizes(), ", got ", grad.sizes());
+  TORCH_CHECK(grad.device().is_cpu(), "tmaf: the upstream gradient must be on the CPU, got ", grad.device());
+  const Layout lay = layout_of(x, s);
+  if (x.numel() == 0)
+    return {empty_in_layout(x, s, lay, x.scalar_type()), at::zeros(levels.sizes(), levels.options())};
+  auto [gx, gl] = s.ct == at::kDouble ? bwd_impl<double>(grad, x, breakpoints, levels, s)
+                                      : bwd_impl<float>(grad, x, breakpoints, levels, s);
+  return {finish(gx, x, s, lay), gl};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(tmaf, m) {
+  m.def("banded_fwd(Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) -> Tensor");
+  m.def("banded_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
+        "-> (Tensor, Tensor)");
+  m.def("native_isa() -> str", &native_isa);
+  m.def("native_isas() -> str[]", &native_isas);
+  m.def("set_native_isa(str isa) -> str", &set_native_isa);
+}
+
+TORCH_LIBRARY_IMPL(tmaf, CPU, m) {
+  m.impl("banded_fwd", &banded_fwd);
+  m.impl("banded_bwd", &banded_bwd);
+}
+
+}  // namespace tmaf_native
+
+// An importable module whose only job is to register the operators above on import.
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "tmaf native operators (torch.ops.tmaf)", -1,
+                            nullptr, nullptr, nullptr, nullptr, nullptr};
+  return PyModule_Create(&def);
+}
