@@ -2,7 +2,8 @@
 
 Times the torch.compile'd fused forward and backward of diagonal TMAF (default 9 breakpoints)
 without autograd, against torch.relu and aten.threshold_backward; median of 15 calls.
-Run from the repository root: python results/bench/fastpath-64x64x32x32/kernels.py
+Run from the repository root:
+    python scripts/bench_fastpath_kernels.py >> results/bench/fastpath-64x64x32x32/kernels.txt
 """
 
 import statistics

@@ -1,9 +1,10 @@
-"""Issue 2 check: TMAF fast path vs nn.ReLU on a (64, 64, 32, 32) float32 tensor, forward+backward.
+"""TMAF fast path vs nn.ReLU on a (64, 64, 32, 32) float32 tensor, forward+backward.
 
 Two groups, each timed in interleaved rounds against ReLU in the same run (median of 15 rounds):
 ReLU vs the compiled backend, and ReLU vs the eager backend. The groups are separate because the
 eager backend's large temporaries slow the next candidate's call when mixed into one rotation.
-Run from the repository root: python results/bench/fastpath-64x64x32x32/measure.py
+Run from the repository root:
+    python scripts/bench_fastpath_measure.py > results/bench/fastpath-64x64x32x32/output.txt
 """
 
 import statistics

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The runs committed under results/train/ (2 shared CPU cores, one thread per run, two
-# streams in parallel). Usage: results/train/run.sh A|B (or C|D: stream B in two halves)
+# The runs committed under results/train/ (2 CPU cores, one thread per run, two streams in
+# parallel). Usage, from the repository root: scripts/train_study.sh A|B (or C|D: stream B in
+# two halves)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 T="nice -n 5 .venv/bin/tmaf train"
 COMMON=(--threads 1 --device cpu)
 R=results/train

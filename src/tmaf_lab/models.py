@@ -3,7 +3,7 @@
 Every model takes ``act``: an activation name understood by :func:`tmaf.get_act_layer`
 ("relu", "prelu", "diagonal", "tridiagonal", "banded2", "full", ...) or a callable
 ``act(num_channels) -> nn.Module``. The factory is called once at every place an
-activation is applied, so no two call sites share parameters (METHOD.md section 5).
+activation is applied, so no two call sites share parameters (docs/method.md section 5).
 Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel axis 1.
 
 - ``mlp``: 784-512-512-10 multilayer perceptron (MNIST, Fashion-MNIST).
