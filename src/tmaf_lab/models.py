@@ -1,34 +1,77 @@
 """Image classifiers that take their activation as a factory (one module per call site).
 
 Every model takes ``act``: an activation name understood by :func:`tmaf.get_act_layer`
-("relu", "prelu", "diagonal", "tridiagonal", "banded2", "full", ...) or a callable
-``act(num_channels) -> nn.Module``. The factory is called once at every place an
+("relu", "prelu", "gelu", "diagonal", "tridiagonal", "banded2", "full", ...), the lab's own
+``pwl`` (:class:`tmaf_lab.pwl.PiecewiseLinear`, the continuous learned rival of diagonal TMAF),
+or a callable ``act(num_channels) -> nn.Module``. The factory is called once at every place an
 activation is applied, so no two call sites share parameters (docs/method.md section 5).
 Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel axis 1.
 
 - ``mlp``: 784-512-512-10 multilayer perceptron (MNIST, Fashion-MNIST).
 - ``cnn``: two conv blocks + one hidden dense layer (MNIST, Fashion-MNIST).
 - ``fastnet``: a small 4-conv CIFAR net for CPU budgets (after airbench's layout).
+- ``airbench``: airbench94's layout (Jordan 2024) for fast GPU runs on CIFAR-10.
 - ``resnet18``: the CIFAR-style ResNet-18 (3x3 stem, no max-pool; He et al. 2016).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
-MODEL_NAMES = ("mlp", "cnn", "fastnet", "resnet18")
+MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "resnet18")
+LAB_ACTIVATIONS = ("pwl",)  # named here, not in the core's tmaf.get_act_layer
 
 
 def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
-    """Turn an activation name (via ``tmaf.get_act_layer``) or callable into a factory."""
+    """Turn an activation name (``pwl``, or any ``tmaf.get_act_layer`` name) or a callable
+    into a factory; an unknown name is a ValueError listing the valid ones."""
     if callable(act):
         return act
+    if isinstance(act, str) and act.strip().lower() == "pwl":
+        from .pwl import PiecewiseLinear
+
+        return partial(PiecewiseLinear, **kwargs)
     import tmaf
 
-    return tmaf.get_act_layer(act, **kwargs)
+    try:
+        return tmaf.get_act_layer(act, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{e}; the lab also knows {', '.join(LAB_ACTIVATIONS)}") from None
+
+
+def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Parameters of learned activations: TMAF levels, PReLU slopes, pwl slopes."""
+    import tmaf
+
+    from .pwl import PiecewiseLinear
+
+    seen = set()
+    for m in model.modules():
+        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PiecewiseLinear)):
+            for p in m.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+
+
+def param_groups(model: nn.Module, weight_decay: float = 0.0, act_weight_decay: float = 0.0,
+                 act_lr: float | None = None) -> list[dict]:
+    """Optimiser groups: weights (``weight_decay``), then every learned-activation parameter
+    (TMAF, PReLU, pwl alike) with ``act_weight_decay`` and, if given, ``act_lr``. Treating the
+    three families the same keeps the comparison fair (decay would pull pwl slopes to 0)."""
+    acts = {id(p) for p in activation_parameters(model)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in acts], "weight_decay": weight_decay,
+               "name": "weights"}]
+    act = [p for p in params if id(p) in acts]
+    if act:
+        groups.append({"params": act, "weight_decay": act_weight_decay, "name": "activation",
+                       **({"lr": act_lr} if act_lr is not None else {})})
+    return [g for g in groups if g["params"]]
 
 
 def mlp(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFactory = "relu",
@@ -68,6 +111,25 @@ def fastnet(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFact
         c = w
     return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(),
                          nn.Linear(c, num_classes))
+
+
+def airbench(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFactory = "relu",
+             width: int = 64) -> nn.Sequential:
+    """airbench94's layout: a 2x2 stem conv, then three groups conv-pool-BN-act-conv-BN-act at
+    width, 4*width, 4*width channels, global max-pool, linear head (1.97 M parameters at
+    width 64). Departures: BN after the stem (so every activation sees normalised input,
+    inside the TMAF grid) instead of a frozen whitening stem; plain BN; no output scaling."""
+    make = act_factory(act)
+    stem = max(1, width * 3 // 8)  # 24 at width 64
+
+    def group(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.MaxPool2d(2),
+                nn.BatchNorm2d(c_out), make(c_out), *_conv_bn(c_out, c_out, make)]
+
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], stem, 2, bias=False), nn.BatchNorm2d(stem), make(stem),
+        *group(stem, width), *group(width, 4 * width), *group(4 * width, 4 * width),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes, bias=False))
 
 
 class BasicBlock(nn.Module):
@@ -117,7 +179,8 @@ def resnet18(in_shape: tuple[int, int, int], num_classes: int,
     return ResNet18(in_shape, num_classes, act, width)
 
 
-_BUILDERS = {"mlp": mlp, "cnn": cnn, "fastnet": fastnet, "resnet18": resnet18}
+_BUILDERS = {"mlp": mlp, "cnn": cnn, "fastnet": fastnet, "airbench": airbench,
+             "resnet18": resnet18}
 
 
 def create_model(name: str, in_shape: tuple[int, int, int], num_classes: int,

@@ -9,9 +9,11 @@ import torch.nn as nn
 import tmaf
 from tmaf_lab.models import MODEL_NAMES, create_model
 
-SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "fastnet": (3, 32, 32), "resnet18": (3, 32, 32)}
-SMALL = {"mlp": {"width": 32}, "cnn": {"width": 8}, "fastnet": {"width": 8}, "resnet18": {"width": 8}}
-CALL_SITES = {"mlp": 2, "cnn": 3, "fastnet": 4, "resnet18": 17}
+SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "fastnet": (3, 32, 32), "airbench": (3, 32, 32),
+          "resnet18": (3, 32, 32)}
+SMALL = {"mlp": {"width": 32}, "cnn": {"width": 8}, "fastnet": {"width": 8}, "airbench": {"width": 8},
+         "resnet18": {"width": 8}}
+CALL_SITES = {"mlp": 2, "cnn": 3, "fastnet": 4, "airbench": 7, "resnet18": 17}
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -50,6 +52,11 @@ def test_unknown_model_and_activation_are_clear_errors():
         create_model("vgg", (1, 28, 28), 10)
     with pytest.raises(ValueError, match="relu"):
         create_model("mlp", (1, 28, 28), 10, "swishy")
+
+
+def test_airbench_full_size_parameter_count():
+    model = create_model("airbench", (3, 32, 32), 10, "relu")
+    assert sum(p.numel() for p in model.parameters()) == 1_972_816  # airbench94 widths 24/64/256/256
 
 
 def test_resnet18_full_size_parameter_count():

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", type=_domain, default=d.domain, metavar="a,b",
                    help="input interval (per axis), default -1,1")
     p.add_argument("--activations", type=_names, default=d.activations, metavar="A,B,...",
-                   help="activation names for tmaf.get_act_layer "
+                   help="activation names for tmaf.get_act_layer, or pwl "
                         f"(default: {','.join(d.activations)})")
     p.add_argument("--width", type=_positive_int, default=d.width,
                    help="hidden width; the ReLU reference width with --match-params "
@@ -161,12 +161,12 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
 
 
 def check_activations(names: tuple[str, ...]) -> None:
-    """Every name must be known to the tmaf factory (its error lists the valid names)."""
-    import tmaf
+    """Every name must be known to the lab's factory (its error lists the valid names)."""
+    from tmaf_lab.models import act_factory
 
     for name in names:
         try:
-            tmaf.get_act_layer(name)
+            act_factory(name)
         except (ValueError, TypeError) as e:
             raise UsageError(f"--activations: {reason(e)}") from None
 

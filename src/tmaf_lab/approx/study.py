@@ -76,12 +76,12 @@ class TargetData:
 
 
 def study_act_layer(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
-    """Layer factory for activation ``name``; TMAF names get the study's breakpoint grid."""
+    """Layer factory for activation ``name``; TMAF names and pwl get the study's breakpoints."""
     import tmaf
     from tmaf.factory import is_tmaf_name
     from tmaf_lab.models import act_factory
 
-    if is_tmaf_name(name):
+    if is_tmaf_name(name) or name == "pwl":
         return act_factory(name, breakpoints=tmaf.uniform_breakpoints(
             cfg.breakpoints, -cfg.bp_range, cfg.bp_range))
     return act_factory(name)
@@ -185,9 +185,9 @@ def train(model: nn.Module, data: TargetData, cfg: ApproxConfig, seed: int,
     evaluation time is excluded from the training seconds. A non-finite loss stops the
     run and sets ``diverged`` (the run is then reported with its NaN errors, not dropped).
     """
-    import tmaf
+    from tmaf_lab.models import param_groups
 
-    groups = tmaf.param_groups(model, tmaf_lr=cfg.tmaf_lr)
+    groups = param_groups(model, act_lr=cfg.tmaf_lr)
     opt = torch.optim.Adam(groups, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))

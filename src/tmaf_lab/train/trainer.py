@@ -42,10 +42,12 @@ class StopFlag:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    import tmaf
+    """AdamW or SGD; learned-activation parameters (TMAF, PReLU, pwl) in their own group
+    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.param_groups)."""
+    from ..models import param_groups
 
-    groups = tmaf.param_groups(model, weight_decay=cfg.weight_decay,
-                               tmaf_weight_decay=cfg.tmaf_weight_decay, tmaf_lr=cfg.tmaf_lr)
+    groups = param_groups(model, weight_decay=cfg.weight_decay,
+                          act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
