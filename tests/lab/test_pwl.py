@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+from conftest import assert_close
 
 import tmaf
 from tmaf_lab.models import act_factory, create_model, param_groups
@@ -16,8 +17,6 @@ from tmaf_lab.pwl import (
     piecewise_linear_reference,
     uniform_step,
 )
-
-from conftest import assert_close
 
 SHAPES = [((7, 5), 1), ((3, 4, 5, 6), 1), ((2, 3, 4), -1), ((6, 1), 1)]
 NON_UNIFORM = torch.tensor([-2.0, -0.7, 0.0, 0.4, 1.9])
