@@ -22,33 +22,24 @@ from tmaf_lab.report.layout import (
     train_groups,
 )
 from tmaf_lab.report.learned import activations_section
-from tmaf_lab.report.stats import (
-    diff,
-    fmt,
-    fmt_signed,
-    fmt_stat,
-    mean_of,
-    sort_activations,
-    stat,
-    verdict,
+from tmaf_lab.report.paired import (
+    all_records,
+    by_activation,
+    detail_cells,
+    paired_table,
+    study_labels,
 )
+from tmaf_lab.report.stats import fmt, fmt_stat, mean_of, sort_activations, stat
 
 CONVENTIONS = ("Numbers are mean ± sample std (n−1) over seeds; '(n=1)' marks a single seed. "
-               "'X − ReLU' is the difference of means with its standard error; "
-               "'within noise' means |difference| ≤ 2 standard errors (a rough screen with "
-               "2-3 seeds, not a significance test).")
+               "'X − ReLU' is the paired difference (same seed: same data, data order and "
+               "initial weights) averaged over the seeds both ran, with its 95 % t interval "
+               "(mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n). The verdict follows the interval: 'better' or "
+               "'worse' when it excludes 0, 'no difference detected at n = …' when it "
+               "contains 0.")
 
 
 # ---------------------------------------------------------------- approx
-
-def study_labels(studies: list[ApproxStudy]) -> list[str]:
-    """The study folder relative to the searched root (e.g. 'default/highfreq'), with the
-    target appended when the folder is not named after it; the target alone for a root."""
-    labels = []
-    for s in studies:
-        rel = s.label or s.target
-        labels.append(rel if rel.split("/")[-1] == s.target else f"{rel} ({s.target})")
-    return labels
 
 
 def finite(runs, key: str) -> list[float]:
@@ -75,30 +66,28 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
                  "Relative L2 error on the held-out grid (lower is better).")
 
 
-def approx_detail_table(study: ApproxStudy) -> Table:
+def approx_detail_table(study: ApproxStudy, recs: dict[str, dict]) -> Table:
     by_act = group_by(study.runs, lambda r: r["activation"])
-    ref = stat(finite(by_act["relu"], "rel_l2")) if "relu" in by_act else None
     rows = []
     for act in sort_activations(by_act):
         runs = by_act[act]
-        s = stat(finite(runs, "rel_l2"))
-        d, se = diff(s, ref) if ref is not None and act != "relu" else (float("nan"), 0.0)
+        cells = detail_cells(recs[act]) if act in recs else ("", "", "")
         rows.append((act, str(len(runs)) + diverged_note(runs), fmt(mean_of(runs, "params"), 6),
-                     fmt_stat(s), fmt_stat(stat(finite(runs, "rmse"))),
+                     fmt_stat(stat(finite(runs, "rel_l2"))), fmt_stat(stat(finite(runs, "rmse"))),
                      fmt_stat(stat(finite(runs, "max_err"))),
-                     fmt(mean_of(runs, "train_seconds")), fmt_signed(d, se),
-                     verdict(d, se, lower_is_better=True)))
+                     fmt(mean_of(runs, "train_seconds")), *cells))
     return Table(("activation", "seeds", "params", "rel L2", "RMSE", "max err", "train s",
-                  "rel L2 − ReLU", "vs ReLU"), tuple(rows),
+                  "rel L2 − ReLU", "95 % CI", "vs ReLU"), tuple(rows),
                  f"Source: {display(study.folder / 'results.json')}")
 
 
-def approx_section(col: Collection, opt: Options) -> list[Block]:
+def approx_section(col: Collection, opt: Options, records: list[dict]) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Function approximation (tmaf approx)")]
     figdir = opt.out / "figures"
     for i, (label, s) in enumerate(zip(study_labels(col.approx), col.approx, strict=True)):
         expr = f" = {s.expression}" if s.expression and s.expression != s.target else ""
-        blocks += [Heading(3, f"Target: {label}{expr}"), approx_detail_table(s)]
+        blocks += [Heading(3, f"Target: {label}{expr}"),
+                   approx_detail_table(s, by_activation(records, label))]
         if diverged_note(s.runs):
             blocks.append(Para("Diverged runs (non-finite training loss) are counted in "
                                "'seeds' but left out of the error statistics."))
@@ -139,34 +128,34 @@ def train_main_table(runs: list[TrainRun]) -> Table:
                  "differ from its defaults (config.json).")
 
 
-def train_detail_table(by_act: dict[str, list[TrainRun]]) -> Table:
-    ref = stat(r.test_acc for r in by_act["relu"]) if "relu" in by_act else None
+def train_detail_table(by_act: dict[str, list[TrainRun]], recs: dict[str, dict]) -> Table:
     rows = []
     for act in sort_activations(by_act):
         runs = by_act[act]
-        s = stat(r.test_acc for r in runs)
-        d, se = diff(s, ref) if ref is not None and act != "relu" else (float("nan"), 0.0)
+        cells = detail_cells(recs[act], 100) if act in recs else ("", "", "")
         rows.append((act, ",".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)),
-                     fmt(sum(r.params for r in runs) / len(runs), 7), fmt_stat(s, 100),
+                     fmt(sum(r.params for r in runs) / len(runs), 7),
+                     fmt_stat(stat(r.test_acc for r in runs), 100),
                      fmt_stat(stat(r.test_loss for r in runs)),
-                     fmt(sum(r.train_seconds for r in runs) / len(runs)),
-                     fmt_signed(d, se, 100), verdict(d, se, lower_is_better=False)))
+                     fmt(sum(r.train_seconds for r in runs) / len(runs)), *cells))
     return Table(("activation", "seeds", "params", "test acc %", "test loss", "train s",
-                  "acc − ReLU (pp)", "vs ReLU"), tuple(rows))
+                  "acc − ReLU (pp)", "95 % CI (pp)", "vs ReLU"), tuple(rows))
 
 
-def train_section(col: Collection, opt: Options) -> list[Block]:
+def train_section(col: Collection, opt: Options, records: list[dict]) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Image classification (tmaf train)")]
     for (ds, model, epochs, items), by_act in train_groups(col.train).items():
         title = f"{ds} / {model} / {epochs} epoch(s) / {setting_label(items)}"
-        blocks += [Heading(3, title), train_detail_table(by_act)]
+        blocks += [Heading(3, title), train_detail_table(by_act, by_activation(records, title))]
         folders = sorted(display(r.folder) for runs in by_act.values() for r in runs)
         blocks.append(Para("Sources: " + ", ".join(folders)))
         name = slug(f"train-{ds}-{model}-e{epochs}-{setting_label(items)}")
         png = figures.training_curves(by_act, title, opt.out / "figures" / f"{name}.png")
         if png is not None:
             blocks.append(Image(display_rel(png, opt.out), f"{title}: test accuracy and train "
-                                "loss per epoch (metrics.jsonl; line = mean, band = min-max)"))
+                                "loss per epoch (metrics.jsonl; line = mean over seeds, band = "
+                                "min-max), and test accuracy − ReLU per epoch (paired by seed; "
+                                "band = 95 % t interval)"))
     return blocks
 
 
@@ -183,19 +172,28 @@ def provenance(col: Collection) -> list[Block]:
     return [Heading(2, "Provenance"), Bullets(tuple(items))] if items else []
 
 
-def build(col: Collection, opt: Options, header: list[Block]) -> list[Block]:
+def build(col: Collection, opt: Options, header: list[Block],
+          records: list[dict] | None = None) -> list[Block]:
+    """The whole report; ``records`` (from :func:`paired.all_records`) are computed if None."""
     (opt.out / "figures").mkdir(parents=True, exist_ok=True)
+    records = all_records(col) if records is None else records
+    approx_recs = [r for r in records if r["kind"] == "approx"]
+    train_recs = [r for r in records if r["kind"] == "train"]
     blocks = list(header) + [Para(CONVENTIONS), Heading(2, "Main results")]
     if col.approx:
-        blocks += [Heading(3, "Function approximation"), approx_main_table(col.approx)]
+        blocks += [Heading(3, "Function approximation"), approx_main_table(col.approx),
+                   paired_table(approx_recs, 1.0, "(rel L2)", "(rel L2)", "Paired differences to ReLU "
+                                "(relative L2 error; lower is better).")]
     if col.train:
-        blocks += [Heading(3, "Image classification"), train_main_table(col.train)]
+        blocks += [Heading(3, "Image classification"), train_main_table(col.train),
+                   paired_table(train_recs, 100.0, "(%)", "(pp)", "Paired differences to ReLU (test "
+                                "accuracy in percentage points; higher is better).")]
     if not col.approx and not col.train:
         blocks.append(Para("No usable runs were found."))
     if col.approx:
-        blocks += approx_section(col, opt)
+        blocks += approx_section(col, opt, approx_recs)
     if col.train:
-        blocks += train_section(col, opt)
+        blocks += train_section(col, opt, train_recs)
         blocks += activations_section(col, opt)
     if col.other_images:
         blocks.append(Heading(2, "Other figures"))

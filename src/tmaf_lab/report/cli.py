@@ -2,7 +2,9 @@
 
 Each RUN_DIR is a run folder, a ``results.json`` file, or a parent searched recursively.
 Writes ``DIR/report.md``, ``DIR/report.html`` (inline CSS, images as data URIs),
-``DIR/figures/*.png`` and ``DIR/config.json``. Bad runs are listed under "Skipped".
+``DIR/figures/*.png``, ``DIR/stats.json`` (per study and activation: mean ± std over seeds
+and the paired difference to ReLU with its 95 % t interval and verdict) and
+``DIR/config.json``. Bad runs are listed under "Skipped".
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from tmaf_lab.report.build import build
 from tmaf_lab.report.collect import collect
 from tmaf_lab.report.document import Heading, Para, to_html, to_markdown
 from tmaf_lab.report.layout import Options, display
+from tmaf_lab.report.paired import all_records, json_safe
+
+STATS_NOTE = ("mean/std: over seeds (sample std, n-1); vs_relu: paired difference X - relu over "
+              "the seeds both ran, 95 % t interval [low, high]; verdict better/worse when the "
+              "interval excludes 0; test_acc is a fraction, rel_l2 a relative L2 error")
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  skipped {s.path}: {s.reason}")
         return 0
     from tmaf_lab.files import atomic_write_text
-    from tmaf_lab.runmeta import OutputFolderError, check_writable, save_config
+    from tmaf_lab.runmeta import OutputFolderError, check_writable, save_config, write_json
 
     try:
         out = check_writable(cfg.out)
@@ -101,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{', '.join(display(p) for p in col.sources)}.")]
     opt = Options(out, cfg.max_images_per_run, cfg.max_activation_figures,
                   cfg.activation_channels, cfg.copy_images)
-    blocks = build(col, opt, header)
+    records = all_records(col)
+    blocks = build(col, opt, header, records)
+    write_json(out / "stats.json", json_safe({"conventions": STATS_NOTE, "records": records}))
     atomic_write_text(out / "report.md", to_markdown(blocks))
     atomic_write_text(out / "report.html", to_html(blocks, out, cfg.title))
     print(f"{summary}\nwrote {out / 'report.md'} and {out / 'report.html'}")

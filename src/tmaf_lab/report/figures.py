@@ -70,36 +70,58 @@ def approx_history(runs: Sequence[dict], title: str, path: Path) -> Path | None:
     return save(fig, path)
 
 
+def _per_epoch(runs: Sequence[Any], key: str) -> dict[float, dict[int, float]]:
+    """epoch -> {seed: value of ``key``} from the runs' metrics.jsonl rows."""
+    out: dict[float, dict[int, float]] = {}
+    for run in runs:
+        for row in run.metrics:
+            if isinstance(row.get(key), (int, float)):
+                out.setdefault(float(row["epoch"]), {})[run.seed] = float(row[key])
+    return out
+
+
 def training_curves(runs_by_act: Mapping[str, Sequence[Any]], title: str,
                     path: Path) -> Path | None:
-    """Test accuracy and train loss per epoch; mean over seeds with a min-max band."""
+    """Test accuracy and train loss per epoch (mean over seeds, min-max band) and, when ReLU
+    ran, test accuracy - ReLU per epoch, paired by seed (mean, 95 % t interval band)."""
+    from tmaf_lab.report.stats import paired
+
     panels = (("test_acc", "test accuracy"), ("train_loss", "train loss"))
-    data: dict[str, dict[str, tuple[list, list, list, list]]] = {}
-    for act, runs in runs_by_act.items():
-        for key, _ in panels:
-            by_epoch: dict[float, list[float]] = {}
-            for run in runs:
-                for row in run.metrics:
-                    if isinstance(row.get(key), (int, float)):
-                        by_epoch.setdefault(float(row["epoch"]), []).append(float(row[key]))
-            if by_epoch:
-                es = sorted(by_epoch)
-                vals = [by_epoch[e] for e in es]
-                data.setdefault(act, {})[key] = (es, [sum(v) / len(v) for v in vals],
-                                                 [min(v) for v in vals], [max(v) for v in vals])
+    data = {act: {key: _per_epoch(runs, key) for key, _ in panels}
+            for act, runs in runs_by_act.items()}
+    data = {a: d for a, d in data.items() if any(d.values())}
     if not data:
         return None
-    fig = new_figure(9.0, 3.4)
-    axes = fig.subplots(1, 2)
+    ref = data.get("relu", {}).get("test_acc")
+    fig = new_figure(13.0 if ref else 9.0, 3.4)
+    axes = fig.subplots(1, 3 if ref else 2)
     for i, act in enumerate(sort_activations(data)):
-        for ax, (key, _) in zip(axes, panels, strict=True):
-            if key in data[act]:
-                es, mean, lo, hi = data[act][key]
-                ax.plot(es, mean, marker="o", ms=3, color=f"C{i}", label=act)
-                ax.fill_between(es, lo, hi, color=f"C{i}", alpha=0.15)
-    for ax, (_, label) in zip(axes, panels, strict=True):
-        ax.set_xlabel("epoch")
+        for ax, (key, _) in zip(axes, panels, strict=False):
+            by_epoch = data[act][key]
+            if by_epoch:
+                es = sorted(by_epoch)
+                vals = [list(by_epoch[e].values()) for e in es]
+                ax.plot(es, [sum(v) / len(v) for v in vals], marker="o", ms=3, color=f"C{i}",
+                        label=act)
+                ax.fill_between(es, [min(v) for v in vals], [max(v) for v in vals],
+                                color=f"C{i}", alpha=0.15)
+        if ref and act != "relu" and data[act]["test_acc"]:
+            cur = data[act]["test_acc"]
+            es = sorted(e for e in cur if e in ref)
+            ps = [paired(cur[e], ref[e]) for e in es]
+            axes[2].plot(es, [100 * p.mean for p in ps], marker="o", ms=3, color=f"C{i}",
+                         label=act)
+            if all(p.n >= 2 for p in ps):
+                axes[2].fill_between(es, [100 * p.low for p in ps], [100 * p.high for p in ps],
+                                     color=f"C{i}", alpha=0.15)
+    for ax, (_, label) in zip(axes, panels, strict=False):
         ax.set_ylabel(label)
+    if ref:
+        axes[2].axhline(0.0, color="k", lw=0.8)
+        axes[2].set_ylabel("test acc − ReLU (pp, paired)")
+        axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

@@ -1,0 +1,135 @@
+"""Paired comparisons with ReLU, one record per (study or run group, activation).
+
+A record holds the activation's mean ± std over seeds and the paired difference to ReLU
+(same seed) with its 95 % t interval and verdict (:mod:`.stats`). The report renders the
+records as the "Paired differences to ReLU" tables and saves them as ``stats.json``, the
+machine-readable summary of a study.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+from tmaf_lab.report.collect import ApproxStudy, Collection, TrainRun
+from tmaf_lab.report.document import Table
+from tmaf_lab.report.layout import setting_label, train_groups
+from tmaf_lab.report.stats import (
+    Paired,
+    Stat,
+    fmt_interval,
+    fmt_signed,
+    fmt_stat,
+    paired,
+    sort_activations,
+    stat,
+    verdict,
+)
+
+REFERENCE = "relu"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool) -> list[dict]:
+    """by_act: activation -> {seed: value}. One record per activation, ReLU first."""
+    ref = by_act.get(REFERENCE)
+    records = []
+    for act in sort_activations(by_act):
+        vals = by_act[act]
+        s = stat(vals.values())
+        rec = {"activation": act, "n": s.n, "mean": s.mean, "std": s.std,
+               "seeds": sorted(vals)}
+        if ref is not None and act != REFERENCE:
+            p = paired(vals, ref)
+            rec["vs_relu"] = {**asdict(p), "seeds": list(p.seeds),
+                              "verdict": verdict(p, lower_is_better)}
+        records.append(rec)
+    return records
+
+
+def train_records(runs: list[TrainRun]) -> list[dict]:
+    """Test accuracy per dataset/model/epochs/options group (higher is better)."""
+    out = []
+    for (ds, model, epochs, items), by_act in train_groups(runs).items():
+        values = {a: {r.seed: r.test_acc for r in rs} for a, rs in by_act.items()}
+        group = f"{ds} / {model} / {epochs} epoch(s) / {setting_label(items)}"
+        for rec in compare(values, lower_is_better=False):
+            out.append({"kind": "train", "group": group, "metric": "test_acc", **rec})
+    return out
+
+
+def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
+    """Relative L2 error per study (lower is better); diverged runs are left out."""
+    out = []
+    for label, study in zip(labels, studies, strict=True):
+        values: dict[str, dict[int, float]] = {}
+        for r in study.runs:
+            if not r.get("diverged") and _finite(r.get("rel_l2")):
+                values.setdefault(r["activation"], {})[int(r["seed"])] = float(r["rel_l2"])
+        for rec in compare(values, lower_is_better=True):
+            out.append({"kind": "approx", "group": label, "metric": "rel_l2", **rec})
+    return out
+
+
+def _paired(rec: dict) -> Paired:
+    v = rec["vs_relu"]
+    return Paired(v["n"], v["mean"], v["std"], v["low"], v["high"], tuple(v["seeds"]))
+
+
+def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
+                 caption: str) -> Table:
+    rows = []
+    for rec in records:
+        if "vs_relu" not in rec:
+            continue
+        p = _paired(rec)
+        rows.append((rec["group"], rec["activation"], str(p.n),
+                     fmt_stat(stat_of(rec), scale), fmt_signed(p.mean, scale),
+                     fmt_interval(p, scale), rec["vs_relu"]["verdict"]))
+    return Table(("study", "activation", "pairs", f"mean ± std {unit}", f"X − ReLU {diff_unit}",
+                  f"95 % CI {diff_unit}", "vs ReLU"), tuple(rows), caption)
+
+
+def stat_of(rec: dict) -> Stat:
+    return Stat(rec["mean"], rec["std"], rec["n"])
+
+
+def detail_cells(rec: dict, scale: float = 1.0) -> tuple[str, str, str]:
+    """(X − ReLU, 95 % CI, verdict) for a detail table row; blanks for ReLU itself."""
+    if "vs_relu" not in rec:
+        return ("", "", "")
+    p = _paired(rec)
+    return fmt_signed(p.mean, scale), fmt_interval(p, scale), rec["vs_relu"]["verdict"]
+
+
+def by_activation(records: list[dict], group: str) -> dict[str, dict]:
+    return {r["activation"]: r for r in records if r["group"] == group}
+
+
+def study_labels(studies: list[ApproxStudy]) -> list[str]:
+    """The study folder relative to the searched root (e.g. 'default/highfreq'), with the
+    target appended when the folder is not named after it; the target alone for a root."""
+    labels = []
+    for s in studies:
+        rel = s.label or s.target
+        labels.append(rel if rel.split("/")[-1] == s.target else f"{rel} ({s.target})")
+    return labels
+
+
+def all_records(col: Collection) -> list[dict]:
+    """Every record of a collection: approx studies, then train groups."""
+    return approx_records(col.approx, study_labels(col.approx)) + train_records(col.train)
+
+
+def json_safe(obj):
+    """NaN/inf -> None, recursively (stats.json stays strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj

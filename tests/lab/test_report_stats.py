@@ -1,0 +1,86 @@
+"""Report statistics: hand-computed paired t intervals, the t table, verdict rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tmaf_lab.report.paired import compare
+from tmaf_lab.report.stats import (
+    T975,
+    fmt_interval,
+    fmt_signed,
+    paired,
+    stat,
+    t975,
+    verdict,
+)
+
+
+def test_hand_computed_t_interval_over_five_seeds():
+    x = {0: 10.2, 1: 9.8, 2: 10.5, 3: 10.1, 4: 9.9}
+    ref = {0: 10.0, 1: 9.9, 2: 10.0, 3: 9.8, 4: 9.9}
+    # d = 0.2, -0.1, 0.5, 0.3, 0.0: mean 0.18, sum of squared deviations 0.228,
+    # sd = sqrt(0.228 / 4) = 0.238747, half width = 2.7764 * sd / sqrt(5) = 0.296440
+    p = paired(x, ref)
+    assert p.n == 5 and p.seeds == (0, 1, 2, 3, 4)
+    assert p.mean == pytest.approx(0.18)
+    assert p.std == pytest.approx(0.238747, abs=1e-6)
+    assert (p.low, p.high) == (pytest.approx(0.18 - 0.296440, abs=1e-5),
+                               pytest.approx(0.18 + 0.296440, abs=1e-5))
+    assert verdict(p, lower_is_better=False) == "no difference detected at n = 5"
+    assert fmt_interval(p) == "[−0.116, +0.476]"
+
+
+def test_only_common_seeds_are_paired():
+    p = paired({0: 1.0, 1: 2.0, 2: 3.5, 7: 100.0}, {0: 0.5, 1: 1.0, 2: 2.0, 9: -100.0})
+    assert p.seeds == (0, 1, 2) and p.mean == pytest.approx(1.0)
+    # d = 0.5, 1.0, 1.5: sd 0.5, half width 4.3027 * 0.5 / sqrt(3)
+    assert p.high - p.mean == pytest.approx(4.3027 * 0.5 / math.sqrt(3))
+
+
+def test_pairing_removes_the_shared_seed_effect():
+    # seed effects of +-1 dwarf the +0.1 gain: unpaired the spread hides it, paired it shows
+    ref = {s: float(s % 3) for s in range(5)}
+    x = {s: v + 0.1 + 0.01 * (s % 2) for s, v in ref.items()}
+    p = paired(x, ref)
+    assert p.low > 0 and verdict(p, lower_is_better=False) == "better"
+    assert verdict(p, lower_is_better=True) == "worse"
+    assert stat(x.values()).std > 0.5  # the unpaired spread
+
+
+@pytest.mark.parametrize("d, lower, expected", [
+    ([0.1, 0.2, 0.15], False, "better"),
+    ([0.1, 0.2, 0.15], True, "worse"),
+    ([-0.1, -0.2, -0.15], True, "better"),
+    ([-0.1, -0.2, -0.15], False, "worse"),
+    ([0.3, -0.2, 0.1], False, "no difference detected at n = 3"),
+    ([0.0, 0.0, 0.0, 0.0, 0.0], False, "no difference detected at n = 5"),
+    ([0.2, 0.2], False, "better"),  # no spread at all: the interval is the point +0.2
+    ([0.2], False, "n/a (< 2 paired seeds)"),
+    ([], False, "n/a (< 2 paired seeds)"),
+])
+def test_verdict_follows_the_interval(d, lower, expected):
+    p = paired({s: v for s, v in enumerate(d)}, {s: 0.0 for s in range(len(d))})
+    assert verdict(p, lower) == expected
+
+
+def test_t_table_and_expansion():
+    assert len(T975) == 30 and t975(1) == 12.7062 and t975(4) == 2.7764
+    assert all(a > b for a, b in zip(T975, T975[1:], strict=False))
+    assert abs(t975(31) - 2.0395) < 1e-4 and abs(t975(60) - 2.0003) < 1e-4
+    assert abs(t975(120) - 1.9799) < 1e-4 and t975(10**6) == pytest.approx(1.95996, abs=1e-4)
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def test_compare_records_and_formatting():
+    recs = compare({"relu": {0: 0.9, 1: 0.91, 2: 0.92}, "pwl": {0: 0.95, 1: 0.96, 2: 0.97},
+                    "gelu": {0: 0.9}}, lower_is_better=False)
+    assert [r["activation"] for r in recs] == ["relu", "gelu", "pwl"]
+    assert "vs_relu" not in recs[0]
+    assert recs[1]["vs_relu"]["verdict"] == "n/a (< 2 paired seeds)"
+    assert recs[2]["vs_relu"]["verdict"] == "better"
+    assert recs[2]["vs_relu"]["mean"] == pytest.approx(0.05)
+    assert fmt_signed(-0.5) == "−0.5" and fmt_signed(0.25, 100) == "+25"
