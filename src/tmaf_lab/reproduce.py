@@ -235,8 +235,11 @@ def parse_args(argv: list[str]) -> ReproduceConfig:
     p = OneLineErrorParser(prog="tmaf reproduce", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                 epilog="budgets:\n" + "\n".join(f"  {b.name:<6} {b.description}"
-                                                 for b in BUDGETS.values()))
-    p.add_argument("--budget", required=True, choices=tuple(BUDGETS))
+                                                 for b in BUDGETS.values())
+                + "\n  gpu    CIFAR-10 (airbench, 5 activations x 10 seeds) + the CUDA benchmark "
+                  "in about 8 min on one GPU; its own options: tmaf reproduce --budget gpu "
+                  "--help (there --dry-run runs the study at toy sizes on the CPU)")
+    p.add_argument("--budget", required=True, choices=(*BUDGETS, "gpu"))
     p.add_argument("--out", required=True, help="study folder (one sub-folder per run)")
     p.add_argument("--only", default="", help="comma-separated parts: approx, synthetic, "
                    f"{', '.join(DATASETS)} (default: all of the budget)")
@@ -244,7 +247,8 @@ def parse_args(argv: list[str]) -> ReproduceConfig:
                    help=f"subset of the budget's activations (default: {','.join(ACTIVATIONS)})")
     add_seed_options(p, None)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=THREADS_HELP)
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and exit (--budget gpu: run it at toy sizes)")
     a = p.parse_args(argv)
     only = tuple(s for s in a.only.split(",") if s)
     bad = [s for s in only if s not in ("approx", "synthetic", *DATASETS)]
@@ -341,8 +345,23 @@ def execute(budget: Budget, steps: list[Step], out: Path) -> list[dict]:
     return records
 
 
+def _gpu_budget(argv: list[str]) -> list[str] | None:
+    """The options after removing ``--budget gpu`` (or ``--budget=gpu``); None for other budgets."""
+    for i, a in enumerate(argv):
+        if a == "--budget=gpu":
+            return argv[:i] + argv[i + 1:]
+        if a == "--budget" and argv[i + 1:i + 2] == ["gpu"]:
+            return argv[:i] + argv[i + 2:]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    rest = _gpu_budget(argv)
+    if rest is not None:  # the GPU study has its own options and its own --dry-run
+        from tmaf_lab.gpu_study import main as gpu_study
+
+        return gpu_study(rest)
     try:
         cfg = parse_args(argv)
         budget = select(cfg)

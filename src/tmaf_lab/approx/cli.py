@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TMAF breakpoints are uniform on [-R, R] (default: %(default)s)")
     p.add_argument("--n-train", type=_positive_int, default=d.n_train,
                    help="training sample size (default: %(default)s)")
+    p.add_argument("--history-points", type=_positive_int, default=d.history_points,
+                   help="held-out errors recorded per run, evenly spaced over the steps "
+                        "(error vs step; default: %(default)s)")
     p.add_argument("--threads", type=_non_negative_int, default=d.threads, help=THREADS_HELP)
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=d.plots,
                    help="write the PNG plots (default: on)")
@@ -152,7 +155,8 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
         init=args.init,
         match_params=args.match_params, steps=args.steps, lr=args.lr, tmaf_lr=args.tmaf_lr,
         batch=args.batch, seeds=args.seeds, dtype=args.dtype, breakpoints=args.breakpoints,
-        bp_range=args.bp_range, n_train=args.n_train, threads=args.threads, plots=args.plots,
+        bp_range=args.bp_range, n_train=args.n_train, history_points=args.history_points,
+        threads=args.threads, plots=args.plots,
         out=args.out, dry_run=args.dry_run)
     if args.dry_run:  # at most two targets: still exercises the multi-target layout
         cfg = dataclasses.replace(cfg, width=min(cfg.width, 8), targets=cfg.targets[:2],

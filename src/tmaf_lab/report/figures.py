@@ -93,6 +93,7 @@ def training_curves(runs_by_act: Mapping[str, Sequence[Any]], title: str,
     if not data:
         return None
     ref = data.get("relu", {}).get("test_acc")
+    ref = ref if ref and any(a != "relu" for a in data) else None
     fig = new_figure(13.0 if ref else 9.0, 3.4)
     axes = fig.subplots(1, 3 if ref else 2)
     for i, act in enumerate(sort_activations(data)):

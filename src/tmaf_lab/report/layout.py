@@ -66,8 +66,8 @@ def run_images(paths, opt: Options, prefix: str) -> list[tuple[Path, str]]:
     return out
 
 
-SETTING_KEYS = ("width", "subset", "test_subset", "batch_size", "lr", "optimizer", "schedule",
-                "weight_decay", "tmaf_lr", "augment")
+SETTING_KEYS = ("recipe", "width", "subset", "test_subset", "batch_size", "lr", "optimizer",
+                "schedule", "warmup", "weight_decay", "tmaf_lr", "augment", "label_smoothing")
 
 
 def setting(run: TrainRun) -> tuple[tuple[str, object], ...]:
@@ -77,11 +77,14 @@ def setting(run: TrainRun) -> tuple[tuple[str, object], ...]:
 
 
 def setting_label(items: tuple[tuple[str, object], ...]) -> str:
-    """Options that differ from tmaf train's defaults, e.g. 'width=16, subset=20000'."""
+    """Options that differ from tmaf train's defaults, e.g. 'width=16, subset=20000'; with a
+    recipe, 'recipe=NAME' and the options that differ from the recipe."""
     try:
         from tmaf_lab.train.config import TrainConfig
+        from tmaf_lab.train.recipes import RECIPES
 
         defaults = {k: getattr(TrainConfig(), k) for k, _ in items if hasattr(TrainConfig, k)}
+        defaults.update(RECIPES.get(dict(items).get("recipe"), {}))
     except ImportError:
         defaults = {}
     shown = [f"{k}={v}" for k, v in items if k not in defaults or defaults[k] != v]

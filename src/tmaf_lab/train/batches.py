@@ -35,19 +35,21 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x.float().div_(255.0) - mean) / std
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random pad-and-crop (reflect padding of ``pad`` pixels) and horizontal flip, per image."""
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4,
+            flip: bool = True) -> torch.Tensor:
+    """Random pad-and-crop (reflect padding of ``pad`` pixels) and, with ``flip``, a random
+    horizontal flip, per image."""
     n, c, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device) if flip else None
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     chans = torch.arange(c, device=x.device)[None, :, None, None]
     out = xp[batch, chans, rows, cols]
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
+    return out if flips is None else torch.where(flips[:, None, None, None], out.flip(3), out)
 
 
 def step_generator(seed: int, epoch: int, step: int, rank: int) -> torch.Generator:

@@ -33,6 +33,7 @@ from ..models import MODEL_NAMES
 from ..runmeta import OutputFolderError, check_writable
 from .config import CHOICES, TrainConfig
 from .distributed import setup, teardown
+from .recipes import RECIPES
 from .summary import write_summary
 from .trainer import RunError, StopFlag, train
 
@@ -47,16 +48,20 @@ def _parser() -> argparse.ArgumentParser:
                            allow_abbrev=False)
     p.add_argument("dataset", choices=DATASET_NAMES, metavar="DATASET",
                    help=f"one of {', '.join(DATASET_NAMES)}")
+    p.add_argument("--recipe", default=None, choices=tuple(RECIPES),
+                   help="named recipe whose values become the defaults (options given here "
+                        "still win): " + ", ".join(RECIPES) + " (tmaf_lab/train/recipes.py)")
     p.add_argument("--model", default=d.model, choices=MODEL_NAMES)
     p.add_argument("--activation", default=d.activation,
-                   help="relu, prelu, gelu, silu, leaky_relu, tanh, diagonal, tridiagonal, "
+                   help="relu, prelu, gelu, silu, leaky_relu, tanh, pwl, diagonal, tridiagonal, "
                         "banded<b>, full (default %(default)s)")
     for name, typ, text in (
             ("epochs", int, "training epochs"), ("batch-size", int, "global batch size"),
             ("lr", float, "peak learning rate"), ("momentum", float, "SGD momentum"),
             ("weight-decay", float, "weight decay of the non-TMAF parameters"),
-            ("tmaf-lr", float, "learning rate of the TMAF levels (None: --lr)"),
-            ("tmaf-weight-decay", float, "weight decay of the TMAF levels"),
+            ("tmaf-lr", float, "learning rate of the learned-activation parameters: TMAF "
+                               "levels, PReLU and pwl slopes (None: --lr)"),
+            ("tmaf-weight-decay", float, "weight decay of the learned-activation parameters"),
             ("warmup", float, "fraction of steps of linear warm-up (onecycle)"),
             ("label-smoothing", float, "cross-entropy label smoothing"),
             ("width", int, "model width (None: the model's default)"),
@@ -69,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
     helps = {"optimizer": "adam (AdamW: decoupled weight decay) or sgd (Nesterov)",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
-             "augment": "pad-4 random crop + flip; auto = on for cifar10",
+             "augment": "on = pad-4 random crop + flip, shift = pad-2 crop without flip; "
+                        "auto = on for cifar10",
              "amp": "mixed precision; auto = bf16 (else fp16) on GPU, off on CPU"}
     for key, choices in CHOICES.items():
         p.add_argument(f"--{key}", choices=choices, default=getattr(d, key),
@@ -214,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
+        if args.recipe is not None:  # parse again with the recipe's values as defaults
+            parser = _parser()
+            parser.set_defaults(**RECIPES[args.recipe])
+            args = parser.parse_args(argv)
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except UsageError as e:

@@ -21,7 +21,8 @@ class TrainConfig:
     schedule: str = "onecycle"        # onecycle (warm-up + cosine) | cosine | constant, per step
     warmup: float = 0.1               # fraction of all steps spent warming up (onecycle)
     label_smoothing: float = 0.0
-    augment: str = "auto"             # auto (on for cifar10) | on | off: pad-4 crop + flip
+    augment: str = "auto"             # auto (on for cifar10) | on: pad-4 crop + flip | off
+                                      # | shift: pad-2 crop, no flip (digits)
     width: int | None = None          # model width (None: the model's default)
     seed: int = 0
     subset: int | None = None         # first N training images (None: all)
@@ -34,12 +35,21 @@ class TrainConfig:
     deterministic: bool = True        # torch.use_deterministic_algorithms (exact CPU resume)
     dry_run: bool = False             # 2 batches, tiny data: a seconds-long smoke test
 
+    recipe: str | None = None         # the named recipe whose values filled the defaults
+
     def augment_on(self) -> bool:
-        return self.augment == "on" or (self.augment == "auto" and self.dataset == "cifar10")
+        return self.augment_mode() is not None
+
+    def augment_mode(self) -> tuple[int, bool] | None:
+        """(pad, flip) of the random crop, or None for no augmentation."""
+        if self.augment == "shift":
+            return 2, False
+        on = self.augment == "on" or (self.augment == "auto" and self.dataset == "cifar10")
+        return (4, True) if on else None
 
 
 CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
-           "augment": ("auto", "on", "off"), "amp": ("auto", "off", "bf16", "fp16")}
+           "augment": ("auto", "on", "off", "shift"), "amp": ("auto", "off", "bf16", "fp16")}
 
 # Fields that may differ between a checkpoint and the command that resumes it.
 RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")

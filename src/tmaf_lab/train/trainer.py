@@ -153,7 +153,8 @@ class Trainer:
             x = normalise(self.train_x[idx[sl]], self.mean, self.std)
             y = self.train_y[idx[sl]]
             if cfg.augment_on():
-                x = augment(x, step_generator(cfg.seed, self.epoch, step, d.rank))
+                pad, flip = cfg.augment_mode()
+                x = augment(x, step_generator(cfg.seed, self.epoch, step, d.rank), pad, flip)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                                 enabled=self.amp is not None):
                 logits = self.model(x)
