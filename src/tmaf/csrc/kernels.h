@@ -12,13 +12,17 @@ namespace tmaf_native {
 //           (row block rb, channel block cb), t = rb * n_cb + cb.
 // Tables are in the compute dtype T (float or double), read-only:
 //  rows:    bp (C, m) per channel, lv the levels (C, 2b+1, m+1).
-//  columns: bp (m, ldt), level tables (2b+1, m+1, ldt); column c + b holds channel c, zero
-//           (level) or 0.0 (breakpoint) outside 0..C-1. The forward table is indexed by the
-//           output channel i (levels[i, d+b, k]), the backward one by the input channel
-//           j = i + d (levels[j-d, d+b, k]); out-of-band entries are 0.
+//  columns: one table `lv`, blocked per vector of L channels (L = lanes of the ISA, n_vec =
+//           ceil(C / L)); lane l of block v is channel v * L + l:
+//           forward  (n_vec, 2b+1, 2m+1, L): for output channel i and offset d, the m
+//                    breakpoints of channel i + d, then the m+1 levels[i, d+b, :];
+//           backward (n_vec, m + (2b+1)(m+1), L): for input channel j, its m breakpoints, then
+//                    for each offset d the m+1 levels[j-d, d+b, :].
+//           Entries of channels outside 0..C-1 (or out of the band) are 0.
 // Level-gradient partial sums (backward), one slot per task in fixed task order:
 //  rows:    partial (n_tasks, 2b+1, m+1), the task's input channel j at offset d.
-//  columns: partial (n_rb, 2b+1, m+1, ldt), column j + b.
+//  columns: partial (n_rb, n_vec, 2b+1, m+1, L): input channel j at offset d; a task owns its
+//           rows block and its channel vectors, and accumulates there directly.
 struct KernelArgs {
   const void* x = nullptr;
   const void* g = nullptr;
@@ -30,7 +34,7 @@ struct KernelArgs {
   int64_t outer = 0, C = 0, inner = 0, b = 0, m = 0;
   int64_t oblock = 1, sblock = 1, n_sb = 1;   // rows layout
   int64_t rblock = 1, cblock = 1, n_cb = 1;   // columns layout
-  int64_t ldt = 0;                            // columns layout: table leading dimension
+  int64_t lanes = 0;                          // columns layout: L of the ISA and dtype
 };
 
 using TaskFn = void (*)(const KernelArgs&, int64_t t0, int64_t t1);
@@ -39,9 +43,11 @@ using TaskFn = void (*)(const KernelArgs&, int64_t t0, int64_t t1);
 constexpr int kSpecialisedM[] = {0, 1, 5, 9, 17};
 constexpr int kNumVariants = 5;
 constexpr int kMaxM = 256;  // the any-m kernel keeps m+1 accumulators on the stack
+constexpr int kMaxColsBlock = 1024;  // channels per task in the columns layout, at most
 
 struct KernelSet {
   const char* isa = nullptr;
+  int lanes[2] = {0, 0};  // vector lanes for float, double
   // [dtype: 0 float, 1 double][variant]
   TaskFn fwd_rows[2][kNumVariants] = {};
   TaskFn bwd_rows[2][kNumVariants] = {};

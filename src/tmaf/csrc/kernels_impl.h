@@ -15,6 +15,8 @@ template <typename T> struct IntOf;
 template <> struct IntOf<float> { using type = int32_t; static constexpr uint32_t abs = 0x7fffffffu, inf = 0x7f800000u; };
 template <> struct IntOf<double> { using type = int64_t; static constexpr uint64_t abs = 0x7fffffffffffffffull, inf = 0x7ff0000000000000ull; };
 
+constexpr int64_t kPrefetchBytes = 1024;  // software prefetch distance along a stream
+
 template <typename T>
 struct Simd {
   typedef T V __attribute__((vector_size(TMAF_VBYTES)));
@@ -26,9 +28,10 @@ struct Simd {
   static inline void store(T* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); }
   static inline V bc(T s) { return V{} + s; }
   static inline V zero() { return V{}; }
-  static inline V sel(I m, V a, V b) { return (V)((m & (I)a) | (~m & (I)b)); }
-  static inline V keep(I m, V a) { return (V)(m & (I)a); }      // a where m, else +0
-  static inline V drop(I m, V a) { return (V)(~m & (I)a); }     // +0 where m, else a
+  // Selects stay in the floating-point domain (blendvps, not pblendvb: no bypass delay).
+  static inline V sel(I m, V a, V b) { return m ? a : b; }
+  static inline V keep(I m, V a) { return m ? a : V{}; }        // a where m, else +0
+  static inline V drop(I m, V a) { return m ? V{} : a; }        // +0 where m, else a
   static inline I isnan(V x) { return x != x; }
   static inline I isinf(V x) {
     const V ax = (V)((I)x & (IS)IntOf<T>::abs);  // |x|, compared as floating point
@@ -62,49 +65,47 @@ struct Simd {
   }
 };
 
-// alpha(x) by a chain of compare-and-select; NaN lanes are not fixed here.
-template <typename T, int MT>
-static inline typename Simd<T>::V alpha_of(typename Simd<T>::V x, const typename Simd<T>::V* bpv,
-                                           const typename Simd<T>::V* lvv, int64_t m_rt) {
+// Tables are read through accessors: bp(k) is breakpoint k, lv(k) level k, as vectors (a
+// broadcast in the rows layout, one load per vector of channels in the columns layout).
+
+// One forward term alpha(x) * x by a chain of compare-and-select: +0 where the level is 0 and
+// x is not NaN; NaN where x is NaN.
+template <typename T, int MT, class BP, class LV>
+static inline typename Simd<T>::V term_of(typename Simd<T>::V x, const BP& bp, const LV& lv, int64_t m_rt) {
   using S = Simd<T>;
   const int64_t m = MT > 0 ? MT : m_rt;
-  typename S::V a = lvv[0];
+  typename S::V a = lv(0);
 #pragma GCC unroll 32
-  for (int64_t k = 0; k < m; ++k) a = S::sel(x > bpv[k], lvv[k + 1], a);
-  return a;
-}
-
-// One forward term alpha(x) * x: +0 where the level is 0 and x is not NaN; NaN where x is NaN.
-template <typename T, int MT>
-static inline typename Simd<T>::V term_of(typename Simd<T>::V x, const typename Simd<T>::V* bpv,
-                                          const typename Simd<T>::V* lvv, int64_t m) {
-  using S = Simd<T>;
-  typename S::V a = alpha_of<T, MT>(x, bpv, lvv, m);
+  for (int64_t k = 0; k < m; ++k) a = S::sel(x > bp(k), lv(k + 1), a);
   return S::drop((a == S::zero()) & (x == x), a * x);
 }
 
-// One backward step for input values x (channel j) and upstream g (channel i = j - d):
-// returns alpha(x) * g (the input-gradient term) and adds g * x into the accumulator of
-// x's interval (0 where the level is 0 and x is infinite).
-template <typename T, int MT>
+// Interval masks of x: gt[k] = x > s_k.
+template <typename T, int MT, class BP>
+static inline void compare_all(typename Simd<T>::V x, const BP& bp, typename Simd<T>::I* gt, int64_t m_rt) {
+  const int64_t m = MT > 0 ? MT : m_rt;
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < m; ++k) gt[k] = x > bp(k);
+}
+
+// One backward step for input values x (channel j, interval masks gt) and upstream g (channel
+// i = j - d): returns alpha(x) * g (the input-gradient term) and adds g * x into acc(k) of x's
+// interval (0 where the level is 0 and x is infinite).
+template <typename T, int MT, class LV, class ACC>
 static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<T>::V g,
-                                           const typename Simd<T>::V* bpv, const typename Simd<T>::V* lvv,
-                                           typename Simd<T>::V* acc, int64_t m_rt) {
+                                           const typename Simd<T>::I* gt, const LV& lv, const ACC& acc,
+                                           int64_t m_rt) {
   using S = Simd<T>;
   using V = typename S::V;
-  using I = typename S::I;
   const int64_t m = MT > 0 ? MT : m_rt;
-  I gt[MT > 0 ? MT : kMaxM];
+  V a = lv(0);
 #pragma GCC unroll 32
-  for (int64_t k = 0; k < m; ++k) gt[k] = x > bpv[k];
-  V a = lvv[0];
-#pragma GCC unroll 32
-  for (int64_t k = 0; k < m; ++k) a = S::sel(gt[k], lvv[k + 1], a);
+  for (int64_t k = 0; k < m; ++k) a = S::sel(gt[k], lv(k + 1), a);
   const V p = S::drop((a == S::zero()) & S::isinf(x), g * x);
-  acc[0] += S::drop(gt[0], p);
+  acc(0) += S::drop(gt[0], p);
 #pragma GCC unroll 32
-  for (int64_t k = 1; k < m; ++k) acc[k] += S::keep(gt[k - 1] & ~gt[k], p);
-  acc[m] += S::keep(gt[m - 1], p);
+  for (int64_t k = 1; k < m; ++k) acc(k) += S::keep(gt[k - 1] & ~gt[k], p);
+  acc(m) += S::keep(gt[m - 1], p);
   return a * g;
 }
 
@@ -131,17 +132,20 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
       for (int64_t k = 0; k < m; ++k) bpv[k] = S::bc(bp[j * m + k]);
       for (int64_t k = 0; k <= m; ++k) lvv[k] = S::bc(lv[(i * W + d + b) * (m + 1) + k]);
       const bool first = d == dlo;
+      const auto bpa = [&](int64_t k) { return bpv[k]; };
+      const auto lva = [&](int64_t k) { return lvv[k]; };
       for (int64_t o = o0; o < o1; ++o) {
         const T* xr = x + (o * C + j) * inner;
         T* yr = out + (o * C + i) * inner;
         int64_t s = s0;
         for (; s + L <= s1; s += L) {
-          V y = term_of<T, MT>(S::load(xr + s), bpv, lvv, m);
+          __builtin_prefetch(xr + s + kPrefetchBytes / sizeof(T));
+          V y = term_of<T, MT>(S::load(xr + s), bpa, lva, m);
           if (!first) y += S::load(yr + s);
           S::store(yr + s, y);
         }
         if (s < s1) {
-          V y = term_of<T, MT>(S::loadw(xr, s, s1), bpv, lvv, m);
+          V y = term_of<T, MT>(S::loadw(xr, s, s1), bpa, lva, m);
           if (!first) y += S::loadw(yr, s, s1);
           S::storew(yr, s, s1, y);
         }
@@ -176,14 +180,21 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
       for (int64_t k = 0; k <= m; ++k) acc[k] = S::zero();
       I nan = I{};
       const bool first = d == dlo, last = d == dhi;
+      const auto bpa = [&](int64_t k) { return bpv[k]; };
+      const auto lva = [&](int64_t k) { return lvv[k]; };
+      const auto acca = [&](int64_t k) -> V& { return acc[k]; };
+      I gt[MT > 0 ? MT : kMaxM];
       for (int64_t o = o0; o < o1; ++o) {
         const T* xr = x + (o * C + j) * inner;
         const T* gr = g + (o * C + i) * inner;
         T* gxr = gx + (o * C + j) * inner;
         int64_t s = s0;
         for (; s + L <= s1; s += L) {
+          __builtin_prefetch(xr + s + kPrefetchBytes / sizeof(T));
+          __builtin_prefetch(gr + s + kPrefetchBytes / sizeof(T));
           const V xv = S::load(xr + s);
-          V v = bwd_step<T, MT>(xv, S::load(gr + s), bpv, lvv, acc, m);
+          compare_all<T, MT>(xv, bpa, gt, m);
+          V v = bwd_step<T, MT>(xv, S::load(gr + s), gt, lva, acca, m);
           if (!first) v += S::load(gxr + s);
           const I bad = S::isnan(xv);
           if (last) v = S::sel(bad, xv, v);
@@ -192,7 +203,8 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
         }
         if (s < s1) {
           const V xv = S::loadw(xr, s, s1);
-          V v = bwd_step<T, MT>(xv, S::loadw(gr, s, s1), bpv, lvv, acc, m);
+          compare_all<T, MT>(xv, bpa, gt, m);
+          V v = bwd_step<T, MT>(xv, S::loadw(gr, s, s1), gt, lva, acca, m);
           if (!first) v += S::loadw(gxr, s, s1);
           const I bad = S::isnan(xv);
           if (last) v = S::sel(bad, xv, v);
@@ -209,36 +221,60 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
 }
 
 // ------------------------------------------------------------ columns layout (inner == 1)
+// Rows outer, channel vectors inner: memory is read and written in order (a channel-vector-outer
+// walk touches one line per row, a new page per access when C * sizeof(T) >= 4096). Tables and
+// partial sums are blocked per vector of L channels (kernels.h), so one vector's values sit
+// together at fixed offsets; the caller sizes a task's channel block to keep them in L1.
 
 template <typename T, int MT>
 void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int L = S::L;
-  const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, ldt = A.ldt;
+  const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1, blk = 2 * m + 1;
   const T* x = static_cast<const T*>(A.x);
   T* out = static_cast<T*>(A.out);
-  const T* bp = static_cast<const T*>(A.bp);
-  const T* lv = static_cast<const T*>(A.lv);
-  V bpv[MT > 0 ? MT : kMaxM], lvv[MT > 0 ? MT + 1 : kMaxM + 1];
+  const T* tab = static_cast<const T*>(A.lv);  // (n_vec, W, 2m+1, L): m breakpoints, m+1 levels
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
     const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
     const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock);
-    for (int64_t i0 = c0; i0 < c1; i0 += L) {
-      bool first = true;
-      for (int64_t d = -b; d <= b; ++d) {
-        if (i0 + L - 1 + d < 0 || i0 + d > C - 1) continue;  // no lane reads a channel
-        for (int64_t k = 0; k < m; ++k) bpv[k] = S::load(bp + k * ldt + i0 + d + b);
-        for (int64_t k = 0; k <= m; ++k) lvv[k] = S::load(lv + ((d + b) * (m + 1) + k) * ldt + i0 + b);
-        for (int64_t r = r0; r < r1; ++r) {
-          const T* xr = x + r * C;
-          T* yr = out + r * C;
-          V y = term_of<T, MT>(S::loadw(xr, i0 + d, C), bpv, lvv, m);
-          if (!first) y += S::loadw(yr, i0, C);
-          S::storew(yr, i0, C, y);
+    if (b == 0) {  // diagonal: one term, no neighbours
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xr = x + r * C;
+        T* yr = out + r * C;
+        int64_t i0 = c0;
+        for (; i0 + L <= c1; i0 += L) {
+          __builtin_prefetch(xr + i0 + kPrefetchBytes / sizeof(T));
+          const T* tv = tab + (i0 / L) * blk * L;
+          S::store(yr + i0, term_of<T, MT>(S::load(xr + i0), [&](int64_t k) { return S::load(tv + k * L); },
+                                           [&](int64_t k) { return S::load(tv + (m + k) * L); }, m));
         }
-        first = false;
+        if (i0 < c1) {
+          const T* tv = tab + (i0 / L) * blk * L;
+          S::storew(yr, i0, c1, term_of<T, MT>(S::loadw(xr, i0, c1), [&](int64_t k) { return S::load(tv + k * L); },
+                                               [&](int64_t k) { return S::load(tv + (m + k) * L); }, m));
+        }
+      }
+      continue;
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * C;
+      T* yr = out + r * C;
+      for (int64_t i0 = c0; i0 < c1; i0 += L) {
+        const T* tv = tab + (i0 / L) * W * blk * L;
+        V y = S::zero();
+        bool first = true;
+        for (int64_t d = -b; d <= b; ++d) {
+          if (i0 + L - 1 + d < 0 || i0 + d > C - 1) continue;  // no lane reads a channel
+          const T* td = tv + (d + b) * blk * L;
+          const auto bpa = [&](int64_t k) { return S::load(td + k * L); };
+          const auto lva = [&](int64_t k) { return S::load(td + (m + k) * L); };
+          const V term = term_of<T, MT>(S::loadw(xr, i0 + d, C), bpa, lva, m);
+          y = first ? term : y + term;
+          first = false;
+        }
+        S::storew(yr, i0, c1, y);
       }
     }
   }
@@ -250,48 +286,61 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
   using V = typename S::V;
   using I = typename S::I;
   constexpr int L = S::L;
-  const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, ldt = A.ldt, W = 2 * b + 1;
+  const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1, m1 = m + 1;
+  const int64_t blk = m + W * m1, n_vec = (C + L - 1) / L;
   const T* x = static_cast<const T*>(A.x);
   const T* g = static_cast<const T*>(A.g);
   T* gx = static_cast<T*>(A.gx);
-  T* partial = static_cast<T*>(A.partial);
-  const T* bp = static_cast<const T*>(A.bp);
-  const T* lv = static_cast<const T*>(A.lv);
-  V bpv[MT > 0 ? MT : kMaxM], lvv[MT > 0 ? MT + 1 : kMaxM + 1], acc[MT > 0 ? MT + 1 : kMaxM + 1];
+  T* partial = static_cast<T*>(A.partial);  // (n_rb, n_vec, W, m+1, L)
+  const T* tab = static_cast<const T*>(A.lv);  // (n_vec, m + W (m+1), L)
+  I gt[MT > 0 ? MT : kMaxM];
+  I nan[kMaxColsBlock / L];
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
     const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
     const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock);
-    for (int64_t j0 = c0; j0 < c1; j0 += L) {
-      for (int64_t k = 0; k < m; ++k) bpv[k] = S::load(bp + k * ldt + j0 + b);
-      int64_t dlo = b + 1, dhi = -b - 1;  // offsets with at least one valid lane i = j - d
-      for (int64_t d = -b; d <= b; ++d) {
-        if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;
-        dlo = std::min(dlo, d);
-        dhi = std::max(dhi, d);
-      }
-      for (int64_t d = dlo; d <= dhi; ++d) {
-        for (int64_t k = 0; k <= m; ++k) lvv[k] = S::load(lv + ((d + b) * (m + 1) + k) * ldt + j0 + b);
-        for (int64_t k = 0; k <= m; ++k) acc[k] = S::zero();
-        I nan = I{};
-        const bool first = d == dlo, last = d == dhi;
-        for (int64_t r = r0; r < r1; ++r) {
-          const V xv = S::loadw(x + r * C, j0, C);
-          V v = bwd_step<T, MT>(xv, S::loadw(g + r * C, j0 - d, C), bpv, lvv, acc, m);
-          T* gxr = gx + r * C;
-          if (!first) v += S::loadw(gxr, j0, C);
-          const I bad = S::isnan(xv);
-          if (last) v = S::sel(bad, xv, v);
-          nan |= bad;
-          S::storew(gxr, j0, C, v);
+    T* part = partial + (rb * n_vec + c0 / L) * W * m1 * L;  // this task's vectors
+    std::fill(part, part + ((c1 - c0 + L - 1) / L) * W * m1 * L, T(0));
+    for (int64_t v = 0; v < (c1 - c0 + L - 1) / L; ++v) nan[v] = I{};
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * C;
+      const T* gr = g + r * C;
+      T* gxr = gx + r * C;
+      for (int64_t j0 = c0; j0 < c1; j0 += L) {
+        __builtin_prefetch(xr + j0 + kPrefetchBytes / sizeof(T));
+        __builtin_prefetch(gr + j0 + kPrefetchBytes / sizeof(T));
+        const T* tv = tab + (j0 / L) * blk * L;
+        T* pv = part + ((j0 - c0) / L) * W * m1 * L;
+        const V xv = S::loadw(xr, j0, c1);
+        compare_all<T, MT>(xv, [&](int64_t k) { return S::load(tv + k * L); }, gt, m);
+        V gxv = S::zero();
+        for (int64_t d = -b; d <= b; ++d) {
+          if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
+          const T* td = tv + (m + (d + b) * m1) * L;
+          T* pd = pv + (d + b) * m1 * L;
+          struct Acc {  // accumulator k of this vector and offset, in the task's partial sums
+            T* p;
+            struct Ref {
+              T* q;
+              Ref& operator+=(V v) { S::store(q, S::load(q) + v); return *this; }
+            };
+            Ref operator()(int64_t k) const { return Ref{p + k * L}; }
+          } acca{pd};
+          gxv += bwd_step<T, MT>(xv, S::loadw(gr, j0 - d, C), gt,
+                                 [&](int64_t k) { return S::load(td + k * L); }, acca, m);
         }
-        T* part = partial + ((rb * W + d + b) * (m + 1)) * ldt + j0 + b;
-        for (int64_t k = 0; k <= m; ++k) S::store(part + k * ldt, acc[k]);
-        if (S::any(nan))  // NaN in a lane: every level gradient of that input channel is NaN
-          for (int l = 0; l < L; ++l)
-            if (nan[l])
-              for (int64_t k = 0; k <= m; ++k) part[k * ldt + l] = std::numeric_limits<T>::quiet_NaN();
+        const I bad = S::isnan(xv);
+        nan[(j0 - c0) / L] |= bad;
+        S::storew(gxr, j0, c1, S::sel(bad, xv, gxv));
       }
+    }
+    for (int64_t j0 = c0; j0 < c1; j0 += L) {  // NaN input: every level gradient reading it is NaN
+      const I bad = nan[(j0 - c0) / L];
+      if (!S::any(bad)) continue;
+      T* pv = part + ((j0 - c0) / L) * W * m1 * L;
+      for (int l = 0; l < L; ++l)
+        if (bad[l])
+          for (int64_t q = 0; q < W * m1; ++q) pv[q * L + l] = std::numeric_limits<T>::quiet_NaN();
     }
   }
 }

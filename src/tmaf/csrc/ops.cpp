@@ -196,34 +196,52 @@ Tensor finish(Tensor r, const Tensor& x, const Shape& s, const Layout& lay) {
 
 // --------------------------------------------------------------------------- tables
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 template <typename T>
 Tensor rows_breakpoints(const Tensor& bp, const Shape& s) {  // (C, m)
   return bp.to(s.ct).expand({s.C, s.m}).contiguous();
 }
 
-// Column-layout tables (see kernels.h): breakpoints (m, ldt) and levels (W, m+1, ldt),
-// indexed by output channel (forward) or input channel (backward).
+// Column-layout table (see kernels.h), blocked per vector of L channels.
 template <typename T>
-void cols_tables(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t ldt, bool by_input,
-                 Tensor* bp_out, Tensor* lv_out) {
-  const Tensor bpc = bp.to(s.ct).expand({s.C, s.m}).contiguous();
+Tensor cols_table(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t L, bool backward) {
+  const Tensor bpc = bp.to(s.ct).contiguous();  // (m,) or (C, m)
   const Tensor lvc = lv.to(s.ct).contiguous();
-  *bp_out = at::zeros({s.m, ldt}, bpc.options());
-  *lv_out = at::zeros({s.W, s.m + 1, ldt}, lvc.options());
+  const int64_t m = s.m, m1 = s.m + 1, b = s.b, W = s.W, C = s.C, n_vec = ceil_div(C, L);
+  const int64_t blk = backward ? m + W * m1 : W * (2 * m + 1);
+  const int64_t bp_stride = bpc.dim() == 2 ? m : 0;  // shared breakpoints: one row for all
+  Tensor tab = at::zeros({n_vec * blk * L}, lvc.options());
   const T* bps = bpc.data_ptr<T>();
   const T* lvs = lvc.data_ptr<T>();
-  T* bpt = bp_out->data_ptr<T>();
-  T* lvt = lv_out->data_ptr<T>();
-  const int64_t m1 = s.m + 1, b = s.b;
-  for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t k = 0; k < s.m; ++k) bpt[k * ldt + c + b] = bps[c * s.m + k];
-  for (int64_t i = 0; i < s.C; ++i)
-    for (int64_t d = -b; d <= b; ++d) {
-      const int64_t j = i + d;
-      if (j < 0 || j >= s.C) continue;
-      const int64_t col = (by_input ? j : i) + b;
-      for (int64_t k = 0; k < m1; ++k) lvt[((d + b) * m1 + k) * ldt + col] = lvs[(i * s.W + d + b) * m1 + k];
+  T* tp = tab.data_ptr<T>();
+  for (int64_t v = 0; v < n_vec; ++v) {
+    T* tv = tp + v * blk * L;
+    const int64_t lanes = std::min<int64_t>(L, C - v * L);
+    for (int64_t l = 0; l < lanes; ++l) {
+      const int64_t c = v * L + l;  // input channel j (backward) or output channel i (forward)
+      if (backward) {
+        for (int64_t k = 0; k < m; ++k) tv[k * L + l] = bps[c * bp_stride + k];
+        for (int64_t d = -b; d <= b; ++d) {
+          const int64_t i = c - d;
+          if (i < 0 || i >= C) continue;
+          const T* src = lvs + (i * W + d + b) * m1;
+          T* dst = tv + (m + (d + b) * m1) * L + l;
+          for (int64_t k = 0; k < m1; ++k) dst[k * L] = src[k];
+        }
+      } else {
+        for (int64_t d = -b; d <= b; ++d) {
+          const int64_t j = c + d;
+          if (j < 0 || j >= C) continue;
+          T* dst = tv + (d + b) * (2 * m + 1) * L + l;
+          for (int64_t k = 0; k < m; ++k) dst[k * L] = bps[j * bp_stride + k];
+          const T* src = lvs + (c * W + d + b) * m1;
+          for (int64_t k = 0; k < m1; ++k) dst[(m + k) * L] = src[k];
+        }
+      }
     }
+  }
+  return tab;
 }
 
 int variant_of(int64_t m) {
@@ -232,19 +250,24 @@ int variant_of(int64_t m) {
   return 0;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 constexpr int64_t kTaskElems = 4096;   // elements per task, at least
-constexpr int64_t kColsBlock = 256;    // channels per task in the columns layout (x 64 bytes)
-constexpr int64_t kLdtPad = 64;        // table padding >= the widest vector (16 floats)
+constexpr int64_t kL1Budget = 16384;   // bytes of tables and partial sums a columns task touches
 
-// Rows geometry: inner blocks of at most 16384, outer blocks so a task holds >= kTaskElems
-// and the partial sums stay under 1/16 of the data. Depends on the shape only.
+// Rows geometry: inner blocks of at most 16384; outer blocks only when rows are short, so a
+// task holds enough elements that the partial sums stay under 1/16 of the data. Tasks in
+// index order walk memory in order. Depends on the shape only, never on the thread count.
 void rows_geometry(KernelArgs* a, const Shape& s, int64_t outer) {
   a->sblock = s.inner <= 16384 ? s.inner : 8192;
   a->n_sb = ceil_div(s.inner, a->sblock);
-  const int64_t want = std::max<int64_t>(kTaskElems, 16 * s.W * (s.m + 1));
+  const int64_t want = 16 * s.W * (s.m + 1);
   a->oblock = std::min<int64_t>(std::max<int64_t>(1, ceil_div(want, a->sblock)), std::max<int64_t>(outer, 1));
+}
+
+// Columns geometry: a multiple of 16 channels whose tables (and partial sums) fit the budget.
+int64_t cols_block(const Shape& s, int64_t elem_bytes, bool backward) {
+  const int64_t per_channel = elem_bytes * (backward ? s.m + 2 * s.W * (s.m + 1) : s.W * (2 * s.m + 1));
+  const int64_t c = std::max<int64_t>(16, (kL1Budget / per_channel) / 16 * 16);
+  return std::min<int64_t>(std::min<int64_t>(c, kMaxColsBlock), ceil_div(s.C, 16) * 16);
 }
 
 template <typename T>
@@ -270,11 +293,12 @@ Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Shape
     fn = ks.fwd_rows[dt][v];
   } else {
     a.outer = lay.outer; a.inner = 1;
-    a.ldt = s.C + 2 * s.b + kLdtPad;
-    cols_tables<T>(bp, lv, s, a.ldt, /*by_input=*/false, &bpt, &lvt);
-    a.cblock = kColsBlock;
+    a.lanes = ks.lanes[dt];
+    lvt = cols_table<T>(bp, lv, s, a.lanes, /*backward=*/false);
+    bpt = lvt;
+    a.cblock = cols_block(s, sizeof(T), /*backward=*/false);
     a.n_cb = ceil_div(s.C, a.cblock);
-    a.rblock = std::max<int64_t>(16, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
+    a.rblock = std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
     ntask = ceil_div(lay.outer, a.rblock) * a.n_cb;
     fn = ks.fwd_cols[dt][v];
   }
@@ -331,15 +355,16 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
     });
   } else {
     a.outer = lay.outer; a.inner = 1;
-    a.ldt = C + 2 * b + kLdtPad;
-    cols_tables<T>(bp, lv, s, a.ldt, /*by_input=*/true, &bpt, &lvt);
-    a.cblock = kColsBlock;
+    const int64_t L = ks.lanes[dt], n_vec = ceil_div(C, L);
+    a.lanes = L;
+    lvt = cols_table<T>(bp, lv, s, L, /*backward=*/true);
+    a.cblock = cols_block(s, sizeof(T), /*backward=*/true);
     a.n_cb = ceil_div(C, a.cblock);
     a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * m1);
-    const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb, ldt = a.ldt;
-    partial = at::empty({n_rb, W, m1, ldt}, xc.options());
+    const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb;
+    partial = at::empty({n_rb * n_vec * W * m1 * L}, xc.options());
     a.partial = partial.data_ptr<T>();
-    a.bp = bpt.data_ptr<T>();
+    a.bp = lvt.data_ptr<T>();
     a.lv = lvt.data_ptr<T>();
     const TaskFn fn = ks.bwd_cols[dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
@@ -352,7 +377,7 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
           for (int64_t k = 0; k < m1; ++k) {
             double acc = 0.0;  // row blocks in index order
             for (int64_t rb = 0; rb < n_rb; ++rb)
-              acc += static_cast<double>(p[((rb * W + d + b) * m1 + k) * ldt + j + b]);
+              acc += static_cast<double>(p[(((rb * n_vec + j / L) * W + d + b) * m1 + k) * L + j % L]);
             sums[(i * W + d + b) * m1 + k] = acc;
           }
         }
