@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["PiecewiseLinear", "interval_index", "piecewise_linear", "piecewise_linear_reference",
-           "pwl_intercepts", "uniform_step"]
+           "pwl_basis", "pwl_intercepts", "uniform_step"]
 
 INITS = ("relu", "identity")
 
@@ -56,21 +56,27 @@ def _channel_dim(x: Tensor, channel_dim: int) -> int:
     return channel_dim % x.dim()
 
 
-def pwl_intercepts(slopes: Tensor, breakpoints: Tensor) -> Tensor:
-    """Intercepts c (C, m+1) with f = a_k y + c_k on I_k, from slopes a (C, m+1), bp (m,).
+def pwl_basis(breakpoints: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """B (m+1, m+1) with intercepts c = a @ B for slopes a (C, m+1): f = a_k y + c_k on I_k.
 
-    f(s_j) = sum_k a_k (clamp(s_j, I_k) - clamp(0, I_k)); interval k is anchored at its left
-    breakpoint (I_0 at s_1), so c_k = f(anchor_k) - a_k anchor_k. O(C m^2), tiny.
+    f(s_j) = sum_k a_k L_k(s_j), L_k(y) = clamp(y, I_k) - clamp(0, I_k); interval k is anchored
+    at its left breakpoint (I_0 at s_1), so c_k = f(anchor_k) - a_k anchor_k. Depends on the
+    breakpoints only (the module keeps it as a buffer).
     """
-    bp = breakpoints.to(slopes.dtype)
+    bp = breakpoints.to(dtype or breakpoints.dtype)
     inf = bp.new_tensor([math.inf])
     lo, hi = torch.cat([-inf, bp]), torch.cat([bp, inf])  # (m+1,) interval ends
     overlap = (torch.minimum(torch.maximum(bp[:, None], lo), hi)
                - torch.minimum(torch.maximum(bp.new_zeros(1), lo), hi))  # (m, m+1): L_k(s_j)
-    f_at_bp = slopes @ overlap.T  # (C, m)
     anchor = torch.cat([bp[:1], bp])  # (m+1,)
-    f_anchor = torch.cat([f_at_bp[:, :1], f_at_bp], dim=1)
-    return (f_anchor - slopes * anchor) + 0.0  # + 0.0 turns -0.0 into +0.0 (ReLU-exact zeros)
+    sel = torch.cat([bp.new_zeros(1, dtype=torch.long), torch.arange(bp.numel(), device=bp.device)])
+    return overlap.T[:, sel] - torch.diag(anchor)
+
+
+def pwl_intercepts(slopes: Tensor, breakpoints: Tensor, basis: Tensor | None = None) -> Tensor:
+    """Intercepts c (C, m+1) with f = a_k y + c_k on I_k, from slopes a (C, m+1), bp (m,)."""
+    basis = pwl_basis(breakpoints, slopes.dtype) if basis is None else basis.to(slopes.dtype)
+    return slopes @ basis + 0.0  # + 0.0 turns -0.0 into +0.0 (ReLU-exact zeros)
 
 
 def uniform_step(breakpoints: Tensor) -> float | None:
@@ -101,7 +107,7 @@ def interval_index(x: Tensor, breakpoints: Tensor, step: float | None = None) ->
 
 
 def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim: int = 1,
-                     step: float | None = None) -> Tensor:
+                     step: float | None = None, basis: Tensor | None = None) -> Tensor:
     """f(x) per channel: a_{i,k} x + c_{i,k} with k the interval of x (right-closed, like TMAF).
 
     Args:
@@ -110,6 +116,7 @@ def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim
         breakpoints: (m,) strictly increasing (values are checked by the module, not here).
         step: the grid spacing when the breakpoints are uniform and hold 0
             (:func:`uniform_step`; the module passes it), None for any grid.
+        basis: :func:`pwl_basis` of the breakpoints (computed when None).
     Returns: same shape and dtype as ``x``.
     """
     cd = _channel_dim(x, channel_dim)
@@ -126,7 +133,7 @@ def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim
         view[cd] = C
         idx.add_(torch.arange(0, C * m1, m1, device=x.device).view(view))
     a = slopes.to(x.dtype)
-    c = pwl_intercepts(slopes, breakpoints).to(x.dtype)
+    c = pwl_intercepts(slopes, breakpoints, basis).to(x.dtype)
     return torch.addcmul(torch.take(c, idx), torch.take(a, idx), x)
 
 
@@ -177,6 +184,7 @@ class PiecewiseLinear(nn.Module):
         self.num_channels, self.init, self.channel_dim = num_channels, init, channel_dim
         self.register_buffer("breakpoints", bp.to(device))
         self.step = uniform_step(bp)  # fast interval index on uniform grids (recomputed on load)
+        self.register_buffer("basis", pwl_basis(bp).to(device), persistent=False)
         self.slopes = nn.Parameter(torch.empty(num_channels, bp.numel() + 1, device=device,
                                                dtype=dtype))
         self.reset_parameters()
@@ -191,14 +199,15 @@ class PiecewiseLinear(nn.Module):
         self.slopes.copy_(right.to(self.slopes.dtype).expand_as(self.slopes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return piecewise_linear(x, self.slopes, self.breakpoints, self.channel_dim, self.step)
+        return piecewise_linear(x, self.slopes, self.breakpoints, self.channel_dim, self.step,
+                                self.basis)
 
     @torch.no_grad()
     def curves(self, y: Tensor) -> Tensor:
         """f_i(y) on a 1-D grid ``y`` (G,): returns (C, G)."""
         y = torch.as_tensor(y, dtype=self.slopes.dtype, device=self.slopes.device).reshape(1, -1)
         return piecewise_linear(y.expand(self.slopes.shape[0], -1).T.contiguous(), self.slopes,
-                                self.breakpoints, 1, self.step).T
+                                self.breakpoints, 1, self.step, self.basis).T
 
     def extra_repr(self) -> str:
         bp = self.breakpoints
@@ -211,3 +220,4 @@ class PiecewiseLinear(nn.Module):
             _check_breakpoints(state_dict[prefix + "breakpoints"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.step = uniform_step(self.breakpoints)
+        self.basis = pwl_basis(self.breakpoints).to(self.basis.device)
