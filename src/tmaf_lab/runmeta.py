@@ -66,7 +66,8 @@ def tmaf_backend(device: str | None = None) -> dict[str, str]:
         return {"setting": tmaf.get_backend(), "resolved": "unknown (CUDA not available)"}
     probe = torch.empty(0, device=dev)
     # functional._resolve is the rule the functional API applies to every call
-    return {"setting": tmaf.get_backend(), "resolved": functional._resolve(None, probe)}
+    return {"setting": tmaf.get_backend(),
+            "resolved": functional._resolve(backend=None, x=probe)}  # keywords: both signatures
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
