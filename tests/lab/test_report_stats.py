@@ -84,3 +84,14 @@ def test_compare_records_and_formatting():
     assert recs[2]["vs_relu"]["verdict"] == "better"
     assert recs[2]["vs_relu"]["mean"] == pytest.approx(0.05)
     assert fmt_signed(-0.5) == "−0.5" and fmt_signed(0.25, 100) == "+25"
+
+
+def test_tmaf_rows_are_also_paired_with_pwl():
+    recs = compare({"relu": {0: 0.90, 1: 0.91, 2: 0.92}, "pwl": {0: 0.95, 1: 0.96, 2: 0.97},
+                    "diagonal": {0: 0.93, 1: 0.94, 2: 0.951}, "gelu": {0: 0.9, 1: 0.9}},
+                   lower_is_better=False)
+    by = {r["activation"]: r for r in recs}
+    assert "vs_pwl" not in by["gelu"] and "vs_pwl" not in by["pwl"]
+    assert by["diagonal"]["vs_pwl"]["mean"] == pytest.approx(-0.0197, abs=1e-4)
+    assert by["diagonal"]["vs_pwl"]["verdict"] == "worse"  # d = -0.02, -0.02, -0.019
+    assert by["diagonal"]["vs_relu"]["verdict"] == "better"

@@ -75,20 +75,26 @@ def plot_fits(path: Path, title: str, grid: torch.Tensor, truth: torch.Tensor,
 
 
 def plot_history(path: Path, title: str, runs: Sequence[dict]) -> None:
-    """Held-out rel L2 vs step, one line per run (colour per activation)."""
+    """Held-out rel L2 vs step per activation: median over seeds, min-max band (log scale)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    colours: dict[str, str] = {}
+    by_act: dict[str, list[dict]] = {}
     for run in runs:
-        act = run["activation"]
-        steps = [h["step"] for h in run["history"]]
-        errs = [h["rel_l2"] for h in run["history"]]
-        first = act not in colours
-        line, = ax.semilogy(steps, errs, lw=1, alpha=0.85, color=colours.get(act),
-                            label=act if first else None)
-        colours.setdefault(act, line.get_color())
+        if run["history"]:
+            by_act.setdefault(run["activation"], []).append(run)
+    for act, group in by_act.items():
+        steps = [h["step"] for h in group[0]["history"]]
+        table = [[h["rel_l2"] for h in r["history"]] for r in group
+                 if [h["step"] for h in r["history"]] == steps]  # diverged runs stop early
+        cols = [sorted(v) for v in zip(*table, strict=True)]
+        median = [c[len(c) // 2] if len(c) % 2 else (c[len(c) // 2 - 1] + c[len(c) // 2]) / 2
+                  for c in cols]
+        line, = ax.semilogy(steps, median, lw=1.4, label=f"{act} (n={len(table)})")
+        if len(table) > 1:
+            ax.fill_between(steps, [c[0] for c in cols], [c[-1] for c in cols],
+                            color=line.get_color(), alpha=0.15)
     ax.set_xlabel("step")
-    ax.set_ylabel("held-out rel L2")
+    ax.set_ylabel("held-out rel L2 (median over seeds, min-max band)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
@@ -98,7 +104,8 @@ def plot_history(path: Path, title: str, runs: Sequence[dict]) -> None:
 
 
 def plot_curves(path: Path, title: str, curves: dict[str, dict], max_channels: int = 8) -> bool:
-    """Learned diagonal shapes alpha_i(y) y (first and last TMAF layer) per TMAF activation."""
+    """Learned shapes (first and last layer) per learned activation: TMAF's diagonal
+    alpha_i(y) y, or pwl's f_i(y)."""
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         return False

@@ -217,10 +217,13 @@ def train(model: nn.Module, data: TargetData, cfg: ApproxConfig, seed: int,
 
 
 def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
-    """Learned activation shapes: diagonal curves alpha_i(y) y of the first/last TMAF layer."""
+    """Learned activation shapes of the first/last learned layer: TMAF's diagonal curves
+    alpha_i(y) y, or pwl's f_i(y)."""
     import tmaf
+    from tmaf_lab.pwl import PiecewiseLinear
 
     mods = [m for _, m in tmaf.tmaf_modules(model)]
+    mods = mods or [m for m in model.modules() if isinstance(m, PiecewiseLinear)]
     if not mods:
         return {}
     r = 1.5 * cfg.bp_range
@@ -228,8 +231,8 @@ def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
     out = {}
     for label, mod in (("first layer", mods[0]), ("last layer", mods[-1])):
         with torch.no_grad():
-            c = mod.curves(y)  # (C, 2b+1, n)
-        out[label] = c[:, c.shape[1] // 2, :].double()
+            c = mod.curves(y)  # TMAF: (C, 2b+1, n); pwl: (C, n)
+        out[label] = (c[:, c.shape[1] // 2, :] if c.dim() == 3 else c).double()
     out["y"] = y.double()
     return out
 

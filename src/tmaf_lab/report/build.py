@@ -39,6 +39,18 @@ CONVENTIONS = ("Numbers are mean ± sample std (n−1) over seeds; '(n=1)' marks
                "contains 0.")
 
 
+def paired_tables(records: list[dict], scale: float, unit: str, diff_unit: str,
+                  what: str) -> list[Block]:
+    """X − ReLU for every activation; TMAF − pwl (its continuous twin) when pwl ran."""
+    out: list[Block] = [paired_table(records, scale, unit, diff_unit,
+                                     f"Paired differences to ReLU ({what}).")]
+    if any("vs_pwl" in r for r in records):
+        out.append(paired_table(records, scale, unit, diff_unit, "TMAF − pwl, paired by seed "
+                                f"({what}): the same breakpoints and parameter count, TMAF's "
+                                "discontinuous form against pwl's continuous one.", "vs_pwl"))
+    return out
+
+
 # ---------------------------------------------------------------- approx
 
 
@@ -182,12 +194,12 @@ def build(col: Collection, opt: Options, header: list[Block],
     blocks = list(header) + [Para(CONVENTIONS), Heading(2, "Main results")]
     if col.approx:
         blocks += [Heading(3, "Function approximation"), approx_main_table(col.approx),
-                   paired_table(approx_recs, 1.0, "(rel L2)", "(rel L2)", "Paired differences to ReLU "
-                                "(relative L2 error; lower is better).")]
+                   *paired_tables(approx_recs, 1.0, "(rel L2)", "(rel L2)",
+                                  "relative L2 error; lower is better")]
     if col.train:
         blocks += [Heading(3, "Image classification"), train_main_table(col.train),
-                   paired_table(train_recs, 100.0, "(%)", "(pp)", "Paired differences to ReLU (test "
-                                "accuracy in percentage points; higher is better).")]
+                   *paired_tables(train_recs, 100.0, "(%)", "(pp)",
+                                  "test accuracy in percentage points; higher is better")]
     if not col.approx and not col.train:
         blocks.append(Para("No usable runs were found."))
     if col.approx:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
+from tmaf.factory import is_tmaf_name
 from tmaf_lab.report.collect import ApproxStudy, Collection, TrainRun
 from tmaf_lab.report.document import Table
 from tmaf_lab.report.layout import setting_label, train_groups
@@ -27,6 +28,7 @@ from tmaf_lab.report.stats import (
 )
 
 REFERENCE = "relu"
+RIVAL = "pwl"  # TMAF - pwl isolates TMAF's form: same grid, same parameters, but continuous
 
 
 def _finite(v) -> bool:
@@ -46,6 +48,10 @@ def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool) -> list[
             p = paired(vals, ref)
             rec["vs_relu"] = {**asdict(p), "seeds": list(p.seeds),
                               "verdict": verdict(p, lower_is_better)}
+        if RIVAL in by_act and is_tmaf_name(act):
+            p = paired(vals, by_act[RIVAL])
+            rec["vs_pwl"] = {**asdict(p), "seeds": list(p.seeds),
+                             "verdict": verdict(p, lower_is_better)}
         records.append(rec)
     return records
 
@@ -74,23 +80,26 @@ def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
     return out
 
 
-def _paired(rec: dict) -> Paired:
-    v = rec["vs_relu"]
+def _paired(rec: dict, key: str = "vs_relu") -> Paired:
+    v = rec[key]
     return Paired(v["n"], v["mean"], v["std"], v["low"], v["high"], tuple(v["seeds"]))
 
 
 def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
-                 caption: str) -> Table:
+                 caption: str, key: str = "vs_relu") -> Table:
+    """One row per record with a ``key`` comparison (vs_relu, or vs_pwl for TMAF rows)."""
+    ref = "ReLU" if key == "vs_relu" else RIVAL
     rows = []
     for rec in records:
-        if "vs_relu" not in rec:
+        if key not in rec:
             continue
-        p = _paired(rec)
+        p = _paired(rec, key)
         rows.append((rec["group"], rec["activation"], str(p.n),
                      fmt_stat(stat_of(rec), scale), fmt_signed(p.mean, scale),
-                     fmt_interval(p, scale), rec["vs_relu"]["verdict"]))
-    return Table(("study", "activation", "pairs", f"mean ± std {unit}", f"X − ReLU {diff_unit}",
-                  f"95 % CI {diff_unit}", "vs ReLU"), tuple(rows), caption)
+                     fmt_interval(p, scale), rec[key]["verdict"]))
+    return Table(("study", "activation", "pairs", f"mean ± std {unit}",
+                  f"X − {ref} {diff_unit}", f"95 % CI {diff_unit}", f"vs {ref}"), tuple(rows),
+                 caption)
 
 
 def stat_of(rec: dict) -> Stat:
