@@ -2,7 +2,7 @@
 
 ``tmaf``'s own reference (a Python loop over channels, autograd through per-channel indexing)
 takes 5-50 s for one forward+backward at the benchmark shapes, too slow to check ~50 fast
-candidates within the benchmark budget.  This oracle computes the same formula (METHOD.md
+candidates within the benchmark budget.  This oracle computes the same formula (docs/method.md
 sections 1-4) with one comparison pass and one ``gather`` per band offset, in float64, and gets
 its gradients from autograd (``gather``'s backward is a ``scatter_add``).  It shares no code with
 the fast path; ``tests/test_benchmarks.py`` checks it against ``tmaf``'s reference, and the

@@ -10,13 +10,15 @@ trainable piecewise-constant functions. ReLU exactly at the default initialisati
     >>> torch.equal(act(x), torch.relu(x))
     True
 
-The core imports only torch. Plots live in :mod:`tmaf.plot` (needs the ``lab`` extra).
+The core imports only torch (and its own compiled operators, ``tmaf._C``, when they were built:
+see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab`` extra).
 """
 
 from . import functional
 from .convert import CallSites, convert, is_tmaf, param_groups, tmaf_modules
 from .factory import ACTIVATION_NAMES, create_act, get_act_layer
-from .functional import BACKENDS, get_backend, set_backend
+from ._native import native_available, native_isas, native_status, set_native_isa
+from .functional import BACKENDS, get_backend, resolve_backend, set_backend
 from .modules import (
     DEFAULT_BREAKPOINTS,
     INITS,
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "functional", "convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites",
     "ACTIVATION_NAMES", "create_act", "get_act_layer", "BACKENDS", "get_backend", "set_backend",
+    "resolve_backend", "native_available", "native_status", "native_isas", "set_native_isa",
     "DEFAULT_BREAKPOINTS", "INITS", "BandedTMAF", "DiagonalTMAF", "TridiagonalTMAF",
     "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "uniform_breakpoints",
 ]

@@ -1,5 +1,5 @@
 """Fast path of banded TMAF: plain forward/backward helpers, their torch.compile'd fusions,
-and the ``torch.autograd.Function`` that ties them to autograd (METHOD.md section 4).
+and the ``torch.autograd.Function`` that ties them to autograd (docs/method.md, section 4).
 
 Forward:   out_i  = sum_d alpha_{i,d}(x_{i+d}) x_{i+d}
 Backward:  gx_j   = sum_d alpha_{j-d,d}(x_j) g_{j-d}
@@ -19,6 +19,10 @@ leading dims second, so torch.compile fuses the backward into one pointwise + re
 Arithmetic runs in float32 at least (float64 if input or levels are float64): under autocast a
 float16/bfloat16 input gives a float16/bfloat16 output and gradient, while the level gradient is
 accumulated in float32. Double backward is not supported (the backward is once-differentiable).
+
+Non-finite inputs follow docs/method.md: alpha(NaN) = NaN (so NaN reaches the output, the input
+gradient and every level gradient of the terms that read it); a term whose level is exactly 0 is
++0 at any non-NaN input, +-inf included, and adds nothing to its level gradient.
 """
 
 from __future__ import annotations
@@ -58,6 +62,29 @@ def _key(x: Tensor, bp: Tensor, cd: int, m1: int) -> Tensor:
             idx += x > bp[:, k].view(_bshape(x, cd, bp.shape[0]))
     n = x.shape[cd]
     return idx + (torch.arange(n, device=x.device) * m1).view(_bshape(x, cd, n))
+
+
+def _nan_alpha(a: Tensor, x: Tensor) -> Tensor:
+    """alpha(NaN) = NaN: NaN lies in no interval."""
+    return torch.where(x.isnan(), x, a)
+
+
+def _term(a: Tensor, x: Tensor) -> Tensor:
+    """alpha * x, +0 where alpha is exactly 0 (also at +-inf); NaN alpha stays NaN."""
+    return torch.where(a == 0, torch.zeros((), dtype=x.dtype, device=x.device), a * x)
+
+
+def _level_grad_terms(g: Tensor, x: Tensor, a: Tensor) -> Tensor:
+    """g * x, the summand of the level gradient; 0 where the level is 0 and x is infinite."""
+    return torch.where((a == 0) & x.isinf(), torch.zeros((), dtype=x.dtype, device=x.device), g * x)
+
+
+def _nan_rows(sums: Tensor, x: Tensor, cd: int) -> Tensor:
+    """(n, m+1) level-gradient sums: NaN in every interval of a channel whose input has a NaN."""
+    dims = tuple(d for d in range(x.dim()) if d != cd)
+    has_nan = x.isnan().any(dim=dims) if dims else x.isnan()
+    return torch.where(has_nan[:, None], torch.full((), float("nan"), dtype=sums.dtype, device=sums.device),
+                       sums)
 
 
 def _alpha_fused(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
@@ -129,7 +156,7 @@ def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
         i0, j0, n = _band(C, d)
         xj = xc.narrow(cd, j0, n)
         bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
-        y = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd) * xj
+        y = _term(_nan_alpha(_alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd), xj), xj)
         out = _add_band_term(out, y, xc, cd, i0, n, b)
     return out.to(x.dtype)
 
@@ -143,8 +170,8 @@ def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[
         i0, j0, n = _band(C, d)
         xj, gi = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n)
         bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
-        a = _alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd)
-        sums = _interval_sums(gi * xj, xj, bj, cd)
+        a = _nan_alpha(_alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd), xj)
+        sums = _nan_rows(_interval_sums(_level_grad_terms(gi, xj, a), xj, bj, cd), xj, cd)
         gx = _add_band_term(gx, a * gi, xc, cd, j0, n, b)
         gl.append(_pad_band(sums, C, i0, n))
     return gx.to(x.dtype), torch.stack(gl, dim=1)
@@ -169,7 +196,7 @@ def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fus
         xj = xc.narrow(cd, j0, n)
         # table row i = j - d for input channel j: shift the flat key by j0 rows
         a = lv[i0:i0 + n, d + b].reshape(-1).take(key.narrow(cd, j0, n) - j0 * m1)
-        out = _add_band_term(out, a * xj, xc, cd, i0, n, b)
+        out = _add_band_term(out, _term(_nan_alpha(a, xj), xj), xc, cd, i0, n, b)
     return out.to(x.dtype)
 
 
@@ -192,9 +219,9 @@ def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, c
         i0, j0, n = _band(C, d)
         xj, gi = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n)
         kj = key.narrow(cd, j0, n) - j0 * m1  # flat index into the (n, m1) table below
-        a = lv[i0:i0 + n, d + b].reshape(-1).take(kj)
+        a = _nan_alpha(lv[i0:i0 + n, d + b].reshape(-1).take(kj), xj)
         bj = bp if bp.shape[0] == 1 else bp[j0:j0 + n]
-        sums = _segment_sums(gi * xj, kj, n, m1, xj, bj, cd)
+        sums = _nan_rows(_segment_sums(_level_grad_terms(gi, xj, a), kj, n, m1, xj, bj, cd), xj, cd)
         gx = _add_band_term(gx, a * gi, xc, cd, j0, n, b)
         gl.append(_pad_band(sums, C, i0, n))
     return gx.to(x.dtype), torch.stack(gl, dim=1).to(levels.dtype)

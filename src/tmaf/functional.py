@@ -2,7 +2,7 @@
 
 Liu, Cao, Li, Zikatanov, "Neural networks with trainable matrix activation functions",
 arXiv 2109.09948. The activation is sigma(y) = D(y) y with a banded matrix D whose entries are
-trainable piecewise-constant functions (METHOD.md):
+trainable piecewise-constant functions (docs/method.md):
 
     sigma(y)_i = sum_{d=-b..b, 0 <= i+d < C} alpha_{i,d}(y_{i+d}) * y_{i+d},
     alpha_{i,d}(s) = levels[i, d+b, k(s)],   k(s) = #{j : s_j < s}   (intervals closed on the right),
@@ -11,18 +11,18 @@ with the breakpoints s of channel i+d. b = 0 is diagonal TMAF, b = 1 tridiagonal
 Terms with i+d outside 0..C-1 are zero (no wrap-around).
 
 Backends (one switch, :func:`set_backend` or the ``TMAF_BACKEND`` environment variable):
-    ``"reference"`` literal loops + autograd (slow, ground truth);
-    ``"eager"``     custom autograd function, plain PyTorch ops;
-    ``"compiled"``  the same autograd function with torch.compile-fused forward/backward kernels
-                    (falls back to ``"eager"`` with a warning if compilation fails);
-    ``"auto"``      (default) ``"compiled"`` on CUDA, ``"eager"`` on CPU. On CPU the first call of
-                    each new shape costs seconds of compilation (10-30 s, less with PyTorch's
-                    on-disk cache), so ``"compiled"`` is opt-in there. The price: the eager
-                    backend costs about 50-90x ReLU per activation on large CPU tensors
-                    (``results/bench/cpu``), the compiled one 1.3-4x; for CPU training of conv
-                    nets, ``set_backend("compiled")`` is usually worth its compile time.
-Inside a model compiled with ``torch.compile`` the fused formulation is always traced into the
-model's own graph, whatever the backend.
+    ``"native"``    the C++ operators of ``tmaf._C`` (CPU): fused, vectorised, parallel, with a
+                    level gradient that is bit-identical for any thread count; opaque to
+                    torch.compile and torch.export (see :mod:`tmaf._native`);
+    ``"compiled"``  a custom autograd function with torch.compile-fused forward/backward kernels
+                    (falls back to ``"eager"`` with a warning if compilation fails); compiles
+                    once per new shape;
+    ``"eager"``     the same autograd function in plain PyTorch ops;
+    ``"reference"`` literal loops (slow, ground truth);
+    ``"auto"``      (default) ``"native"`` where it is built for the tensor's device (CPU),
+                    otherwise ``"compiled"`` on CUDA and ``"eager"`` elsewhere.
+Measured costs of each backend: benchmarks/README.md. During ONNX export every backend emits the
+comparison-and-select formulation (standard ONNX operators).
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ import os
 
 from torch import Tensor
 
-from . import _checks
+import torch
+
+from . import _checks, _native
 from ._fused import BandedTMAFFunction
 from ._reference import banded_tmaf_reference
 
-__all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "BACKENDS"]
+__all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "resolve_backend", "BACKENDS"]
 
-BACKENDS = ("auto", "compiled", "eager", "reference")
+BACKENDS = ("auto", "native", "compiled", "eager", "reference")
 
 
 def _validate_backend(name: str) -> str:
@@ -59,11 +61,23 @@ def get_backend() -> str:
     return _backend
 
 
-def _resolve(backend: str | None, x: Tensor) -> str:
+def resolve_backend(x: Tensor, backend: str | None = None, breakpoints: Tensor | None = None) -> str:
+    """The implementation a call with input ``x`` runs: ``backend`` (None: the global setting)
+    with ``"auto"`` resolved for ``x``'s device (and, if given, the grid size of ``breakpoints``)."""
     name = _validate_backend(_backend if backend is None else backend)
     if name == "auto":
+        native = _native.native_available(x.device) and (
+            breakpoints is None or breakpoints.shape[-1] <= _native.MAX_BREAKPOINTS)
+        if native:
+            return "native"
         return "compiled" if x.device.type == "cuda" else "eager"
+    if name == "native" and breakpoints is not None and not _native.supports(x, breakpoints):
+        raise RuntimeError(f"tmaf: the 'native' backend cannot run this call: "
+                           f"{_native.unsupported_reason(x, breakpoints)}; use backend 'auto'")
     return name
+
+
+_resolve = resolve_backend  # kept for callers of the old private name
 
 
 def _validate(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int, banded: bool,
@@ -81,9 +95,11 @@ def _validate(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int, 
 
 def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None) -> Tensor:
     """Run the selected implementation on validated input; levels (C, 2b+1, m+1)."""
-    impl = _resolve(backend, x)
+    impl = resolve_backend(x, backend, breakpoints)
     if impl == "reference":
         return banded_tmaf_reference(x, breakpoints, levels, cd)
+    if impl == "native" and not torch.onnx.is_in_onnx_export():
+        return _native.banded_tmaf_native(x, breakpoints, levels, cd)
     return BandedTMAFFunction.apply(x, breakpoints.detach(), levels, cd, impl == "compiled")
 
 

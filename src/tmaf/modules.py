@@ -68,7 +68,7 @@ class BandedTMAF(nn.Module):
         init: "relu" (default; ReLU-exact, off-diagonals 0), "identity", "leaky_relu" (slope
             ``negative_slope`` left of 0), "random" (all levels ~ U(-init_scale, init_scale)).
         channel_dim: channel axis of the input (1 for (N, C, ...), -1 for (N, ..., C)).
-        backend: None (global :func:`tmaf.set_backend`) or "compiled"/"eager"/"reference".
+        backend: None (global :func:`tmaf.set_backend`) or one of ``tmaf.BACKENDS``.
     Shape: input (..., C, ...) -> output of the same shape and dtype.
     """
 

@@ -8,7 +8,11 @@ import torch
 from conftest import TOL, assert_close
 from helpers import BP, breakpoints, input_on_breakpoints, levels, run
 
+import tmaf
 import tmaf.functional as F
+
+#: Every fast path: each is compared with the reference by every test below that loops over FAST.
+FAST = ["eager"] + (["native"] if tmaf.native_available() else [])
 
 C = 5
 SHAPES = {  # (shape, channel_dim)
@@ -24,14 +28,17 @@ SHAPES = {  # (shape, channel_dim)
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fast_matches_reference(b, per_channel, shape, dtype, device):
+@pytest.mark.parametrize("backend", FAST)
+def test_fast_matches_reference(b, per_channel, shape, dtype, backend, device):
+    if backend == "native" and device.type != "cpu":
+        pytest.skip("the native kernels are CPU kernels")
     shp, cd = SHAPES[shape]
     bp = breakpoints(C, per_channel, dtype, device)
     x = input_on_breakpoints(shp, cd, bp, dtype, device)
     lv = levels(C, b, len(BP), dtype, device)
     g = torch.randn_like(x)
     ref = run("reference", x, bp, lv, cd, g)
-    fast = run("eager", x, bp, lv, cd, g)
+    fast = run(backend, x, bp, lv, cd, g)
     for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
         assert a.dtype == r.dtype and a.shape == r.shape, name
         assert_close(a, r, msg=f"{name} b={b} per_channel={per_channel} {shape}")
@@ -57,7 +64,7 @@ def test_matches_method_definition_by_hand():
     # i=1: lower 10*0 (y_0=0 in (-inf,0]) ; diag 1*1 ; upper -3*2
     # i=2: lower 20*1 ; diag 2*2 ; no upper
     expected = torch.tensor([[-2.0, 1.0 - 6.0, 20.0 + 4.0]])
-    for backend in ("reference", "eager"):
+    for backend in ("reference", *FAST):
         torch.testing.assert_close(F.banded_tmaf(y, bp, lv, backend=backend), expected)
 
 
@@ -72,7 +79,7 @@ def test_gradcheck_float64(b, per_channel):
     near = (x.movedim(1, -1).unsqueeze(-1) - grid.unsqueeze(0).unsqueeze(0)).abs().min(-1).values
     x = torch.where(near.movedim(-1, 1) < 1e-3, x + 0.01, x).requires_grad_()
     lv = torch.randn(4, 2 * b + 1, len(BP) + 1, dtype=torch.float64, requires_grad=True)
-    for backend in ("eager", "reference"):
+    for backend in ("reference", *FAST):
         assert torch.autograd.gradcheck(lambda x, lv, be=backend: F.banded_tmaf(x, bp, lv, 1, backend=be),
                                         (x, lv), eps=1e-6, atol=1e-7)
 
@@ -140,6 +147,6 @@ def test_float64_breakpoints_compare_exactly_with_float32_input():
     bp = torch.tensor([0.1], dtype=torch.float64)
     x = torch.tensor([[0.1]], dtype=torch.float32)  # fl32(0.1) = 0.10000000149 > 0.1
     lv = torch.tensor([[[0.0, 1.0]]])
-    for backend in ("reference", "eager"):
+    for backend in ("reference", *FAST):
         y = F.banded_tmaf(x, bp, lv, backend=backend)
         assert y.dtype == torch.float32 and y.item() == x.item(), backend

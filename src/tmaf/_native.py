@@ -1,0 +1,119 @@
+"""The native operator library ``tmaf._C`` (C++ sources in src/tmaf/csrc) and its torch.library glue.
+
+``tmaf._C`` registers two operators, ``torch.ops.tmaf.banded_fwd`` and ``torch.ops.tmaf.banded_bwd``,
+with CPU kernels: vectorised per instruction set (AVX-512, AVX2, a portable baseline; the best one
+the CPU runs is picked at load time), parallel over fixed tasks, one pass over memory each way,
+and a level gradient reduced in a fixed order, so it is bit-identical for any thread count.
+Semantics, non-finite inputs included: docs/method.md. This module adds what PyTorch needs to
+treat the forward as one opaque, differentiable operator: a fake (meta) implementation of both ops
+for torch.compile / torch.export, and the autograd formula (the backward op).
+
+If the extension was not built (no C++ compiler at install time), ``native_available()`` is
+False, one warning says so, and the functional API falls back to the pure-PyTorch backends.
+``TMAF_DISABLE_NATIVE=1`` hides the extension deliberately (no warning).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from torch import Tensor
+
+#: The native kernels accept at most this many breakpoints per grid.
+MAX_BREAKPOINTS = 256
+
+_unavailable_reason: str | None = None
+if os.environ.get("TMAF_DISABLE_NATIVE", "") not in ("", "0"):
+    _unavailable_reason = "disabled by TMAF_DISABLE_NATIVE"
+else:
+    try:
+        from . import _C  # noqa: F401  (registers torch.ops.tmaf.*)
+    except ImportError as e:
+        _unavailable_reason = f"the extension tmaf._C is not built ({e})"
+        warnings.warn(f"tmaf: native operators unavailable: {_unavailable_reason}. Falling back to "
+                      "the 'eager' (CPU) and 'compiled' backends, which are slower. To build them, "
+                      "reinstall with a C++ compiler: pip install --no-build-isolation -e .",
+                      RuntimeWarning, stacklevel=2)
+    else:
+        if torch.ops.tmaf.native_isa() == "none":
+            _unavailable_reason = "this CPU lacks the vector instructions the kernels need (SSE4.2)"
+
+
+def native_available(device: str | torch.device = "cpu") -> bool:
+    """True when the native operators are built and have kernels for ``device`` (CPU only)."""
+    return _unavailable_reason is None and torch.device(device).type == "cpu"
+
+
+def native_status() -> str:
+    """One line: which native kernels run here, or why none do."""
+    if _unavailable_reason is not None:
+        return f"unavailable: {_unavailable_reason}"
+    return f"cpu kernels: {torch.ops.tmaf.native_isa()} (this CPU runs: {', '.join(native_isas())})"
+
+
+def native_isas() -> list[str]:
+    """Instruction-set variants of the kernels this CPU can run, best last."""
+    return list(torch.ops.tmaf.native_isas()) if _unavailable_reason is None else []
+
+
+def set_native_isa(name: str) -> str:
+    """Run the kernels built for ``name`` (one of :func:`native_isas`); returns the previous one."""
+    if _unavailable_reason is not None:
+        raise RuntimeError(f"tmaf: native operators unavailable: {_unavailable_reason}")
+    return torch.ops.tmaf.set_native_isa(name)
+
+
+def supports(x: Tensor, breakpoints: Tensor) -> bool:
+    """Whether the native kernels take this call (device and grid size)."""
+    return native_available(x.device) and breakpoints.shape[-1] <= MAX_BREAKPOINTS
+
+
+def unsupported_reason(x: Tensor, breakpoints: Tensor) -> str:
+    if _unavailable_reason is not None:
+        return _unavailable_reason
+    if x.device.type != "cpu":
+        return f"the native kernels run on the CPU only, the input is on {x.device}"
+    return (f"the native kernels take at most {MAX_BREAKPOINTS} breakpoints, "
+            f"got m = {breakpoints.shape[-1]}")
+
+
+def banded_tmaf_native(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int) -> Tensor:
+    """Banded TMAF through the native operator (validated input, channel_dim in 0..ndim-1)."""
+    return torch.ops.tmaf.banded_fwd(x, breakpoints.detach(), levels, channel_dim)
+
+
+def _like_kernel_output(x: Tensor, channel_dim: int) -> Tensor:
+    """An empty tensor with the strides the kernels give their output (mirrors ops.cpp)."""
+    if x.is_contiguous():
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    moved = x.movedim(channel_dim, -1)
+    if moved.is_contiguous():  # channels innermost in memory (channels-last): kept as is
+        return torch.empty(moved.shape, dtype=x.dtype, device=x.device).movedim(-1, channel_dim)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+if _unavailable_reason is None:
+
+    @torch.library.register_fake("tmaf::banded_fwd")
+    def _banded_fwd_fake(x, breakpoints, levels, channel_dim):
+        return _like_kernel_output(x, channel_dim % x.dim())
+
+    @torch.library.register_fake("tmaf::banded_bwd")
+    def _banded_bwd_fake(grad, x, breakpoints, levels, channel_dim):
+        return (_like_kernel_output(x, channel_dim % x.dim()),
+                torch.empty(levels.shape, dtype=levels.dtype, device=levels.device))
+
+    def _setup_context(ctx, inputs, output):
+        x, breakpoints, levels, channel_dim = inputs
+        ctx.save_for_backward(x, breakpoints, levels)  # the input only, like ReLU's one tensor
+        ctx.channel_dim = channel_dim
+
+    def _backward(ctx, grad):
+        x, breakpoints, levels = ctx.saved_tensors
+        gx, gl = torch.ops.tmaf.banded_bwd(grad, x, breakpoints, levels, ctx.channel_dim)
+        return (gx if ctx.needs_input_grad[0] else None, None,
+                gl if ctx.needs_input_grad[2] else None, None)
+
+    torch.library.register_autograd("tmaf::banded_fwd", _backward, setup_context=_setup_context)

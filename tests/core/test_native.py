@@ -1,0 +1,260 @@
+"""The native operators (tmaf._C): every kernel variant against the literal reference, on outputs
+and every gradient, for every instruction set this CPU runs; opcheck; determinism across thread
+counts; torch.compile / torch.export with the operator opaque; the fallback when it is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TOL, assert_close
+from helpers import BP, breakpoints, input_on_breakpoints, levels, run
+from torch import nn
+
+import tmaf
+import tmaf.functional as F
+
+pytestmark = pytest.mark.skipif(not tmaf.native_available(), reason=tmaf.native_status())
+
+ISAS = tmaf.native_isas() if tmaf.native_available() else []
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    prev = tmaf.set_native_isa(request.param)
+    yield request.param
+    tmaf.set_native_isa(prev)
+
+
+def _layout(x: torch.Tensor, cd: int, layout: str) -> torch.Tensor:
+    """The same values in another memory arrangement: channels innermost, or not dense at all."""
+    if layout == "channels_last":
+        return x.movedim(cd, -1).contiguous().movedim(-1, cd)
+    if layout == "strided":
+        return torch.cat([x, x], dim=0)[::2]  # every other row: no dense layout
+    return x
+
+
+def _check(x, bp, lv, cd, msg, dtype=None):
+    """Native vs the reference run in float64 on the same values (float32 inputs and breakpoints
+    are exact in float64, so every interval is the same; long float32 sums are not)."""
+    g = torch.randn_like(x)
+    ref = run("reference", x.double(), bp.double(), lv.double(), cd, g.double())
+    fast = run("native", x, bp, lv, cd, g)
+    for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
+        assert a.shape == r.shape, f"{name} {msg}"
+        assert_close(a.double(), r, dtype=dtype or a.dtype, msg=f"{name} {msg}")
+    assert fast[0].dtype == x.dtype and fast[1].dtype == x.dtype and fast[2].dtype == lv.dtype
+    return fast
+
+
+C = 5
+SHAPES = {  # (shape, channel_dim)
+    "NC": ((7, C), 1),
+    "NCL": ((3, C, 6), 1),
+    "NCHW": ((2, C, 3, 4), 1),
+    "NLC": ((3, 6, C), -1),
+    "C": ((C,), 0),
+    "NCHW-wide": ((2, 37, 5, 7), 1),     # several vectors per row, ragged tails
+    "NC-wide": ((9, 37), 1),              # several channel vectors, ragged tail
+    "NC-long": ((3, 2, 20000), 1),        # inner blocks
+}
+
+
+@pytest.mark.parametrize("b", [0, 1, 2, "full"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_matches_reference(isa, b, per_channel, shape, dtype):
+    shp, cd = SHAPES[shape]
+    Cs = shp[cd]
+    b = Cs - 1 if b == "full" else min(b, Cs - 1)
+    bp = breakpoints(Cs, per_channel, dtype)
+    x = input_on_breakpoints(shp, cd, bp, dtype)  # a quarter of the inputs tie a breakpoint
+    _check(x, bp, levels(Cs, b, len(BP), dtype), cd, f"{isa} b={b} per_channel={per_channel} {shape}")
+
+
+@pytest.mark.parametrize("m", [1, 3, 9, 17, 40])  # specialised kernels (1, 5, 9, 17) and any-m
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("b", [0, 1])
+def test_native_breakpoint_counts_and_layouts(isa, m, layout, b):
+    C, cd = 19, 1
+    bp = torch.sort(torch.randn(C, m, dtype=torch.float64), dim=-1).values * 1.5
+    x = _layout(input_on_breakpoints((4, C, 3, 5), cd, bp, torch.float32), cd, layout)
+    _check(x, bp.float(), levels(C, b, m), cd, f"{isa} m={m} {layout} b={b}")
+
+
+def test_native_keeps_channels_last_without_copy():
+    x = torch.randn(2, 8, 4, 4).to(memory_format=torch.channels_last)
+    y = tmaf.DiagonalTMAF(8, backend="native")(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_native_half_inputs_compute_in_float32(dtype):
+    bp = breakpoints(C, True, torch.float32)
+    x = input_on_breakpoints((4, C, 6), 1, bp, dtype)
+    lv = levels(C, 1, len(BP), torch.float32)
+    fast = run("native", x, bp, lv, 1, torch.ones_like(x))
+    ref = run("reference", x, bp, lv, 1, torch.ones_like(x))
+    assert fast[0].dtype == dtype and fast[1].dtype == dtype and fast[2].dtype == torch.float32
+    for a, r in zip(fast, ref, strict=True):
+        assert_close(a, r, dtype=dtype)
+
+
+def test_native_float64_breakpoints_compare_a_float32_input_exactly():
+    bp = torch.tensor([0.1], dtype=torch.float64)  # 0.1 is not a float32 number
+    x = torch.tensor([[0.1]], dtype=torch.float32)  # float32(0.1) > float64(0.1)
+    lv = torch.tensor([[[1.0, 2.0]]])
+    for backend in ("reference", "native"):
+        assert F.banded_tmaf(x, bp, lv, backend=backend).item() == pytest.approx(0.2, rel=1e-6)
+
+
+def test_native_relu_start_is_bit_exact_relu():
+    x = torch.randn(3, 16, 9, 9)
+    x.view(-1)[:3] = torch.tensor([0.0, float("-inf"), float("inf")])
+    y = tmaf.DiagonalTMAF(16, backend="native")(x)
+    # Same bits, the sign of zero included (negative inputs give +0, like torch.relu; an input
+    # of -0.0 gives +0 where torch.relu keeps -0.0, which torch.equal still calls equal).
+    assert torch.equal(y.view(torch.int32), torch.relu(x).view(torch.int32))
+    assert torch.equal(tmaf.DiagonalTMAF(1, backend="native")(torch.tensor([[-0.0]])), torch.zeros(1, 1))
+
+
+def _levels_grad(shape, cd, b, threads):
+    torch.manual_seed(3)
+    C = shape[cd]
+    x = torch.randn(shape)
+    lv = levels(C, b, 9).requires_grad_()
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = F.banded_tmaf(x, tmaf.DEFAULT_BREAKPOINTS, lv, cd, backend="native")
+        y.backward(torch.randn_like(y))
+    finally:
+        torch.set_num_threads(prev)
+    return lv.grad
+
+
+@pytest.mark.parametrize("shape, cd", [((16, 12, 40, 40), 1), ((3000, 96), 1), ((8, 20, 20, 12), -1)])
+@pytest.mark.parametrize("b", [0, 1])
+def test_native_level_gradient_is_bit_identical_for_any_thread_count(shape, cd, b):
+    grads = [_levels_grad(shape, cd, b, t) for t in (1, 2, 3, 4, 1)]
+    for g in grads[1:]:
+        assert torch.equal(g, grads[0])
+
+
+@pytest.mark.parametrize("cd, shape", [(1, (3, 6, 4)), (-1, (2, 3, 6)), (1, (5, 6))])
+@pytest.mark.parametrize("b", [0, 1])
+def test_opcheck(cd, shape, b):
+    x = torch.randn(shape)
+    bp = breakpoints(6, True, torch.float32)
+    lv = levels(6, b, len(BP)).requires_grad_()
+    x.requires_grad_()
+    torch.library.opcheck(torch.ops.tmaf.banded_fwd, (x, bp, lv, cd))
+    g = torch.randn(shape)
+    torch.library.opcheck(torch.ops.tmaf.banded_bwd, (g, x.detach(), bp, lv.detach(), cd))
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), tmaf.DiagonalTMAF(8, init="random", backend="native"),
+                         nn.Linear(8, 8), tmaf.TridiagonalTMAF(8, init="random", backend="native"),
+                         nn.Linear(8, 1))
+
+
+@pytest.mark.slow
+def test_compiled_model_keeps_the_native_op_opaque_and_trains_like_eager():
+    x, y = torch.randn(16, 6), torch.randn(16, 1)
+    eager, src = _model(), _model()
+    compiled = torch.compile(src, fullgraph=True)  # fullgraph: any graph break is an error
+    for model in (eager, compiled):
+        nn.functional.mse_loss(model(x), y).backward()
+    torch.testing.assert_close(compiled(x), eager(x))
+    for (n, p), (_, q) in zip(eager.named_parameters(), src.named_parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=lambda m, n=n: f"{n}: {m}")
+
+
+def test_export_keeps_the_native_op():
+    model = _model().eval()
+    x = torch.randn(4, 6)
+    ep = torch.export.export(model, (x,))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+    assert targets.count("tmaf.banded_fwd.default") == 2, targets
+    torch.testing.assert_close(ep.module()(x), model(x))
+
+
+def test_saves_only_the_input_for_backward():
+    x = torch.randn(4, 8, 5, requires_grad=True)
+    act = tmaf.DiagonalTMAF(8, backend="native")
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        act(x)
+    big = [t for t in saved if t.numel() >= x.numel()]
+    assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
+
+
+def test_empty_input():
+    x = torch.randn(0, 4, requires_grad=True)
+    act = tmaf.TridiagonalTMAF(4, backend="native")
+    y = act(x)
+    y.sum().backward()
+    assert y.shape == (0, 4) and torch.equal(act.levels.grad, torch.zeros_like(act.levels))
+
+
+def test_native_backend_refuses_what_it_cannot_run():
+    x = torch.randn(2, 3)
+    bp = torch.linspace(-1, 1, 300)
+    lv = torch.zeros(3, 1, 301)
+    with pytest.raises(RuntimeError, match="at most 256 breakpoints"):
+        F.banded_tmaf(x, bp, lv, backend="native")
+    assert F.resolve_backend(x, "auto", bp) == "eager"  # auto falls back instead
+    torch.testing.assert_close(F.banded_tmaf(x, bp, lv), torch.zeros_like(x))
+
+
+def test_op_reports_bad_shapes_clearly():
+    with pytest.raises(RuntimeError, match=r"levels must have shape \(C, 2b\+1, m\+1\)"):
+        torch.ops.tmaf.banded_fwd(torch.randn(2, 3), torch.zeros(2), torch.zeros(3, 1, 2), 1)
+    with pytest.raises(RuntimeError, match="upstream gradient must have the input's shape"):
+        torch.ops.tmaf.banded_bwd(torch.randn(2, 4), torch.randn(2, 3), torch.zeros(1), torch.zeros(3, 1, 2), 1)
+    with pytest.raises(RuntimeError, match="unknown ISA"):
+        tmaf.set_native_isa("sse9")
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_disabled_native_falls_back_to_eager_and_says_why():
+    code = ("import torch, tmaf, tmaf.functional as F\n"
+            "x = torch.randn(2, 3)\n"
+            "print(tmaf.native_available(), F.resolve_backend(x, 'auto'), tmaf.native_status())\n"
+            "try:\n"
+            "    F.banded_tmaf(x, torch.zeros(1), torch.zeros(3, 1, 2), backend='native')\n"
+            "except RuntimeError as e:\n"
+            "    print('error:', e)\n")
+    out = _python(code, TMAF_DISABLE_NATIVE="1", TMAF_BACKEND="auto")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("False eager unavailable: disabled by TMAF_DISABLE_NATIVE")
+    assert "error: tmaf: the 'native' backend cannot run this call" in out.stdout
+
+
+def test_missing_extension_warns_once_and_still_works():
+    code = ("import sys, warnings\n"
+            "sys.modules['tmaf._C'] = None  # as if the build had failed: importing it raises\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import torch, tmaf\n"
+            "    y = tmaf.DiagonalTMAF(3)(torch.randn(2, 3))\n"
+            "msgs = [str(x.message) for x in w if 'native operators unavailable' in str(x.message)]\n"
+            "print(len(msgs), tmaf.native_available(), tmaf.resolve_backend(y))\n"
+            "print(msgs[0])\n")
+    out = _python(code, TMAF_BACKEND="auto")
+    assert out.returncode == 0, out.stderr
+    first, msg = out.stdout.splitlines()[:2]
+    assert first == "1 False eager"
+    assert "pip install --no-build-isolation -e ." in msg
