@@ -260,3 +260,27 @@ def test_report_renders_in_headless_chromium(runs: Path, tmp_path: Path, capsys)
     proc = subprocess.run(["bash", str(SCRIPT), str(out / "broken.html"), str(shot), "800,600"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "0 of 1 images loaded" in proc.stderr
+
+
+def test_pwl_runs_get_learned_shape_figures(tmp_path: Path, capsys):
+    import torch
+
+    from tmaf_lab.pwl import PiecewiseLinear
+
+    root = tmp_path / "runs"
+    for seed, (r, p) in enumerate([(0.97, 0.975), (0.96, 0.972)]):
+        write_train(root / f"relu-s{seed}", "relu", seed, r)
+        write_train(root / f"pwl-s{seed}", "pwl", seed, p)
+    layer = PiecewiseLinear(3)
+    with torch.no_grad():
+        layer.slopes[0, 0] = -0.5  # a leaky left half in channel 0
+    state = {f"1.{k}": v for k, v in layer.state_dict().items()}
+    torch.save({"model": state}, root / "pwl-s0" / "checkpoint.pt")
+    out = tmp_path / "report"
+    code, _, _ = run_report([str(root), "--out", str(out)], capsys)
+    assert code == 0
+    md = (out / "report.md").read_text()
+    assert "## Learned activations" in md and "pwl / seed 0: f(y)" in md
+    assert (out / "figures" / "act00-mnist-mlp-pwl-s0-activations.png").is_file()
+    stats = json.loads((out / "stats.json").read_text())["records"]
+    assert {r["activation"] for r in stats} == {"relu", "pwl"}

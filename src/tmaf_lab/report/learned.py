@@ -1,5 +1,6 @@
 """Learned-activation section: TMAF layers rebuilt from each TMAF run's checkpoint and
-drawn with :mod:`tmaf.plot` (curves vs ReLU, levels, couplings, dead/linear channels)."""
+drawn with :mod:`tmaf.plot` (curves vs ReLU, levels, couplings, dead/linear channels); pwl
+layers rebuilt from a pwl run's checkpoint and drawn as f_i(y) against ReLU."""
 
 from __future__ import annotations
 
@@ -76,6 +77,60 @@ def activation_figures(run: TrainRun, ckpt: Path, note: str, opt: Options,
     return out
 
 
+def pwl_layers_from_checkpoint(path: Path) -> dict:
+    """name -> PiecewiseLinear rebuilt from ``*slopes`` / ``*breakpoints`` of a checkpoint."""
+    import torch
+
+    from tmaf_lab.pwl import PiecewiseLinear
+
+    obj = figures.load_checkpoint(path)
+    state = obj.get("model", obj) if isinstance(obj, dict) else {}
+    layers = {}
+    for key, slopes in state.items():
+        bp = state.get(key[: -len("slopes")] + "breakpoints")
+        if isinstance(key, str) and key.endswith("slopes") and isinstance(bp, torch.Tensor):
+            layer = PiecewiseLinear(slopes.shape[0], breakpoints=bp.float())
+            layer.load_state_dict({"slopes": slopes.float(), "breakpoints": bp.float()})
+            layers[key[: -len("slopes")].rstrip(".").removeprefix("module.") or "act"] = layer
+    if not layers:
+        raise ValueError(f"{path}: no pwl slopes in checkpoint")
+    return layers
+
+
+def pwl_figure(run: TrainRun, ckpt: Path, opt: Options, skipped: list[Skipped],
+               index: int) -> list[Block]:
+    """f_i(y) of the first channels of every pwl layer, against ReLU, from a checkpoint."""
+    try:
+        import torch
+
+        layers = pwl_layers_from_checkpoint(ckpt)
+    except Exception as e:  # noqa: BLE001 - a bad checkpoint is reported, never fatal
+        skipped.append(Skipped(str(ckpt), f"no learned-activation figure ({e})"))
+        return []
+    y = torch.linspace(-3, 3, 241)
+    cols = min(4, len(layers))
+    rows = -(-len(layers) // cols)
+    fig = figures.new_figure(3.2 * cols, 2.8 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
+    for ax in axes[len(layers):]:
+        ax.set_visible(False)
+    for ax, (name, layer) in zip(axes, layers.items(), strict=False):
+        for i, curve in enumerate(layer.curves(y)[:opt.activation_channels]):
+            ax.plot(y, curve, lw=1.2, color=f"C{i}")
+        ax.plot(y, torch.relu(y), "k--", lw=0.8, label="ReLU")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("y")
+    axes[0].legend(fontsize=8)
+    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.activation} "
+             f"/ seed {run.seed}")
+    path = figures.save(fig, opt.out / "figures" / slug(
+        f"act{index:02d}-{run.dataset}-{run.model}-pwl-s{run.seed}-activations.png"))
+    return [Heading(3, label), Image(display_rel(path, opt.out),
+                                     f"{label}: f(y) of the first {opt.activation_channels} "
+                                     f"channels per layer (dashed: ReLU); from {display(ckpt)}")]
+
+
 def activations_section(col: Collection, opt: Options) -> list[Block]:
     blocks: list[Block] = []
     count = 0
@@ -83,9 +138,11 @@ def activations_section(col: Collection, opt: Options) -> list[Block]:
         for act in sort_activations(by_act):
             runs = sorted(by_act[act], key=lambda r: r.seed)
             found = [(r, c) for r in runs if (c := find_checkpoint(r, col.reruns))]
-            if is_tmaf_name(act) and found and count < opt.max_activation_figures:
+            if (is_tmaf_name(act) or act == "pwl") and found \
+                    and count < opt.max_activation_figures:
                 run, (ckpt, note) = found[0]
-                blocks += activation_figures(run, ckpt, note, opt, col.skipped, count)
+                blocks += (pwl_figure(run, ckpt, opt, col.skipped, count) if act == "pwl" else
+                           activation_figures(run, ckpt, note, opt, col.skipped, count))
                 count += 1
             for r in runs[:1]:
                 for src, img in run_images(r.images, opt,
