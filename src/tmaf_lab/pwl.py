@@ -13,7 +13,7 @@ a is alpha_i(y) y = a_{i,k} y on I_k: the same slopes with every intercept force
 a jump at each breakpoint where the slope changes; ``pwl`` is its continuous twin.
 
 Start: ``init="relu"`` sets slopes 0 left of 0 and 1 right of it (0 must be a breakpoint), which
-is exactly ``torch.relu`` (bit for bit in float32 and float64; tested), like TMAF's relu init.
+is exactly ``torch.relu`` (bit for bit in float32, float64 and bfloat16; tested), like TMAF's relu init.
 
 Fast path: plain torch ops (interval index, two gathers, one multiply-add), differentiated by
 autograd; on a uniform grid the interval index is ceil(y / h) instead of a binary search;
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["PiecewiseLinear", "interval_index", "piecewise_linear", "piecewise_linear_reference",
-           "pwl_basis", "pwl_intercepts", "uniform_step"]
+           "pwl_basis", "pwl_intercepts", "uniform_grid"]
 
 INITS = ("relu", "identity")
 
@@ -79,43 +79,46 @@ def pwl_intercepts(slopes: Tensor, breakpoints: Tensor, basis: Tensor | None = N
     return slopes @ basis + 0.0  # + 0.0 turns -0.0 into +0.0 (ReLU-exact zeros)
 
 
-def uniform_step(breakpoints: Tensor) -> float | None:
-    """The spacing h of a uniform grid that holds 0 (s_k = (k - z) h), else None."""
+def uniform_grid(breakpoints: Tensor) -> tuple[float, int] | None:
+    """(h, z) when the breakpoints are s_k = (k - z) h (uniform, 0 among them), else None.
+
+    Computed once on the host by the module, so the forward never syncs with a GPU.
+    """
     bp = breakpoints.detach().double().cpu()
     if bp.numel() < 2 or not bool((bp == 0).any()):
         return None
     h = float(bp[1] - bp[0])
     z = int((bp < 0).sum())
     grid = (torch.arange(bp.numel(), dtype=torch.float64) - z) * h
-    return h if bool(((grid - bp).abs() <= 1e-6 * h).all()) else None
+    return (h, z) if bool(((grid - bp).abs() <= 1e-6 * h).all()) else None
 
 
-def interval_index(x: Tensor, breakpoints: Tensor, step: float | None = None) -> Tensor:
+def interval_index(x: Tensor, breakpoints: Tensor, grid: tuple[float, int] | None = None) -> Tensor:
     """k with x in I_k = (s_k, s_{k+1}] (number of breakpoints < x), int64, shape of x.
 
-    ``step`` (from :func:`uniform_step`) replaces the binary search by ceil(x / h), which is
+    ``grid`` = (h, z) from :func:`uniform_grid` replaces the binary search by ceil(x / h) + z,
     several times faster; the sign of x / h is exact, so the split at 0 is exact, and an x
     within rounding of another breakpoint may land in the neighbouring interval, where f
     takes the same value (f is continuous). NaN goes to interval 0 (the output stays NaN).
     """
-    if step is None:
+    if grid is None:
         wide = torch.promote_types(x.dtype, breakpoints.dtype)  # compare in the wider dtype
         return torch.bucketize(x.to(wide), breakpoints.to(wide).contiguous())
-    z, m = int((breakpoints < 0).sum()), breakpoints.shape[-1]
-    u = torch.div(x.detach(), step).ceil_().nan_to_num_(nan=-z).clamp_(-z, m - z)
+    (h, z), m = grid, breakpoints.shape[-1]
+    u = torch.div(x.detach(), h).ceil_().nan_to_num_(nan=-z).clamp_(-z, m - z)
     return u.add_(z).long()
 
 
 def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim: int = 1,
-                     step: float | None = None, basis: Tensor | None = None) -> Tensor:
+                     grid: tuple[float, int] | None = None, basis: Tensor | None = None) -> Tensor:
     """f(x) per channel: a_{i,k} x + c_{i,k} with k the interval of x (right-closed, like TMAF).
 
     Args:
         x: (..., C, ...) input; C along ``channel_dim`` (any C when ``slopes`` has one row).
         slopes: (C, m+1) or (1, m+1) shared slopes.
         breakpoints: (m,) strictly increasing (values are checked by the module, not here).
-        step: the grid spacing when the breakpoints are uniform and hold 0
-            (:func:`uniform_step`; the module passes it), None for any grid.
+        grid: (h, z) when the breakpoints are uniform and hold 0 (:func:`uniform_grid`; the
+            module passes it), None for any grid.
         basis: :func:`pwl_basis` of the breakpoints (computed when None).
     Returns: same shape and dtype as ``x``.
     """
@@ -127,7 +130,7 @@ def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim
     if C != 1 and x.shape[cd] != C:
         raise ValueError(f"pwl: {C} channels of slopes but the input has {x.shape[cd]} along "
                          f"channel_dim={channel_dim} (shape {tuple(x.shape)})")
-    idx = interval_index(x, breakpoints, step)
+    idx = interval_index(x, breakpoints, grid)
     if C > 1:
         view = [1] * x.dim()
         view[cd] = C
@@ -183,7 +186,7 @@ class PiecewiseLinear(nn.Module):
             raise ValueError(f"pwl: init='relu' needs 0 among the breakpoints, got {bp.tolist()}")
         self.num_channels, self.init, self.channel_dim = num_channels, init, channel_dim
         self.register_buffer("breakpoints", bp.to(device))
-        self.step = uniform_step(bp)  # fast interval index on uniform grids (recomputed on load)
+        self.grid = uniform_grid(bp)  # fast interval index on uniform grids (recomputed on load)
         self.register_buffer("basis", pwl_basis(bp).to(device), persistent=False)
         self.slopes = nn.Parameter(torch.empty(num_channels, bp.numel() + 1, device=device,
                                                dtype=dtype))
@@ -199,7 +202,7 @@ class PiecewiseLinear(nn.Module):
         self.slopes.copy_(right.to(self.slopes.dtype).expand_as(self.slopes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return piecewise_linear(x, self.slopes, self.breakpoints, self.channel_dim, self.step,
+        return piecewise_linear(x, self.slopes, self.breakpoints, self.channel_dim, self.grid,
                                 self.basis)
 
     @torch.no_grad()
@@ -207,7 +210,7 @@ class PiecewiseLinear(nn.Module):
         """f_i(y) on a 1-D grid ``y`` (G,): returns (C, G)."""
         y = torch.as_tensor(y, dtype=self.slopes.dtype, device=self.slopes.device).reshape(1, -1)
         return piecewise_linear(y.expand(self.slopes.shape[0], -1).T.contiguous(), self.slopes,
-                                self.breakpoints, 1, self.step, self.basis).T
+                                self.breakpoints, 1, self.grid, self.basis).T
 
     def extra_repr(self) -> str:
         bp = self.breakpoints
@@ -219,5 +222,5 @@ class PiecewiseLinear(nn.Module):
         if prefix + "breakpoints" in state_dict:
             _check_breakpoints(state_dict[prefix + "breakpoints"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.step = uniform_step(self.breakpoints)
+        self.grid = uniform_grid(self.breakpoints)
         self.basis = pwl_basis(self.breakpoints).to(self.basis.device)

@@ -15,7 +15,7 @@ from tmaf_lab.pwl import (
     interval_index,
     piecewise_linear,
     piecewise_linear_reference,
-    uniform_step,
+    uniform_grid,
 )
 
 SHAPES = [((7, 5), 1), ((3, 4, 5, 6), 1), ((2, 3, 4), -1), ((6, 1), 1)]
@@ -27,7 +27,7 @@ NON_UNIFORM = torch.tensor([-2.0, -0.7, 0.0, 0.4, 1.9])
 @pytest.mark.parametrize("bp", [None, NON_UNIFORM], ids=["default-grid", "non-uniform"])
 def test_relu_init_is_bit_exact_relu(shape, cd, dtype, bp, device):
     layer = PiecewiseLinear(shape[cd], breakpoints=bp, channel_dim=cd).to(device)
-    assert (layer.step is None) == (bp is not None)
+    assert (layer.grid is None) == (bp is not None)
     x = (3 * torch.randn(shape, device=device)).to(dtype)
     y = layer(x)
     assert y.dtype == dtype and y.shape == x.shape
@@ -74,7 +74,7 @@ def test_gradcheck_float64(bp):
     x = torch.where((x[..., None] - bps).abs().min(-1).values < 1e-3, x + 0.01, x)  # off the kinks
     x.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda x, a: piecewise_linear(x, a, bps, 1, layer.step), (x, layer.slopes))
+        lambda x, a: piecewise_linear(x, a, bps, 1, layer.grid), (x, layer.slopes))
 
 
 def test_continuous_zero_at_zero_and_slopes_are_the_parameters():
@@ -94,14 +94,14 @@ def test_continuous_zero_at_zero_and_slopes_are_the_parameters():
 
 def test_uniform_index_matches_bucketize():
     bp = tmaf.DEFAULT_BREAKPOINTS
-    step = uniform_step(bp)
-    assert step == 0.5 and uniform_step(NON_UNIFORM) is None
-    assert uniform_step(torch.linspace(-1, 3, 5)) is not None  # holds 0
-    assert uniform_step(torch.linspace(-1.1, 1, 7)) is None  # no breakpoint at 0
+    grid = uniform_grid(bp)
+    assert grid == (0.5, 4) and uniform_grid(NON_UNIFORM) is None
+    assert uniform_grid(torch.linspace(-1, 3, 5)) == (1.0, 1)  # holds 0
+    assert uniform_grid(torch.linspace(-1.1, 1, 7)) is None  # no breakpoint at 0
     x = torch.cat([4 * torch.randn(10_000), bp, torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e9])])
-    assert torch.equal(interval_index(x, bp, step), torch.bucketize(x, bp))
+    assert torch.equal(interval_index(x, bp, grid), torch.bucketize(x, bp))
     special = torch.tensor([float("inf"), float("-inf"), float("nan")])
-    assert interval_index(special, bp, step).tolist() == [9, 0, 0]
+    assert interval_index(special, bp, grid).tolist() == [9, 0, 0]
 
 
 def test_nan_and_inf_inputs():
@@ -122,7 +122,7 @@ def test_curves_state_dict_and_repr():
     state = {"slopes": torch.ones(3, 6), "breakpoints": NON_UNIFORM}
     other = PiecewiseLinear(3, breakpoints=torch.linspace(-2, 2, 5))
     other.load_state_dict(state)
-    assert other.step is None  # the fast uniform index is dropped for the loaded grid
+    assert other.grid is None  # the fast uniform index is dropped for the loaded grid
     assert "num_channels=3" in repr(layer) and "init='relu'" in repr(layer)
 
 
