@@ -170,6 +170,11 @@ def run(cfg: GpuStudyConfig, argv: list[str]) -> int:
         if not torch.cuda.is_available():
             return usage_error("--budget gpu needs a CUDA GPU (torch.cuda.is_available() is "
                                "False); --dry-run runs the study at toy sizes on the CPU")
+        from tmaf_lab.reproduce import data_missing
+
+        missing = data_missing("cifar10")
+        if missing:
+            return usage_error(missing)
     out = Path(cfg.out)
     try:
         check_writable(out)
@@ -188,6 +193,10 @@ def run(cfg: GpuStudyConfig, argv: list[str]) -> int:
     note = train_steps(cfg, out, deadline, records)
     save(note)
     if cfg.bench and note != "interrupted":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the benchmark is another process on the same GPU
         records.append(bench_step(cfg, out))
         save(note)
     figures = ["--max-activation-figures", "1"] if cfg.dry_run else []
