@@ -34,6 +34,16 @@ def test_recipe_values_are_valid_config_fields(name):
     TrainConfig(**RECIPES[name])  # builds
 
 
+def test_recipes_are_pinned():
+    """Committed runs are rerun from `--recipe NAME`: a recipe must not change under its name."""
+    assert RECIPES["converged-mlp"] == {
+        "model": "mlp", "epochs": 15, "batch_size": 128, "optimizer": "adam", "lr": 1e-3,
+        "weight_decay": 0.05, "schedule": "onecycle", "warmup": 0.05, "label_smoothing": 0.1,
+        "augment": "off"}
+    assert RECIPES["converged-cnn"] == {**RECIPES["converged-mlp"], "model": "cnn", "epochs": 5,
+                                        "lr": 2e-3, "warmup": 0.1}
+
+
 def test_recipe_fills_defaults_and_explicit_options_win(tmp_path: Path):
     out = tmp_path / "run"
     assert train_cli.main(["synthetic", "--recipe", "converged-mlp", "--lr", "0.003",

@@ -16,6 +16,10 @@ optimiser group with no weight decay and the same learning rate as the weights
   0.9, lr 0.2, weight decay 5e-4, batch 512, 20 % warm-up then cosine, label smoothing 0.2,
   pad-4 crop + flip, bf16 autocast on GPU.
 
+A run's config.json records ``--recipe NAME`` in its command line, so a rerun from that
+command needs the recipe unchanged: once runs made with a recipe are committed, change it only
+under a new name (a test pins the values).
+
 :data:`COMPETENCE` holds the accuracy a ReLU baseline must reach for a study to count
 (issue 10): ``python -m tmaf_lab.train.recipes check DIR`` checks the ReLU runs below DIR.
 """
