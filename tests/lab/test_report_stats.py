@@ -95,3 +95,27 @@ def test_tmaf_rows_are_also_paired_with_pwl():
     assert by["diagonal"]["vs_pwl"]["mean"] == pytest.approx(-0.0197, abs=1e-4)
     assert by["diagonal"]["vs_pwl"]["verdict"] == "worse"  # d = -0.02, -0.02, -0.019
     assert by["diagonal"]["vs_relu"]["verdict"] == "better"
+
+
+def test_approx_records_compare_again_at_ten_percent_of_the_run():
+    from pathlib import Path
+
+    from tmaf_lab.report.collect import ApproxStudy
+    from tmaf_lab.report.paired import approx_records, early_step
+
+    def run(act, seed, early, final):
+        hist = [{"step": s, "rel_l2": early if s == 1000 else 1.0} for s in range(200, 10001, 200)]
+        hist[-1]["rel_l2"] = final
+        return {"activation": act, "seed": seed, "rel_l2": final, "history": hist}
+
+    runs = [run("relu", s, 0.9, 0.5) for s in range(3)]
+    runs += [run("diagonal", s, 0.5 + 0.01 * s, 0.5 + 0.001 * s) for s in range(3)]
+    study = ApproxStudy(Path("x"), "sin16", tuple(runs))
+    assert early_step(study) == 1000
+    rec = next(r for r in approx_records([study], ["sin16"]) if r["activation"] == "diagonal")
+    assert rec["early"]["step"] == 1000 and rec["early"]["vs_relu"]["verdict"] == "better"
+    assert rec["early"]["vs_relu"]["mean"] == pytest.approx(-0.39)
+    # at the end d = 0, +0.001, +0.002: the interval holds 0, the early gap vanished
+    assert rec["vs_relu"]["verdict"] == "no difference detected at n = 3"
+    short = ApproxStudy(Path("y"), "t", tuple({**r, "history": r["history"][:3]} for r in runs))
+    assert early_step(short) is None

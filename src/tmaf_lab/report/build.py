@@ -26,6 +26,7 @@ from tmaf_lab.report.paired import (
     all_records,
     by_activation,
     detail_cells,
+    early_cells,
     paired_table,
     study_labels,
 )
@@ -80,17 +81,24 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
 
 def approx_detail_table(study: ApproxStudy, recs: dict[str, dict]) -> Table:
     by_act = group_by(study.runs, lambda r: r["activation"])
+    step = next((r["early"]["step"] for r in recs.values() if "early" in r), None)
     rows = []
     for act in sort_activations(by_act):
         runs = by_act[act]
         cells = detail_cells(recs[act]) if act in recs else ("", "", "")
+        early = early_cells(recs[act]) if act in recs and step is not None else ()
         rows.append((act, str(len(runs)) + diverged_note(runs), fmt(mean_of(runs, "params"), 6),
                      fmt_stat(stat(finite(runs, "rel_l2"))), fmt_stat(stat(finite(runs, "rmse"))),
                      fmt_stat(stat(finite(runs, "max_err"))),
-                     fmt(mean_of(runs, "train_seconds")), *cells))
+                     fmt(mean_of(runs, "train_seconds")), *cells, *early))
+    extra = (f"rel L2 @ step {step}", f"− ReLU @ step {step} [95 % CI]") if step else ()
+    caption = f"Source: {display(study.folder / 'results.json')}"
+    if step:
+        caption += (f". The last two columns repeat the comparison at step {step} (the history "
+                    "point nearest 10 % of the run): has the gap to ReLU grown, held or vanished "
+                    "since?")
     return Table(("activation", "seeds", "params", "rel L2", "RMSE", "max err", "train s",
-                  "rel L2 − ReLU", "95 % CI", "vs ReLU"), tuple(rows),
-                 f"Source: {display(study.folder / 'results.json')}")
+                  "rel L2 − ReLU", "95 % CI", "vs ReLU", *extra), tuple(rows), caption)
 
 
 def approx_section(col: Collection, opt: Options, records: list[dict]) -> list[Block]:

@@ -67,15 +67,41 @@ def train_records(runs: list[TrainRun]) -> list[dict]:
     return out
 
 
+EARLY = 0.1  # approx: also compare at the history point nearest 10 % of the run
+
+
+def early_step(study: ApproxStudy) -> int | None:
+    """The recorded step nearest EARLY x the last one (e.g. 1000 of 10000), when the runs
+    recorded at least 5 points and it is not the last step; else None."""
+    steps = sorted({h["step"] for r in study.runs for h in r.get("history") or []
+                    if isinstance(h, dict) and _finite(h.get("step"))})
+    if len(steps) < 5:
+        return None
+    best = min(steps, key=lambda s: abs(s - EARLY * steps[-1]))
+    return int(best) if best != steps[-1] else None
+
+
 def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
-    """Relative L2 error per study (lower is better); diverged runs are left out."""
+    """Relative L2 error per study (lower is better); diverged runs are left out. With an
+    error history, ``early`` holds the same comparison at :func:`early_step` (has the gap to
+    ReLU grown, held or vanished since then?)."""
     out = []
     for label, study in zip(labels, studies, strict=True):
+        step = early_step(study)
         values: dict[str, dict[int, float]] = {}
+        early: dict[str, dict[int, float]] = {}
         for r in study.runs:
-            if not r.get("diverged") and _finite(r.get("rel_l2")):
-                values.setdefault(r["activation"], {})[int(r["seed"])] = float(r["rel_l2"])
+            if r.get("diverged") or not _finite(r.get("rel_l2")):
+                continue
+            values.setdefault(r["activation"], {})[int(r["seed"])] = float(r["rel_l2"])
+            at = [h["rel_l2"] for h in r.get("history") or []
+                  if isinstance(h, dict) and h.get("step") == step and _finite(h.get("rel_l2"))]
+            if step is not None and at:
+                early.setdefault(r["activation"], {})[int(r["seed"])] = float(at[0])
+        early_recs = {e["activation"]: e for e in compare(early, lower_is_better=True)}
         for rec in compare(values, lower_is_better=True):
+            if rec["activation"] in early_recs:
+                rec["early"] = {"step": step, **early_recs[rec["activation"]]}
             out.append({"kind": "approx", "group": label, "metric": "rel_l2", **rec})
     return out
 
@@ -104,6 +130,18 @@ def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
 
 def stat_of(rec: dict) -> Stat:
     return Stat(rec["mean"], rec["std"], rec["n"])
+
+
+def early_cells(rec: dict) -> tuple[str, str]:
+    """(rel L2 at the early step, its X − ReLU with 95 % CI) for an approx detail row."""
+    e = rec.get("early")
+    if not e:
+        return ("", "")
+    diff = ""
+    if "vs_relu" in e:
+        p = _paired(e)
+        diff = f"{fmt_signed(p.mean)} {fmt_interval(p)}"
+    return fmt_stat(stat_of(e)), diff
 
 
 def detail_cells(rec: dict, scale: float = 1.0) -> tuple[str, str, str]:
