@@ -24,7 +24,8 @@
 # unfinished training runs continue from their checkpoint (--resume), unfinished fits rerun.
 # Pieces: SEEDS=0,1 (training parts), ACTS="pwl diagonal" (ReLU always runs: reference and
 # gate), TARGETS="sin16 chirp" (approx); OUT=... (default results/converged); PRINT=1 prints
-# the commands instead of running them (a test parses every one).
+# the commands instead of running them (a test parses every one); EXTRA="--dry-run" appends
+# options to every tmaf train/approx command (a test runs the script that way, in seconds).
 #
 # Wall time, from the pilots of 2026-11-29 (2 CPU cores shared with other jobs, 1 thread per
 # run, TMAF backend auto; expect up to 2x on busier cores; the native kernel will cut the
@@ -44,13 +45,18 @@ OUT=${OUT:-results/converged}
 run() { if [[ -n ${PRINT:-} ]]; then echo "$*"; else echo "[$(date -u +%FT%TZ)] $*"; "$@"; fi; }
 
 train_stream() {  # $1 part (mlp|cnn), $2 data set, $3 default seeds, $4 default activations
-  local part=$1 ds=$2 seed act relu_done
+  local part=$1 ds=$2 seed act relu_done dir
   for seed in $(echo "${SEEDS:-$3}" | tr , ' '); do
     relu_done=
     for act in relu ${ACTS:-$4}; do
       [[ $act == relu && -n $relu_done ]] && continue
-      run nice -n 5 "$BIN/tmaf" train "$ds" --recipe "converged-$part" --activation "$act" \
-        --seeds "$seed" --threads 1 --device cpu --out "$OUT/$part/$ds/$act/seed$seed" --resume
+      dir=$OUT/$part/$ds/$act/seed$seed
+      if [[ -f $dir/results.json ]]; then
+        echo "done: $dir"
+      else
+        run nice -n 5 "$BIN/tmaf" train "$ds" --recipe "converged-$part" --activation "$act" \
+          --seeds "$seed" --threads 1 --device cpu --out "$dir" --resume ${EXTRA:-}
+      fi
       if [[ $act == relu ]]; then
         relu_done=1
         [[ ${GATE:-1} == 0 ]] || run "$BIN/python" -m tmaf_lab.train.recipes check \
@@ -69,7 +75,7 @@ approx_stream() {  # $1 default targets
       if [[ -f $dir/results.json ]]; then echo "done: $dir"; continue; fi
       run nice -n 5 "$BIN/tmaf" approx --target "$target" --width "$width" --steps 10000 \
         --activations relu,prelu,gelu,pwl,diagonal,tridiagonal --seeds 0,1,2,3,4 \
-        --history-points 50 --threads 1 --out "$dir"
+        --history-points 50 --threads 1 --out "$dir" ${EXTRA:-}
     done
   done
 }
@@ -85,8 +91,10 @@ case "${1:-} ${2:-}" in
   "approx B") approx_stream "sin4 sin32 sin2d" ;;
   "report "*)
     for part in mlp cnn approx; do
-      [[ -d $OUT/$part ]] && run "$BIN/tmaf" report "$OUT/$part" --out "$OUT/$part/report" \
-        --title "Converged $part study (issue 10)"
+      if [[ -d $OUT/$part ]]; then
+        run "$BIN/tmaf" report "$OUT/$part" --out "$OUT/$part/report" \
+          --title "Converged $part study (issue 10)"
+      fi
     done ;;
   *) echo "usage: $0 mlp|cnn|approx A|B   or   $0 report" >&2; exit 2 ;;
 esac

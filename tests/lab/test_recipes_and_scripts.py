@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def test_shift_augmentation_translates_without_flipping():
 def script_commands(part: str, stream: str, **env) -> list[list[str]]:
     proc = subprocess.run(["bash", str(SCRIPT), part, stream], capture_output=True, text=True,
                           env={**os.environ, "PRINT": "1", **env}, check=True)
-    return [shlex.split(line) for line in proc.stdout.splitlines()]
+    return [shlex.split(line) for line in proc.stdout.splitlines() if not line.startswith("done:")]
 
 
 def tmaf_args(cmd: list[str], sub: str) -> list[str] | None:
@@ -146,9 +147,34 @@ def test_approx_part_of_the_study_script(tmp_path: Path):
     done.mkdir(parents=True)
     (done / "results.json").write_text("{}")
     cmds = script_commands("approx", "B", OUT=str(tmp_path), TARGETS="sin4")
-    assert cmds[0][0] == "done:" and len(cmds) == 2 and "64" in cmds[1]
+    assert len(cmds) == 1 and cmds[0][cmds[0].index("--width") + 1] == "64"
+    out = run_script("approx", "B", PRINT="1", OUT=str(tmp_path), TARGETS="sin4").stdout
+    assert out.startswith(f"done: {done}\n")
 
 
 def test_script_usage_error():
     proc = subprocess.run(["bash", str(SCRIPT), "mlp", "C"], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def run_script(*args: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **env}, timeout=300)
+
+
+def test_script_trains_gates_and_resumes(tmp_path: Path):
+    # the venv running the tests; an empty data cache: dry runs use synthetic images
+    env = {"OUT": str(tmp_path / "out"), "SEEDS": "0", "ACTS": "pwl", "EXTRA": "--dry-run",
+           "VENV": str(Path(sys.executable).parent.parent), "TMAF_DATA": str(tmp_path / "d")}
+    tmp_path = tmp_path / "out"
+    proc = run_script("mlp", "A", **env)  # a 2-step ReLU run is far below the 98.2 % bar
+    assert proc.returncode == 1 and "misses its bar" in proc.stderr
+    assert (tmp_path / "mlp/mnist/relu/seed0/results.json").is_file()
+    assert not (tmp_path / "mlp/mnist/pwl").exists()  # nothing ran past the gate
+    proc = run_script("mlp", "A", GATE="0", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"done: {tmp_path}/mlp/mnist/relu/seed0" in proc.stdout  # kept, not retrained
+    for f in ("config.json", "metrics.jsonl", "results.json"):
+        assert (tmp_path / "mlp/mnist/pwl/seed0" / f).is_file()
+    proc = run_script("report", PRINT="1", **env)
+    assert proc.stdout.split()[1:3] == ["report", str(tmp_path / "mlp")]  # cnn, approx: absent
