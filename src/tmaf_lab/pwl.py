@@ -15,11 +15,13 @@ a jump at each breakpoint where the slope changes; ``pwl`` is its continuous twi
 Start: ``init="relu"`` sets slopes 0 left of 0 and 1 right of it (0 must be a breakpoint), which
 is exactly ``torch.relu`` (bit for bit in float32, float64 and bfloat16; tested), like TMAF's relu init.
 
-Fast path: plain torch ops (interval index, two gathers, one multiply-add), differentiated by
-autograd; on a uniform grid the interval index is ceil(y / h) instead of a binary search;
-:func:`piecewise_linear_reference` is the literal sum over intervals used to test it.
+Fast path (plain torch ops): the interval index (on a uniform grid ceil(y / h) instead of a
+binary search), two gathers and one multiply-add forward (:func:`pwl_fwd`); backward
+(:func:`pwl_bwd`) one gather and two ``bincount`` histograms for the slope and intercept
+gradients, in :class:`PWLFunction`; the intercepts' dependence on the slopes is left to
+autograd. :func:`piecewise_linear_reference` is the literal sum over intervals used to test it.
 Limits: an input of -inf where the outer slope is 0 gives NaN (0 * inf), unlike ``torch.relu``;
-double backward works (plain ops) but is not tested.
+no double backward.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PiecewiseLinear", "interval_index", "piecewise_linear", "piecewise_linear_reference",
-           "pwl_basis", "pwl_intercepts", "uniform_grid"]
+__all__ = ["PWLFunction", "PiecewiseLinear", "interval_index", "piecewise_linear",
+           "piecewise_linear_reference", "pwl_basis", "pwl_bwd", "pwl_fwd", "pwl_intercepts",
+           "uniform_grid"]
 
 INITS = ("relu", "identity")
 
@@ -109,6 +112,43 @@ def interval_index(x: Tensor, breakpoints: Tensor, grid: tuple[float, int] | Non
     return u.add_(z).long()
 
 
+def pwl_fwd(x: Tensor, slopes: Tensor, intercepts: Tensor, idx: Tensor) -> Tensor:
+    """a[idx] x + c[idx] with idx the flat (channel, interval) index of each element."""
+    a, c = slopes.to(x.dtype), intercepts.to(x.dtype)
+    return torch.addcmul(torch.take(c, idx), torch.take(a, idx), x)
+
+
+def pwl_bwd(g: Tensor, x: Tensor, slopes: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients (x, slopes, intercepts): a[idx] g, and per-bin sums of g x and of g.
+
+    The bin sums are ``bincount`` histograms (shared-memory bins on CUDA, where scatter-adds
+    into C (m+1) addresses would contend), accumulated in float32 or wider.
+    """
+    flat, n = idx.reshape(-1), slopes.numel()
+    acc = torch.promote_types(g.dtype, torch.float32)
+    gx = g * torch.take(slopes.to(g.dtype), idx)
+    ga = torch.bincount(flat, weights=(g.to(acc) * x.to(acc)).reshape(-1), minlength=n)
+    gc = torch.bincount(flat, weights=g.to(acc).reshape(-1), minlength=n)
+    return gx, ga.view_as(slopes).to(slopes.dtype), gc.view_as(slopes).to(slopes.dtype)
+
+
+class PWLFunction(torch.autograd.Function):
+    """Autograd for :func:`pwl_fwd` / :func:`pwl_bwd`; ``idx`` gets no gradient.
+    Double backward is not supported."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, slopes: Tensor, intercepts: Tensor, idx: Tensor) -> Tensor:
+        ctx.save_for_backward(x, slopes, idx)
+        return pwl_fwd(x, slopes, intercepts, idx)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        x, slopes, idx = ctx.saved_tensors
+        gx, ga, gc = pwl_bwd(g.contiguous(), x, slopes, idx)
+        return (gx if ctx.needs_input_grad[0] else None, ga, gc, None)
+
+
 def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim: int = 1,
                      grid: tuple[float, int] | None = None, basis: Tensor | None = None) -> Tensor:
     """f(x) per channel: a_{i,k} x + c_{i,k} with k the interval of x (right-closed, like TMAF).
@@ -135,9 +175,7 @@ def piecewise_linear(x: Tensor, slopes: Tensor, breakpoints: Tensor, channel_dim
         view = [1] * x.dim()
         view[cd] = C
         idx.add_(torch.arange(0, C * m1, m1, device=x.device).view(view))
-    a = slopes.to(x.dtype)
-    c = pwl_intercepts(slopes, breakpoints, basis).to(x.dtype)
-    return torch.addcmul(torch.take(c, idx), torch.take(a, idx), x)
+    return PWLFunction.apply(x, slopes, pwl_intercepts(slopes, breakpoints, basis), idx)
 
 
 def piecewise_linear_reference(x: Tensor, slopes: Tensor, breakpoints: Tensor,

@@ -188,3 +188,20 @@ def test_a_step_of_training_moves_the_slopes():
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert not torch.equal(before, model[1].slopes)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_gradients_accumulate_in_float32(dtype):
+    layer = _random_layer(6, 1, dtype=torch.float32)
+    x = torch.randn(4096, 6).to(dtype)
+    on_kink = (x[..., None].float() == layer.breakpoints).any(-1)  # the literal clamp's
+    x = torch.where(on_kink, x + 0.01, x).requires_grad_()  # derivative there sums 2 slopes
+    g = torch.randn(4096, 6).to(dtype)
+    layer(x).backward(g)
+    x64 = x.detach().double().requires_grad_()
+    slopes = layer.slopes.detach().double().requires_grad_()
+    ref = piecewise_linear_reference(x64, slopes, layer.breakpoints.double(), 1)
+    ref.backward(g.double())
+    assert layer.slopes.grad.dtype == torch.float32
+    torch.testing.assert_close(layer.slopes.grad.double(), slopes.grad, rtol=2e-2, atol=0.5)
+    assert_close(x.grad, x64.grad.to(dtype))
