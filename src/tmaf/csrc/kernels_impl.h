@@ -245,7 +245,7 @@ void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
         T* yr = out + r * C;
         int64_t i0 = c0;
         for (; i0 + L <= c1; i0 += L) {
-          __builtin_prefetch(xr + i0 + kPrefetchBytes / sizeof(T));
+          __builtin_prefetch(xr + C + i0);  // the same channels of the next row
           const T* tv = tab + (i0 / L) * blk * L;
           S::store(yr + i0, term_of<T, MT>(S::load(xr + i0), [&](int64_t k) { return S::load(tv + k * L); },
                                            [&](int64_t k) { return S::load(tv + (m + k) * L); }, m));
@@ -262,6 +262,7 @@ void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
       const T* xr = x + r * C;
       T* yr = out + r * C;
       for (int64_t i0 = c0; i0 < c1; i0 += L) {
+        __builtin_prefetch(xr + C + i0);
         const T* tv = tab + (i0 / L) * W * blk * L;
         V y = S::zero();
         bool first = true;
@@ -307,8 +308,8 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
       const T* gr = g + r * C;
       T* gxr = gx + r * C;
       for (int64_t j0 = c0; j0 < c1; j0 += L) {
-        __builtin_prefetch(xr + j0 + kPrefetchBytes / sizeof(T));
-        __builtin_prefetch(gr + j0 + kPrefetchBytes / sizeof(T));
+        __builtin_prefetch(xr + C + j0);  // the same channels of the next row
+        __builtin_prefetch(gr + C + j0);
         const T* tv = tab + (j0 / L) * blk * L;
         T* pv = part + ((j0 - c0) / L) * W * m1 * L;
         const V xv = S::loadw(xr, j0, c1);
