@@ -71,6 +71,7 @@ class _BandedReference(torch.autograd.Function):
         return torch.stack(outs).movedim(0, channel_dim).to(x.dtype)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, breakpoints, levels = ctx.saved_tensors
         cd = ctx.channel_dim
