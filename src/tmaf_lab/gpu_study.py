@@ -9,7 +9,9 @@ about 8 minutes (issue 10).
    OUT/train/cifar10-airbench/<activation>/seed<S>/ (config.json, metrics.jsonl, results.json).
    Once a round of seeds has been timed, a new round starts only if it is expected to end
    before the training deadline (``--minutes`` from the start, less the benchmark's time
-   limit and REPORT_SECONDS for the report), so every activation ends with the same seeds.
+   limit and REPORT_SECONDS for the report), so every activation ends with the same seeds;
+   should the deadline pass during a round (a first round slower than the whole budget), no
+   further run starts.
 2. The CUDA benchmark, ``python -m benchmarks --device cuda --quick --parts act,train --out
    OUT/bench``, as a subprocess with a time limit; when it fails (no ``benchmarks`` package, no
    GPU, timeout) the failure is recorded in OUT/study.json and the study goes on.
@@ -121,6 +123,7 @@ def train_steps(cfg: GpuStudyConfig, out: Path, deadline: float, records: list[d
     from tmaf_lab.reproduce import Step, run_step
 
     round_seconds: float | None = None
+    started = False  # at least one run started here: the deadline may stop the next one
     for seed in cfg.seeds:
         left = deadline - time.perf_counter()
         if round_seconds is not None and round_seconds > left:
@@ -135,8 +138,11 @@ def train_steps(cfg: GpuStudyConfig, out: Path, deadline: float, records: list[d
             if (folder / "results.json").is_file():
                 records.append({**rec, "status": "done", "reason": "results.json exists"})
                 continue
+            if started and time.perf_counter() > deadline:  # a hard stop, even mid-round
+                return (f"stopped at {act} seed {seed}: the training deadline passed during a "
+                        "round (rerun the same command to complete it)")
             print(f"[gpu-study] {act} seed {seed}", file=sys.stderr, flush=True)
-            t0, ran = time.perf_counter(), True
+            t0, ran, started = time.perf_counter(), True, True
             code, err = run_step(Step("train", str(folder), tuple(argv), "cifar10"))
             ok = code == 0 and (folder / "results.json").is_file()
             rec.update(status="done" if ok else "failed", exit_code=code,

@@ -50,6 +50,15 @@ def test_no_round_of_seeds_starts_past_the_budget(tmp_path: Path):
     assert study["note"].startswith("stopped before seed 1")
 
 
+def test_the_deadline_stops_a_round_that_overruns(tmp_path: Path):
+    cfg = gpu_study.GpuStudyConfig(str(tmp_path / "g"), ("relu", "gelu"), (0, 1), minutes=0.01,
+                                   bench=False, device="cpu", dry_run=True)
+    assert gpu_study.run(cfg, ["test"]) == 0
+    study = json.loads((tmp_path / "g" / "study.json").read_text())
+    assert [s["step"] for s in study["steps"]] == ["train relu seed 0"]
+    assert study["note"].startswith("stopped at gelu seed 0")
+
+
 def test_a_failing_benchmark_is_recorded_not_raised(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(gpu_study, "REPO", tmp_path)  # no benchmarks package here
     cfg = gpu_study.GpuStudyConfig(str(tmp_path / "g"), dry_run=True, device="cpu")
