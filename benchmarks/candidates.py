@@ -1,8 +1,10 @@
 """Activation candidates: ReLU / PReLU / GELU baselines and TMAF in each backend.
 
 A candidate is one activation module, called either eagerly or through ``torch.compile``
-(baselines), or through one TMAF backend (``compiled`` fused fast path, ``eager`` fast path,
-``reference``).  Each candidate exposes two zero-argument callables over one shared input:
+(baselines), or through one TMAF backend (``native`` C++ operators, ``compiled`` fused fast path,
+``eager`` fast path, ``reference``).  Inputs are described by :class:`Shape` (dimensions and
+memory layout; the channel axis is always dim 1).  Each candidate exposes two zero-argument
+callables over one shared input:
 ``fwd`` (forward with autograd recording, as in training) and ``fwd_bwd`` (forward + backward of
 a fixed upstream gradient, input and parameter gradients).
 """
@@ -20,7 +22,49 @@ from .oracle import oracle_outputs_and_grads
 
 BASELINES = ("relu", "prelu", "gelu")
 TMAF_KINDS = ("diagonal", "tridiagonal")
-TMAF_BACKENDS = ("compiled", "eager", "reference")
+TMAF_BACKENDS = ("native", "compiled", "eager", "reference")  # "native" first: the main column
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An input shape with its memory layout; channels on dim 1 (``channel_dim=1``).
+
+    ``name``: ``64x64x32x32`` (contiguous, channels outer: a contiguous run per (row, channel)),
+    ``4096x1024`` (2-D: channels innermost), ``32x64x56x56-cl`` (``torch.channels_last``:
+    channels innermost in memory).
+    """
+
+    dims: tuple[int, ...]
+    channels_last: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Shape:
+        body, _, suffix = text.partition("-")
+        if suffix not in ("", "cl"):
+            raise ValueError(f"shape {text!r}: expected NxCx... with an optional -cl suffix")
+        try:
+            dims = tuple(int(s) for s in body.split("x"))
+        except ValueError:
+            raise ValueError(f"shape {text!r}: expected NxCx..., e.g. 64x64x32x32") from None
+        if len(dims) < 2 or min(dims) < 1 or (suffix and len(dims) != 4):
+            raise ValueError(f"shape {text!r}: expected >= 2 positive dims (-cl: 4 dims)")
+        return cls(dims, bool(suffix))
+
+    @property
+    def name(self) -> str:
+        return "x".join(map(str, self.dims)) + ("-cl" if self.channels_last else "")
+
+    @property
+    def layout(self) -> str:
+        """``outer`` (channels outside a contiguous inner run) or ``inner`` (innermost)."""
+        return "outer" if len(self.dims) > 2 and not self.channels_last else "inner"
+
+    def randn(self, device: torch.device, generator: torch.Generator | None = None,
+              requires_grad: bool = False) -> Tensor:
+        t = torch.randn(self.dims, generator=generator).to(device)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t.requires_grad_(requires_grad)
 
 
 @dataclass(frozen=True)
@@ -36,12 +80,14 @@ class Spec:
         return f"{self.kind}/{self.mode}" if self.m == 0 else f"{self.kind}-m{self.m}/{self.mode}"
 
     @property
-    def is_tmaf(self) -> bool:
+    def uses_tmaf(self) -> bool:
         return self.kind in TMAF_KINDS
 
 
 def breakpoints(m: int) -> Tensor:
-    """m breakpoints on [-2, 2] for unit-scale inputs; m = 1 is ReLU's single breakpoint 0."""
+    """m breakpoints on [-2, 2] for unit-scale inputs; m = 1 is ReLU's single breakpoint 0.
+
+    m = 9 is ``tmaf.DEFAULT_BREAKPOINTS`` (the targets' m)."""
     import tmaf
 
     return torch.zeros(1) if m == 1 else tmaf.uniform_breakpoints(m, -2.0, 2.0)
@@ -55,13 +101,15 @@ def make_module(spec: Spec, num_channels: int, device: torch.device, seed: int =
         return nn.PReLU(num_channels).to(device)
     if spec.kind == "gelu":
         return nn.GELU().to(device)
-    if not spec.is_tmaf:
+    if not spec.uses_tmaf:
         raise ValueError(f"unknown activation {spec.kind!r}; expected one of "
                          f"{BASELINES + TMAF_KINDS}")
     import tmaf
 
     cls = tmaf.DiagonalTMAF if spec.kind == "diagonal" else tmaf.TridiagonalTMAF
-    mod = cls(num_channels, breakpoints=breakpoints(spec.m), init="random", device=device)
+    # the module carries its backend (no global switch around every timed call)
+    mod = cls(num_channels, breakpoints=breakpoints(spec.m), init="random", device=device,
+              backend=spec.mode)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         mod.levels.copy_(torch.rand(mod.levels.shape, generator=gen) * 2 - 0.5)
@@ -88,40 +136,37 @@ class Candidate:
     """One activation bound to a shared input ``x`` (requires grad) and upstream gradient ``g``."""
 
     def __init__(self, spec: Spec, x: Tensor, g: Tensor, seed: int = 0):
+        if spec.uses_tmaf and spec.mode not in TMAF_BACKENDS:
+            raise ValueError(f"TMAF mode must be one of {TMAF_BACKENDS}, got {spec.mode!r}")
+        if not spec.uses_tmaf and spec.mode not in ("eager", "compile"):
+            raise ValueError(f"baseline mode must be 'eager' or 'compile', got {spec.mode!r}")
         self.spec = spec
         self.module = make_module(spec, x.shape[1], x.device, seed)
         self.params = list(self.module.parameters())
         self.x, self.g = x, g
-        self.backend = spec.mode if spec.is_tmaf else None
-        if spec.is_tmaf and spec.mode not in TMAF_BACKENDS:
-            raise ValueError(f"TMAF mode must be one of {TMAF_BACKENDS}, got {spec.mode!r}")
-        if not spec.is_tmaf and spec.mode not in ("eager", "compile"):
-            raise ValueError(f"baseline mode must be 'eager' or 'compile', got {spec.mode!r}")
+        self.backend = spec.mode if spec.uses_tmaf else None  # the module's own setting
         self.call: Callable[[Tensor], Tensor] = (
             torch.compile(self.module, dynamic=False) if spec.mode == "compile" else self.module)
 
-    def forward(self, backend: str | None = None) -> Tensor:
-        with tmaf_backend(backend or self.backend):
-            return self.call(self.x)
+    def forward(self) -> Tensor:
+        return self.call(self.x)
 
     def fwd(self) -> None:
-        self.forward()
+        self.call(self.x)
 
     def fwd_bwd(self) -> None:
         self.x.grad = None
         for p in self.params:
             p.grad = None
-        with tmaf_backend(self.backend):
-            self.call(self.x).backward(self.g)
+        self.call(self.x).backward(self.g)
 
-    def outputs_and_grads(self, backend: str | None = None, eager: bool = False) -> list[Tensor]:
-        """[output, input grad, *parameter grads], computed with ``backend`` (or eagerly)."""
+    def outputs_and_grads(self, eager: bool = False) -> list[Tensor]:
+        """[output, input grad, *parameter grads]; ``eager``: the module without torch.compile."""
         self.x.grad = None
         for p in self.params:
             p.grad = None
-        with tmaf_backend(backend or self.backend):
-            y = (self.module if eager else self.call)(self.x)
-            y.backward(self.g)
+        y = (self.module if eager else self.call)(self.x)
+        y.backward(self.g)
         out = [y.detach(), self.x.grad] + [p.grad for p in self.params]
         self.x.grad = None
         for p in self.params:
@@ -134,10 +179,35 @@ def expected_results(cand: Candidate) -> list[Tensor]:
 
     TMAF: the float64 oracle (:mod:`benchmarks.oracle`); baselines: the same module run eagerly.
     """
-    if cand.spec.is_tmaf:
+    if cand.spec.uses_tmaf:
         return oracle_outputs_and_grads(cand.x, cand.g, cand.module.breakpoints,
                                         cand.module.levels)
     return cand.outputs_and_grads(eager=True)
+
+
+def _chunks(t: Tensor, elements: int = 1 << 20):
+    """Slices of ``t`` along dim 0 of about ``elements`` each: float64 temporaries of 8 MB stay
+    in the allocator's heap (a 64 MB one is a fresh mmap with page faults, ~0.5 s per check)."""
+    if t.dim() == 0:
+        yield t
+        return
+    per = max(1, elements // max(1, t[0].numel()))
+    for i in range(0, t.shape[0], per):
+        yield t[i:i + per]
+
+
+def _max_abs(t: Tensor) -> float:
+    """max |t|, by reductions only (no temporary the size of ``t``)."""
+    if t.numel() == 0:
+        return 0.0
+    lo, hi = torch.aminmax(t.detach())
+    return max(-lo.item(), hi.item())
+
+
+def _max_abs_diff(a: Tensor, b: Tensor) -> float:
+    """max |a - b|, the difference in the wider dtype, in slices (see :func:`_chunks`)."""
+    return max((_max_abs(cb - ca) for ca, cb in zip(_chunks(a.detach()), _chunks(b.detach()),
+                                                    strict=True) if ca.numel()), default=0.0)
 
 
 def compare(label: str, got: list[Tensor], want: list[Tensor], rtol: float) -> float:
@@ -151,8 +221,8 @@ def compare(label: str, got: list[Tensor], want: list[Tensor], rtol: float) -> f
     for name, a, b in zip(names, got, want, strict=True):
         if a is None or b is None or a.shape != b.shape:
             raise AssertionError(f"{label}: {name} missing or misshapen")
-        scale = b.abs().max().item() or 1.0
-        err = (a.double() - b.double()).abs().max().item() / scale
+        scale = _max_abs(b) or 1.0
+        err = _max_abs_diff(a, b) / scale
         if not err <= rtol:
             raise AssertionError(f"{label}: {name} differs from the reference: "
                                  f"max error {err:.3g} x scale {scale:.3g} > rtol {rtol:g}")
@@ -169,7 +239,7 @@ def check_against_reference(cand: Candidate, want: list[Tensor] | None = None,
     reference backend are references themselves and return 0.
     """
     spec = cand.spec
-    if spec.mode == "reference" or (not spec.is_tmaf and spec.mode == "eager"):
+    if spec.mode == "reference" or (not spec.uses_tmaf and spec.mode == "eager"):
         return 0.0
     want = expected_results(cand) if want is None else want
     return compare(spec.name, cand.outputs_and_grads(), want, rtol)

@@ -1,25 +1,42 @@
 """``python -m benchmarks``: speed and memory of TMAF against ReLU / PReLU / GELU.
 
-Presets: full (the issue's grid, ~15 min on 2 CPU cores), ``--quick`` (one conv shape, m = 8,
-ResNet-18 step), ``--dry-run`` (tiny shapes, seconds, no torch.compile unless ``--compile``).
-Writes to ``--out`` (default ``results/bench/<device>``; dry runs: ``runs/bench-dry-run``):
-config.json (provenance), activations.csv, train_step.csv, compile_cost.csv, targets.csv,
-summary.md.
+Presets: full (every backend, m and baseline, torch.compile included), ``--quick`` (the issue-9
+targets of the ``native`` backend at 1 and 2 threads, ~10 min on 2 CPU cores), ``--dry-run``
+(tiny shapes, seconds, no torch.compile unless ``--compile``).  Writes to ``--out`` (default
+``results/bench/<device>``, ``--quick``: ``results/bench/<device>-quick``; dry runs:
+``runs/bench-dry-run``): config.json (provenance: command, commit, versions, CPU model, native
+ISA, threads), activations.csv, kernels.csv, first_call.csv, train_step.csv, compile_cost.csv,
+targets.csv, summary.md, timing.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import gc
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from . import report
+from tmaf_lab.cli import (
+    DEFAULT_THREADS,
+    OneLineErrorParser,
+    UsageError,
+    add_seed_options,
+    reason,
+    usage_error,
+)
 
-PARTS = ("act", "train", "compile")
+from . import report
+from .candidates import TMAF_BACKENDS, Shape
+from .train_step import MODELS
+
+PARTS = ("act", "kernels", "first", "train", "compile")
+BASELINES = ("relu", "prelu", "gelu")
+# The issue-9 target shapes: channels outer (NCHW), channels innermost (N, C), channels-last conv.
+TARGET_SHAPES = ("64x64x32x32", "128x64x32x32", "64x256x16x16", "4096x1024", "256x512",
+                 "32x64x56x56-cl")
 
 
 @dataclass(frozen=True)
@@ -28,155 +45,306 @@ class BenchConfig:
     device: str
     out: str
     parts: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
+    shapes: tuple[str, ...]  # Shape names: 64x64x32x32, 4096x1024, 32x64x56x56-cl
     ms: tuple[int, ...]
-    repeats: int  # rounds for baselines and the TMAF "compiled" backend
+    backends: tuple[str, ...]  # TMAF backends, in TMAF_BACKENDS order ("native" first)
+    baselines: tuple[str, ...]  # ReLU (always) and the other baseline activations
+    compile_baselines: bool  # time the baselines under torch.compile as well
+    repeats: int  # rounds for ReLU, the other baselines, native and compiled TMAF; kernels
     slow_repeats: int  # rounds for the TMAF "eager" backend
     reference_ms: tuple[int, ...]  # m values at which the (seconds-per-call) reference is timed
     warmup: int
-    use_compile: bool  # include torch.compile baselines and the TMAF "compiled" backend
+    min_sample_s: float  # each timed sample of a fast candidate lasts at least this long
     train_models: tuple[str, ...]
     train_batch: dict
     train_width: dict
     train_image: dict  # model -> image side (default: the data set's)
     train_repeats: int
+    first_call_shapes: tuple[str, ...]  # bases of the new shapes of part "first"
     compile_probe_shape: tuple[int, ...]
     compile_probe_specs: tuple[str, ...]
-    threads: int  # torch intra-op threads
-    seed: int = 0
+    threads: tuple[int, ...]  # torch intra-op thread counts, each timed in turn
+    seeds: tuple[int, ...] = (0,)
 
 
 PRESETS = {
-    "full": dict(shapes=((4096, 1024), (128, 64, 32, 32), (64, 256, 16, 16)), ms=(1, 5, 8, 16),
-                 repeats=11, slow_repeats=3, reference_ms=(8,), warmup=2, train_models=("mlp", "resnet18"),
-                 train_batch={"mlp": 256, "resnet18": 32}, train_width={}, train_image={},
-                 train_repeats=7,
+    "full": dict(shapes=TARGET_SHAPES, ms=(1, 5, 9, 17), backends=TMAF_BACKENDS,
+                 baselines=BASELINES, compile_baselines=True, repeats=15, slow_repeats=3,
+                 reference_ms=(9,), warmup=2, min_sample_s=0.02,
+                 train_models=("mlp", "resnet18"), train_batch={"mlp": 256, "resnet18": 32},
+                 train_width={}, train_image={}, train_repeats=11,
+                 first_call_shapes=("8x64x16x16", "200x512"),
                  compile_probe_shape=(128, 64, 32, 32),
-                 compile_probe_specs=("relu/compile", "diagonal-m8/compiled",
-                                      "tridiagonal-m8/compiled")),
-    "quick": dict(shapes=((128, 64, 32, 32),), ms=(8,), repeats=9, slow_repeats=3,
-                  reference_ms=(8,), warmup=2, train_models=("resnet18",),
-                  train_batch={"resnet18": 16}, train_width={}, train_image={},
-                  train_repeats=5, compile_probe_shape=(128, 64, 32, 32),
-                  compile_probe_specs=("diagonal-m8/compiled",)),
-    "dry-run": dict(shapes=((8, 16), (2, 4, 5, 5)), ms=(1, 5), repeats=3, slow_repeats=2,
-                    reference_ms=(1, 5), warmup=1, train_models=("mlp", "resnet18"),
+                 compile_probe_specs=("relu/compile", "diagonal-m9/native",
+                                      "diagonal-m9/compiled", "tridiagonal-m9/compiled"),
+                 threads=(DEFAULT_THREADS,)),
+    "quick": dict(shapes=TARGET_SHAPES, ms=(9, 17), backends=("native",), baselines=("relu",),
+                  compile_baselines=False, repeats=21, slow_repeats=3, reference_ms=(),
+                  warmup=2, min_sample_s=0.02, train_models=("mlp", "resnet18"),
+                  train_batch={"mlp": 256, "resnet18": 32}, train_width={}, train_image={},
+                  train_repeats=11, first_call_shapes=("8x64x16x16", "200x512"),
+                  compile_probe_shape=(64, 64, 32, 32),
+                  compile_probe_specs=("diagonal-m9/native",), threads=(1, 2)),
+    "dry-run": dict(shapes=("8x16", "2x4x5x5", "2x4x5x5-cl"), ms=(1, 9, 17),
+                    backends=("native", "eager", "reference"), baselines=BASELINES,
+                    compile_baselines=False, repeats=3, slow_repeats=2, reference_ms=(1, 9),
+                    warmup=1, min_sample_s=0.0, train_models=("mlp", "resnet18"),
                     train_batch={"mlp": 4, "resnet18": 2}, train_width={"mlp": 16, "resnet18": 4},
-                    train_image={"resnet18": 8},
-                    train_repeats=2, compile_probe_shape=(8, 16),
-                    compile_probe_specs=("diagonal-m1/compiled",)),
+                    train_image={"resnet18": 8}, train_repeats=2,
+                    first_call_shapes=("2x4x5x5", "3x16"), compile_probe_shape=(8, 16),
+                    compile_probe_specs=("diagonal-m1/compiled",), threads=(DEFAULT_THREADS,)),
 }
 
 
-def parse_args(argv: list[str]) -> BenchConfig:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0],
-                                allow_abbrev=False)
+# --quick on a GPU, where "native" has no kernels and auto's choice, "compiled", compiles for every
+# (shape, m, kind): the one shape and m of the earlier quick preset, one thread (the GPU study
+# runs this with a 120 s limit).
+CUDA_QUICK = dict(shapes=("128x64x32x32",), ms=(9,), threads=(DEFAULT_THREADS,),
+                  train_models=("resnet18",), train_batch={"mlp": 256, "resnet18": 16})
+
+
+def _int_list(option: str, text: str, low: int) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"{option}: expected a comma list of integers, got {text!r}") from None
+    if not values or min(values) < low or len(set(values)) != len(values):
+        raise UsageError(f"{option}: expected distinct integers >= {low}, got {text!r}")
+    return values
+
+
+def _names(option: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    names = tuple(s for s in text.split(",") if s)
+    bad = [s for s in names if s not in allowed]
+    if bad or not names:
+        raise UsageError(f"{option}: expected a comma list of {', '.join(allowed)}, got {text!r}")
+    return names
+
+
+def _parser() -> OneLineErrorParser:
+    p = OneLineErrorParser(prog="python -m benchmarks",
+                           description="Speed and memory of TMAF against ReLU, PReLU and GELU; "
+                                       "--quick measures the issue-9 targets.",
+                           allow_abbrev=False)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="subset: one conv shape, m=8, ResNet-18")
+    g.add_argument("--quick", action="store_true",
+                   help="the issue-9 targets: native backend, the target shapes, m=9 and 17, "
+                        "MLP and ResNet-18 steps, at 1 and 2 threads (~10 min on 2 cores)")
     g.add_argument("--dry-run", action="store_true", help="tiny shapes, seconds (for tests)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--out", default=None, help="output folder (default results/bench/<device>)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default results/bench/<device>, --quick: "
+                        "results/bench/<device>-quick)")
     p.add_argument("--parts", default=None,
-                   help=f"comma list of {','.join(PARTS)} (default: all; dry run: act,train)")
+                   help=f"comma list of {','.join(PARTS)} (default: all; dry run: all but "
+                        "compile, unless --compile)")
+    p.add_argument("--backends", default=None,
+                   help=f"TMAF backends to time, comma list of {','.join(TMAF_BACKENDS)} "
+                        "(default: full: all; --quick: native; dry run: native,eager,reference). "
+                        "Where native is not built for the device, auto's choice replaces it")
+    p.add_argument("--shapes", default=None, metavar="SHAPE[,SHAPE...]",
+                   help="input shapes, channels on dim 1, e.g. 64x64x32x32,4096x1024,"
+                        "32x64x56x56-cl (-cl: torch.channels_last) (default: the preset's)")
+    p.add_argument("--models", default=None,
+                   help="training-step models, comma list of mlp,resnet18 (default: both)")
     p.add_argument("--compile", action="store_true",
                    help="with --dry-run: include torch.compile candidates (slow to compile)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: 1 for --dry-run, else torch's default)")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed rounds per fast candidate and kernel (default: the preset's)")
+    p.add_argument("--threads", default=None, metavar="T[,T...]",
+                   help=f"torch CPU thread counts to time, each in turn, e.g. 1,2 (default "
+                        f"{DEFAULT_THREADS}; --quick: 1,2, the counts the targets name; "
+                        "0 = torch's default)")
+    add_seed_options(p, (0,))
+    return p
+
+
+def parse_args(argv: list[str]) -> BenchConfig:
+    """The run's configuration; raises :class:`UsageError` for a bad command line."""
+    a = _parser().parse_args(argv)
     preset = "dry-run" if a.dry_run else "quick" if a.quick else "full"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda requested but torch.cuda.is_available() is False")
+        raise UsageError("--device cuda requested but torch.cuda.is_available() is False")
     if a.compile and not a.dry_run:
-        p.error("--compile only applies to --dry-run (the other presets always compile)")
-    default_parts = "act,train" if a.dry_run and not a.compile else ",".join(PARTS)
-    parts = tuple(s for s in (a.parts or default_parts).split(",") if s)
-    bad = [s for s in parts if s not in PARTS]
-    if bad or not parts:
-        p.error(f"--parts: expected a comma list of {', '.join(PARTS)}, got {a.parts!r}")
-    if a.repeats is not None and a.repeats < 1:
-        p.error(f"--repeats: expected >= 1, got {a.repeats}")
-    if a.threads is not None and a.threads < 1:
-        p.error(f"--threads: expected >= 1, got {a.threads}")
-    threads = a.threads or (1 if a.dry_run else torch.get_num_threads())
-    out = a.out or ("runs/bench-dry-run" if a.dry_run else f"results/bench/{device}")
+        raise UsageError("--compile only applies to --dry-run (the other presets set "
+                         "torch.compile through --backends and the preset)")
     settings = dict(PRESETS[preset])
+    if preset == "quick" and device == "cuda":  # no native kernels there: compiled, one shape
+        settings.update(CUDA_QUICK)
+    default_parts = PARTS if not a.dry_run or a.compile else tuple(p for p in PARTS
+                                                                   if p != "compile")
+    parts = _names("--parts", a.parts, PARTS) if a.parts is not None else default_parts
+    backends = settings["backends"] + (("compiled",) if a.compile else ())
+    if a.backends is not None:
+        backends = _names("--backends", a.backends, TMAF_BACKENDS)
+    settings["backends"] = tuple(b for b in TMAF_BACKENDS if b in backends)
+    if a.compile:
+        settings["compile_baselines"] = True
+    if a.shapes is not None:
+        try:
+            shapes = tuple(Shape.parse(s).name for s in a.shapes.split(",") if s)
+        except ValueError as e:
+            raise UsageError(f"--shapes: {e}") from None
+        if not shapes:
+            raise UsageError("--shapes: expected a comma list of shapes such as 64x64x32x32")
+        settings["shapes"] = shapes
+    if a.models is not None:
+        settings["train_models"] = _names("--models", a.models, tuple(MODELS))
     if a.repeats is not None:
+        if a.repeats < 1:
+            raise UsageError(f"--repeats: expected >= 1, got {a.repeats}")
         settings["repeats"] = a.repeats
-    return BenchConfig(preset=preset, device=device, out=out, parts=parts, seed=a.seed,
-                       threads=threads,
-                       use_compile=not a.dry_run or a.compile, **settings)
+    if a.threads is not None:
+        default = torch.get_num_threads()
+        settings["threads"] = tuple(dict.fromkeys(
+            t or default for t in _int_list("--threads", a.threads, 0)))
+    suffix = "-quick" if a.quick else ""
+    out = a.out or ("runs/bench-dry-run" if a.dry_run else f"results/bench/{device}{suffix}")
+    return BenchConfig(preset=preset, device=device, out=out, parts=parts, seeds=a.seeds,
+                       **settings)
+
+
+def _device_backends(cfg: BenchConfig, log) -> tuple[str, ...]:
+    """``cfg.backends`` with ``native`` replaced by auto's choice where it is not built."""
+    import tmaf
+
+    dev = torch.device(cfg.device)
+    if "native" not in cfg.backends or tmaf.native_available(dev):
+        return cfg.backends
+    auto = tmaf.resolve_backend(torch.empty(0, device=dev), "auto")
+    log(f"native backend not available on {dev} ({tmaf.native_status()}): timing {auto!r} "
+        "in its place")
+    chosen = {b for b in cfg.backends if b != "native"} | {auto}
+    return tuple(b for b in TMAF_BACKENDS if b in chosen)
+
+
+def _save_config(out, cfg: BenchConfig, argv: list[str]) -> dict:
+    """config.json: runmeta's record (command, commit, versions, CPU model, torch threads,
+    backend) plus the tmaf version, the native kernels' ISA and the thread counts timed."""
+    import tmaf
+    from tmaf_lab.runmeta import save_config, write_json
+
+    record = save_config(out, cfg, ["python", "-m", "benchmarks", *argv], cfg.device)
+    env = record["environment"]
+    env["tmaf"] = tmaf.__version__
+    env["native_status"] = tmaf.native_status()
+    env["native_isa"] = torch.ops.tmaf.native_isa() if tmaf.native_available() else None
+    env["threads_timed"] = list(cfg.threads)
+    write_json(out / "config.json", record)
+    return record
 
 
 def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
-    from tmaf_lab.runmeta import check_writable, save_config, write_json
+    from tmaf_lab.runmeta import atomic_write_text, check_writable, write_json
 
-    from . import activations, compile_cost, train_step
+    from . import activations, compile_cost, kernels, train_step
+    from .candidates import Spec
 
     out = check_writable(cfg.out)
-    save_config(out, cfg, ["python", "-m", "benchmarks", *argv], cfg.device)
+    record = _save_config(out, cfg, argv)
     device = torch.device(cfg.device)
     t_start = time.perf_counter()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
+    backends = _device_backends(cfg, log)
+    import tmaf_lab.models  # noqa: F401  (imported before the freeze below)
+
+    # time_interleaved collects garbage before it times; with torch loaded a full collection
+    # walks ~10^6 objects (0.25 s): move everything alive now out of the collector's sight.
+    gc.collect()
+    gc.freeze()
     # Many compiled variants (shapes x m x kinds) exceed dynamo's default recompile limit (8),
     # after which it would silently run the uncompiled function: raise it for the benchmark.
     torch._dynamo.config.cache_size_limit = 256
-    results: dict[str, list[dict]] = {"activations": [], "train_step": [], "compile_cost": []}
-    if "act" in cfg.parts:
-        for shape in cfg.shapes:
-            results["activations"] += activations.run_shape(
-                shape, cfg.ms, device=device, repeats=cfg.repeats, slow_repeats=cfg.slow_repeats,
-                reference_ms=cfg.reference_ms, warmup=cfg.warmup, use_compile=cfg.use_compile,
-                seed=cfg.seed, log=log)
-            report.write_csv(out / "activations.csv", results["activations"])
-    if "train" in cfg.parts:
-        backends = ("compiled", "eager") if cfg.use_compile else ("eager",)
-        for model in cfg.train_models:
-            results["train_step"] += train_step.run_model(
-                model, train_step.step_specs(backends),
-                batch=cfg.train_batch[model], device=device,
-                repeats=cfg.train_repeats if cfg.preset != "dry-run" else 2, warmup=1,
-                seed=cfg.seed, log=log, width=cfg.train_width.get(model),
-                image_size=cfg.train_image.get(model))
-            report.write_csv(out / "train_step.csv", results["train_step"])
+    results: dict[str, list[dict]] = {k: [] for k in ("activations", "kernels", "first_call",
+                                                      "train_step", "compile_cost")}
+    groups = activations.group_specs(cfg.ms, cfg.reference_ms, cfg.compile_baselines, backends,
+                                     cfg.baselines)
+    fast = (cfg.repeats, cfg.warmup, cfg.min_sample_s)
+    reps = {"native": fast, "fast": fast, "eager": (cfg.slow_repeats, 0, 0.0),
+            "reference": (1, 0, 0.0)}
+    shapes = [Shape.parse(s) for s in cfg.shapes]
+    for seed in cfg.seeds:
+        if "act" in cfg.parts:
+            for shape in shapes:
+                results["activations"] += activations.run_shape(
+                    shape, groups, device=device, threads=cfg.threads, reps=reps, seed=seed,
+                    log=log)
+                report.write_csv(out / "activations.csv", results["activations"])
+        if "kernels" in cfg.parts:
+            for shape in shapes:
+                results["kernels"] += kernels.run_shape(
+                    shape, cfg.ms, device=device, threads=cfg.threads, repeats=cfg.repeats,
+                    warmup=cfg.warmup, min_sample_s=cfg.min_sample_s, seed=seed, log=log)
+                report.write_csv(out / "kernels.csv", results["kernels"])
+        if "first" in cfg.parts:
+            specs = [Spec("relu", "eager")] + [
+                Spec(k, b, report.TARGET_M) for b in backends if b != "reference"
+                for k in ("diagonal", "tridiagonal")]
+            results["first_call"] += compile_cost.run_new_shapes(
+                [Shape.parse(s) for s in cfg.first_call_shapes], specs, device=device,
+                threads=cfg.threads, seed=seed, log=log)
+            report.write_csv(out / "first_call.csv", results["first_call"])
+        if "train" in cfg.parts:
+            step_backends = [b for b in backends if b != "reference"]
+            for model in cfg.train_models:
+                results["train_step"] += train_step.run_model(
+                    model, train_step.step_specs(step_backends, cfg.baselines),
+                    batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
+                    warmup=1, seed=seed, log=log, threads=cfg.threads,
+                    min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),
+                    image_size=cfg.train_image.get(model))
+                report.write_csv(out / "train_step.csv", results["train_step"])
     if "compile" in cfg.parts:
-        specs = [compile_cost.parse_spec(s) for s in cfg.compile_probe_specs]
+        specs = [spec for spec in map(compile_cost.parse_spec, cfg.compile_probe_specs)
+                 if not spec.uses_tmaf or spec.mode in backends]
         results["compile_cost"] = compile_cost.run_probes(specs, cfg.compile_probe_shape,
-                                                          device, cfg.threads, log)
+                                                          device, cfg.threads[0], log)
         report.write_csv(out / "compile_cost.csv", results["compile_cost"])
-    target_rows = report.targets(results["activations"], results["train_step"])
+    target_rows = report.targets(results["activations"], results["train_step"],
+                                 results["first_call"])
     report.write_csv(out / "targets.csv", target_rows)
-    from tmaf_lab.runmeta import atomic_write_text
-
     atomic_write_text(out / "summary.md", report.markdown(
-        results["activations"], results["train_step"], target_rows, results["compile_cost"]))
-    write_json(out / "timing.json", {"wall_s": time.perf_counter() - t_start})
-    log(f"wrote {out}/ (summary.md, *.csv)")
+        results["activations"], results["train_step"], target_rows, results["compile_cost"],
+        results["kernels"], results["first_call"], report.conditions(record)))
+    wall = time.perf_counter() - t_start
+    write_json(out / "timing.json", {"wall_s": wall})
+    if target_rows:
+        main = [t for t in target_rows if t["backend"] == target_rows[0]["backend"]]
+        print(f"\nTargets (issue 9), {main[0]['backend']} backend:\n\n"
+              + report.targets_table(main), flush=True)
+    log(f"wrote {out}/ (summary.md, targets.csv, *.csv) in {wall / 60:.1f} min")
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tmaf_lab.runmeta import OutputFolderError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_args(argv)
+    try:
+        cfg = parse_args(argv)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except UsageError as e:
+        return usage_error(e)
     print(f"benchmark config: {dataclasses.asdict(cfg)}", flush=True)
     try:
         import tmaf  # noqa: F401
     except ImportError as e:
-        print(f"error: cannot import tmaf ({e}); install the package: pip install -e .",
-              file=sys.stderr)
-        return 2
+        return usage_error(f"cannot import tmaf ({e}); install the package: "
+                           "pip install --no-build-isolation -e .")
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
     try:
         run(cfg, argv)
+    except OutputFolderError as e:
+        return usage_error(reason(e))
     except AssertionError as e:  # a fast path disagreed with its reference
         print(f"error: correctness check failed: {e}", file=sys.stderr)
         return 1
     finally:
         torch.set_num_threads(old_threads)
+        gc.unfreeze()
     return 0

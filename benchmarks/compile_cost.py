@@ -1,7 +1,15 @@
-"""First-call compile cost, in fresh processes, with a cold and then a warm inductor cache.
+"""First-call cost: a new shape in the running process, and a fresh process (compile cost).
 
-Each probe is a new process (``python -m benchmarks.compile_cost SPEC SHAPE DEVICE THREADS``) that
-builds one candidate and times its first forward+backward (compilation included) and its second.
+:func:`run_new_shapes` (part ``first``): in the benchmark's own process, each candidate runs
+forward+backward on an input shape the process has not seen before (a batch size one larger than
+any before), once, then ``steady_calls`` more times; ``first_call_ms`` is the issue's "first call of
+a new shape" (the ``native`` backend has nothing to compile; the ``compiled`` backend compiles
+again), ``extra_ms`` what it costs beyond a steady call.
+
+:func:`run_probes` (part ``compile``): each probe is a new process
+(``python -m benchmarks.compile_cost SPEC SHAPE DEVICE THREADS``) that builds one candidate and
+times its first forward+backward (compilation included, and for ``native`` the first use of the
+operators in the process) and its second.
 Per candidate the probe runs twice against the same fresh ``TORCHINDUCTOR_CACHE_DIR``: the first
 process starts from an empty cache, the second finds the first one's FX graph / kernel cache
 entries, which shows how much of the compile cost PyTorch's on-disk cache removes.
@@ -9,8 +17,10 @@ entries, which shows how much of the compile cost PyTorch's on-disk cache remove
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .candidates import Candidate, Spec
+from .candidates import Candidate, Shape, Spec
 from .timing import synchronizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +58,39 @@ def probe(spec: Spec, shape: tuple[int, ...], device: torch.device) -> dict:
         sync()
         times.append(time.perf_counter() - t0)
     return {"first_call_s": times[0], "second_call_s": times[1]}
+
+
+def run_new_shapes(shapes: Sequence[Shape], specs: Sequence[Spec], *, device: torch.device,
+                   threads: Sequence[int], seed: int, log: Callable[[str], None],
+                   steady_calls: int = 5, fresh_shapes: int = 3) -> list[dict]:
+    """First and steady forward+backward of each candidate on shapes new to this process:
+    ``fresh_shapes`` of them per (base shape, candidate, thread count), one row each."""
+    sync = synchronizer(device)
+    offset = itertools.count(1)  # every measurement gets a batch size no earlier one used
+    rows = []
+    for t in threads:
+        torch.set_num_threads(t)
+        for shape, _, spec in itertools.product(shapes, range(fresh_shapes), specs):
+            fresh = Shape((shape.dims[0] + next(offset), *shape.dims[1:]), shape.channels_last)
+            gen = torch.Generator().manual_seed(seed)
+            x = fresh.randn(device, gen, requires_grad=True)
+            cand = Candidate(spec, x, fresh.randn(device, gen), seed)
+            times = []
+            for _ in range(1 + steady_calls):
+                sync()
+                t0 = time.perf_counter()
+                cand.fwd_bwd()
+                sync()
+                times.append(time.perf_counter() - t0)
+            steady = statistics.median(times[1:]) if steady_calls else float("nan")
+            rows.append({"shape": fresh.name, "base_shape": shape.name,
+                         "layout": fresh.layout, "threads": t,
+                         "seed": seed, "candidate": spec.name, "kind": spec.kind,
+                         "mode": spec.mode, "m": spec.m, "first_call_ms": 1e3 * times[0],
+                         "steady_ms": 1e3 * steady, "extra_ms": 1e3 * (times[0] - steady)})
+            log(f"  new shape {fresh.name:<14} {t} thread(s) {spec.name:<24} first call "
+                f"{1e3 * times[0]:9.2f} ms, then {1e3 * steady:8.2f} ms")
+    return rows
 
 
 def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.device,

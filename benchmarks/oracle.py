@@ -1,12 +1,14 @@
 """A vectorised float64 restatement of the TMAF reference, for checking at benchmark sizes.
 
 ``tmaf``'s own reference (a Python loop over channels, autograd through per-channel indexing)
-takes 5-50 s for one forward+backward at the benchmark shapes, too slow to check ~50 fast
-candidates within the benchmark budget.  This oracle computes the same formula (docs/method.md
-sections 1-4) with one comparison pass and one ``gather`` per band offset, in float64, and gets
-its gradients from autograd (``gather``'s backward is a ``scatter_add``).  It shares no code with
-the fast path; ``tests/test_benchmarks.py`` checks it against ``tmaf``'s reference, and the
-benchmark checks it again on a sub-batch of every benchmarked configuration.
+takes 5-50 s for one forward+backward at the benchmark shapes, too slow to check every fast
+candidate within the benchmark budget.  This oracle computes the same formula (docs/method.md
+sections 1-4) in float64, with one comparison per breakpoint for the interval index and one table
+lookup per band offset, and writes its gradients out explicitly (alpha is piecewise constant, so
+d sigma_i / d x_j = alpha_{i,j-i}(x_j), and the level gradient is a sum of g_i * x_{i+d} per
+interval, an ``index_add``).  It shares no code with ``tmaf``; ``tests/test_benchmarks.py``
+checks it against ``tmaf``'s reference, and the benchmark checks it again on a sub-batch of every
+benchmarked configuration.  Finite inputs only (the benchmarks draw ``randn``).
 """
 
 from __future__ import annotations
@@ -15,37 +17,78 @@ import torch
 from torch import Tensor
 
 
+def _rows_by_channel(t: Tensor, channel_dim: int) -> Tensor:
+    """(..., C, ...) -> (R, C) float64, channels last (a copy)."""
+    moved = t.double().movedim(channel_dim, -1)
+    return moved.reshape(-1, moved.shape[-1]).contiguous()
+
+
+def _interval_index(xs: Tensor, breakpoints: Tensor) -> Tensor:
+    """k(x_j) = #{s : s < x_j} with channel j's breakpoints; xs (R, C) -> (R, C) int64."""
+    C = xs.shape[-1]
+    bp = breakpoints.double().reshape(-1, breakpoints.shape[-1]).expand(C, -1)  # (C, m)
+    m = bp.shape[1]
+    if m > 255:
+        return (xs.unsqueeze(-1) > bp).sum(-1)
+    idx = torch.zeros(xs.shape, dtype=torch.uint8)  # counting in bytes: no bool -> int64 copies
+    for s in range(m):
+        idx.add_((xs > bp[:, s]).view(torch.uint8))
+    return idx.long()
+
+
+def _terms(xs: Tensor, breakpoints: Tensor, levels: Tensor):
+    """Per band offset d: (d, output channels i0.., input channels j0.., alpha (R, n), flat idx)."""
+    C, b, m1 = xs.shape[-1], levels.shape[1] // 2, levels.shape[2]
+    idx = _interval_index(xs, breakpoints)
+    lv = levels.detach().double()
+    for d in range(-b, b + 1):
+        i0, j0 = max(0, -d), max(0, d)  # output channel i reads input channel j = i + d
+        n = C - abs(d)
+        if n <= 0:
+            continue
+        flat = idx[:, j0:j0 + n] + m1 * torch.arange(n)  # into lv[i0:i0+n, d+b] (n, m1)
+        alpha = lv[i0:i0 + n, d + b].reshape(-1)[flat]
+        yield d, i0, j0, n, alpha, flat
+
+
 def banded_oracle(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1) -> Tensor:
     """sigma(x)_i = sum_{|d|<=b, 0<=i+d<C} levels[i, d+b, k(x_{i+d})] * x_{i+d}, in float64.
 
     Args:
         x: (..., C, ...) input; breakpoints (m,) or (C, m); levels (C, 2b+1, m+1).
     Returns:
-        float64 tensor shaped like ``x`` (differentiable in ``x`` and ``levels``).
+        float64 tensor shaped like ``x`` (no autograd: see :func:`oracle_outputs_and_grads`).
     """
-    xs = x.double().movedim(channel_dim, -1)  # (..., C)
-    C, b, m1 = xs.shape[-1], levels.shape[1] // 2, levels.shape[2]
-    bp = breakpoints.double().reshape(-1, breakpoints.shape[-1]).expand(C, -1)  # (C, m)
-    idx = (xs.detach().unsqueeze(-1) > bp).sum(-1)  # k(x_j) = #{s : s < x_j}, channel j's s
-    lv = levels.double()
+    xs = _rows_by_channel(x.detach(), channel_dim)
     out = torch.zeros_like(xs)
-    for d in range(-b, b + 1):
-        i0, j0 = max(0, -d), max(0, d)  # output channels i0.., input channels j0 = i0 + d ..
-        n = C - abs(d)
-        if n <= 0:
-            continue
-        table = lv[i0:i0 + n, d + b].expand(*xs.shape[:-1], n, m1)
-        alpha = table.gather(-1, idx[..., j0:j0 + n, None]).squeeze(-1)
-        out = out + torch.nn.functional.pad(alpha * xs[..., j0:j0 + n], (i0, C - i0 - n))
-    return out.movedim(-1, channel_dim)
+    for _, i0, j0, n, alpha, _ in _terms(xs, breakpoints, levels):
+        out[:, i0:i0 + n] += alpha * xs[:, j0:j0 + n]
+    moved = x.movedim(channel_dim, -1).shape
+    return out.reshape(moved).movedim(-1, channel_dim)
 
 
 def oracle_outputs_and_grads(x: Tensor, g: Tensor, breakpoints: Tensor, levels: Tensor,
                              channel_dim: int = 1) -> list[Tensor]:
-    """[output, input grad, levels grad] in float64; ``levels`` may be (C, m+1) (diagonal)."""
-    x64 = x.detach().double().requires_grad_(True)
-    lv64 = levels.detach().double().requires_grad_(True)
-    full = lv64.view(lv64.shape[0], -1, lv64.shape[-1])
-    out = banded_oracle(x64, breakpoints, full, channel_dim)
-    out.backward(g.double())
-    return [out.detach(), x64.grad, lv64.grad]
+    """[output, input grad, levels grad] in float64 for upstream gradient ``g``.
+
+    ``levels`` may be (C, m+1) (diagonal) or (C, 2b+1, m+1); the level gradient has its shape.
+    """
+    lv_shape = levels.shape
+    full = levels.detach().reshape(lv_shape[0], -1, lv_shape[-1])
+    C, W, m1 = full.shape
+    xs, gs = _rows_by_channel(x.detach(), channel_dim), _rows_by_channel(g, channel_dim)
+    out, gx = torch.zeros_like(xs), torch.zeros_like(xs)
+    glv = torch.zeros(C, W, m1, dtype=torch.float64)
+    for d, i0, j0, n, alpha, flat in _terms(xs, breakpoints, full):
+        xj, gi = xs[:, j0:j0 + n], gs[:, i0:i0 + n]
+        out[:, i0:i0 + n] += alpha * xj
+        gx[:, j0:j0 + n] += alpha * gi
+        sums = torch.zeros(n * m1, dtype=torch.float64).index_add_(0, flat.reshape(-1),
+                                                                      (gi * xj).reshape(-1))
+        glv[i0:i0 + n, d + W // 2] = sums.view(n, m1)
+    moved = x.movedim(channel_dim, -1).shape
+
+    def back(t: Tensor) -> Tensor:
+        return t.reshape(moved).movedim(-1, channel_dim)
+
+    return [back(out), back(gx), glv.reshape(lv_shape)]

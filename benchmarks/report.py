@@ -1,16 +1,62 @@
-"""CSV output, the issue's targets (met / missed with the measured ratio), a Markdown summary."""
+"""CSV output, the issue-9 targets (met / missed with the measured ratio), a Markdown summary.
+
+Every ratio is a same-run paired median against eager ``nn.ReLU`` (see :mod:`benchmarks.timing`);
+with several seeds a target's value is the median over seeds.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from tmaf_lab.mdtable import markdown_table
 from tmaf_lab.runmeta import atomic_write_text
 
-TARGET_M = 8  # breakpoints for the target table (DEFAULT_BREAKPOINTS has 9); else the largest m
+from .candidates import TMAF_BACKENDS
+
+TARGET_M = 9  # tmaf.DEFAULT_BREAKPOINTS
+TARGET_M_HIGH = 17
+FIRST_CALL_LIMIT_MS = 10.0
+MODEL_NAMES = {"mlp": "MNIST MLP", "resnet18": "CIFAR ResNet-18"}
+
+
+@dataclass(frozen=True)
+class ActTarget:
+    """A per-activation target: ratio ``phase`` time / eager ReLU for ``kind`` at ``m``."""
+
+    name: str
+    kind: str
+    m: int
+    phase: str
+    layout: str  # outer | inner
+    limit: Callable[[int], float]  # threads -> limit
+
+
+ACT_TARGETS = (
+    ActTarget("diagonal fwd+bwd, channels outer", "diagonal", TARGET_M, "fwd_bwd", "outer",
+              lambda t: 1.25 if t == 1 else 1.10),
+    ActTarget("diagonal forward, channels outer", "diagonal", TARGET_M, "fwd", "outer",
+              lambda t: 1.05),
+    ActTarget(f"diagonal fwd+bwd m={TARGET_M_HIGH}, channels outer", "diagonal", TARGET_M_HIGH,
+              "fwd_bwd", "outer", lambda t: 1.3),
+    ActTarget("diagonal fwd+bwd, channels innermost", "diagonal", TARGET_M, "fwd_bwd", "inner",
+              lambda t: 1.5),
+    ActTarget("tridiagonal fwd+bwd, channels outer", "tridiagonal", TARGET_M, "fwd_bwd", "outer",
+              lambda t: 2.0),
+    ActTarget("tridiagonal fwd+bwd, channels innermost", "tridiagonal", TARGET_M, "fwd_bwd",
+              "inner", lambda t: 3.0),
+)
+SAVED_TARGET = "saved bytes for backward = ReLU's"
+FIRST_TARGET = "first call of a new shape"
+TRAIN_LIMITS = {"diagonal": 1.05, "tridiagonal": 1.15}
+TARGET_NAMES = ([t.name for t in ACT_TARGETS] + [SAVED_TARGET, FIRST_TARGET]
+                + [f"training step, {k}" for k in TRAIN_LIMITS])
 
 
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
@@ -27,89 +73,203 @@ def write_csv(path: Path, rows: Sequence[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _find(rows: Sequence[dict], **match) -> dict | None:
+def _layout(row: dict) -> str:
+    """The row's layout (CSVs of older runs have no column: derive it from the shape)."""
+    if "layout" in row:
+        return row["layout"]
+    shape = str(row["shape"])
+    return "outer" if shape.count("x") > 1 and not shape.endswith("-cl") else "inner"
+
+
+def _groups(rows: Iterable[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
+    """Rows grouped by ``keys`` (in first-seen order): the seeds of one measurement together."""
+    out: dict[tuple, list[dict]] = {}
     for row in rows:
-        if all(row.get(k) == v for k, v in match.items()):
-            return row
-    return None
-
-
-def targets(act_rows: Sequence[dict], train_rows: Sequence[dict]) -> list[dict]:
-    """One row per (target, shape or model, TMAF backend): measured ratio, threshold, met."""
-    out = []
-    ms = {r["m"] for r in act_rows if r["m"]}
-    m = TARGET_M if TARGET_M in ms or not ms else max(ms)
-    shapes = list(dict.fromkeys(r["shape"] for r in act_rows))
-    checks = [  # (target, kind, phase, column, threshold)
-        ("diagonal fwd+bwd vs eager ReLU", "diagonal", "fwd_bwd", "ratio_vs_relu_eager", 1.0),
-        ("diagonal fwd+bwd vs compiled ReLU", "diagonal", "fwd_bwd", "ratio_vs_relu_compile", 1.3),
-        ("tridiagonal fwd+bwd vs eager ReLU", "tridiagonal", "fwd_bwd", "ratio_vs_relu_eager", 2.0),
-        ("diagonal saved bytes vs eager ReLU", "diagonal", "fwd", "saved_act_bytes_vs_relu_eager",
-         1.0),
-        ("tridiagonal saved bytes vs eager ReLU", "tridiagonal", "fwd",
-         "saved_act_bytes_vs_relu_eager", 1.0),
-    ]
-    for target, kind, phase, col, limit in checks:
-        for shape in shapes:
-            for backend in ("compiled", "eager"):
-                row = _find(act_rows, shape=shape, kind=kind, mode=backend, m=m, phase=phase)
-                if row is None:
-                    continue
-                value = row[col]
-                if math.isnan(value):  # e.g. no compiled ReLU in the eager backend's group
-                    continue
-                out.append({"target": target, "where": f"{shape}, m={m}", "backend": backend,
-                            "measured": value, "threshold": limit,
-                            "met": bool(value <= limit)})
-    for row in train_rows:
-        if row["model"] == "resnet18" and row["activation"].startswith("diagonal/"):
-            backend = row["activation"].split("/")[1]
-            out.append({"target": "ResNet-18 train step, diagonal vs ReLU",
-                        "where": f"batch {row['batch']}", "backend": backend,
-                        "measured": row["ratio_vs_relu"], "threshold": 1.10,
-                        "met": bool(row["ratio_vs_relu"] <= 1.10)})
+        out.setdefault(tuple(row.get(k, 0) for k in keys), []).append(row)
     return out
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+def _median(rows: Sequence[dict], col: str) -> float:
+    values = [float(r[col]) for r in rows if not math.isnan(float(r[col]))]
+    return statistics.median(values) if values else float("nan")
+
+
+def _backends(*row_sets: Sequence[dict]) -> list[str]:
+    """The TMAF backends measured, ``native`` first; not ``reference`` (the test oracle)."""
+    seen = {r.get("mode") for rows in row_sets for r in rows
+            if r.get("kind") in ("diagonal", "tridiagonal")}
+    seen |= {r["activation"].split("/")[1] for rows in row_sets for r in rows
+             if "/" in str(r.get("activation", ""))}
+    return [b for b in TMAF_BACKENDS if b in seen and b != "reference"]
+
+
+def _target(name: str, where: str, threads, backend: str, value: float, unit: str,
+            limit: float, seeds: int) -> dict:
+    return {"target": name, "where": where, "threads": threads, "backend": backend,
+            "measured": value, "unit": unit, "limit": limit,
+            "met": bool(value <= limit + 1e-12), "seeds": seeds}
+
+
+def targets(act_rows: Sequence[dict], train_rows: Sequence[dict],
+            first_rows: Sequence[dict] = ()) -> list[dict]:
+    """One row per (target, shape or model, threads, TMAF backend): measured, limit, met.
+
+    Backends in ``TMAF_BACKENDS`` order (``native`` first, the issue's subject; ``reference``
+    left out); only what the run measured.
+    """
+    out = []
+    backends = _backends(act_rows, train_rows, first_rows)
+    keys = ("shape", "threads", "phase", "kind", "mode", "m")
+    act = _groups(act_rows, keys)
+    shapes = list(dict.fromkeys(r["shape"] for r in act_rows))
+    threads = sorted({r.get("threads", 0) for r in act_rows})
+    layouts = {r["shape"]: _layout(r) for r in act_rows}
+    for tg in ACT_TARGETS:
+        for backend in backends:
+            for shape in shapes:
+                if layouts[shape] != tg.layout:
+                    continue
+                for t in threads:
+                    rows = act.get((shape, t, tg.phase, tg.kind, backend, tg.m))
+                    if rows:
+                        out.append(_target(tg.name, shape, t, backend,
+                                           _median(rows, "ratio_vs_relu_eager"), "x",
+                                           tg.limit(t), len(rows)))
+    for backend in backends:  # bytes do not depend on the thread count: the first one timed
+        for kind in ("diagonal", "tridiagonal"):
+            for shape in shapes:
+                rows = next((act[k] for t in threads
+                             if (k := (shape, t, "fwd", kind, backend, TARGET_M)) in act), None)
+                if rows:
+                    out.append(_target(SAVED_TARGET, f"{shape}, {kind}", "any", backend,
+                                       _median(rows, "saved_act_bytes_vs_relu_eager"), "x",
+                                       1.0, len(rows)))
+    first = _groups([{**r, "base_shape": r.get("base_shape", r["shape"])} for r in first_rows],
+                    ("base_shape", "threads", "kind", "mode", "m"))
+    for backend in backends:  # the median over the fresh shapes (and seeds) of each base shape
+        for (shape, t, kind, mode, m), rows in first.items():
+            if mode == backend and m == TARGET_M:
+                out.append(_target(FIRST_TARGET, f"{shape}-like, {kind}", t, backend,
+                                   _median(rows, "first_call_ms"), "ms", FIRST_CALL_LIMIT_MS,
+                                   len(rows)))
+    train = _groups(train_rows, ("model", "batch", "threads", "activation"))
+    for kind, limit in TRAIN_LIMITS.items():
+        for backend in backends:
+            for (model, batch, t, activation), rows in train.items():
+                if activation == f"{kind}/{backend}":
+                    out.append(_target(f"training step, {kind}",
+                                       f"{MODEL_NAMES.get(model, model)}, batch {batch}", t,
+                                       backend, _median(rows, "ratio_vs_relu"), "x", limit,
+                                       len(rows)))
+    return out
+
+
+def _value(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.2f}x" if unit == "x" else f"{value:.2f} {unit}"
+
+
+def targets_table(target_rows: Sequence[dict]) -> str:
+    """The targets as a Markdown table, with a line naming the targets this run did not measure."""
+    table = markdown_table(
+        ["target", "where", "threads", "backend", "measured", "limit", "met"],
+        [[t["target"], t["where"], t["threads"], t["backend"], _value(t["measured"], t["unit"]),
+          ("= ReLU's" if t["target"] == SAVED_TARGET
+           else f"<= {t['limit']:g}{'x' if t['unit'] == 'x' else ' ' + t['unit']}"),
+          "yes" if t["met"] else "**no**"] for t in target_rows], align="llrlrrl")
+    met = sum(bool(t["met"]) for t in target_rows)
+    lines = [table, f"{met} of {len(target_rows)} met."]
+    missing = [n for n in TARGET_NAMES if n not in {t["target"] for t in target_rows}]
+    if missing:
+        lines.append("Not measured in this run: " + "; ".join(missing) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _grid(rows: Sequence[dict], col: str, fmt: Callable[[dict], str]) -> str:
+    """candidate x shape table, one cell per (candidate, shape): ``fmt`` of the seeds' medians."""
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    names = list(dict.fromkeys(r["candidate"] for r in rows))
+    # eager ReLU is timed in every group: show the first group's (the native group's)
+    first_group = {r["shape"]: r.get("group") for r in reversed(rows)}
+    rows = [r for r in rows if r["candidate"] != "relu/eager"
+            or r.get("group") == first_group[r["shape"]]]
+    cells = _groups(rows, ("candidate", "shape"))
+    body = []
+    for name in names:
+        line = [name]
+        for shape in shapes:
+            rs = cells.get((name, shape))
+            line.append("" if not rs else fmt({"median_ms": _median(rs, "median_ms"),
+                                                "ratio": _median(rs, col)}))
+        body.append(line)
+    return markdown_table(["candidate"] + shapes, body)
+
+
+def _ms_ratio(cell: dict) -> str:
+    return f"{cell['median_ms']:.3g} ms ({cell['ratio']:.2f}x)"
 
 
 def markdown(act_rows: Sequence[dict], train_rows: Sequence[dict], target_rows: Sequence[dict],
-             compile_rows: Sequence[dict]) -> str:
-    """Tables: targets; fwd+bwd ratios per shape; train steps; compile cost."""
+             compile_rows: Sequence[dict], kernel_rows: Sequence[dict] = (),
+             first_rows: Sequence[dict] = (), header: str = "") -> str:
+    """Tables: targets; fwd+bwd and forward per thread count; kernels; first call; train steps;
+    compile cost."""
     parts = []
-    if target_rows:
-        parts.append(_table(["target", "where", "backend", "measured", "limit", "met"], [
-            [t["target"], t["where"], t["backend"], f"{t['measured']:.2f}x", f"{t['threshold']}x",
-             "yes" if t["met"] else "**no**"] for t in target_rows]))
-    for phase in ("fwd_bwd", "fwd"):
-        rows = [r for r in act_rows if r["phase"] == phase]
-        if not rows:
-            continue
-        shapes = list(dict.fromkeys(r["shape"] for r in rows))
-        names = list(dict.fromkeys(r["candidate"] for r in rows))
-        body = []
-        for name in names:
-            cells = [name]
-            for shape in shapes:  # eager ReLU is in every group: show the "fast" group's
-                r = _find(rows, shape=shape, candidate=name)
-                cells.append("" if r is None else
-                             f"{r['median_ms']:.2f} ms ({r['ratio_vs_relu_eager']:.2f}x)")
-            body.append(cells)
-        title = "forward+backward" if phase == "fwd_bwd" else "forward (autograd recording)"
-        parts.append(f"**{title}**: median time per call (paired ratio to eager ReLU)\n\n"
-                     + _table(["candidate"] + shapes, body))
+    backends = list(dict.fromkeys(t["backend"] for t in target_rows))
+    for i, backend in enumerate(backends):
+        rows = [t for t in target_rows if t["backend"] == backend]
+        title = (f"## Targets (issue 9), {backend} backend" if i == 0
+                 else f"## The same targets, {backend} backend (for comparison)")
+        parts.append(f"{title}\n\nSame-run paired medians against eager nn.ReLU "
+                     "(module call with autograd), float32, m = 9 (tmaf.DEFAULT_BREAKPOINTS) "
+                     "unless named; the first call in ms.\n\n" + targets_table(rows))
+    for phase, title in (("fwd_bwd", "Forward+backward"), ("fwd", "Forward (autograd recording)")):
+        for t in sorted({r.get("threads", 0) for r in act_rows}):
+            rows = [r for r in act_rows if r["phase"] == phase and r.get("threads", 0) == t]
+            if rows:
+                parts.append(f"## {title}, {t} thread(s)\n\nMedian time per call (paired ratio to "
+                             "eager ReLU)\n\n" + _grid(rows, "ratio_vs_relu_eager", _ms_ratio))
+    for phase, title, base in (("fwd", "forward", "torch.relu"),
+                               ("bwd", "backward", "threshold_backward")):
+        for t in sorted({r["threads"] for r in kernel_rows}):
+            rows = [r for r in kernel_rows if r["phase"] == phase and r["threads"] == t]
+            if rows:
+                parts.append(f"## Kernels only, {title}, {t} thread(s)\n\nThe native operator "
+                             f"against {base} on preallocated inputs: median time per call "
+                             "(paired ratio)\n\n"
+                             + _grid(rows, "ratio_vs_relu_kernel", _ms_ratio))
+    if first_rows:
+        parts.append("## First call of a new shape\n\n" + markdown_table(
+            ["shape", "threads", "candidate", "first call", "steady call", "extra"],
+            [[r["shape"], r["threads"], r["candidate"], f"{r['first_call_ms']:.2f} ms",
+              f"{r['steady_ms']:.2f} ms", f"{r['extra_ms']:.2f} ms"] for r in first_rows],
+            align="lrlrrr"))
     if train_rows:
-        parts.append(_table(["model", "batch", "activation", "median step", "vs ReLU"], [
-            [r["model"], str(r["batch"]), r["activation"], f"{r['median_ms']:.1f} ms",
-             f"{r['ratio_vs_relu']:.2f}x"] for r in train_rows]))
+        parts.append("## Training step\n\n" + markdown_table(
+            ["model", "batch", "threads", "activation", "median step", "vs ReLU"],
+            [[r["model"], r["batch"], r.get("threads", ""), r["activation"],
+              f"{r['median_ms']:.1f} ms", f"{r['ratio_vs_relu']:.2f}x"] for r in train_rows],
+            align="lrrlrr"))
     if compile_rows:
-        parts.append(_table(["candidate", "shape", "inductor cache", "first call", "second call"], [
-            [r["candidate"], r["shape"], r["inductor_cache"], f"{r['first_call_s']:.2f} s",
-             f"{1e3 * r['second_call_s']:.1f} ms"] for r in compile_rows]))
-    return "\n\n".join(parts) + "\n"
+        parts.append("## Compile cost (fresh processes)\n\n" + markdown_table(
+            ["candidate", "shape", "inductor cache", "first call", "second call"],
+            [[r["candidate"], r["shape"], r["inductor_cache"], f"{r['first_call_s']:.2f} s",
+              f"{1e3 * r['second_call_s']:.1f} ms"] for r in compile_rows], align="lllrr"))
+    return "\n".join(([header] if header else []) + parts)
+
+
+def conditions(config: dict) -> str:
+    """One paragraph on how the run was made, from its config.json record."""
+    env, cfg = config.get("environment", {}), config.get("config", {})
+    threads = env.get("threads_timed") or cfg.get("threads") or [env.get("torch_threads")]
+    return (f"`{' '.join(config.get('argv', []))}` at commit {config.get('commit', '?')}; "
+            f"CPU {env.get('cpu_model', '?')} ({env.get('cpu_count', '?')} cores), native "
+            f"kernels: {env.get('native_status', '?')}; threads timed: "
+            f"{', '.join(map(str, threads))}; torch {env.get('torch', '?')}, "
+            f"Python {env.get('python', '?')}, device {env.get('device', '?')}; started "
+            f"{config.get('started', '?')}. Same-run paired ratios; see benchmarks/README.md "
+            "\"How it measures\".\n")
 
 
 def _parse(value: str):
@@ -131,10 +291,15 @@ def read_csv(path: Path) -> list[dict]:
 def rewrite(out: Path) -> None:
     """Recompute targets.csv and summary.md from the CSVs of a finished run in ``out``."""
     act, train = read_csv(out / "activations.csv"), read_csv(out / "train_step.csv")
-    target_rows = targets(act, train)
+    first = read_csv(out / "first_call.csv")
+    target_rows = targets(act, train, first)
     write_csv(out / "targets.csv", target_rows)
-    atomic_write_text(out / "summary.md", markdown(act, train, target_rows,
-                                                   read_csv(out / "compile_cost.csv")))
+    header = ""
+    if (out / "config.json").exists():
+        header = conditions(json.loads((out / "config.json").read_text()))
+    atomic_write_text(out / "summary.md", markdown(
+        act, train, target_rows, read_csv(out / "compile_cost.csv"),
+        read_csv(out / "kernels.csv"), first, header))
 
 
 if __name__ == "__main__":  # python -m benchmarks.report results/bench/cpu

@@ -2,15 +2,16 @@
 
 Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18), built with
 the same seed for every activation, on a fixed synthetic batch.  TMAF models use the library
-defaults (``tmaf.DEFAULT_BREAKPOINTS``, ReLU initialisation) and run once per fast backend.
-Before timing, each TMAF fast backend's loss and every parameter gradient are compared with the
-``reference`` backend on a small batch.
+defaults (``tmaf.DEFAULT_BREAKPOINTS``: m = 9, ReLU initialisation) and run once per fast backend
+(``native`` first).  Before timing, each TMAF fast backend's loss and every parameter gradient are
+compared with the ``reference`` backend on a small batch.  The models are built once; the steps
+are then timed, interleaved and paired with the ReLU model's step, at each thread count.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +33,14 @@ class StepSpec:
         return self.act if self.backend is None else f"{self.act}/{self.backend}"
 
 
-def step_specs(backends: tuple[str, ...] = ("compiled", "eager")) -> list[StepSpec]:
-    return ([StepSpec(a) for a in ("relu", "prelu", "gelu")]
-            + [StepSpec(a, b) for a in ("diagonal", "tridiagonal") for b in backends])
+def step_specs(backends: Sequence[str] = ("native", "compiled", "eager"),
+               baselines: Sequence[str] = ("relu", "prelu", "gelu")) -> list[StepSpec]:
+    """ReLU first (the pairing baseline), the other baselines, then TMAF per backend."""
+    return ([StepSpec("relu")] + [StepSpec(a) for a in baselines if a != "relu"]
+            + [StepSpec(a, b) for b in backends for a in ("diagonal", "tridiagonal")])
 
 
-class Trainer:
+class TrainStepTimer:
     """One model + SGD optimizer + fixed batch; ``step()`` is one timed training step."""
 
     def __init__(self, model_name: str, spec: StepSpec, batch: int, device: torch.device,
@@ -93,26 +96,40 @@ class Trainer:
 
 def run_model(model_name: str, specs: list[StepSpec], *, batch: int, device: torch.device,
               repeats: int, warmup: int, seed: int, log: Callable[[str], None],
+              threads: Sequence[int] = (1,), min_sample_s: float = 0.0,
               width: int | None = None, image_size: int | None = None) -> list[dict]:
-    """Interleaved step times of one model across activations; one row per activation."""
+    """Interleaved step times of one model across activations; one row per (activation, threads).
+
+    The first step and the reference check run at ``threads[0]``.  ``min_sample_s``: each sample
+    runs enough steps to last that long (for millisecond steps such as the MLP's).
+    """
     sync = synchronizer(device)
-    trainers, info = {}, {}
+    timers, info = {}, {}
+    torch.set_num_threads(threads[0])
     for spec in specs:
-        tr = Trainer(model_name, spec, batch, device, seed, width, image_size)
+        tr = TrainStepTimer(model_name, spec, batch, device, seed, width, image_size)
         t0 = time.perf_counter()
         tr.step()
         sync()
         first = time.perf_counter() - t0
         err = tr.check()
-        trainers[spec.name] = tr
+        timers[spec.name] = tr
         info[spec.name] = {"first_step_s": first, "check_max_rel_err": err}
         log(f"  ready {model_name} {spec.name:<24} first step {first:6.2f} s  check err {err:.1e}")
-    t0 = time.perf_counter()
-    timings = time_interleaved({n: t.step for n, t in trainers.items()}, repeats=repeats,
-                               warmup=warmup, sync=sync, min_sample_s=0.0)
-    log(f"  timed {model_name} steps in {time.perf_counter() - t0:.1f} s")
-    base = timings["relu"]
-    return [{"model": model_name, "batch": batch, "activation": n, "median_ms": 1e3 * t.median,
-             "q25_ms": 1e3 * t.quantile(0.25), "q75_ms": 1e3 * t.quantile(0.75),
-             "repeats": len(t.samples), "ratio_vs_relu": paired_ratio(t, base), **info[n]}
-            for n, t in timings.items()]
+    rows = []
+    for t in threads:
+        torch.set_num_threads(t)
+        t0 = time.perf_counter()
+        timings = time_interleaved({n: tr.step for n, tr in timers.items()}, repeats=repeats,
+                                   warmup=warmup, sync=sync, min_sample_s=min_sample_s)
+        base = timings["relu"]
+        new = [{"model": model_name, "batch": batch, "threads": t, "seed": seed, "activation": n,
+                "median_ms": 1e3 * tm.median, "q25_ms": 1e3 * tm.quantile(0.25),
+                "q75_ms": 1e3 * tm.quantile(0.75), "repeats": len(tm.samples),
+                "steps_per_sample": tm.number, "ratio_vs_relu": paired_ratio(tm, base), **info[n]}
+               for n, tm in timings.items()]
+        rows += new
+        log(f"  {model_name} {t} thread(s) steps in {time.perf_counter() - t0:.1f} s: relu "
+            f"{new[0]['median_ms']:.1f} ms; "
+            + ", ".join(f"{r['activation']} {r['ratio_vs_relu']:.2f}x" for r in new[1:]))
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ is a top-level folder, not an installed package
     sys.path.insert(0, str(REPO))
 
-from benchmarks import cli, timing  # noqa: E402
-from benchmarks.candidates import Candidate, Spec, check_against_reference  # noqa: E402
+from benchmarks import cli, report, timing  # noqa: E402
+from benchmarks.candidates import Candidate, Shape, Spec, check_against_reference  # noqa: E402
 from benchmarks.oracle import oracle_outputs_and_grads  # noqa: E402
+from tmaf_lab.cli import DEFAULT_THREADS, UsageError  # noqa: E402
 
 
 def test_time_interleaved_rotates_order_and_counts_samples():
@@ -70,22 +72,87 @@ def test_oracle_matches_the_tmaf_reference(bandwidth, per_channel, shape, channe
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+NATIVE = pytest.mark.skipif("not __import__('tmaf').native_available()",
+                            reason="the native operators are not built")
+FAST_BACKENDS = [pytest.param("native", marks=NATIVE), "eager"]
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("kind", ["diagonal", "tridiagonal"])
-@pytest.mark.parametrize("shape", [(6, 5), (2, 4, 3, 3)])
-def test_eager_fast_path_passes_the_reference_check(kind, shape):
-    x = torch.randn(shape, requires_grad=True)
-    cand = Candidate(Spec(kind, "eager", 5), x, torch.randn(shape))
+@pytest.mark.parametrize("shape", ["6x5", "2x4x3x3", "2x4x3x3-cl"])
+def test_fast_paths_pass_the_reference_check(backend, kind, shape):
+    s = Shape.parse(shape)
+    x = s.randn(torch.device("cpu"), requires_grad=True)
+    cand = Candidate(Spec(kind, backend, 5), x, s.randn(torch.device("cpu")))
+    assert cand.spec.uses_tmaf
     assert check_against_reference(cand) < 1e-5
 
 
-def test_a_wrong_fast_kernel_fails_the_check(monkeypatch):
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_a_wrong_fast_kernel_fails_the_check(backend, monkeypatch):
     import tmaf._fused as fused
+    import tmaf._native as native
 
-    right = fused.banded_tmaf_fwd
-    monkeypatch.setattr(fused, "banded_tmaf_fwd", lambda *a: right(*a) * 1.001)
+    if backend == "native":
+        right = native.banded_tmaf_native
+        monkeypatch.setattr(native, "banded_tmaf_native", lambda *a: right(*a) * 1.001)
+    else:
+        right = fused.banded_tmaf_fwd
+        monkeypatch.setattr(fused, "banded_tmaf_fwd", lambda *a: right(*a) * 1.001)
     x = torch.randn(4, 6, requires_grad=True)
     with pytest.raises(AssertionError, match="output differs from the reference"):
-        check_against_reference(Candidate(Spec("diagonal", "eager", 5), x, torch.randn(4, 6)))
+        check_against_reference(Candidate(Spec("diagonal", backend, 5), x, torch.randn(4, 6)))
+
+
+def test_shapes_parse_with_their_layout():
+    assert Shape.parse("64x64x32x32").layout == "outer"
+    assert Shape.parse("4096x1024").layout == "inner"
+    cl = Shape.parse("2x4x5x5-cl")
+    assert cl.layout == "inner" and cl.name == "2x4x5x5-cl"
+    assert cl.randn(torch.device("cpu")).is_contiguous(memory_format=torch.channels_last)
+    for bad in ("64", "4x0", "axb", "4x5-cl", "2x4x5x5-xx"):
+        with pytest.raises(ValueError):
+            Shape.parse(bad)
+
+
+def _act_row(shape, layout, threads, phase, kind, m, ratio, mode="native"):
+    return {"shape": shape, "layout": layout, "threads": threads, "seed": 0, "phase": phase,
+            "group": mode, "candidate": f"{kind}-m{m}/{mode}", "kind": kind, "mode": mode, "m": m,
+            "median_ms": 1.0, "ratio_vs_relu_eager": ratio, "saved_act_bytes_vs_relu_eager": 1.0}
+
+
+def test_targets_use_the_issue_limits_per_thread_count():
+    act = [_act_row("64x64x32x32", "outer", 1, "fwd_bwd", "diagonal", 9, 1.2),
+           _act_row("64x64x32x32", "outer", 2, "fwd_bwd", "diagonal", 9, 1.2),
+           _act_row("64x64x32x32", "outer", 2, "fwd", "diagonal", 9, 1.04),
+           _act_row("64x64x32x32", "outer", 1, "fwd_bwd", "diagonal", 17, 1.31),
+           _act_row("4096x1024", "inner", 1, "fwd_bwd", "tridiagonal", 9, 2.9),
+           _act_row("4096x1024", "inner", 1, "fwd_bwd", "diagonal", 9, 1.6, mode="eager")]
+    train = [{"model": "resnet18", "batch": 32, "threads": 1, "activation": a, "ratio_vs_relu": r}
+             for a, r in (("relu", 1.0), ("diagonal/native", 1.04), ("tridiagonal/native", 1.2))]
+    first = [{"shape": f"{n}x64x16x16", "base_shape": "8x64x16x16", "threads": 1,
+              "kind": "diagonal", "mode": "native", "m": 9, "first_call_ms": ms}
+             for n, ms in ((9, 3.0), (10, 30.0), (11, 2.0))]
+    got = {(t["target"], t["where"], t["threads"], t["backend"]): (round(t["measured"], 3),
+                                                                   t["limit"], t["met"])
+           for t in report.targets(act, train, first)}
+    outer, inner = "diagonal fwd+bwd, channels outer", "diagonal fwd+bwd, channels innermost"
+    assert got[(outer, "64x64x32x32", 1, "native")] == (1.2, 1.25, True)
+    assert got[(outer, "64x64x32x32", 2, "native")] == (1.2, 1.10, False)
+    assert got[("diagonal forward, channels outer", "64x64x32x32", 2, "native")][2]
+    assert got[("diagonal fwd+bwd m=17, channels outer", "64x64x32x32", 1, "native")][2] is False
+    assert got[("tridiagonal fwd+bwd, channels innermost", "4096x1024", 1, "native")][2]
+    assert got[(inner, "4096x1024", 1, "eager")] == (1.6, 1.5, False)
+    assert got[("saved bytes for backward = ReLU's", "64x64x32x32, diagonal", "any",
+                "native")][2]
+    assert got[("first call of a new shape", "8x64x16x16-like, diagonal", 1, "native")] == (
+        3.0, 10.0, True)  # the median over the fresh shapes
+    assert got[("training step, diagonal", "CIFAR ResNet-18, batch 32", 1, "native")][2]
+    assert not got[("training step, tridiagonal", "CIFAR ResNet-18, batch 32", 1, "native")][2]
+    rows = [t for t in report.targets(act, train, first) if t["backend"] == "native"]
+    table = report.targets_table(rows)
+    assert "| diagonal fwd+bwd, channels outer | 64x64x32x32 | 2 | native | 1.20x | <= 1.1x |" \
+        " **no** |" in table
 
 
 def _read(path: Path) -> list[dict]:
@@ -94,22 +161,65 @@ def _read(path: Path) -> list[dict]:
 
 
 def test_dry_run_writes_checked_results(tmp_path, capsys):
+    import tmaf
+
     assert cli.main(["--dry-run", "--out", str(tmp_path)]) == 0
     rows = _read(tmp_path / "activations.csv")
     names = {r["candidate"] for r in rows}
-    assert {"relu/eager", "prelu/eager", "gelu/eager", "diagonal-m5/eager",
-            "tridiagonal-m1/eager", "diagonal-m1/reference"} <= names
+    main = "native" if tmaf.native_available() else "eager"
+    assert {"relu/eager", "prelu/eager", "gelu/eager", f"diagonal-m9/{main}",
+            f"diagonal-m17/{main}", "tridiagonal-m1/eager", "diagonal-m1/reference"} <= names
+    assert {r["shape"] for r in rows} == {"8x16", "2x4x5x5", "2x4x5x5-cl"}
     for r in rows:
         assert float(r["check_max_rel_err"]) < 1e-4
         assert float(r["median_ms"]) > 0
-        if r["kind"] in ("relu", "diagonal", "tridiagonal") and r["mode"] == "eager":
-            # ReLU and the TMAF fast path save one input-sized tensor (autograd references more)
+        if r["kind"] in ("relu", "diagonal", "tridiagonal") and r["mode"] in ("eager", "native"):
+            # ReLU and the TMAF fast paths save one input-sized tensor (autograd references more)
             assert float(r["saved_act_bytes_vs_relu_eager"]) == 1.0, r["candidate"]
     steps = _read(tmp_path / "train_step.csv")
     assert {(r["model"], r["activation"]) for r in steps} >= {
-        ("mlp", "relu"), ("resnet18", "diagonal/eager"), ("resnet18", "tridiagonal/eager")}
-    assert (tmp_path / "config.json").exists() and (tmp_path / "summary.md").exists()
-    assert "diagonal fwd+bwd vs eager ReLU" in (tmp_path / "summary.md").read_text()
+        ("mlp", "relu"), ("mlp", f"diagonal/{main}"), ("resnet18", "diagonal/eager"),
+        ("resnet18", "tridiagonal/eager")}
+    first = _read(tmp_path / "first_call.csv")
+    assert {r["candidate"] for r in first} >= {"relu/eager", f"diagonal-m9/{main}"}
+    targets = _read(tmp_path / "targets.csv")
+    assert targets[0]["backend"] == main
+    assert {t["target"] for t in targets} == set(report.TARGET_NAMES)
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"## Targets (issue 9), {main} backend" in summary
+    assert "diagonal fwd+bwd, channels outer" in summary
+    config = json.loads((tmp_path / "config.json").read_text())
+    env = config["environment"]
+    assert env["cpu_model"] and env["threads_timed"] == [1] and env["torch"]
+    assert env["native_status"] == tmaf.native_status()
+    out = capsys.readouterr().out
+    assert f"Targets (issue 9), {main} backend" in out
+    if tmaf.native_available():
+        kernels = _read(tmp_path / "kernels.csv")
+        assert {r["candidate"] for r in kernels} >= {"relu", "threshold_backward",
+                                                     "diagonal-m9/native"}
+        assert {r["phase"] for r in kernels} == {"fwd", "bwd"}
+        assert all(float(r["ratio_vs_relu_kernel"]) > 0 for r in kernels)
+        assert "## Kernels only, forward, 1 thread(s)" in summary
+
+
+def test_presets_and_cli_conventions():
+    assert cli.parse_args(["--dry-run"]).threads == (DEFAULT_THREADS,)
+    assert cli.parse_args([]).threads == (DEFAULT_THREADS,)
+    quick = cli.parse_args(["--quick"])
+    assert quick.threads == (1, 2) and quick.backends == ("native",)
+    assert quick.out.endswith("-quick")
+    assert {"64x64x32x32", "128x64x32x32", "64x256x16x16", "4096x1024", "256x512"} \
+        <= set(quick.shapes) and any(s.endswith("-cl") for s in quick.shapes)
+    assert {9, 17} <= set(quick.ms)
+    assert cli.parse_args(["--quick", "--threads", "2"]).threads == (2,)
+    assert cli.parse_args(["--dry-run", "--seed", "3"]).seeds == (3,)
+    assert cli.parse_args(["--dry-run", "--seeds", "0,1"]).seeds == (0, 1)
+    cfg = cli.parse_args(["--dry-run", "--backends", "eager,native", "--shapes", "4x8",
+                          "--models", "mlp"])
+    assert cfg.backends == ("native", "eager") and cfg.shapes == ("4x8",)
+    assert cfg.train_models == ("mlp",)
+    assert "compiled" in cli.parse_args(["--dry-run", "--compile"]).backends
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -117,16 +227,30 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
     (["--dry-run", "--quick"], "not allowed with"),
     (["--quick", "--compile"], "--compile only applies"),
     (["--dry-run", "--repeats", "0"], "--repeats"),
+    (["--dry-run", "--threads", "1,1"], "--threads"),
+    (["--dry-run", "--threads", "two"], "--threads"),
+    (["--dry-run", "--backends", "fast"], "--backends"),
+    (["--dry-run", "--shapes", "4x"], "--shapes"),
+    (["--dry-run", "--seed", "1", "--seeds", "2"], "give the seeds once"),
     (["--dry-run", "--no-such-option"], "unrecognized arguments"),
 ])
-def test_bad_options_are_clear_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) as exc:
+def test_bad_options_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(UsageError, match=message.replace(".", r"\.")):
         cli.parse_args(argv)
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_unwritable_output_folder_is_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["--dry-run", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: output folder")
 
 
 def test_module_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "--dry-run" in proc.stdout
+    assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--threads" in proc.stdout
