@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:  # benchmarks/ is a top-level folder, not an insta
 
 from benchmarks import cli, report, timing  # noqa: E402
 from benchmarks.candidates import Candidate, Shape, Spec, check_against_reference  # noqa: E402
-from benchmarks.oracle import oracle_outputs_and_grads  # noqa: E402
+from tmaf._reference import oracle_outputs_and_grads  # noqa: E402
 from tmaf_lab.cli import DEFAULT_THREADS, UsageError  # noqa: E402
 
 

@@ -15,9 +15,9 @@ see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab``
 """
 
 from . import functional
+from ._native import native_available, native_isas, native_status, set_native_isa
 from .convert import CallSites, convert, is_tmaf, param_groups, tmaf_modules
 from .factory import ACTIVATION_NAMES, create_act, get_act_layer
-from ._native import native_available, native_isas, native_status, set_native_isa
 from .functional import BACKENDS, get_backend, resolve_backend, set_backend
 from .modules import (
     DEFAULT_BREAKPOINTS,

@@ -11,6 +11,12 @@ gradient formulas of section 4 term by term, with the non-finite conventions sta
   nothing to its level gradient.
 
 It is the ground truth that every fast path (eager, compiled, native) is tested against.
+
+The second half is a vectorised float64 restatement of the same formulas (the *oracle*), fast
+enough to check fast paths at benchmark sizes (the loops above take seconds there): one
+comparison per breakpoint for the interval index, one table lookup per band offset, explicit
+gradients. It shares no code with the fast paths; the tests compare it with the loop version.
+Finite inputs only.
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ class _BandedReference(torch.autograd.Function):
                 # d sigma_i / d t_{i,d,k} = y_j [k(y_j) = k]; 0 where the level is 0 and y_j infinite
                 p = torch.where((a == 0) & xs[j].isinf(), torch.zeros_like(xs[j]), gs[i] * xs[j])
                 k = interval_index(xs[j], bp[j]).clamp(max=m1 - 1)
-                gl[i, d + b] = torch.zeros(m1, dtype=dt, device=xs.device).index_add_(0, k.reshape(-1), p.reshape(-1))
+                sums = torch.zeros(m1, dtype=dt, device=xs.device)
+                gl[i, d + b] = sums.index_add_(0, k.reshape(-1), p.reshape(-1))
                 if bool(xs[j].isnan().any()):
                     gl[i, d + b] = float("nan")
         gx = gx.movedim(0, cd).to(x.dtype)
@@ -125,3 +132,82 @@ def banded_tmaf_reference(x: Tensor, breakpoints: Tensor, levels: Tensor, channe
         Tensor shaped and typed like ``x``; differentiable in ``x`` and ``levels`` (once).
     """
     return _BandedReference.apply(x, breakpoints.detach(), levels, channel_dim)
+
+
+# --- vectorised float64 oracle (finite inputs) ----------------------------------------------
+
+def _rows_by_channel(t: Tensor, channel_dim: int) -> Tensor:
+    """(..., C, ...) -> (R, C) float64, channels last (a copy)."""
+    moved = t.double().movedim(channel_dim, -1)
+    return moved.reshape(-1, moved.shape[-1]).contiguous()
+
+
+def _interval_index_rows(xs: Tensor, breakpoints: Tensor) -> Tensor:
+    """k(x_j) = #{s : s < x_j} with channel j's breakpoints; xs (R, C) -> (R, C) int64."""
+    C = xs.shape[-1]
+    bp = breakpoints.double().reshape(-1, breakpoints.shape[-1]).expand(C, -1)  # (C, m)
+    m = bp.shape[1]
+    if m > 255:
+        return (xs.unsqueeze(-1) > bp).sum(-1)
+    idx = torch.zeros(xs.shape, dtype=torch.uint8)  # counting in bytes: no bool -> int64 copies
+    for s in range(m):
+        idx.add_((xs > bp[:, s]).view(torch.uint8))
+    return idx.long()
+
+
+def _terms(xs: Tensor, breakpoints: Tensor, levels: Tensor):
+    """Per band offset d: (d, output channels i0.., input channels j0.., alpha (R, n), flat idx)."""
+    C, b, m1 = xs.shape[-1], levels.shape[1] // 2, levels.shape[2]
+    idx = _interval_index_rows(xs, breakpoints)
+    lv = levels.detach().double()
+    for d in range(-b, b + 1):
+        i0, j0 = max(0, -d), max(0, d)  # output channel i reads input channel j = i + d
+        n = C - abs(d)
+        if n <= 0:
+            continue
+        flat = idx[:, j0:j0 + n] + m1 * torch.arange(n)  # into lv[i0:i0+n, d+b] (n, m1)
+        alpha = lv[i0:i0 + n, d + b].reshape(-1)[flat]
+        yield d, i0, j0, n, alpha, flat
+
+
+def banded_oracle(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1) -> Tensor:
+    """sigma(x)_i = sum_{|d|<=b, 0<=i+d<C} levels[i, d+b, k(x_{i+d})] * x_{i+d}, in float64.
+
+    Args:
+        x: (..., C, ...) input; breakpoints (m,) or (C, m); levels (C, 2b+1, m+1).
+    Returns:
+        float64 tensor shaped like ``x`` (no autograd: see :func:`oracle_outputs_and_grads`).
+    """
+    xs = _rows_by_channel(x.detach(), channel_dim)
+    out = torch.zeros_like(xs)
+    for _, i0, j0, n, alpha, _ in _terms(xs, breakpoints, levels):
+        out[:, i0:i0 + n] += alpha * xs[:, j0:j0 + n]
+    moved = x.movedim(channel_dim, -1).shape
+    return out.reshape(moved).movedim(-1, channel_dim)
+
+
+def oracle_outputs_and_grads(x: Tensor, g: Tensor, breakpoints: Tensor, levels: Tensor,
+                             channel_dim: int = 1) -> list[Tensor]:
+    """[output, input grad, levels grad] in float64 for upstream gradient ``g``.
+
+    ``levels`` may be (C, m+1) (diagonal) or (C, 2b+1, m+1); the level gradient has its shape.
+    """
+    lv_shape = levels.shape
+    full = levels.detach().reshape(lv_shape[0], -1, lv_shape[-1])
+    C, W, m1 = full.shape
+    xs, gs = _rows_by_channel(x.detach(), channel_dim), _rows_by_channel(g, channel_dim)
+    out, gx = torch.zeros_like(xs), torch.zeros_like(xs)
+    glv = torch.zeros(C, W, m1, dtype=torch.float64)
+    for d, i0, j0, n, alpha, flat in _terms(xs, breakpoints, full):
+        xj, gi = xs[:, j0:j0 + n], gs[:, i0:i0 + n]
+        out[:, i0:i0 + n] += alpha * xj
+        gx[:, j0:j0 + n] += alpha * gi
+        sums = torch.zeros(n * m1, dtype=torch.float64).index_add_(0, flat.reshape(-1),
+                                                                      (gi * xj).reshape(-1))
+        glv[i0:i0 + n, d + W // 2] = sums.view(n, m1)
+    moved = x.movedim(channel_dim, -1).shape
+
+    def back(t: Tensor) -> Tensor:
+        return t.reshape(moved).movedim(-1, channel_dim)
+
+    return [back(out), back(gx), glv.reshape(lv_shape)]

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import os
 
-from torch import Tensor
-
 import torch
+from torch import Tensor
 
 from . import _checks, _native
 from ._fused import BandedTMAFFunction

@@ -24,6 +24,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from . import _checks
 from . import functional as F
+from ._reference import interval_index
 
 __all__ = ["DEFAULT_BREAKPOINTS", "uniform_breakpoints", "BandedTMAF", "DiagonalTMAF",
            "TridiagonalTMAF", "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "INITS"]
@@ -157,7 +158,7 @@ class BandedTMAF(nn.Module):
         b = W // 2
         y = torch.as_tensor(y, dtype=lv.dtype, device=lv.device).reshape(-1)
         bp = self.breakpoints.to(lv.dtype).reshape(-1, m1 - 1)
-        idx = torch.stack([torch.bucketize(y, s.contiguous(), right=False) for s in bp])  # (C|1, G)
+        idx = torch.stack([interval_index(y, s) for s in bp])  # (C|1, G)
         out = y.new_zeros(C, W, y.numel())
         for i in range(C):
             for d in range(-b, b + 1):

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._reference import interval_index
+
 __all__ = ["activations", "levels_heatmap", "relu_levels", "coupling_strength", "coupling_matrix",
            "couplings", "channel_summary", "channel_summary_figure", "tmaf_layers"]
 
@@ -223,7 +225,9 @@ def relu_levels(layer: nn.Module) -> torch.Tensor:
     intervals right of 0 (k > #{s_j < 0}) and 0 elsewhere; off-diagonals 0."""
     lv = _levels3(layer)
     bp = layer.breakpoints.detach().to("cpu", torch.float64).reshape(-1, lv.shape[-1] - 1)
-    right = torch.arange(lv.shape[-1]) > (bp < 0).sum(-1, keepdim=True)  # (C|1, m+1)
+    # interval of 0 per channel, k(0) = #{s_j < 0}; the ReLU start is 1 right of it
+    zero = torch.stack([interval_index(torch.zeros(1, dtype=bp.dtype), s) for s in bp])  # (C|1, 1)
+    right = torch.arange(lv.shape[-1]) > zero
     out = torch.zeros_like(lv)
     out[:, (lv.shape[1] - 1) // 2] = right.to(lv.dtype).expand(lv.shape[0], -1)
     return out

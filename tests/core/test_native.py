@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TOL, assert_close
+from conftest import assert_close
 from helpers import BP, breakpoints, input_on_breakpoints, levels, run
 from torch import nn
 
@@ -219,7 +219,8 @@ def test_op_reports_bad_shapes_clearly():
     with pytest.raises(RuntimeError, match=r"levels must have shape \(C, 2b\+1, m\+1\)"):
         torch.ops.tmaf.banded_fwd(torch.randn(2, 3), torch.zeros(2), torch.zeros(3, 1, 2), 1)
     with pytest.raises(RuntimeError, match="upstream gradient must have the input's shape"):
-        torch.ops.tmaf.banded_bwd(torch.randn(2, 4), torch.randn(2, 3), torch.zeros(1), torch.zeros(3, 1, 2), 1)
+        torch.ops.tmaf.banded_bwd(torch.randn(2, 4), torch.randn(2, 3), torch.zeros(1),
+                                  torch.zeros(3, 1, 2), 1)
     with pytest.raises(RuntimeError, match="unknown ISA"):
         tmaf.set_native_isa("sse9")
 
