@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     add_seed_options(p, (d.seed,))
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", default=None,
-                   help="TMAF backend for tmaf.set_backend (auto, compiled, eager, reference)")
+                   help="TMAF backend for tmaf.set_backend (auto, native, compiled, eager, reference)")
     p.add_argument("--nondeterministic", action="store_true",
                    help="skip torch.use_deterministic_algorithms (faster on GPU)")
     p.add_argument("--out", type=Path, default=None,
