@@ -84,14 +84,15 @@ def test_gradcheck_float64(b, per_channel):
                                         (x, lv), eps=1e-6, atol=1e-7)
 
 
-def test_relu_exact_and_input_only_saved():
+@pytest.mark.parametrize("backend", FAST)
+def test_relu_exact_and_input_only_saved(backend):
     bp = torch.tensor([-1.0, 0.0, 2.0])
     lv = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(6, -1).contiguous()
     x = torch.tensor([-3.0, -1.0, 0.0, 1e-8, 2.0, 5.0]).repeat(2, 6, 1).transpose(1, 2)  # (2, 6, 6)
     x = (x + torch.randn(2, 6, 6) * (torch.rand(2, 6, 6) < 0.5)).requires_grad_()
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        y = F.diagonal_tmaf(x, bp, lv, backend="eager")
+        y = F.diagonal_tmaf(x, bp, lv, backend=backend)
     assert torch.equal(y, torch.relu(x))
     big = [t for t in saved if t.numel() >= x.numel()]
     assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()  # only the input is saved
@@ -100,12 +101,13 @@ def test_relu_exact_and_input_only_saved():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_inputs_keep_dtype_and_fp32_levels(dtype):
+@pytest.mark.parametrize("backend", FAST)
+def test_half_inputs_keep_dtype_and_fp32_levels(dtype, backend):
     bp = breakpoints(C, False, torch.float32)
     x = input_on_breakpoints((4, C, 3), 1, bp, dtype)
     lv = levels(C, 1, len(BP))
     g = torch.randn_like(x)
-    fast = run("eager", x, bp, lv, 1, g)
+    fast = run(backend, x, bp, lv, 1, g)
     ref = run("reference", x, bp, lv, 1, g)
     assert fast[0].dtype == dtype and fast[1].dtype == dtype and fast[2].dtype == torch.float32
     assert_close(fast[0], ref[0], dtype=dtype, msg="output")
@@ -113,7 +115,8 @@ def test_half_inputs_keep_dtype_and_fp32_levels(dtype):
     assert_close(fast[2], ref[2], dtype=torch.float32, msg="grad levels (fp32 accumulation)")
 
 
-def test_autocast_linear_then_tmaf():
+@pytest.mark.parametrize("backend", FAST)
+def test_autocast_linear_then_tmaf(backend):
     torch.manual_seed(0)
     lin = torch.nn.Linear(8, C)
     bp = breakpoints(C, False, torch.float32)
@@ -121,7 +124,7 @@ def test_autocast_linear_then_tmaf():
     x = torch.randn(16, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         h = lin(x)
-        y = F.banded_tmaf(h, bp, lv, 1, backend="eager")
+        y = F.banded_tmaf(h, bp, lv, 1, backend=backend)
         y_ref = F.banded_tmaf(h, bp, lv, 1, backend="reference")
     assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16 and lv.dtype == torch.float32
     torch.testing.assert_close(y, y_ref, atol=TOL[torch.bfloat16][0], rtol=TOL[torch.bfloat16][1])
@@ -131,13 +134,14 @@ def test_autocast_linear_then_tmaf():
     torch.testing.assert_close(gl, gl_ref, atol=1e-3, rtol=1e-3)
 
 
-def test_level_gradient_is_deterministic():
+@pytest.mark.parametrize("backend", FAST)
+def test_level_gradient_is_deterministic(backend):
     bp = breakpoints(C, True, torch.float32)
     x = input_on_breakpoints((64, C, 33), 1, bp, torch.float32)
     lv = levels(C, 1, len(BP)).requires_grad_()
     grads = []
     for _ in range(3):
-        (g,) = torch.autograd.grad(F.banded_tmaf(x, bp, lv, backend="eager").sum(), lv)
+        (g,) = torch.autograd.grad(F.banded_tmaf(x, bp, lv, backend=backend).sum(), lv)
         grads.append(g)
     assert all(torch.equal(grads[0], g) for g in grads[1:])
 
