@@ -46,6 +46,12 @@ def _check(x, bp, lv, cd, msg, dtype=None):
     fast = run("native", x, bp, lv, cd, g)
     for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
         assert a.shape == r.shape, f"{name} {msg}"
+        if name == "grad levels" and a.dtype == torch.float32:
+            # a float32 sum of n = numel / C terms: rounding grows like sqrt(n) (n = 60000: 1.5e-4)
+            n = x.numel() / x.shape[cd]
+            tol = 1e-5 * max(1.0, n ** 0.5 / 16)
+            torch.testing.assert_close(a.double(), r, atol=tol, rtol=tol, msg=f"{name} {msg}")
+            continue
         assert_close(a.double(), r, dtype=dtype or a.dtype, msg=f"{name} {msg}")
     assert fast[0].dtype == x.dtype and fast[1].dtype == x.dtype and fast[2].dtype == lv.dtype
     return fast
