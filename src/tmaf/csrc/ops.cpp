@@ -308,6 +308,27 @@ Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Shape
   return out;
 }
 
+// The ordered reduction of the level gradient: sums[i, d+b, k] = sum over parts q = 0, 1, ...
+// (in this order, in float64) of part(q, j = i + d, d, k). Parallel over output channels only,
+// so the result does not depend on the thread count.
+template <typename Part>
+void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, std::vector<double>* sums,
+                     const Part& part) {
+  const int64_t W = 2 * b + 1;
+  at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t d = -b; d <= b; ++d) {
+        const int64_t j = i + d;
+        if (j < 0 || j >= C) continue;
+        for (int64_t k = 0; k < m1; ++k) {
+          double acc = 0.0;
+          for (int64_t q = 0; q < n_parts; ++q) acc += part(q, j, d, k);
+          (*sums)[(i * W + d + b) * m1 + k] = acc;
+        }
+      }
+  });
+}
+
 template <typename T>
 std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp, const Tensor& lv,
                                     const Shape& s) {
@@ -338,20 +359,11 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
     const TaskFn fn = ks.bwd_rows[dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
     const T* p = partial.data_ptr<T>();
-    const int64_t n_sb = a.n_sb;
-    at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t d = -b; d <= b; ++d) {
-          const int64_t j = i + d;
-          if (j < 0 || j >= C) continue;
-          for (int64_t k = 0; k < m1; ++k) {
-            double acc = 0.0;  // tasks in index order: (outer block, inner block)
-            for (int64_t ob = 0; ob < n_ob; ++ob)
-              for (int64_t sb = 0; sb < n_sb; ++sb)
-                acc += static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * m1 + k]);
-            sums[(i * W + d + b) * m1 + k] = acc;
-          }
-        }
+    const int64_t n_sb = a.n_sb, n_parts = n_ob * n_sb;
+    // part q = (outer block, inner block) in task order; slot of input channel j, offset d, interval k
+    reduce_partials(C, b, m1, n_parts, &sums, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
+      const int64_t ob = q / n_sb, sb = q % n_sb;
+      return static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * m1 + k]);
     });
   } else {
     a.outer = lay.outer; a.inner = 1;
@@ -369,18 +381,9 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
     const TaskFn fn = ks.bwd_cols[dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
     const T* p = partial.data_ptr<T>();
-    at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t d = -b; d <= b; ++d) {
-          const int64_t j = i + d;
-          if (j < 0 || j >= C) continue;
-          for (int64_t k = 0; k < m1; ++k) {
-            double acc = 0.0;  // row blocks in index order
-            for (int64_t rb = 0; rb < n_rb; ++rb)
-              acc += static_cast<double>(p[(((rb * n_vec + j / L) * W + d + b) * m1 + k) * L + j % L]);
-            sums[(i * W + d + b) * m1 + k] = acc;
-          }
-        }
+    // part q = row block, in order; slot of input channel j, offset d, interval k
+    reduce_partials(C, b, m1, n_rb, &sums, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
+      return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * m1 + k) * L + j % L]);
     });
   }
   Tensor gl = at::empty({C, W, m1}, lv.options());
