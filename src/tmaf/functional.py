@@ -76,9 +76,6 @@ def resolve_backend(x: Tensor, backend: str | None = None, breakpoints: Tensor |
     return name
 
 
-_resolve = resolve_backend  # kept for callers of the old private name
-
-
 def _validate(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int, banded: bool,
               check_values: bool) -> int:
     """All input checks of the functional API; returns channel_dim normalised to 0..ndim-1."""

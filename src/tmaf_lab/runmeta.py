@@ -59,15 +59,13 @@ def tmaf_backend(device: str | None = None) -> dict[str, str]:
     import torch
 
     import tmaf
-    from tmaf import functional
 
     dev = torch.device("cpu" if device in (None, "auto") else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         return {"setting": tmaf.get_backend(), "resolved": "unknown (CUDA not available)"}
     probe = torch.empty(0, device=dev)
-    # functional._resolve is the rule the functional API applies to every call
-    return {"setting": tmaf.get_backend(),
-            "resolved": functional._resolve(backend=None, x=probe)}  # keywords: both signatures
+    # tmaf.resolve_backend is the rule the functional API applies to every call
+    return {"setting": tmaf.get_backend(), "resolved": tmaf.resolve_backend(probe)}
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
