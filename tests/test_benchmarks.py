@@ -254,3 +254,29 @@ def test_module_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--threads" in proc.stdout
+
+
+def test_grids_dry_run_compares_per_channel_with_shared(tmp_path, capsys):
+    import tmaf
+    from benchmarks import grids
+
+    if not tmaf.native_available():
+        pytest.skip("native operators not built")
+    assert grids.main(["--dry-run", "--out", str(tmp_path / "g")]) == 0
+    rows = list(csv.DictReader((tmp_path / "g" / "grids.csv").open()))
+    assert {(r["kind"], r["phase"]) for r in rows} == {
+        (k, p) for k in grids.KINDS for p in ("fwd", "bwd", "module")}
+    assert len(rows) == len(grids.DRY_SHAPES) * 6 and all(float(r["per_channel_vs_shared"]) > 0
+                                                          for r in rows)
+    assert "per-channel / shared" in (tmp_path / "g" / "summary.md").read_text()
+    assert grids.main(["--m", "0", "--out", str(tmp_path / "h")]) == 2
+    assert "--m must be >= 1" in capsys.readouterr().err
+
+
+def test_grids_per_channel_grid_keeps_zero_and_order():
+    import tmaf
+    from benchmarks.grids import per_channel_grid
+
+    shared = tmaf.uniform_breakpoints(9, -2.0, 2.0)
+    g = per_channel_grid(shared, 7, torch.Generator().manual_seed(0))
+    assert g.shape == (7, 9) and bool((g[:, 4] == 0).all()) and bool((g.diff(1) > 0).all())

@@ -180,11 +180,17 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
         hold at most ``max_samples`` positions). "outside" = below the first or above the last
         breakpoint of the value's channel.
 
+    The model runs in the mode it is in: in training mode BatchNorm layers update their running
+    statistics and dropout is active, so call ``model.eval()`` first unless that is what you want.
+    Under ``torch.distributed`` (initialised, world size > 1) every rank must call ``calibrate``
+    (on its own batches) before wrapping the model in DDP; all ranks then take rank 0's grids,
+    levels and statistics, so the layers stay identical across ranks.
+
     Breakpoints become (C, m) buffers (shared-level layers, ``num_channels=1``, keep one pooled
     (m,) grid); to load such a state_dict into a fresh model, calibrate it first or assign
     ``layer.breakpoints = torch.empty(C, m)`` (and levels of the new m). Positions holding a
     NaN or inf are left out of the statistics with a RuntimeWarning.
-    Raises ValueError: no (selected) TMAF layer, an unknown layer name, empty ``inputs``, an
+    Raises ValueError: a DistributedDataParallel wrapper, no (selected) TMAF layer, an unknown layer name, empty ``inputs``, an
     unmaterialised lazy layer, a layer that never ran or saw only non-finite values.
     """
     lo, hi = (float(q) for q in quantiles)
@@ -206,6 +212,10 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
         if isinstance(found[n].levels, UninitializedParameter):
             raise ValueError(f"tmaf: calibrate: lazy layer {n!r} is not materialised yet; run one "
                              f"forward pass before calibrating")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise ValueError("tmaf: calibrate: got a DistributedDataParallel wrapper; calibrate the "
+                         "module before wrapping it (DDP records the buffers and parameters it "
+                         "syncs when it is built, and calibration replaces them)")
     gen = torch.Generator().manual_seed(seed)
     res = {n: _Reservoir(max_samples, gen) for n in names}
     hooks = [found[n].register_forward_hook(
@@ -216,7 +226,28 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
     finally:
         for h in hooks:
             h.remove()
-    return {n: _calibrate_layer(n, found[n], res[n], lo, hi, num_breakpoints) for n in names}
+    stats = {n: _calibrate_layer(n, found[n], res[n], lo, hi, num_breakpoints) for n in names}
+    return _share_rank0(found, names, stats)
+
+
+def _share_rank0(found, names, stats):
+    """Under torch.distributed, every rank takes rank 0's grids, levels and statistics.
+
+    Each rank calibrates on its own batches (the hooks need a forward pass), then rank 0's
+    result is broadcast, so all ranks hold identical layers as DDP requires. Statistics are
+    therefore those of rank 0's batches: give rank 0 enough of them.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return stats
+    for n in names:
+        layer = found[n]
+        for t in (layer.breakpoints, layer.levels):
+            dist.broadcast(t.data, src=0)
+    box = [stats]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _calibrate_layer(name, layer, r: _Reservoir, lo, hi, m_new) -> dict[str, float]:

@@ -182,3 +182,54 @@ def test_convert_then_calibrate():
     before = model(x)
     stats = tmaf.calibrate(model, x)
     assert len(stats) == 1 and torch.equal(model(x), before)
+
+
+def _ddp_worker(rank, world, port, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        torch.manual_seed(3)  # the same initial layer on both ranks
+        act = tmaf.TridiagonalTMAF(C)
+        with torch.no_grad():
+            act.levels.normal_()
+        x = torch.randn(200, C, generator=torch.Generator().manual_seed(10 + rank)) * (1 + rank)
+        stats = tmaf.calibrate(act, x)
+        torch.save({"bp": act.breakpoints, "lv": act.levels.detach(), "stats": stats},
+                   f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_ranks_take_rank0_calibration(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    torch.manual_seed(3)  # rank 0's calibration, done alone, is what both ranks hold
+    act = tmaf.TridiagonalTMAF(C)
+    with torch.no_grad():
+        act.levels.normal_()
+    x0 = torch.randn(200, C, generator=torch.Generator().manual_seed(10)) * 1
+    alone = tmaf.calibrate(act, x0)
+    for r in (r0, r1):
+        assert torch.equal(r["bp"], act.breakpoints) and torch.equal(r["lv"], act.levels.detach())
+        assert r["stats"] == alone
+
+
+def test_ddp_wrapper_is_refused(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        ddp = nn.parallel.DistributedDataParallel(tmaf.DiagonalTMAF(C))
+        with pytest.raises(ValueError, match="before wrapping"):
+            tmaf.calibrate(ddp, torch.randn(10, C))
+    finally:
+        dist.destroy_process_group()

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from tmaf_lab.approx import cli as approx_cli
 from tmaf_lab.cli import main as tmaf_main
@@ -143,3 +144,38 @@ def test_sweep_summary_reads_the_run_folders(tmp_path, capsys):
     rows = sweep.collect(tmp_path)
     assert len(rows) == 2 * 2 * 2  # widths x targets x activations
     assert sweep.main([str(tmp_path / "missing")]) == 2
+
+
+def test_calibrate_moves_tmaf_grids_and_records_them(tmp_path):
+    """--calibrate: TMAF runs record tmaf.calibrate's statistics (exact ReLU start: no change of
+    the function); ReLU runs are untouched and equal to an uncalibrated run, seed for seed."""
+    runs = {}
+    for flag in ([], ["--calibrate"]):
+        out = tmp_path / ("cal" if flag else "fixed")
+        argv = ["--target", "highfreq", "--activations", "relu,diagonal,tridiagonal", "--dry-run",
+                "--no-plots", "--out", str(out), *flag]
+        assert approx_cli.main(argv) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert res["calibrate"] is bool(flag)
+        runs[bool(flag)] = {r["activation"]: r for r in res["runs"]}
+    cal, fixed = runs[True], runs[False]
+    assert "calibration" not in cal["relu"] and cal["relu"]["rel_l2"] == fixed["relu"]["rel_l2"]
+    for act in ("diagonal", "tridiagonal"):
+        stats = cal[act]["calibration"]
+        assert len(stats) == len(cal[act]["outside_grid"]) == 3  # one per hidden layer
+        assert all(s["rel_change"] == 0.0 for s in stats.values())
+        # the central 99 % of 64 samples: about one sample on each side lies outside
+        assert all(s["outside_new"] <= 0.05 for s in stats.values()), stats
+        assert "calibration" not in fixed[act]
+        assert cal[act]["rel_l2"] != fixed[act]["rel_l2"]  # the grids did move
+
+
+def test_outside_grid_is_per_channel():
+    import tmaf
+    from tmaf_lab.approx.study import TargetData, outside_grid
+
+    grids = torch.tensor([[-1.0, 0.0, 1.0], [-10.0, 0.0, 10.0]])
+    act = tmaf.DiagonalTMAF(2, breakpoints=grids, channel_dim=-1)
+    x = torch.tensor([[5.0, 5.0], [0.5, 0.5]])  # only channel 0 of the first row is outside
+    data = TargetData(x, x[:, 0], x, x[:, 0], 0.0, 1.0, x)
+    assert outside_grid(torch.nn.Sequential(act), data) == [0.25]

@@ -153,3 +153,57 @@ def test_dry_run_refuses_a_corrupted_cache(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TMAF_DATA", str(tmp_path / "data"))
     assert cli.main(["mnist", "--dry-run", "--out", str(tmp_path / "o")]) == 2
     assert "tmaf data install mnist" in capsys.readouterr().err
+
+
+def test_calibrate_sets_per_channel_grids_before_the_first_step(tmp_path):
+    """--calibrate N: (C, m) grids from N training batches, calibration.json, results.json and a
+    resume that recalibrates to the same shapes and continues; the BatchNorm running statistics
+    and the RNG are as without calibration."""
+    out = tmp_path / "cal"
+    argv = ["synthetic", "--model", "cnn", "--width", "8", "--activation", "tridiagonal",
+            "--batch-size", "16", "--threads", "1", "--dry-run", "--calibrate", "2",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    stats = json.loads((out / "calibration.json").read_text())
+    assert stats and all(s["rel_change"] == 0.0 for s in stats.values())
+    assert json.loads((out / "results.json").read_text())["calibrate"] == 2
+    model = final_state(out)["model"]
+    grids = [v for k, v in model.items() if k.endswith("breakpoints")]
+    assert grids and all(g.dim() == 2 and g.shape[1] == 9 for g in grids)
+    fixed = tmp_path / "fixed"
+    assert cli.main([*argv[:-4], "--out", str(fixed)]) == 0
+    ref = final_state(fixed)["model"]
+    assert all(v.dim() == 1 for k, v in ref.items() if k.endswith("breakpoints"))
+    assert (out / "checkpoint.pt").exists()
+    # resume of a finished run reports it; resume of an unfinished one reloads the (C, m) grids
+    state = final_state(out)
+    state["epoch"], state["metrics"] = 0, []
+    torch.save(state, out / "checkpoint.pt")
+    (out / "results.json").unlink()
+    assert cli.main([*argv, "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["calibrate"] == 2
+
+
+def test_calibrate_bn_statistics_and_weights_are_as_without_it():
+    from tmaf_lab.data import synthetic
+    from tmaf_lab.train.config import TrainConfig
+    from tmaf_lab.train.distributed import Dist
+    from tmaf_lab.train.trainer import StopFlag, Trainer
+
+    data = synthetic(n_train=64, n_test=16, shape=(1, 28, 28))
+    kw = dict(dataset="synthetic", model="cnn", width=8, activation="diagonal", batch_size=16)
+    dist = Dist()
+    nets = [Trainer(TrainConfig(**kw, calibrate=c), data, None, dist, torch.device("cpu"),
+                    StopFlag()).net for c in (0, 2)]
+    for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        if not k.endswith(("breakpoints", "levels")):  # TMAF's own state moves to the new grid
+            assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--calibrate", "-1"], "--calibrate must be >= 0"),
+    (["--calibrate", "2", "--activation", "relu"], "needs a TMAF activation"),
+])
+def test_calibrate_bad_input(tmp_path, capsys, argv, needle):
+    assert cli.main([*TINY, "--dry-run", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert needle in capsys.readouterr().err

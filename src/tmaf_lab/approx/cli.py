@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TMAF breakpoints per channel, odd so 0 is one (default: %(default)s)")
     p.add_argument("--bp-range", type=_positive_float, default=d.bp_range,
                    help="TMAF breakpoints are uniform on [-R, R] (default: %(default)s)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="before training, move every TMAF grid to per-channel quantiles of its "
+                        "inputs on the training sample (tmaf.calibrate; other activations are "
+                        "unchanged)")
     p.add_argument("--n-train", type=_positive_int, default=d.n_train,
                    help="training sample size (default: %(default)s)")
     p.add_argument("--history-points", type=_positive_int, default=d.history_points,
@@ -155,7 +159,8 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
         init=args.init,
         match_params=args.match_params, steps=args.steps, lr=args.lr, tmaf_lr=args.tmaf_lr,
         batch=args.batch, seeds=args.seeds, dtype=args.dtype, breakpoints=args.breakpoints,
-        bp_range=args.bp_range, n_train=args.n_train, history_points=args.history_points,
+        bp_range=args.bp_range, calibrate=args.calibrate, n_train=args.n_train,
+        history_points=args.history_points,
         threads=args.threads, plots=args.plots,
         out=args.out, dry_run=args.dry_run)
     if args.dry_run:  # at most two targets: still exercises the multi-target layout

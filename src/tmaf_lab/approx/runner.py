@@ -17,6 +17,7 @@ from tmaf_lab.approx import plots, tables
 from tmaf_lab.approx.study import (
     ApproxConfig,
     build_mlp,
+    calibrate_grids,
     count_params,
     make_data,
     match_width,
@@ -65,12 +66,14 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
             pbar.set_postfix_str(f"{target.name} {act} seed {seed}", refresh=False)
             torch.manual_seed(seed)
             model = build_mlp(act, target.dim, width, cfg)
+            calibration = calibrate_grids(model, data, seed) if cfg.calibrate else None
             history, seconds, diverged = train(model, data, cfg, seed, on_steps=pbar.update)
             pred = predict(model, data)
             runs.append({"activation": act, "seed": seed, "width": width, "params": params,
                          **metrics(pred, data), "train_seconds": seconds,
                          "diverged": diverged, "outside_grid": outside_grid(model, data),
-                         "history": history})
+                         "history": history,
+                         **({"calibration": calibration} if calibration is not None else {})})
             if seed == cfg.seeds[0]:  # the figures show the first seed
                 preds[act] = pred.float()
                 curves[act] = sample_curves(model, cfg)
@@ -80,6 +83,7 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
         "dim": target.dim, "domain": list(cfg.domain), "reference": "relu",
         "reference_width": cfg.width, "match_params": cfg.match_params,
         "steps": cfg.steps, "seeds": list(cfg.seeds), "dtype": cfg.dtype,
+        "calibrate": cfg.calibrate,
         "runs": runs, "summary": summary,
     }
     write_json(out / "results.json", result)

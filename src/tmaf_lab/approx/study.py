@@ -52,6 +52,7 @@ class ApproxConfig:
     dtype: str = "float32"
     breakpoints: int = 9  # TMAF breakpoints, uniform on [-bp_range, bp_range]
     bp_range: float = 2.0
+    calibrate: bool = False  # tmaf.calibrate every TMAF layer on the training sample before step 1
     n_train: int = 4096
     n_test: int = 4001  # grid points per axis for 1-D; 2-D uses n_test_2d per axis
     n_test_2d: int = 101
@@ -237,9 +238,20 @@ def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
     return out
 
 
+def calibrate_grids(model: nn.Module, data: TargetData, seed: int) -> dict[str, dict] | None:
+    """``tmaf.calibrate`` on the whole training sample (None for a model without TMAF layers).
+
+    At the study's exact ReLU start the model's function is unchanged; only the grids move."""
+    import tmaf
+
+    if next(tmaf.tmaf_modules(model), None) is None:
+        return None
+    return tmaf.calibrate(model, data.x_train, max_samples=data.x_train.shape[0], seed=seed)
+
+
 @torch.no_grad()
 def outside_grid(model: nn.Module, data: TargetData) -> list[float]:
-    """Per TMAF layer: fraction of held-out pre-activations outside [s_1, s_m].
+    """Per TMAF layer: fraction of held-out pre-activations outside [s_1, s_m] of their channel.
 
     There alpha is constant, so the activation is linear; a large fraction means the
     breakpoint grid does not cover the pre-activations the trained model produces.
@@ -249,7 +261,7 @@ def outside_grid(model: nn.Module, data: TargetData) -> list[float]:
     fracs: list[float] = []
     hooks = []
     for _, mod in tmaf.tmaf_modules(model):
-        lo, hi = mod.breakpoints.min(), mod.breakpoints.max()
+        lo, hi = mod.breakpoints[..., 0], mod.breakpoints[..., -1]  # scalars or per channel (C,)
 
         def hook(_mod, args, lo=lo, hi=hi):
             fracs.append(float(((args[0] < lo) | (args[0] > hi)).double().mean()))

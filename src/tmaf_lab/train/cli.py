@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         key = name.replace("-", "_")
         p.add_argument(f"--{name}", type=typ, default=getattr(d, key),
                        help=f"{text} (default %(default)s)")
+    p.add_argument("--calibrate", type=int, default=d.calibrate, metavar="N",
+                   help="before the first step, move every TMAF grid to per-channel quantiles "
+                        "of its inputs on N training batches (tmaf.calibrate; default 0: off)")
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
     helps = {"optimizer": "adam (AdamW: decoupled weight decay) or sgd (Nesterov)",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
@@ -104,6 +107,8 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
     for name in ("epochs", "batch_size", "eval_batch_size", "subset", "test_subset", "width"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.calibrate < 0:
+        raise RunError(f"--calibrate must be >= 0 (training batches), got {cfg.calibrate}")
     if not cfg.lr > 0:
         raise RunError(f"--lr must be > 0, got {cfg.lr}")
     if not 0 <= cfg.warmup < 1:

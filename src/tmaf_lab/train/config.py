@@ -34,6 +34,7 @@ class TrainConfig:
     backend: str | None = None        # TMAF backend (tmaf.set_backend); None: TMAF_BACKEND/auto
     deterministic: bool = True        # torch.use_deterministic_algorithms (exact CPU resume)
     dry_run: bool = False             # 2 batches, tiny data: a seconds-long smoke test
+    calibrate: int = 0                # tmaf.calibrate on N training batches before step 1 (0: off)
 
     recipe: str | None = None         # the named recipe whose values filled the defaults
 

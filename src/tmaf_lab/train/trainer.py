@@ -3,7 +3,9 @@
 Writes to the run folder (rank 0 only): ``config.json`` at the start, ``checkpoint.pt``
 after every epoch (atomic), ``metrics.jsonl`` (one line per epoch: epoch, train_loss,
 train_acc, test_loss, test_acc, lr, seconds) and ``results.json`` at the end (dataset,
-model, activation, epochs, seed, params, test_acc, test_loss, train_seconds).
+model, activation, epochs, seed, params, test_acc, test_loss, train_seconds; plus calibrate
+when set). With ``calibrate`` = N > 0, ``calibration.json`` holds what ``tmaf.calibrate``
+returned for the N training batches it saw before the first step.
 """
 
 from __future__ import annotations
@@ -88,15 +90,18 @@ class Trainer:
         self.net = create_model(cfg.model, data.image_shape, data.num_classes,
                                 cfg.activation, **kwargs).to(device)
         self.params = sum(p.numel() for p in self.net.parameters())
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        if cfg.batch_size % dist.world:
+            raise RunError(f"--batch-size {cfg.batch_size} is not divisible by the "
+                           f"{dist.world} processes")
+        self.batch = cfg.batch_size // dist.world
+        self.calibration = self.calibrate_grids(data) if cfg.calibrate else None
         self.model = self.net
         if dist.active:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.optimizer = make_optimizer(self.net, cfg)
-        if cfg.batch_size % dist.world:
-            raise RunError(f"--batch-size {cfg.batch_size} is not divisible by the "
-                           f"{dist.world} processes")
-        self.batch = cfg.batch_size // dist.world
         n_rank = math.ceil(len(data.train_y) / dist.world)
         self.steps = math.ceil(n_rank / self.batch)
         if cfg.dry_run:
@@ -105,13 +110,41 @@ class Trainer:
             self.optimizer, lr_factor(cfg, cfg.epochs * self.steps))
         self.amp = amp_dtype(cfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
-        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
         self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
         self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
         self.epoch, self.step, self.partial = 0, 0, [0.0, 0.0, 0.0, 0.0]
         self.metrics: list[dict] = []
         self.train_seconds = 0.0
+
+    @torch.no_grad()
+    def calibrate_grids(self, data: ImageData) -> dict:
+        """``tmaf.calibrate`` on this rank's first ``cfg.calibrate`` training batches of epoch 0
+        (un-augmented; never test data), before DDP wraps the model and the optimiser exists.
+
+        The model runs in training mode, as it will train (BatchNorm normalises with batch
+        statistics); the running statistics and the RNG are restored afterwards, so the run
+        differs from an uncalibrated one only in its grids. Under DDP every rank takes rank 0's
+        grids. Deterministic, so a resumed run recalibrates to the same shapes and then loads
+        its checkpoint."""
+        import tmaf
+
+        cfg, d = self.cfg, self.dist
+        if next(tmaf.tmaf_modules(self.net), None) is None:
+            raise RunError(f"--calibrate needs a TMAF activation; {cfg.activation!r} has no "
+                           "TMAF layer")
+        idx = epoch_indices(len(data.train_y), 0, cfg.seed, d.rank, d.world)
+        idx = idx[: cfg.calibrate * self.batch].to(self.device)
+        x = data.train_x.to(self.device)
+        batches = (normalise(x[idx[sl]], self.mean, self.std)
+                   for _, sl in batch_slices(len(idx), self.batch))
+        tmaf_buffers = {id(b) for _, m in tmaf.tmaf_modules(self.net) for b in m.buffers()}
+        saved = [(b, b.clone()) for b in self.net.buffers() if id(b) not in tmaf_buffers]
+        self.net.train()
+        with torch.random.fork_rng(devices=[]):
+            stats = tmaf.calibrate(self.net, batches, seed=cfg.seed)
+        for b, copy in saved:
+            b.copy_(copy)
+        return stats
 
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict:
@@ -246,7 +279,8 @@ class Trainer:
         return {"dataset": self.cfg.dataset, "model": self.cfg.model,
                 "activation": self.cfg.activation, "epochs": self.cfg.epochs,
                 "seed": self.cfg.seed, "params": self.params, "test_acc": last["test_acc"],
-                "test_loss": last["test_loss"], "train_seconds": round(self.train_seconds, 3)}
+                "test_loss": last["test_loss"], "train_seconds": round(self.train_seconds, 3),
+                **({"calibrate": self.cfg.calibrate} if self.cfg.calibrate else {})}
 
 
 def prepare_out(out: Path, resume: bool) -> str:
@@ -287,6 +321,8 @@ def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torc
         trainer.log(f"resuming {out} at epoch {trainer.epoch + 1}, step {trainer.step}")
     elif dist.main:
         save_config(out, cfg, argv, str(device))
+        if trainer.calibration is not None:
+            write_json(out / "calibration.json", trainer.calibration)
     trainer.log(f"{cfg.dataset} {cfg.model} {cfg.activation}: {trainer.params} parameters, "
                 f"{len(data.train_y)} train / {len(data.test_y)} test images, "
                 f"{trainer.steps} steps/epoch on {device} x{dist.world}")
