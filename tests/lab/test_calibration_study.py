@@ -1,0 +1,142 @@
+"""scripts/calibration.sh (issue 12's study: every command parses with the study's sizes, a
+dry run end to end) and ``python -m tmaf_lab.report.pair`` (paired variant-vs-base statistics)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tmaf_lab.approx import cli as approx_cli
+from tmaf_lab.report import pair
+from tmaf_lab.report.stats import t975
+from tmaf_lab.train import cli as train_cli
+from tmaf_lab.train.recipes import RECIPES
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "calibration.sh"
+
+
+def run_script(*args: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, timeout=300)
+
+
+def printed(part: str, stream: str, out: Path) -> list[list[str]]:
+    proc = run_script(part, stream, PRINT="1", OUT=str(out))
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line) for line in proc.stdout.splitlines() if not line.startswith("done:")]
+
+
+def after(cmd: list[str], sub: str) -> list[str]:
+    i = next(i for i, x in enumerate(cmd) if x.endswith("tmaf"))
+    assert cmd[i + 1] == sub
+    return cmd[i + 2:]
+
+
+def test_approx_part_pairs_fixed_with_calibrated(tmp_path):
+    cfgs = {}
+    for stream, mode in (("A", "fixed"), ("B", "calibrated")):
+        cmds = printed("approx", stream, tmp_path)
+        assert len(cmds) == 3
+        for cmd in cmds:
+            cfg = approx_cli.config_from_args(approx_cli.build_parser().parse_args(
+                after(cmd, "approx")))
+            assert cfg.calibrate is (mode == "calibrated") and cfg.out.endswith(
+                f"approx/{mode}/{cfg.targets[0]}")
+            cfgs[mode, cfg.targets[0]] = cfg
+    for target in ("smooth", "highfreq", "chirp"):
+        a, b = cfgs["fixed", target], cfgs["calibrated", target]
+        assert a.steps >= 10_000 and a.seeds == (0, 1, 2, 3, 4) and a.threads == 1
+        assert a.activations == ("diagonal", "tridiagonal") and a.width == 32
+        # the two arms differ only in calibrate and the folder
+        assert {k: v for k, v in vars(a).items() if k not in ("calibrate", "out")} == \
+            {k: v for k, v in vars(b).items() if k not in ("calibrate", "out")}
+
+
+def test_mlp_part_matches_the_converged_recipe_plus_calibrate(tmp_path):
+    for stream, dataset in (("A", "mnist"), ("B", "fashion-mnist")):
+        cmds = printed("mlp", stream, tmp_path)
+        assert len(cmds) == 10
+        for cmd in cmds:
+            argv = after(cmd, "train")
+            args = train_cli._parser().parse_args(argv)
+            parser = train_cli._parser()
+            parser.set_defaults(**RECIPES[args.recipe])
+            args = parser.parse_args(argv)
+            cfg = train_cli._config(args, args.seeds[0])
+            assert args.recipe == "converged-mlp" and cfg.calibrate == 32
+            assert cfg.dataset == dataset and cfg.activation in ("diagonal", "tridiagonal")
+            assert "--resume" in argv and cfg.threads == 1
+
+
+def test_dry_run_end_to_end_and_report(tmp_path):
+    env = {"OUT": str(tmp_path), "EXTRA": "--dry-run", "SEEDS": "0", "TARGETS": "smooth",
+           "VENV": str(Path(sys.executable).parent.parent), "TMAF_DATA": str(tmp_path / "d"),
+           "BASE": str(tmp_path / "mlp")}
+    for part, stream in (("approx", "A"), ("approx", "B"), ("mlp", "A")):
+        proc = run_script(part, stream, **env)
+        assert proc.returncode == 0, proc.stderr
+    assert "done:" in run_script("approx", "B", **env).stdout  # resumable
+    proc = run_script("report", **env)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads((tmp_path / "report/approx/stats.json").read_text())
+    assert [r["group"][0] for r in stats["approx"]] == ["smooth", "smooth"]
+    mlp = json.loads((tmp_path / "report/mlp/stats.json").read_text())["train"]
+    assert [r["n"] for r in mlp] == [1, 1] and all(r["diff_pp"] == 0 for r in mlp)  # self-pair
+    assert run_script("mlp", "C").returncode == 2
+
+
+def _train_run(root: Path, act: str, seed: int, acc: float) -> None:
+    d = root / act / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps({
+        "dataset": "mnist", "model": "mlp", "activation": act, "epochs": 15, "seed": seed,
+        "params": 10, "test_acc": acc, "test_loss": 0.1, "train_seconds": 1.0}))
+
+
+def _approx_study(root: Path, errors: dict[int, float]) -> None:
+    root.mkdir(parents=True)
+    runs = [{"activation": "diagonal", "seed": s, "width": 26, "params": 1, "rel_l2": e,
+             "rmse": e, "max_err": e, "train_seconds": 1.0} for s, e in errors.items()]
+    (root / "results.json").write_text(json.dumps({"target": "smooth", "runs": runs,
+                                                   "summary": {}}))
+
+
+def test_pair_statistics_against_hand_computed_values(tmp_path, capsys):
+    base, var = tmp_path / "base", tmp_path / "var"
+    for s, (a, b) in enumerate([(0.90, 0.91), (0.92, 0.94), (0.95, 0.95)]):
+        _train_run(base, "diagonal", s, a)
+        _train_run(var, "diagonal", s, b)
+    _train_run(var, "diagonal", 7, 0.5)  # no partner: left out
+    _approx_study(base / "fit", {0: 0.1, 1: 0.2, 2: 0.4})
+    _approx_study(var / "fit", {0: 0.05, 1: 0.1, 2: 0.19})
+    assert pair.main([str(base), str(var), "--out", str(tmp_path / "r")]) == 0
+    stats = json.loads((tmp_path / "r" / "stats.json").read_text())
+    (t,), (a,) = stats["train"], stats["approx"]
+    d = [1.0, 2.0, 0.0]  # pp
+    half = t975(2) * 1.0 / math.sqrt(3)  # sd of d is 1
+    assert t["seeds"] == [0, 1, 2] and t["diff_pp"] == pytest.approx(1.0)
+    assert (t["low"], t["high"]) == pytest.approx((1 - half, 1 + half))
+    assert t["verdict"] == "no difference detected at n = 3" and sum(d) / 3 == 1.0
+    logs = [math.log(0.5), math.log(0.5), math.log(0.475)]
+    m = sum(logs) / 3
+    sd = math.sqrt(sum((x - m) ** 2 for x in logs) / 2)
+    assert a["ratio"] == pytest.approx(math.exp(m))
+    assert a["high"] == pytest.approx(math.exp(m + t975(2) * sd / math.sqrt(3)))
+    assert a["verdict"] == "better"  # the interval lies below 1
+    assert "variant − base (pp)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_pair_errors(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    assert pair.main([str(tmp_path / "a"), str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert pair.main([str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path)]) == 2
+    assert "has a partner" in capsys.readouterr().err
