@@ -150,3 +150,22 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert proc.stdout.count("epoch 2/2") == 1  # rank-0 logging only
     assert "x2" in proc.stdout
     assert_same_run(ddp, single, exact=False, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_with_calibrate(tmp_path):
+    """--calibrate under torchrun: each rank calibrates on its own batches, all take rank 0's
+    grids (tmaf.calibrate broadcasts them), then DDP trains; rank 0 writes calibration.json."""
+    out = tmp_path / "ddp"
+    args = [*TINY, "--activation", "tridiagonal", "--calibrate", "2", "--subset", "512",
+            "--test-subset", "128"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
+           "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+           "-m", "tmaf_lab.train.cli", *args, "--out", str(out)]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads((out / "calibration.json").read_text())
+    assert stats and all(s["rel_change"] == 0.0 for s in stats.values())
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    grids = [v for k, v in state["model"].items() if k.endswith("breakpoints")]
+    assert grids and all(g.dim() == 2 for g in grids)
