@@ -184,7 +184,9 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
     statistics and dropout is active, so call ``model.eval()`` first unless that is what you want.
     Under ``torch.distributed`` (initialised, world size > 1) every rank must call ``calibrate``
     (on its own batches) before wrapping the model in DDP; all ranks then take rank 0's grids,
-    levels and statistics, so the layers stay identical across ranks.
+    levels and statistics, so the layers stay identical across ranks (with NCCL the broadcast
+    goes through the current CUDA device). When one rank's calibration fails, it raises its
+    error and every other rank raises a RuntimeError, instead of waiting.
 
     Breakpoints become (C, m) buffers (shared-level layers, ``num_channels=1``, keep one pooled
     (m,) grid); to load such a state_dict into a fresh model, calibrate it first or assign
@@ -201,6 +203,10 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
         raise ValueError(f"tmaf: calibrate: num_breakpoints must be an int >= 1, got {num_breakpoints!r}")
     if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
         raise ValueError(f"tmaf: calibrate: max_samples must be an int >= 1, got {max_samples!r}")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise ValueError("tmaf: calibrate: got a DistributedDataParallel wrapper; calibrate the "
+                         "module before wrapping it (DDP records the buffers and parameters it "
+                         "syncs when it is built, and calibration replaces them)")
     found = dict(tmaf_modules(model))
     if not found:
         raise ValueError(f"tmaf: calibrate: {type(model).__name__} holds no TMAF layer")
@@ -212,22 +218,47 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
         if isinstance(found[n].levels, UninitializedParameter):
             raise ValueError(f"tmaf: calibrate: lazy layer {n!r} is not materialised yet; run one "
                              f"forward pass before calibrating")
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        raise ValueError("tmaf: calibrate: got a DistributedDataParallel wrapper; calibrate the "
-                         "module before wrapping it (DDP records the buffers and parameters it "
-                         "syncs when it is built, and calibration replaces them)")
     gen = torch.Generator().manual_seed(seed)
     res = {n: _Reservoir(max_samples, gen) for n in names}
-    hooks = [found[n].register_forward_hook(
-        lambda mod, args, out, r=res[n]: r.add(args[0], mod.channel_dim)) for n in names]
+    distributed = _distributed()
     try:
-        if _run(model, inputs) == 0:
-            raise ValueError("tmaf: calibrate: inputs is empty (no batch to calibrate on)")
-    finally:
-        for h in hooks:
-            h.remove()
-    stats = {n: _calibrate_layer(n, found[n], res[n], lo, hi, num_breakpoints) for n in names}
-    return _share_rank0(found, names, stats)
+        hooks = [found[n].register_forward_hook(
+            lambda mod, args, out, r=res[n]: r.add(args[0], mod.channel_dim)) for n in names]
+        try:
+            if _run(model, inputs) == 0:
+                raise ValueError("tmaf: calibrate: inputs is empty (no batch to calibrate on)")
+        finally:
+            for h in hooks:
+                h.remove()
+        stats = {n: _calibrate_layer(n, found[n], res[n], lo, hi, num_breakpoints) for n in names}
+    except Exception:
+        if distributed:  # tell the other ranks, which wait in _share_rank0, then raise here
+            _all_ok(False)
+        raise
+    return _share_rank0(found, names, stats) if distributed else stats
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_ok(ok: bool) -> bool:
+    """True on every rank when every rank's calibration succeeded (one all_reduce)."""
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if ok else 0], device=_comm_device())
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def _comm_device() -> torch.device:
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _share_rank0(found, names, stats):
@@ -235,16 +266,20 @@ def _share_rank0(found, names, stats):
 
     Each rank calibrates on its own batches (the hooks need a forward pass), then rank 0's
     result is broadcast, so all ranks hold identical layers as DDP requires. Statistics are
-    therefore those of rank 0's batches: give rank 0 enough of them.
+    therefore those of rank 0's batches: give rank 0 enough of them. A rank whose calibration
+    failed makes every rank raise (no rank is left waiting in a collective).
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return stats
+    if not _all_ok(True):
+        raise RuntimeError("tmaf: calibrate: calibration failed on another rank (see its error)")
+    dev = _comm_device()
     for n in names:
         layer = found[n]
-        for t in (layer.breakpoints, layer.levels):
-            dist.broadcast(t.data, src=0)
+        for t in (layer.breakpoints, layer.levels.data):
+            buf = t.to(dev)
+            dist.broadcast(buf, src=0)
+            t.copy_(buf)
     box = [stats]
     dist.broadcast_object_list(box, src=0)
     return box[0]

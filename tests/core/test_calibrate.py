@@ -184,7 +184,7 @@ def test_convert_then_calibrate():
     assert len(stats) == 1 and torch.equal(model(x), before)
 
 
-def _ddp_worker(rank, world, port, out):
+def _ddp_worker(rank, world, port, out, fail_rank=None):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -195,7 +195,11 @@ def _ddp_worker(rank, world, port, out):
         with torch.no_grad():
             act.levels.normal_()
         x = torch.randn(200, C, generator=torch.Generator().manual_seed(10 + rank)) * (1 + rank)
-        stats = tmaf.calibrate(act, x)
+        try:
+            stats = tmaf.calibrate(act, [] if rank == fail_rank else x)
+        except (ValueError, RuntimeError) as e:
+            torch.save({"error": f"{type(e).__name__}: {e}"}, f"{out}/rank{rank}.pt")
+            return
         torch.save({"bp": act.breakpoints, "lv": act.levels.detach(), "stats": stats},
                    f"{out}/rank{rank}.pt")
     finally:
@@ -221,6 +225,20 @@ def test_distributed_ranks_take_rank0_calibration(tmp_path):
     for r in (r0, r1):
         assert torch.equal(r["bp"], act.breakpoints) and torch.equal(r["lv"], act.levels.detach())
         assert r["stats"] == alone
+
+
+def test_distributed_failure_on_one_rank_raises_on_every_rank(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), 1), nprocs=2, join=True)  # no hang
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r1["error"].startswith("ValueError") and "inputs is empty" in r1["error"]
+    assert r0["error"].startswith("RuntimeError") and "another rank" in r0["error"]
 
 
 def test_ddp_wrapper_is_refused(tmp_path):

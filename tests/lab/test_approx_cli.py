@@ -179,3 +179,6 @@ def test_outside_grid_is_per_channel():
     x = torch.tensor([[5.0, 5.0], [0.5, 0.5]])  # only channel 0 of the first row is outside
     data = TargetData(x, x[:, 0], x, x[:, 0], 0.0, 1.0, x)
     assert outside_grid(torch.nn.Sequential(act), data) == [0.25]
+    act1 = tmaf.DiagonalTMAF(2, breakpoints=grids, channel_dim=1)  # channels not last
+    x3 = x[:, :, None].expand(2, 2, 3)
+    assert outside_grid(act1, TargetData(x3, x[:, 0], x3, x[:, 0], 0.0, 1.0, x3)) == [0.25]

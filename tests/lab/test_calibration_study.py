@@ -134,6 +134,15 @@ def test_pair_statistics_against_hand_computed_values(tmp_path, capsys):
     assert "variant − base (pp)" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_pair_refuses_duplicate_runs(tmp_path, capsys):
+    base = tmp_path / "base"
+    _train_run(base / "a", "diagonal", 0, 0.9)
+    _train_run(base / "b", "diagonal", 0, 0.8)  # the same group and seed twice
+    _train_run(tmp_path / "var", "diagonal", 0, 0.9)
+    assert pair.main([str(base), str(tmp_path / "var"), "--out", str(tmp_path / "r")]) == 2
+    assert "appears twice" in capsys.readouterr().err
+
+
 def test_pair_errors(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     assert pair.main([str(tmp_path / "a"), str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2

@@ -156,9 +156,9 @@ def test_dry_run_refuses_a_corrupted_cache(tmp_path, capsys, monkeypatch):
 
 
 def test_calibrate_sets_per_channel_grids_before_the_first_step(tmp_path):
-    """--calibrate N: (C, m) grids from N training batches, calibration.json, results.json and a
-    resume that recalibrates to the same shapes and continues; the BatchNorm running statistics
-    and the RNG are as without calibration."""
+    """--calibrate N: (C, m) grids from N training batches, calibration.json, results.json; a
+    resume takes the grids from the checkpoint (not from a new calibration); an uncalibrated
+    checkpoint cannot be resumed with --calibrate."""
     out = tmp_path / "cal"
     argv = ["synthetic", "--model", "cnn", "--width", "8", "--activation", "tridiagonal",
             "--batch-size", "16", "--threads", "1", "--dry-run", "--calibrate", "2",
@@ -175,13 +175,24 @@ def test_calibrate_sets_per_channel_grids_before_the_first_step(tmp_path):
     ref = final_state(fixed)["model"]
     assert all(v.dim() == 1 for k, v in ref.items() if k.endswith("breakpoints"))
     assert (out / "checkpoint.pt").exists()
-    # resume of a finished run reports it; resume of an unfinished one reloads the (C, m) grids
+    # resume of an unfinished run loads its (C, m) grids: mark them to see where they come from
     state = final_state(out)
     state["epoch"], state["metrics"] = 0, []
+    marked = {k: v * 1.5 for k, v in state["model"].items() if k.endswith("breakpoints")}
+    state["model"].update(marked)
     torch.save(state, out / "checkpoint.pt")
     (out / "results.json").unlink()
     assert cli.main([*argv, "--resume"]) == 0
     assert json.loads((out / "results.json").read_text())["calibrate"] == 2
+    resumed = final_state(out)["model"]
+    assert all(torch.equal(resumed[k], v) for k, v in marked.items())
+    # a checkpoint written without calibrate (e.g. before the option existed) refuses it
+    state = final_state(fixed)
+    state["epoch"], state["metrics"] = 0, []
+    del state["config"]["calibrate"]
+    torch.save(state, fixed / "checkpoint.pt")
+    (fixed / "results.json").unlink()
+    assert cli.main([*argv[:-2], "--out", str(fixed), "--resume"]) == 2
 
 
 def test_calibrate_bn_statistics_and_weights_are_as_without_it():
@@ -205,5 +216,6 @@ def test_calibrate_bn_statistics_and_weights_are_as_without_it():
     (["--calibrate", "2", "--activation", "relu"], "needs a TMAF activation"),
 ])
 def test_calibrate_bad_input(tmp_path, capsys, argv, needle):
+    """Bad --calibrate values are one-line errors."""
     assert cli.main([*TINY, "--dry-run", *argv, "--out", str(tmp_path / "o")]) == 2
     assert needle in capsys.readouterr().err

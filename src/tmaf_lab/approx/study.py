@@ -263,8 +263,9 @@ def outside_grid(model: nn.Module, data: TargetData) -> list[float]:
     for _, mod in tmaf.tmaf_modules(model):
         lo, hi = mod.breakpoints[..., 0], mod.breakpoints[..., -1]  # scalars or per channel (C,)
 
-        def hook(_mod, args, lo=lo, hi=hi):
-            fracs.append(float(((args[0] < lo) | (args[0] > hi)).double().mean()))
+        def hook(mod, args, lo=lo, hi=hi):
+            x = args[0].movedim(mod.channel_dim, -1)  # per-channel bounds broadcast on the last dim
+            fracs.append(float(((x < lo) | (x > hi)).double().mean()))
 
         hooks.append(mod.register_forward_pre_hook(hook))
     try:

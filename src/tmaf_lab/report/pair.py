@@ -32,23 +32,37 @@ from tmaf_lab.report.collect import collect
 from tmaf_lab.report.stats import fmt, order_key, paired, verdict
 
 
+class DuplicateRun(ValueError):
+    """Two runs of one tree share group and seed: which one to pair is ambiguous."""
+
+
+def _put(out: dict, where: dict, key: tuple, seed: int, value: float, folder: Path) -> None:
+    if seed in out.setdefault(key, {}):
+        raise DuplicateRun(f"{'/'.join(map(str, key))} seed {seed} appears twice: in "
+                           f"{where[key, seed]} and {folder}; compare folders with one run each")
+    out[key][seed], where[key, seed] = value, folder
+
+
 def train_values(root: Path, acts: set[str] | None) -> dict[tuple, dict[int, float]]:
     """(dataset, model, activation) -> {seed: test accuracy}."""
     out: dict[tuple, dict[int, float]] = {}
+    where: dict = {}
     for run in collect([root]).train:
         if acts is None or run.activation in acts:
-            out.setdefault((run.dataset, run.model, run.activation), {})[run.seed] = run.test_acc
+            _put(out, where, (run.dataset, run.model, run.activation), run.seed, run.test_acc,
+                 run.folder)
     return out
 
 
 def approx_values(root: Path, acts: set[str] | None) -> dict[tuple, dict[int, float]]:
     """(target, width, activation) -> {seed: held-out relative L2 error}."""
     out: dict[tuple, dict[int, float]] = {}
+    where: dict = {}
     for study in collect([root]).approx:
         for r in study.runs:
             if acts is None or r["activation"] in acts:
-                key = (study.target, r.get("width"), r["activation"])
-                out.setdefault(key, {})[int(r["seed"])] = float(r["rel_l2"])
+                _put(out, where, (study.target, r.get("width"), r["activation"]), int(r["seed"]),
+                     float(r["rel_l2"]), study.folder)
     return out
 
 
@@ -128,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_dir():
             return usage_error(f"{path} is not a folder")
     acts = set(args.activations.split(",")) if args.activations else None
-    train = compare_groups(train_values(args.base, acts), train_values(args.variant, acts), "train")
-    approx = compare_groups(approx_values(args.base, acts), approx_values(args.variant, acts),
-                            "approx")
+    try:
+        train = compare_groups(train_values(args.base, acts), train_values(args.variant, acts),
+                               "train")
+        approx = compare_groups(approx_values(args.base, acts), approx_values(args.variant, acts),
+                                "approx")
+    except DuplicateRun as e:
+        return usage_error(e)
     if not train and not approx:
         return usage_error(f"no run of {args.variant} has a partner (same group and seed) in "
                            f"{args.base}")

@@ -56,9 +56,14 @@ CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("onecycle", "cosine", "con
 RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 
 
+# Fields added after runs were checkpointed, with the value those runs implicitly had.
+ADDED_LATER = {"calibrate": 0}
+
+
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:
     """The fields (other than RESUME_FREE) where a saved config differs from ``current``."""
     out = []
+    saved = {**ADDED_LATER, **saved}
     for f in fields(current):
         if f.name in RESUME_FREE or f.name not in saved:
             continue

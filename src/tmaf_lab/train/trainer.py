@@ -80,7 +80,8 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: ImageData, out: Path, dist: Dist,
-                 device: torch.device, stop: StopFlag, log=print):
+                 device: torch.device, stop: StopFlag, log=print,
+                 resume_model: dict | None = None):
         from ..models import create_model
 
         self.cfg, self.data, self.out, self.dist, self.device = cfg, data, out, dist, device
@@ -96,7 +97,11 @@ class Trainer:
             raise RunError(f"--batch-size {cfg.batch_size} is not divisible by the "
                            f"{dist.world} processes")
         self.batch = cfg.batch_size // dist.world
-        self.calibration = self.calibrate_grids(data) if cfg.calibrate else None
+        self.calibration = None
+        if cfg.calibrate and resume_model is not None:
+            self.shape_grids_like(resume_model)  # the checkpoint holds the calibrated grids
+        elif cfg.calibrate:
+            self.calibration = self.calibrate_grids(data)
         self.model = self.net
         if dist.active:
             ids = [device.index] if device.type == "cuda" else None
@@ -116,35 +121,53 @@ class Trainer:
         self.metrics: list[dict] = []
         self.train_seconds = 0.0
 
-    @torch.no_grad()
-    def calibrate_grids(self, data: ImageData) -> dict:
-        """``tmaf.calibrate`` on this rank's first ``cfg.calibrate`` training batches of epoch 0
-        (un-augmented; never test data), before DDP wraps the model and the optimiser exists.
-
-        The model runs in training mode, as it will train (BatchNorm normalises with batch
-        statistics); the running statistics and the RNG are restored afterwards, so the run
-        differs from an uncalibrated one only in its grids. Under DDP every rank takes rank 0's
-        grids. Deterministic, so a resumed run recalibrates to the same shapes and then loads
-        its checkpoint."""
+    def _tmaf_layers(self) -> list:
         import tmaf
 
-        cfg, d = self.cfg, self.dist
-        if next(tmaf.tmaf_modules(self.net), None) is None:
-            raise RunError(f"--calibrate needs a TMAF activation; {cfg.activation!r} has no "
+        layers = list(tmaf.tmaf_modules(self.net))
+        if not layers:
+            raise RunError(f"--calibrate needs a TMAF activation; {self.cfg.activation!r} has no "
                            "TMAF layer")
-        idx = epoch_indices(len(data.train_y), 0, cfg.seed, d.rank, d.world)
-        idx = idx[: cfg.calibrate * self.batch].to(self.device)
+        return layers
+
+    @torch.no_grad()
+    def calibrate_grids(self, data: ImageData) -> dict:
+        """``tmaf.calibrate`` on the first ``cfg.calibrate`` global training batches of epoch 0
+        (the single-process order and batch size, un-augmented; never test data), before DDP
+        wraps the model and before the optimiser exists.
+
+        Every rank calibrates on the same images, so the grids do not depend on the number of
+        processes (and ``tmaf.calibrate`` hands rank 0's result to all ranks anyway). The model
+        runs in training mode, as it will train (BatchNorm normalises with batch statistics);
+        the BatchNorm running statistics and the RNG state are restored afterwards, so the run
+        differs from an uncalibrated one only in its grids and levels' placement on them."""
+        import tmaf
+
+        cfg = self.cfg
+        layers = self._tmaf_layers()
+        idx = epoch_indices(len(data.train_y), 0, cfg.seed, 0, 1)
+        idx = idx[: cfg.calibrate * cfg.batch_size].to(self.device)
         x = data.train_x.to(self.device)
         batches = (normalise(x[idx[sl]], self.mean, self.std)
-                   for _, sl in batch_slices(len(idx), self.batch))
-        tmaf_buffers = {id(b) for _, m in tmaf.tmaf_modules(self.net) for b in m.buffers()}
+                   for _, sl in batch_slices(len(idx), cfg.batch_size))
+        tmaf_buffers = {id(b) for _, m in layers for b in m.buffers()}
         saved = [(b, b.clone()) for b in self.net.buffers() if id(b) not in tmaf_buffers]
         self.net.train()
-        with torch.random.fork_rng(devices=[]):
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
             stats = tmaf.calibrate(self.net, batches, seed=cfg.seed)
         for b, copy in saved:
             b.copy_(copy)
         return stats
+
+    def shape_grids_like(self, state: dict) -> None:
+        """Resume: give every TMAF layer the grid shape its checkpoint holds (the values come
+        with ``load_state_dict``), instead of calibrating again."""
+        for name, layer in self._tmaf_layers():
+            key = f"{name}.breakpoints" if name else "breakpoints"
+            if key not in state:
+                raise RunError(f"the checkpoint has no {key}; it was not written by this model")
+            layer.breakpoints = torch.empty_like(state[key], device=self.device)
 
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict:
@@ -306,7 +329,7 @@ def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torc
     if mode == "finished":
         log(f"{out}: already finished; results.json kept")
         return "done", json.loads((out / "results.json").read_text())
-    trainer = Trainer(cfg, data, out, dist, device, stop, log)
+    state = None
     if mode == "resume":
         try:
             state = ckpt.load(out)
@@ -317,6 +340,9 @@ def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torc
         diff = config_diff(state["config"], cfg)
         if diff:
             raise RunError("--resume with a different config: " + "; ".join(diff))
+    trainer = Trainer(cfg, data, out, dist, device, stop, log,
+                      resume_model=state["model"] if state is not None else None)
+    if state is not None:
         trainer.restore(state)
         trainer.log(f"resuming {out} at epoch {trainer.epoch + 1}, step {trainer.step}")
     elif dist.main:
