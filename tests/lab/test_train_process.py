@@ -137,16 +137,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_two(args: list[str], out: Path) -> subprocess.CompletedProcess:
+    """``tmaf train ARGS --out OUT`` under torchrun with 2 CPU processes; asserts success."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
+           "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+           "-m", "tmaf_lab.train.cli", *args, "--out", str(out)]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
     args = [*TINY, "--epochs", "2", "--subset", "1024", "--test-subset", "256"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     run_here([*args, "--out", str(single)])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
-           "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "tmaf_lab.train.cli", *args, "--out", str(ddp)]
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_two(args, ddp)
     assert proc.stdout.count("epoch 2/2") == 1  # rank-0 logging only
     assert "x2" in proc.stdout
     assert_same_run(ddp, single, exact=False, atol=1e-4)
@@ -160,11 +166,7 @@ def test_two_process_ddp_with_calibrate(tmp_path):
     args = [*TINY, "--activation", "tridiagonal", "--calibrate", "2", "--subset", "512",
             "--test-subset", "128", "--epochs", "1"]
     run_here([*args, "--out", str(single)])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
-           "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "tmaf_lab.train.cli", *args, "--out", str(out)]
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_two(args, out)
     stats = json.loads((out / "calibration.json").read_text())
     assert stats == json.loads((single / "calibration.json").read_text())
     assert all(s["rel_change"] == 0.0 for s in stats.values())
