@@ -31,6 +31,14 @@ def _cnn() -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
 
 
+def _calibrated_mlp() -> nn.Module:
+    """The MLP after ``tmaf.calibrate``: per-channel (C, m) grids from the data."""
+    model = _mlp()
+    tmaf.calibrate(model, torch.randn(256, 12, generator=torch.Generator().manual_seed(5)) * 0.7)
+    assert all(m.breakpoints.dim() == 2 for _, m in tmaf.tmaf_modules(model))
+    return model
+
+
 def _train(model: nn.Module, in_shape: tuple[int, ...], steps: int = 25) -> nn.Module:
     """A few SGD steps on a fixed random problem, so the levels are no longer the ReLU ones."""
     gen = torch.Generator().manual_seed(0)
@@ -57,7 +65,8 @@ def _inputs(in_shape: tuple[int, ...], batch: int, seed: int) -> torch.Tensor:
 
 # Under torch.export every fast backend traces the same comparison-and-select graph (the fast
 # path takes its fused formulation while tracing), so the eager backend (tests' default) suffices.
-@pytest.mark.parametrize("name, build, in_shape", [("mlp", _mlp, (12,)), ("cnn", _cnn, (3, 6, 6))])
+@pytest.mark.parametrize("name, build, in_shape", [("mlp", _mlp, (12,)), ("cnn", _cnn, (3, 6, 6)),
+                                                   ("mlp-calibrated", _calibrated_mlp, (12,))])
 def test_trained_tmaf_model_exports_and_matches_in_onnxruntime(name, build, in_shape, tmp_path):
     torch.manual_seed(0)
     model = _train(build(), in_shape)
