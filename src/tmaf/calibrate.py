@@ -25,7 +25,7 @@ from . import functional as F
 from ._reference import interval_index
 from .convert import tmaf_modules
 
-__all__ = ["calibrate"]
+__all__ = ["calibrate", "outside_fraction"]
 
 
 class _Reservoir:
@@ -321,3 +321,46 @@ def _calibrate_layer(name, layer, r: _Reservoir, lo, hi, m_new) -> dict[str, flo
     return {"rel_change": change / norm if norm > 0 else change,
             "outside_old": _outside(x, old_bp2),
             "outside_new": _outside(x, new_bp.reshape(-1, m).to(x.device))}
+
+
+@torch.no_grad()
+def outside_fraction(model: nn.Module, inputs: Tensor | Iterable,
+                     layers: Iterable[str] | None = None) -> dict[str, float]:
+    """Fraction of each TMAF layer's finite input values outside its channel's grid.
+
+    "Outside" = below the channel's first or above its last breakpoint, where alpha is one
+    constant and the layer is linear. ``inputs`` as in :func:`calibrate` (runs the model under
+    ``torch.no_grad()`` in its current mode). Returns ``{layer name: fraction}`` in model order.
+    Raises ValueError: no (selected) TMAF layer, an unknown name, empty ``inputs``, a layer that
+    never ran.
+    """
+    found = dict(tmaf_modules(model))
+    if not found:
+        raise ValueError(f"tmaf: outside_fraction: {type(model).__name__} holds no TMAF layer")
+    names = list(found) if layers is None else list(layers)
+    unknown = [n for n in names if n not in found]
+    if unknown or not names:
+        raise ValueError(f"tmaf: outside_fraction: unknown layer name(s) {unknown}; TMAF "
+                         f"layers: {list(found)}")
+    counts = {n: [0, 0] for n in names}  # outside, finite values
+
+    def hook(mod, args, name):
+        x = args[0].detach().movedim(_checks.check_input(args[0], mod.channel_dim), -1)
+        bp = mod.breakpoints.to(x.dtype)
+        finite = torch.isfinite(x)
+        out = ((x < bp[..., 0]) | (x > bp[..., -1])) & finite
+        counts[name][0] += int(out.sum())
+        counts[name][1] += int(finite.sum())
+
+    hooks = [found[n].register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n))
+             for n in names]
+    try:
+        if _run(model, inputs) == 0:
+            raise ValueError("tmaf: outside_fraction: inputs is empty (no batch to run)")
+    finally:
+        for h in hooks:
+            h.remove()
+    never = [n for n in names if counts[n][1] == 0]
+    if never:
+        raise ValueError(f"tmaf: outside_fraction: layer(s) {never} saw no finite input")
+    return {n: counts[n][0] / counts[n][1] for n in names}

@@ -251,3 +251,32 @@ def test_ddp_wrapper_is_refused(tmp_path):
             tmaf.calibrate(ddp, torch.randn(10, C))
     finally:
         dist.destroy_process_group()
+
+
+def test_outside_fraction_per_channel_and_errors():
+    grids = torch.tensor([[-1.0, 0.0, 1.0], [-10.0, 0.0, 10.0]])
+    act = tmaf.DiagonalTMAF(2, breakpoints=grids, channel_dim=1)
+    x = torch.tensor([[5.0, 5.0], [0.5, -20.0], [float("nan"), 0.0], [-1.0, 10.0]])
+    # finite values: 7; outside: 5.0 (ch 0) and -20.0 (ch 1); the ends -1 and 10 are inside
+    model = nn.Sequential(act, nn.Identity())
+    assert tmaf.outside_fraction(model, [x[:2], x[2:]]) == {"0": pytest.approx(2 / 7)}
+    assert tmaf.outside_fraction(act, x[:, :, None].expand(4, 2, 3)) == {"": pytest.approx(2 / 7)}
+    shared = tmaf.TridiagonalTMAF(2)  # the default grid [-2, 2]
+    assert tmaf.outside_fraction(shared, torch.tensor([[3.0, 0.0]])) == {"": 0.5}
+    with pytest.raises(ValueError, match="no TMAF layer"):
+        tmaf.outside_fraction(nn.ReLU(), x)
+    with pytest.raises(ValueError, match="unknown layer"):
+        tmaf.outside_fraction(model, x, layers=["9"])
+    with pytest.raises(ValueError, match="empty"):
+        tmaf.outside_fraction(model, [])
+    with pytest.raises(ValueError, match="no finite input"):
+        tmaf.outside_fraction(act, torch.full((2, 2), float("inf")))
+
+
+def test_calibration_lowers_the_outside_fraction():
+    act = tmaf.DiagonalTMAF(C, channel_dim=-1)
+    x = torch.randn(2000, C) * torch.linspace(0.5, 6, C)
+    before = tmaf.outside_fraction(act, x)[""]
+    stats = tmaf.calibrate(act, x, max_samples=2000)
+    after = tmaf.outside_fraction(act, x)[""]
+    assert after < 0.011 < before and after == pytest.approx(stats[""]["outside_new"])

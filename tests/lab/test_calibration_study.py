@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import tmaf
+
 from tmaf_lab.approx import cli as approx_cli
 from tmaf_lab.report import pair
 from tmaf_lab.report.stats import t975
@@ -149,3 +151,29 @@ def test_pair_errors(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     assert pair.main([str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path)]) == 2
     assert "has a partner" in capsys.readouterr().err
+
+
+def test_coverage_of_trained_runs(tmp_path, capsys):
+    """python -m tmaf_lab.report.coverage: rebuilds fixed and calibrated runs from their
+    checkpoints and measures the test inputs outside each grid; skips ReLU runs."""
+    from tmaf_lab.report import coverage
+
+    base = ["synthetic", "--width", "32", "--batch-size", "64", "--subset", "256",
+            "--test-subset", "128", "--threads", "1", "--device", "cpu"]
+    for name, extra in (("fixed", []), ("cal", ["--calibrate", "2"])):
+        assert train_cli.main([*base, "--activation", "diagonal", *extra, "--out",
+                               str(tmp_path / name)]) == 0
+    assert train_cli.main([*base, "--out", str(tmp_path / "relu")]) == 0
+    assert coverage.main([str(tmp_path), "--out", str(tmp_path / "cov")]) == 0
+    data = json.loads((tmp_path / "cov" / "coverage.json").read_text())
+    runs = {Path(r["run"]).name: r for r in data["runs"]}
+    assert set(runs) == {"fixed", "cal"} and [Path(s["run"]).name for s in data["skipped"]] == [
+        "relu"]
+    assert runs["cal"]["calibrate"] == 2 and len(runs["cal"]["layers"]) == 2
+    assert all(0.0 <= v <= 1.0 for r in runs.values() for v in r["layers"].values())
+    # the same number straight from the model: the rebuilt model is the trained one
+    model, _, _ = coverage.load_trained(tmp_path / "cal")
+    assert all(m.breakpoints.dim() == 2 for _, m in tmaf.tmaf_modules(model))
+    assert "--calibrate 2" in (tmp_path / "cov" / "coverage.md").read_text()
+    assert coverage.main([str(tmp_path / "relu"), "--out", str(tmp_path / "c2")]) == 2
+    assert "no finished TMAF training run" in capsys.readouterr().err

@@ -249,7 +249,6 @@ def calibrate_grids(model: nn.Module, data: TargetData, seed: int) -> dict[str, 
     return tmaf.calibrate(model, data.x_train, max_samples=data.x_train.shape[0], seed=seed)
 
 
-@torch.no_grad()
 def outside_grid(model: nn.Module, data: TargetData) -> list[float]:
     """Per TMAF layer: fraction of held-out pre-activations outside [s_1, s_m] of their channel.
 
@@ -258,22 +257,9 @@ def outside_grid(model: nn.Module, data: TargetData) -> list[float]:
     """
     import tmaf
 
-    fracs: list[float] = []
-    hooks = []
-    for _, mod in tmaf.tmaf_modules(model):
-        lo, hi = mod.breakpoints[..., 0], mod.breakpoints[..., -1]  # scalars or per channel (C,)
-
-        def hook(mod, args, lo=lo, hi=hi):
-            x = args[0].movedim(mod.channel_dim, -1)  # per-channel bounds broadcast on the last dim
-            fracs.append(float(((x < lo) | (x > hi)).double().mean()))
-
-        hooks.append(mod.register_forward_pre_hook(hook))
-    try:
-        model(data.x_test)
-    finally:
-        for h in hooks:
-            h.remove()
-    return fracs
+    if next(tmaf.tmaf_modules(model), None) is None:
+        return []
+    return list(tmaf.outside_fraction(model, data.x_test).values())
 
 
 def summarise(runs: Sequence[dict], activations: Sequence[str]) -> dict[str, dict]:

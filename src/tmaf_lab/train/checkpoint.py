@@ -59,3 +59,16 @@ def load(out_dir: Path) -> dict[str, Any] | None:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} has an unknown format; expected format {FORMAT}")
     return payload
+
+
+def match_grids(net: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Give every TMAF layer of ``net`` the breakpoint shape that the state dict ``state``
+    holds ((m,), or (C, m) after ``tmaf.calibrate``), so ``load_state_dict`` can take it.
+    Raises ValueError when ``state`` lacks a layer's breakpoints."""
+    import tmaf
+
+    for name, layer in tmaf.tmaf_modules(net):
+        key = f"{name}.breakpoints" if name else "breakpoints"
+        if key not in state:
+            raise ValueError(f"the checkpoint has no {key}; it was not written by this model")
+        layer.breakpoints = torch.empty_like(state[key], device=layer.breakpoints.device)

@@ -163,11 +163,11 @@ class Trainer:
     def shape_grids_like(self, state: dict) -> None:
         """Resume: give every TMAF layer the grid shape its checkpoint holds (the values come
         with ``load_state_dict``), instead of calibrating again."""
-        for name, layer in self._tmaf_layers():
-            key = f"{name}.breakpoints" if name else "breakpoints"
-            if key not in state:
-                raise RunError(f"the checkpoint has no {key}; it was not written by this model")
-            layer.breakpoints = torch.empty_like(state[key], device=self.device)
+        self._tmaf_layers()
+        try:
+            ckpt.match_grids(self.net, state)
+        except ValueError as e:
+            raise RunError(str(e)) from e
 
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict:
