@@ -170,6 +170,23 @@ def test_calibrate_moves_tmaf_grids_and_records_them(tmp_path):
         assert cal[act]["rel_l2"] != fixed[act]["rel_l2"]  # the grids did move
 
 
+def test_recalibrate_every_refits_during_training(tmp_path):
+    out = tmp_path / "re"
+    argv = ["--target", "smooth", "--activations", "relu,diagonal", "--steps", "30",
+            "--n-train", "256", "--seeds", "0", "--width", "8", "--no-plots", "--calibrate",
+            "--recalibrate-every", "10", "--out", str(out)]
+    assert approx_cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["recalibrate_every"] == 10
+    runs = {r["activation"]: r for r in res["runs"]}
+    assert "recalibrations" not in runs["relu"]
+    recs = runs["diagonal"]["recalibrations"]
+    assert [r["step"] for r in recs] == [10, 20]  # never after the last step
+    assert all(0 <= r["outside_new"] <= 0.05 and r["rel_change"] >= 0 for r in recs)
+    assert approx_cli.main([*argv[:-3], "--recalibrate-every", "-1", "--out",
+                            str(tmp_path / "x")]) == 2
+
+
 def test_outside_grid_is_per_channel():
     import tmaf
     from tmaf_lab.approx.study import TargetData, outside_grid

@@ -44,22 +44,25 @@ def after(cmd: list[str], sub: str) -> list[str]:
 
 def test_approx_part_pairs_fixed_with_calibrated(tmp_path):
     cfgs = {}
-    for stream, mode in (("A", "fixed"), ("B", "calibrated")):
+    for stream, mode in (("A", "fixed"), ("B", "calibrated"), ("C", "recalibrated")):
         cmds = printed("approx", stream, tmp_path)
         assert len(cmds) == 3
         for cmd in cmds:
             cfg = approx_cli.config_from_args(approx_cli.build_parser().parse_args(
                 after(cmd, "approx")))
-            assert cfg.calibrate is (mode == "calibrated") and cfg.out.endswith(
+            assert cfg.calibrate is (mode != "fixed") and cfg.out.endswith(
                 f"approx/{mode}/{cfg.targets[0]}")
+            assert cfg.recalibrate_every == (1000 if mode == "recalibrated" else 0)
             cfgs[mode, cfg.targets[0]] = cfg
     for target in ("smooth", "highfreq", "chirp"):
-        a, b = cfgs["fixed", target], cfgs["calibrated", target]
+        a = cfgs["fixed", target]
         assert a.steps >= 10_000 and a.seeds == (0, 1, 2, 3, 4) and a.threads == 1
         assert a.activations == ("diagonal", "tridiagonal") and a.width == 32
-        # the two arms differ only in calibrate and the folder
-        assert {k: v for k, v in vars(a).items() if k not in ("calibrate", "out")} == \
-            {k: v for k, v in vars(b).items() if k not in ("calibrate", "out")}
+        # the arms differ only in calibrate, recalibrate_every and the folder
+        arm = ("calibrate", "recalibrate_every", "out")
+        for mode in ("calibrated", "recalibrated"):
+            assert {k: v for k, v in vars(a).items() if k not in arm} == \
+                {k: v for k, v in vars(cfgs[mode, target]).items() if k not in arm}
 
 
 def test_mlp_part_matches_the_converged_recipe_plus_calibrate(tmp_path):
@@ -82,14 +85,15 @@ def test_dry_run_end_to_end_and_report(tmp_path):
     env = {"OUT": str(tmp_path), "EXTRA": "--dry-run", "SEEDS": "0", "TARGETS": "smooth",
            "VENV": str(Path(sys.executable).parent.parent), "TMAF_DATA": str(tmp_path / "d"),
            "BASE": str(tmp_path / "mlp")}
-    for part, stream in (("approx", "A"), ("approx", "B"), ("mlp", "A")):
+    for part, stream in (("approx", "A"), ("approx", "B"), ("approx", "C"), ("mlp", "A")):
         proc = run_script(part, stream, **env)
         assert proc.returncode == 0, proc.stderr
     assert "done:" in run_script("approx", "B", **env).stdout  # resumable
     proc = run_script("report", **env)
     assert proc.returncode == 0, proc.stderr
-    stats = json.loads((tmp_path / "report/approx/stats.json").read_text())
-    assert [r["group"][0] for r in stats["approx"]] == ["smooth", "smooth"]
+    for name in ("approx", "approx-recalibrated"):
+        stats = json.loads((tmp_path / "report" / name / "stats.json").read_text())
+        assert [r["group"][0] for r in stats["approx"]] == ["smooth", "smooth"]
     mlp = json.loads((tmp_path / "report/mlp/stats.json").read_text())["train"]
     assert [r["n"] for r in mlp] == [1, 1] and all(r["diff_pp"] == 0 for r in mlp)  # self-pair
     assert run_script("mlp", "C").returncode == 2

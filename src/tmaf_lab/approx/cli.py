@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before training, move every TMAF grid to per-channel quantiles of its "
                         "inputs on the training sample (tmaf.calibrate; other activations are "
                         "unchanged)")
+    p.add_argument("--recalibrate-every", type=_non_negative_int, default=d.recalibrate_every,
+                   metavar="K", help="also recalibrate after every K-th step (not the last): "
+                   "least-squares refit of the levels on the new grids, Adam state of the "
+                   "levels reset (default 0: never)")
     p.add_argument("--n-train", type=_positive_int, default=d.n_train,
                    help="training sample size (default: %(default)s)")
     p.add_argument("--history-points", type=_positive_int, default=d.history_points,
@@ -159,7 +163,8 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
         init=args.init,
         match_params=args.match_params, steps=args.steps, lr=args.lr, tmaf_lr=args.tmaf_lr,
         batch=args.batch, seeds=args.seeds, dtype=args.dtype, breakpoints=args.breakpoints,
-        bp_range=args.bp_range, calibrate=args.calibrate, n_train=args.n_train,
+        bp_range=args.bp_range, calibrate=args.calibrate,
+        recalibrate_every=args.recalibrate_every, n_train=args.n_train,
         history_points=args.history_points,
         threads=args.threads, plots=args.plots,
         out=args.out, dry_run=args.dry_run)

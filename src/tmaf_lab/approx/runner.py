@@ -67,13 +67,16 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
             torch.manual_seed(seed)
             model = build_mlp(act, target.dim, width, cfg)
             calibration = calibrate_grids(model, data, seed) if cfg.calibrate else None
-            history, seconds, diverged = train(model, data, cfg, seed, on_steps=pbar.update)
+            recals: list[dict] = []
+            history, seconds, diverged = train(model, data, cfg, seed, on_steps=pbar.update,
+                                               recalibrations=recals)
             pred = predict(model, data)
             runs.append({"activation": act, "seed": seed, "width": width, "params": params,
                          **metrics(pred, data), "train_seconds": seconds,
                          "diverged": diverged, "outside_grid": outside_grid(model, data),
                          "history": history,
-                         **({"calibration": calibration} if calibration is not None else {})})
+                         **({"calibration": calibration} if calibration is not None else {}),
+                         **({"recalibrations": recals} if recals else {})})
             if seed == cfg.seeds[0]:  # the figures show the first seed
                 preds[act] = pred.float()
                 curves[act] = sample_curves(model, cfg)
@@ -83,7 +86,7 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
         "dim": target.dim, "domain": list(cfg.domain), "reference": "relu",
         "reference_width": cfg.width, "match_params": cfg.match_params,
         "steps": cfg.steps, "seeds": list(cfg.seeds), "dtype": cfg.dtype,
-        "calibrate": cfg.calibrate,
+        "calibrate": cfg.calibrate, "recalibrate_every": cfg.recalibrate_every,
         "runs": runs, "summary": summary,
     }
     write_json(out / "results.json", result)

@@ -53,6 +53,7 @@ class ApproxConfig:
     breakpoints: int = 9  # TMAF breakpoints, uniform on [-bp_range, bp_range]
     bp_range: float = 2.0
     calibrate: bool = False  # tmaf.calibrate every TMAF layer on the training sample before step 1
+    recalibrate_every: int = 0  # also after every K-th step (not the last): grids follow training
     n_train: int = 4096
     n_test: int = 4001  # grid points per axis for 1-D; 2-D uses n_test_2d per axis
     n_test_2d: int = 101
@@ -178,13 +179,34 @@ def metrics(pred: torch.Tensor, data: TargetData) -> dict[str, float]:
             "max_err": float(err.abs().max())}
 
 
+def recalibrate(model: nn.Module, data: TargetData, opt: torch.optim.Optimizer,
+                seed: int) -> dict[str, float] | None:
+    """Mid-training ``tmaf.calibrate``: new per-channel grids at the current inputs' quantiles,
+    levels refitted by least squares (the function changes by ``rel_change``), and the Adam
+    state of the levels reset (its moments belonged to the old intervals). Returns the mean
+    over layers of calibrate's statistics, or None without TMAF layers."""
+    import tmaf
+
+    stats = calibrate_grids(model, data, seed)
+    if stats is None:
+        return None
+    for _, mod in tmaf.tmaf_modules(model):
+        opt.state.pop(mod.levels, None)
+    return {k: sum(s[k] for s in stats.values()) / len(stats)
+            for k in ("rel_change", "outside_old", "outside_new")}
+
+
 def train(model: nn.Module, data: TargetData, cfg: ApproxConfig, seed: int,
-          on_steps: Callable[[int], None] | None = None) -> tuple[list[dict], float, bool]:
+          on_steps: Callable[[int], None] | None = None,
+          recalibrations: list[dict] | None = None) -> tuple[list[dict], float, bool]:
     """Adam + cosine decay on minibatches; returns (history, training seconds, diverged).
 
     History holds the held-out rel_l2 at ``history_points`` evenly spaced steps;
     evaluation time is excluded from the training seconds. A non-finite loss stops the
     run and sets ``diverged`` (the run is then reported with its NaN errors, not dropped).
+    With ``cfg.recalibrate_every`` = K > 0 the grids are recalibrated after every K-th step
+    but the last (:func:`recalibrate`; its time counts as training), and each one's
+    statistics are appended to ``recalibrations`` with its step.
     """
     from tmaf_lab.models import param_groups
 
@@ -204,6 +226,10 @@ def train(model: nn.Module, data: TargetData, cfg: ApproxConfig, seed: int,
         loss.backward()
         opt.step()
         sched.step()
+        if cfg.recalibrate_every and step % cfg.recalibrate_every == 0 and step < cfg.steps:
+            rec = recalibrate(model, data, opt, seed + step)
+            if rec is not None and recalibrations is not None:
+                recalibrations.append({"step": step, **rec})
         seconds += time.perf_counter() - t0
         if not math.isfinite(loss.item()):
             if on_steps is not None:
