@@ -141,6 +141,30 @@ def _outside(x: Tensor, bp: Tensor) -> float:
     return float(((x < bp[:, 0]) | (x > bp[:, -1])).double().mean()) if x.numel() else 0.0
 
 
+def _select(model: nn.Module, layers, what: str) -> tuple[dict, list[str]]:
+    """({name: TMAF layer}, the selected names); ValueError for none or unknown names."""
+    found = dict(tmaf_modules(model))
+    if not found:
+        raise ValueError(f"tmaf: {what}: {type(model).__name__} holds no TMAF layer")
+    names = list(found) if layers is None else list(layers)
+    unknown = [n for n in names if n not in found]
+    if unknown or not names:
+        raise ValueError(f"tmaf: {what}: unknown layer name(s) {unknown}; TMAF layers: "
+                         f"{list(found)}")
+    return found, names
+
+
+def _run_with_hooks(model: nn.Module, inputs, hooks: dict, found: dict, what: str) -> None:
+    """Run the model on ``inputs`` with ``hooks[name](module, args)`` as forward pre-hooks."""
+    handles = [found[n].register_forward_pre_hook(fn) for n, fn in hooks.items()]
+    try:
+        if _run(model, inputs) == 0:
+            raise ValueError(f"tmaf: {what}: inputs is empty (no batch to run)")
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _run(model: nn.Module, inputs) -> int:
     batches = [inputs] if isinstance(inputs, Tensor) else inputs
     n = 0
@@ -207,13 +231,7 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
         raise ValueError("tmaf: calibrate: got a DistributedDataParallel wrapper; calibrate the "
                          "module before wrapping it (DDP records the buffers and parameters it "
                          "syncs when it is built, and calibration replaces them)")
-    found = dict(tmaf_modules(model))
-    if not found:
-        raise ValueError(f"tmaf: calibrate: {type(model).__name__} holds no TMAF layer")
-    names = list(found) if layers is None else list(layers)
-    unknown = [n for n in names if n not in found]
-    if unknown or not names:
-        raise ValueError(f"tmaf: calibrate: unknown layer name(s) {unknown}; TMAF layers: {list(found)}")
+    found, names = _select(model, layers, "calibrate")
     for n in names:
         if isinstance(found[n].levels, UninitializedParameter):
             raise ValueError(f"tmaf: calibrate: lazy layer {n!r} is not materialised yet; run one "
@@ -222,14 +240,8 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
     res = {n: _Reservoir(max_samples, gen) for n in names}
     distributed = _distributed()
     try:
-        hooks = [found[n].register_forward_hook(
-            lambda mod, args, out, r=res[n]: r.add(args[0], mod.channel_dim)) for n in names]
-        try:
-            if _run(model, inputs) == 0:
-                raise ValueError("tmaf: calibrate: inputs is empty (no batch to calibrate on)")
-        finally:
-            for h in hooks:
-                h.remove()
+        _run_with_hooks(model, inputs, {n: (lambda mod, args, r=res[n]: r.add(
+            args[0], mod.channel_dim)) for n in names}, found, "calibrate")
         stats = {n: _calibrate_layer(n, found[n], res[n], lo, hi, num_breakpoints) for n in names}
     except Exception:
         if distributed:  # tell the other ranks, which wait in _share_rank0, then raise here
@@ -334,14 +346,7 @@ def outside_fraction(model: nn.Module, inputs: Tensor | Iterable,
     Raises ValueError: no (selected) TMAF layer, an unknown name, empty ``inputs``, a layer that
     never ran.
     """
-    found = dict(tmaf_modules(model))
-    if not found:
-        raise ValueError(f"tmaf: outside_fraction: {type(model).__name__} holds no TMAF layer")
-    names = list(found) if layers is None else list(layers)
-    unknown = [n for n in names if n not in found]
-    if unknown or not names:
-        raise ValueError(f"tmaf: outside_fraction: unknown layer name(s) {unknown}; TMAF "
-                         f"layers: {list(found)}")
+    found, names = _select(model, layers, "outside_fraction")
     counts = {n: [0, 0] for n in names}  # outside, finite values
 
     def hook(mod, args, name):
@@ -352,14 +357,8 @@ def outside_fraction(model: nn.Module, inputs: Tensor | Iterable,
         counts[name][0] += int(out.sum())
         counts[name][1] += int(finite.sum())
 
-    hooks = [found[n].register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n))
-             for n in names]
-    try:
-        if _run(model, inputs) == 0:
-            raise ValueError("tmaf: outside_fraction: inputs is empty (no batch to run)")
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_with_hooks(model, inputs, {n: (lambda mod, args, n=n: hook(mod, args, n))
+                                    for n in names}, found, "outside_fraction")
     never = [n for n in names if counts[n][1] == 0]
     if never:
         raise ValueError(f"tmaf: outside_fraction: layer(s) {never} saw no finite input")
