@@ -181,3 +181,47 @@ def test_coverage_of_trained_runs(tmp_path, capsys):
     assert "--calibrate 2" in (tmp_path / "cov" / "coverage.md").read_text()
     assert coverage.main([str(tmp_path / "relu"), "--out", str(tmp_path / "c2")]) == 2
     assert "no finished TMAF training run" in capsys.readouterr().err
+
+
+def test_tune_lr_script_and_tuning_table(tmp_path, capsys):
+    """scripts/tune_lr.sh: the same --tmaf-lr grid for every learned activation, validation
+    split only; python -m tmaf_lab.train.tuning picks the best rate and refuses test runs."""
+    from tmaf_lab.train import tuning
+
+    script = ROOT / "scripts" / "tune_lr.sh"
+    proc = subprocess.run(["bash", str(script), "B"], capture_output=True, text=True,
+                          env={**os.environ, "PRINT": "1", "OUT": str(tmp_path / "p")})
+    cmds = [shlex.split(x) for x in proc.stdout.splitlines()]
+    assert len(cmds) == 16
+    for cmd in cmds:
+        argv = after(cmd, "train")
+        parser = train_cli._parser()
+        parser.set_defaults(**RECIPES["converged-mlp"])
+        args = parser.parse_args(argv)
+        cfg = train_cli._config(args, args.seeds[0])
+        assert cfg.val_split == 10000 and cfg.dataset == "fashion-mnist" and cfg.tmaf_lr
+    assert {after(c, "train")[after(c, "train").index("--activation") + 1] for c in cmds} == {
+        "prelu", "pwl", "diagonal", "tridiagonal"}
+    # a dry run has 512 training images: hold out fewer than that (the last --val-split wins)
+    env = {"OUT": str(tmp_path / "t"), "EXTRA": "--dry-run --val-split 64", "ACTS": "diagonal",
+           "LRS": "1e-3 3e-3", "VENV": str(Path(sys.executable).parent.parent),
+           "TMAF_DATA": str(tmp_path / "d")}
+    proc = subprocess.run(["bash", str(script), "A"], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert tuning.main([str(tmp_path / "t")]) == 0
+    best = json.loads((tmp_path / "t" / "tuning.json").read_text())
+    assert [b["activation"] for b in best] == ["diagonal"]
+    assert set(best[0]["val_acc"]) == {"0.001", "0.003"} and best[0]["best_tmaf_lr"] in (1e-3, 3e-3)
+    _train_run(tmp_path / "t" / "mixed", "relu", 0, 0.9)  # a test-set run: refused
+    assert tuning.main([str(tmp_path / "t")]) == 2
+    assert "evaluated on the test set" in capsys.readouterr().err
+
+
+def test_tuning_tie_goes_to_the_base_rate():
+    from tmaf_lab.train.tuning import best_rates
+
+    runs = [{"dataset": "d", "model": "m", "activation": "a", "seed": 0, "base_lr": 1e-3,
+             "tmaf_lr": lr, "val_acc": acc, "run": "x"}
+            for lr, acc in ((3e-4, 0.9), (1e-3, 0.9), (1e-2, 0.8))]
+    assert best_rates(runs)[0]["best_tmaf_lr"] == 1e-3

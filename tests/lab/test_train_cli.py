@@ -219,3 +219,28 @@ def test_calibrate_bad_input(tmp_path, capsys, argv, needle):
     """Bad --calibrate values are one-line errors."""
     assert cli.main([*TINY, "--dry-run", *argv, "--out", str(tmp_path / "o")]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_val_split_evaluates_on_held_out_training_images(tmp_path, capsys):
+    """--val-split N: N training images (one fixed split) replace the test set; the outputs
+    say val_, never test_; the split is the same for every seed and disjoint from training."""
+    from tmaf_lab.data import synthetic
+
+    data = synthetic(n_train=100, n_test=10)
+    a, b = data.validation_split(20), data.validation_split(20)
+    assert torch.equal(a.test_x, b.test_x) and len(a.train_y) == 80 and len(a.test_y) == 20
+    rows = {tuple(r.flatten().tolist()) for r in data.train_x.flatten(1)}
+    held = {tuple(r.flatten().tolist()) for r in a.test_x.flatten(1)}
+    kept = {tuple(r.flatten().tolist()) for r in a.train_x.flatten(1)}
+    assert held <= rows and kept <= rows and not (held & kept)
+    out = tmp_path / "val"
+    assert cli.main([*TINY, "--subset", "256", "--val-split", "64", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert "val_acc" in res and "test_acc" not in res and "val loss" in capsys.readouterr().out
+    assert [list(r) for r in metrics(out)] == [[k.replace("test", "val") for k in METRIC_KEYS]]
+    with pytest.raises(ValueError, match="need 0 < n < 100"):
+        data.validation_split(100)
+    assert cli.main([*TINY, "--subset", "256", "--val-split", "256", "--dry-run",
+                     "--out", str(tmp_path / "x")]) == 2
+    assert cli.main([*TINY, "--val-split", "-1", "--dry-run", "--out", str(tmp_path / "y")]) == 2
+    assert "--val-split" in capsys.readouterr().err

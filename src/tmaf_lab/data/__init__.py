@@ -39,6 +39,18 @@ class ImageData:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # (C, H, W)
 
+    def validation_split(self, n: int, seed: int = 0) -> ImageData:
+        """Hold out ``n`` training images as the evaluation set (the test set is dropped):
+        a permutation seeded by ``seed`` alone picks them, so every run and activation sees the
+        same split. For tuning without touching the test set."""
+        if not 0 < n < len(self.train_y):
+            raise ValueError(f"validation split: need 0 < n < {len(self.train_y)} training "
+                             f"images, got {n}")
+        perm = torch.randperm(len(self.train_y), generator=torch.Generator().manual_seed(seed))
+        keep, held = perm[n:].sort().values, perm[:n].sort().values
+        return ImageData(self.name, self.train_x[keep], self.train_y[keep], self.train_x[held],
+                         self.train_y[held], self.mean, self.std, self.num_classes)
+
     def subset(self, n_train: int | None, n_test: int | None = None) -> ImageData:
         """The first ``n_train`` / ``n_test`` examples (``None`` keeps all)."""
         return ImageData(self.name, self.train_x[:n_train], self.train_y[:n_train],

@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", type=int, default=d.calibrate, metavar="N",
                    help="before the first step, move every TMAF grid to per-channel quantiles "
                         "of its inputs on N training batches (tmaf.calibrate; default 0: off)")
+    p.add_argument("--val-split", type=int, default=d.val_split, metavar="N",
+                   help="hold out N training images (one fixed split for every run) and "
+                        "evaluate on them instead of the test set: metrics and results.json "
+                        "then hold val_loss / val_acc (for tuning; default 0: off)")
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
     helps = {"optimizer": "adam (AdamW: decoupled weight decay) or sgd (Nesterov)",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
@@ -107,6 +111,8 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
     for name in ("epochs", "batch_size", "eval_batch_size", "subset", "test_subset", "width"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.val_split < 0:
+        raise RunError(f"--val-split must be >= 0 (training images), got {cfg.val_split}")
     if cfg.calibrate < 0:
         raise RunError(f"--calibrate must be >= 0 (training batches), got {cfg.calibrate}")
     if not cfg.lr > 0:
@@ -124,8 +130,15 @@ def _data(cfg: TrainConfig, log) -> ImageData:
             shape = DRY_SHAPES.get(cfg.dataset, (1, 28, 28))
             log(f"[dry-run] {cfg.dataset} is not installed: using synthetic {shape} images")
             data = synthetic(n_train=4 * cfg.batch_size, n_test=DRY_RUN_TEST, shape=shape)
-        return data.subset(4 * cfg.batch_size, DRY_RUN_TEST)
-    return load_dataset(cfg.dataset).subset(cfg.subset, cfg.test_subset)
+        data = data.subset(4 * cfg.batch_size, DRY_RUN_TEST)
+    else:
+        data = load_dataset(cfg.dataset).subset(cfg.subset, cfg.test_subset)
+    if not cfg.val_split:
+        return data
+    try:
+        return data.validation_split(cfg.val_split)
+    except ValueError as e:
+        raise RunError(f"--val-split: {e}") from e
 
 
 def _device(name: str, dist_local_rank: int) -> torch.device:

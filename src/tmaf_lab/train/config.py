@@ -35,6 +35,7 @@ class TrainConfig:
     deterministic: bool = True        # torch.use_deterministic_algorithms (exact CPU resume)
     dry_run: bool = False             # 2 batches, tiny data: a seconds-long smoke test
     calibrate: int = 0                # tmaf.calibrate on N training batches before step 1 (0: off)
+    val_split: int = 0                # evaluate on N held-out training images, not the test set
 
     recipe: str | None = None         # the named recipe whose values filled the defaults
 
@@ -57,7 +58,7 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 
 
 # Fields added after runs were checkpointed, with the value those runs implicitly had.
-ADDED_LATER = {"calibrate": 0}
+ADDED_LATER = {"calibrate": 0, "val_split": 0}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

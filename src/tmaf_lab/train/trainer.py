@@ -4,7 +4,8 @@ Writes to the run folder (rank 0 only): ``config.json`` at the start, ``checkpoi
 after every epoch (atomic), ``metrics.jsonl`` (one line per epoch: epoch, train_loss,
 train_acc, test_loss, test_acc, lr, seconds) and ``results.json`` at the end (dataset,
 model, activation, epochs, seed, params, test_acc, test_loss, train_seconds; plus calibrate
-when set). With ``calibrate`` = N > 0, ``calibration.json`` holds what ``tmaf.calibrate``
+when set). With ``val_split`` > 0 the evaluation set is held-out training images and the
+``test_`` keys are named ``val_`` instead. With ``calibrate`` = N > 0, ``calibration.json`` holds what ``tmaf.calibrate``
 returned for the N training batches it saw before the first step.
 """
 
@@ -119,6 +120,7 @@ class Trainer:
         self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
         self.epoch, self.step, self.partial = 0, 0, [0.0, 0.0, 0.0, 0.0]
         self.metrics: list[dict] = []
+        self.eval_name = "val" if cfg.val_split else "test"
         self.train_seconds = 0.0
 
     def _tmaf_layers(self) -> list:
@@ -282,8 +284,9 @@ class Trainer:
             p = all_sum(self.dist, self.partial[:3], self.device)
             t_train = self.partial[3]
             test_loss, test_acc = self.evaluate()
+            ev = self.eval_name
             row = {"epoch": self.epoch + 1, "train_loss": p[0] / p[2], "train_acc": p[1] / p[2],
-                   "test_loss": test_loss, "test_acc": test_acc, "lr": lr,
+                   f"{ev}_loss": test_loss, f"{ev}_acc": test_acc, "lr": lr,
                    "seconds": round(t_train, 3)}
             self.metrics.append(row)
             self.train_seconds += t_train
@@ -293,7 +296,7 @@ class Trainer:
                 atomic_write_text(self.out / "metrics.jsonl",
                                   "".join(json.dumps(m) + "\n" for m in self.metrics))
             self.log(f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-                     f"acc {row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                     f"acc {row['train_acc']:.4f}  {ev} loss {test_loss:.4f} acc {test_acc:.4f}  "
                      f"lr {lr:.2e}  {t_train:.1f}s ({p[2] / max(t_train, 1e-9):.0f} img/s)")
         return "done"
 
@@ -301,8 +304,10 @@ class Trainer:
         last = self.metrics[-1]
         return {"dataset": self.cfg.dataset, "model": self.cfg.model,
                 "activation": self.cfg.activation, "epochs": self.cfg.epochs,
-                "seed": self.cfg.seed, "params": self.params, "test_acc": last["test_acc"],
-                "test_loss": last["test_loss"], "train_seconds": round(self.train_seconds, 3),
+                "seed": self.cfg.seed, "params": self.params,
+                f"{self.eval_name}_acc": last[f"{self.eval_name}_acc"],
+                f"{self.eval_name}_loss": last[f"{self.eval_name}_loss"],
+                "train_seconds": round(self.train_seconds, 3),
                 **({"calibrate": self.cfg.calibrate} if self.cfg.calibrate else {})}
 
 

@@ -1,0 +1,96 @@
+"""Pick the learned-activation learning rate on a validation split, never on the test set.
+
+    python -m tmaf_lab.train.tuning ROOT [--out DIR]
+
+Reads every ``tmaf train --val-split N`` run below ROOT (results.json with ``val_acc``; its
+``--tmaf-lr`` from config.json, the base ``--lr`` when unset), groups them by data set, model
+and activation, and for each group prints the validation accuracy per learning rate (mean over
+the seeds run) and the best one (ties: the learning rate closest to the base ``--lr`` on a log
+scale, so no tuning wins by accident). Writes ``DIR/tuning.json`` and ``DIR/tuning.md``
+(default DIR = ROOT). Runs evaluated on the test set are refused: tuning must not see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from tmaf_lab.cli import OneLineErrorParser, usage_error
+from tmaf_lab.files import atomic_write_text, write_json
+from tmaf_lab.mdtable import markdown_table
+
+
+def read_runs(root: Path) -> list[dict]:
+    """One record per run: dataset, model, activation, seed, lr, tmaf_lr, val_acc, folder."""
+    runs = []
+    for path in sorted(root.rglob("results.json")):
+        res = json.loads(path.read_text())
+        if "test_acc" in res:
+            raise ValueError(f"{path.parent} was evaluated on the test set; tuning reads only "
+                             f"--val-split runs")
+        if "val_acc" not in res:
+            continue
+        cfg = json.loads((path.parent / "config.json").read_text())["config"]
+        lr = cfg["tmaf_lr"] if cfg.get("tmaf_lr") is not None else cfg["lr"]
+        runs.append({"dataset": res["dataset"], "model": res["model"],
+                     "activation": res["activation"], "seed": res["seed"], "base_lr": cfg["lr"],
+                     "tmaf_lr": lr, "val_acc": res["val_acc"], "run": str(path.parent)})
+    return runs
+
+
+def best_rates(runs: list[dict]) -> list[dict]:
+    """Per (dataset, model, activation): mean val_acc per tmaf_lr and the best tmaf_lr."""
+    groups: dict[tuple, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    base: dict[tuple, float] = {}
+    for r in runs:
+        key = (r["dataset"], r["model"], r["activation"])
+        groups[key][r["tmaf_lr"]].append(r["val_acc"])
+        base[key] = r["base_lr"]
+    out = []
+    for key in sorted(groups):
+        means = {lr: sum(v) / len(v) for lr, v in sorted(groups[key].items())}
+        best = max(means, key=lambda lr: (means[lr], -abs(math.log(lr / base[key]))))
+        out.append({"dataset": key[0], "model": key[1], "activation": key[2],
+                    "val_acc": {str(lr): acc for lr, acc in means.items()},
+                    "seeds": {str(lr): len(v) for lr, v in groups[key].items()},
+                    "best_tmaf_lr": best, "base_lr": base[key]})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineErrorParser(prog="python -m tmaf_lab.train.tuning",
+                           description=__doc__.split("\n")[0])
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", type=Path, default=None)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if not args.root.is_dir():
+        return usage_error(f"{args.root} is not a folder")
+    try:
+        best = best_rates(read_runs(args.root))
+    except (ValueError, KeyError, OSError) as e:
+        return usage_error(e)
+    if not best:
+        return usage_error(f"no --val-split run (results.json with val_acc) under {args.root}")
+    rows = [(b["dataset"], b["model"], b["activation"],
+             ", ".join(f"{lr}: {100 * acc:.2f}" for lr, acc in b["val_acc"].items()),
+             b["best_tmaf_lr"]) for b in best]
+    text = ("# Learned-activation learning rate, tuned on a validation split\n\n"
+            + markdown_table(["data set", "model", "activation",
+                              "validation accuracy (%) per --tmaf-lr", "best"], rows))
+    out = args.out or args.root
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "tuning.json", best)
+    atomic_write_text(out / "tuning.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
