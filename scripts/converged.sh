@@ -32,8 +32,9 @@
 # TMAF shares):
 #   mlp    per stream 5 seeds x about 21 min = about 1 h 50 min (epoch: relu/prelu/gelu 10 s,
 #          pwl 12 s, diagonal 16 s, tridiagonal 19 s, + 2 s evaluation; x 15 epochs)
-#   cnn    per stream 3 seeds x about 80 min = about 4 h (epoch: relu 120 s, pwl 160 s,
-#          diagonal 280 s, tridiagonal 380 s); pieces: SEEDS=0, SEEDS=1, SEEDS=2
+#   cnn    per stream 3 seeds x about 50 min = about 2 h 30 min (measured with the native
+#          kernels, seed 0: epoch relu 70-130 s, pwl 230-340 s, diagonal 80 s, tridiagonal
+#          90 s); pieces: SEEDS=0, SEEDS=1, SEEDS=2
 #   approx per stream 3 targets x 2 widths x 6 activations x 5 seeds x 10000 steps = about
 #          1 h 35 min (ms per step at width 32 / 64: relu 1.8 / 2.2, prelu 2.4 / 3.1,
 #          gelu 2.1 / 3.2, pwl 3.9 / 4.5, diagonal 3.4 / 3.5, tridiagonal 3.6 / 4.9)
