@@ -5,8 +5,8 @@ after every epoch (atomic), ``metrics.jsonl`` (one line per epoch: epoch, train_
 train_acc, test_loss, test_acc, lr, seconds) and ``results.json`` at the end (dataset,
 model, activation, epochs, seed, params, test_acc, test_loss, train_seconds; plus calibrate
 when set). With ``val_split`` > 0 the evaluation set is held-out training images and the
-``test_`` keys are named ``val_`` instead. With ``calibrate`` = N > 0, ``calibration.json`` holds what ``tmaf.calibrate``
-returned for the N training batches it saw before the first step.
+``test_`` keys are named ``val_`` instead. With ``calibrate`` = N > 0, ``calibration.json``
+holds what ``tmaf.calibrate`` returned for the N training batches it saw before the first step.
 """
 
 from __future__ import annotations
@@ -98,11 +98,13 @@ class Trainer:
             raise RunError(f"--batch-size {cfg.batch_size} is not divisible by the "
                            f"{dist.world} processes")
         self.batch = cfg.batch_size // dist.world
+        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
+        self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
         self.calibration = None
         if cfg.calibrate and resume_model is not None:
             self.shape_grids_like(resume_model)  # the checkpoint holds the calibrated grids
         elif cfg.calibrate:
-            self.calibration = self.calibrate_grids(data)
+            self.calibration = self.calibrate_grids()
         self.model = self.net
         if dist.active:
             ids = [device.index] if device.type == "cuda" else None
@@ -116,8 +118,6 @@ class Trainer:
             self.optimizer, lr_factor(cfg, cfg.epochs * self.steps))
         self.amp = amp_dtype(cfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
-        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
-        self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
         self.epoch, self.step, self.partial = 0, 0, [0.0, 0.0, 0.0, 0.0]
         self.metrics: list[dict] = []
         self.eval_name = "val" if cfg.val_split else "test"
@@ -133,7 +133,7 @@ class Trainer:
         return layers
 
     @torch.no_grad()
-    def calibrate_grids(self, data: ImageData) -> dict:
+    def calibrate_grids(self) -> dict:
         """``tmaf.calibrate`` on the first ``cfg.calibrate`` global training batches of epoch 0
         (the single-process order and batch size, un-augmented; never test data), before DDP
         wraps the model and before the optimiser exists.
@@ -147,10 +147,9 @@ class Trainer:
 
         cfg = self.cfg
         layers = self._tmaf_layers()
-        idx = epoch_indices(len(data.train_y), 0, cfg.seed, 0, 1)
+        idx = epoch_indices(len(self.train_y), 0, cfg.seed, 0, 1)
         idx = idx[: cfg.calibrate * cfg.batch_size].to(self.device)
-        x = data.train_x.to(self.device)
-        batches = (normalise(x[idx[sl]], self.mean, self.std)
+        batches = (normalise(self.train_x[idx[sl]], self.mean, self.std)
                    for _, sl in batch_slices(len(idx), cfg.batch_size))
         tmaf_buffers = {id(b) for _, m in layers for b in m.buffers()}
         saved = [(b, b.clone()) for b in self.net.buffers() if id(b) not in tmaf_buffers]
