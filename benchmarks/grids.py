@@ -27,7 +27,6 @@ import io
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 

@@ -35,7 +35,8 @@ from .modules import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites",
+    "functional", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf",
+    "tmaf_modules", "CallSites",
     "ACTIVATION_NAMES", "create_act", "get_act_layer", "BACKENDS", "get_backend", "set_backend",
     "resolve_backend", "native_available", "native_status", "native_isas", "set_native_isa",
     "DEFAULT_BREAKPOINTS", "INITS", "BandedTMAF", "DiagonalTMAF", "TridiagonalTMAF",

@@ -216,8 +216,9 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
     (m,) grid); to load such a state_dict into a fresh model, calibrate it first or assign
     ``layer.breakpoints = torch.empty(C, m)`` (and levels of the new m). Positions holding a
     NaN or inf are left out of the statistics with a RuntimeWarning.
-    Raises ValueError: a DistributedDataParallel wrapper, no (selected) TMAF layer, an unknown layer name, empty ``inputs``, an
-    unmaterialised lazy layer, a layer that never ran or saw only non-finite values.
+    Raises ValueError: a DistributedDataParallel wrapper, no (selected) TMAF layer, an unknown
+    layer name, empty ``inputs``, an unmaterialised lazy layer, a layer that never ran or saw
+    only non-finite values.
     """
     lo, hi = (float(q) for q in quantiles)
     if not 0.0 <= lo < hi <= 1.0:

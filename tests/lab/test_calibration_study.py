@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import tmaf
-
 from tmaf_lab.approx import cli as approx_cli
 from tmaf_lab.report import pair
 from tmaf_lab.report.stats import t975

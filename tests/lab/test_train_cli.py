@@ -206,7 +206,8 @@ def test_calibrate_bn_statistics_and_weights_are_as_without_it():
     dist = Dist()
     nets = [Trainer(TrainConfig(**kw, calibrate=c), data, None, dist, torch.device("cpu"),
                     StopFlag()).net for c in (0, 2)]
-    for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+    for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values(),
+                             strict=True):
         if not k.endswith(("breakpoints", "levels")):  # TMAF's own state moves to the new grid
             assert torch.equal(a, b), k
 

@@ -13,7 +13,6 @@ and ``DIR/coverage.md`` (mean over seeds per data set, activation and calibratio
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
@@ -50,7 +49,6 @@ def load_trained(run_dir: Path):
 
 def run_coverage(run_dir: Path) -> dict:
     import tmaf
-
     from tmaf_lab.train.batches import normalise
 
     model, cfg, data = load_trained(run_dir)

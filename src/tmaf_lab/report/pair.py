@@ -20,9 +20,7 @@ Writes ``DIR/report.md`` and ``DIR/stats.json``; exits 2 on a bad option or no p
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from pathlib import Path
 
 from tmaf_lab.cli import OneLineErrorParser, usage_error

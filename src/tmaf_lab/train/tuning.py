@@ -12,10 +12,8 @@ scale, so no tuning wins by accident). Writes ``DIR/tuning.json`` and ``DIR/tuni
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections import defaultdict
 from pathlib import Path
 
