@@ -119,3 +119,42 @@ def test_approx_records_compare_again_at_ten_percent_of_the_run():
     assert rec["vs_relu"]["verdict"] == "no difference detected at n = 3"
     short = ApproxStudy(Path("y"), "t", tuple({**r, "history": r["history"][:3]} for r in runs))
     assert early_step(short) is None
+
+
+def test_ratio_record_is_the_geometric_mean_with_a_log_interval():
+    from tmaf_lab.report.stats import fmt_ratio, ratio_record
+
+    ref = {0: 0.1, 1: 0.2, 2: 0.4}
+    half = ratio_record({s: v / 2 for s, v in ref.items()}, ref, lower_is_better=True)
+    assert half["ratio"] == pytest.approx(0.5) and half["verdict"] == "better"
+    assert half["low"] == pytest.approx(0.5) and half["high"] == pytest.approx(0.5)
+    # ratios 0.5 and 2: geometric mean 1, the interval holds 1
+    mixed = ratio_record({0: 0.05, 1: 0.4}, {0: 0.1, 1: 0.2}, lower_is_better=True)
+    assert mixed["ratio"] == pytest.approx(1.0) and mixed["low"] < 1 < mixed["high"]
+    assert mixed["verdict"] == "no difference detected at n = 2"
+    lo, hi = math.log(0.5), math.log(2.0)  # log ratios -0.693, +0.693: t(1) * sd / sqrt 2
+    half_width = 12.7062 * (hi - lo) / math.sqrt(2) / math.sqrt(2)
+    assert mixed["high"] == pytest.approx(math.exp(half_width))
+    assert ratio_record({0: 0.0, 1: 0.1}, {0: 0.1, 1: 0.1}, True)["verdict"].startswith("n/a")
+    assert ratio_record({0: math.inf}, {0: 0.1}, True)["verdict"].startswith("n/a")
+    one = ratio_record({0: 0.2}, {0: 0.1}, True)
+    assert one["ratio"] == pytest.approx(2.0) and fmt_ratio(one) == "2"
+    assert fmt_ratio(half) == "0.5 [0.5, 0.5]"
+
+
+def test_error_records_carry_ratios_to_relu_and_pwl_and_the_table_shows_them():
+    from tmaf_lab.report.paired import paired_table
+
+    recs = compare({"relu": {0: 0.4, 1: 0.2, 2: 0.1}, "pwl": {0: 0.2, 1: 0.1, 2: 0.05},
+                    "diagonal": {0: 0.1, 1: 0.05, 2: 0.025}}, True, ratios=True)
+    by = {r["activation"]: r for r in recs}
+    assert by["diagonal"]["ratio_vs_relu"]["ratio"] == pytest.approx(0.25)
+    assert by["diagonal"]["ratio_vs_pwl"]["ratio"] == pytest.approx(0.5)
+    assert "ratio_vs_pwl" not in by["pwl"] and "ratio_vs_relu" not in by["relu"]
+    rows = [{"group": "g", **r} for r in recs]
+    table = paired_table(rows, 1.0, "(rel L2)", "(rel L2)", "c.")
+    assert table.headers[-2:] == ("X / ReLU, geometric mean [95 % CI]", "vs ReLU (ratio)")
+    assert [r[-2] for r in table.rows] == ["0.5 [0.5, 0.5]", "0.25 [0.25, 0.25]"]
+    plain = compare({"relu": {0: 0.9, 1: 0.91}, "pwl": {0: 0.95, 1: 0.9}}, False)
+    assert "ratio_vs_relu" not in plain[1]
+    assert len(paired_table([{"group": "g", **r} for r in plain], 1, "", "", "c.").headers) == 7

@@ -27,7 +27,7 @@ from tmaf_lab.cli import OneLineErrorParser, usage_error
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
 from tmaf_lab.report.collect import collect
-from tmaf_lab.report.stats import fmt, order_key, paired, verdict
+from tmaf_lab.report.stats import fmt, order_key, paired, ratio_record, verdict
 
 
 class DuplicateRun(ValueError):
@@ -80,14 +80,10 @@ def compare_groups(base: dict, variant: dict, kind: str) -> list[dict]:
             rec.update(diff_pp=p.mean, low=p.low, high=p.high, n=p.n,
                        verdict=verdict(p, lower_is_better=False))
         else:
-            if not all(b[s] > 0 and v[s] > 0 and math.isfinite(b[s] * v[s]) for s in seeds):
-                rec.update(n=len(seeds), ratio=float("nan"), low=float("nan"),
-                           high=float("nan"), verdict="n/a (a non-finite or zero error)")
-            else:
-                p = paired({s: math.log(v[s]) for s in seeds}, {s: math.log(b[s]) for s in seeds})
-                rec.update(ratio=math.exp(p.mean), low=math.exp(p.low) if p.n > 1 else p.low,
-                           high=math.exp(p.high) if p.n > 1 else p.high, n=p.n,
-                           verdict=verdict(p, lower_is_better=True))
+            r = ratio_record({s: v[s] for s in seeds}, {s: b[s] for s in seeds},
+                             lower_is_better=True)
+            rec.update(ratio=r["ratio"], low=r["low"], high=r["high"], n=r["n"],
+                       verdict=r["verdict"])
         records.append(rec)
     return records
 

@@ -19,9 +19,11 @@ from tmaf_lab.report.stats import (
     Paired,
     Stat,
     fmt_interval,
+    fmt_ratio,
     fmt_signed,
     fmt_stat,
     paired,
+    ratio_record,
     sort_activations,
     stat,
     verdict,
@@ -35,8 +37,11 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool) -> list[dict]:
-    """by_act: activation -> {seed: value}. One record per activation, ReLU first."""
+def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool,
+            ratios: bool = False) -> list[dict]:
+    """by_act: activation -> {seed: value}. One record per activation, ReLU first. With
+    ``ratios`` (errors), ``ratio_vs_relu`` / ``ratio_vs_pwl`` add the geometric-mean ratio
+    and its 95 % interval (:func:`.stats.ratio_record`)."""
     ref = by_act.get(REFERENCE)
     records = []
     for act in sort_activations(by_act):
@@ -44,14 +49,15 @@ def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool) -> list[
         s = stat(vals.values())
         rec = {"activation": act, "n": s.n, "mean": s.mean, "std": s.std,
                "seeds": sorted(vals)}
-        if ref is not None and act != REFERENCE:
-            p = paired(vals, ref)
-            rec["vs_relu"] = {**asdict(p), "seeds": list(p.seeds),
-                              "verdict": verdict(p, lower_is_better)}
-        if RIVAL in by_act and is_tmaf_name(act):
-            p = paired(vals, by_act[RIVAL])
-            rec["vs_pwl"] = {**asdict(p), "seeds": list(p.seeds),
-                             "verdict": verdict(p, lower_is_better)}
+        for key, other in (("vs_relu", ref if act != REFERENCE else None),
+                           ("vs_pwl", by_act.get(RIVAL) if is_tmaf_name(act) else None)):
+            if other is None:
+                continue
+            p = paired(vals, other)
+            rec[key] = {**asdict(p), "seeds": list(p.seeds),
+                        "verdict": verdict(p, lower_is_better)}
+            if ratios:
+                rec[f"ratio_{key}"] = ratio_record(vals, other, lower_is_better)
         records.append(rec)
     return records
 
@@ -98,8 +104,8 @@ def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
                   if isinstance(h, dict) and h.get("step") == step and _finite(h.get("rel_l2"))]
             if step is not None and at:
                 early.setdefault(r["activation"], {})[int(r["seed"])] = float(at[0])
-        early_recs = {e["activation"]: e for e in compare(early, lower_is_better=True)}
-        for rec in compare(values, lower_is_better=True):
+        early_recs = {e["activation"]: e for e in compare(early, True, ratios=True)}
+        for rec in compare(values, lower_is_better=True, ratios=True):
             if rec["activation"] in early_recs:
                 rec["early"] = {"step": step, **early_recs[rec["activation"]]}
             out.append({"kind": "approx", "group": label, "metric": "rel_l2", **rec})
@@ -115,17 +121,25 @@ def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
                  caption: str, key: str = "vs_relu") -> Table:
     """One row per record with a ``key`` comparison (vs_relu, or vs_pwl for TMAF rows)."""
     ref = "ReLU" if key == "vs_relu" else RIVAL
+    with_ratio = any(f"ratio_{key}" in rec for rec in records)
     rows = []
     for rec in records:
         if key not in rec:
             continue
         p = _paired(rec, key)
+        ratio = rec.get(f"ratio_{key}")
+        extra = (fmt_ratio(ratio), ratio["verdict"]) if ratio else ("", "") if with_ratio else ()
         rows.append((rec["group"], rec["activation"], str(p.n),
                      fmt_stat(stat_of(rec), scale), fmt_signed(p.mean, scale),
-                     fmt_interval(p, scale), rec[key]["verdict"]))
-    return Table(("study", "activation", "pairs", f"mean ± std {unit}",
-                  f"X − {ref} {diff_unit}", f"95 % CI {diff_unit}", f"vs {ref}"), tuple(rows),
-                 caption)
+                     fmt_interval(p, scale), rec[key]["verdict"], *extra))
+    head = ("study", "activation", "pairs", f"mean ± std {unit}", f"X − {ref} {diff_unit}",
+            f"95 % CI {diff_unit}", f"vs {ref}")
+    if with_ratio:
+        head += (f"X / {ref}, geometric mean [95 % CI]", f"vs {ref} (ratio)")
+        caption += (f" The ratio X / {ref} is the geometric mean over the paired seeds, with the "
+                    "95 % t interval of the log ratios mapped back: errors span orders of "
+                    "magnitude, so the ratio is the fairer scale; below 1, X fits better.")
+    return Table(head, tuple(rows), caption)
 
 
 def stat_of(rec: dict) -> Stat:

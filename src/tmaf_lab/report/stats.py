@@ -76,6 +76,32 @@ def paired(values: Mapping[int, float], ref: Mapping[int, float]) -> Paired:
     return Paired(len(d), mean, std, mean - half, mean + half, seeds)
 
 
+def paired_ratio(values: Mapping[int, float], ref: Mapping[int, float]) -> Paired | None:
+    """Paired log ratios log(values[s] / ref[s]) over the common seeds: their mean and 95 % t
+    interval, still on the log scale (``exp`` of mean, low and high gives the geometric-mean
+    ratio and its interval). None when a value is not positive and finite (no log)."""
+    seeds = set(values) & set(ref)
+    if not all(0 < float(v[s]) < math.inf for v in (values, ref) for s in seeds):
+        return None
+    return paired({s: math.log(values[s]) for s in seeds}, {s: math.log(ref[s]) for s in seeds})
+
+
+def ratio_record(values: Mapping[int, float], ref: Mapping[int, float],
+                 lower_is_better: bool) -> dict:
+    """The geometric-mean ratio values / ref over the paired seeds, its 95 % interval (NaN
+    below two pairs or without a log) and the verdict ('better' when the interval lies below 1
+    and lower is better)."""
+    p = paired_ratio(values, ref)
+    if p is None:
+        n = len(set(values) & set(ref))
+        return {"n": n, "ratio": math.nan, "low": math.nan, "high": math.nan,
+                "seeds": sorted(set(values) & set(ref)),
+                "verdict": "n/a (a non-finite or zero value)"}
+    return {"n": p.n, "ratio": math.exp(p.mean), "low": math.exp(p.low),
+            "high": math.exp(p.high), "seeds": list(p.seeds),
+            "verdict": verdict(p, lower_is_better)}
+
+
 def verdict(p: Paired, lower_is_better: bool) -> str:
     """'better' / 'worse' when the 95 % interval excludes 0, else 'no difference detected at
     n = <n>'; 'n/a' with fewer than two paired seeds."""
@@ -129,6 +155,15 @@ def fmt_interval(p: Paired, scale: float = 1.0, digits: int = 3) -> str:
     if not (math.isfinite(p.low) and math.isfinite(p.high)):
         return "n/a"
     return f"[{fmt_signed(p.low, scale, digits)}, {fmt_signed(p.high, scale, digits)}]"
+
+
+def fmt_ratio(rec: dict) -> str:
+    """``ratio [low, high]`` of a :func:`ratio_record`; the ratio alone below two pairs."""
+    if not math.isfinite(rec["ratio"]):
+        return "n/a"
+    if not (math.isfinite(rec["low"]) and math.isfinite(rec["high"])):
+        return fmt(rec["ratio"])
+    return f"{fmt(rec['ratio'])} [{fmt(rec['low'])}, {fmt(rec['high'])}]"
 
 
 def mean_of(rows: Sequence[dict], key: str) -> float:
