@@ -30,6 +30,9 @@ def test_rerun_of_a_run_on_the_same_machine_is_bit_identical(runs, tmp_path, cap
     rec = record(tmp_path / "re")
     assert rec["verdict"] == "bit-identical" and rec["difference_pp"] == 0.0
     assert rec["same_cpu_model"] and rec["metric"] == "test_acc"
+    assert rec["run_dir"] == str(runs / "one") and rec["rerun_dir"] == str(tmp_path / "re")
+    assert rec["rerun"] == rec["original"] == json.loads(
+        (runs / "one" / "results.json").read_text())["test_acc"]
     assert rec["command"][-4:] == ["--seeds", "3", "--out", str(tmp_path / "re")]
     assert str(runs / "one") not in rec["command"]
     assert rec["original_environment"]["torch_threads"] == 1

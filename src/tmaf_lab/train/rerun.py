@@ -128,7 +128,7 @@ def rerun(run_dir: Path, out: Path, tolerance: float = 0.25) -> dict:
     if f"{name}_acc" not in result:
         raise RerunError(f"{out / 'results.json'} has no {name}_acc: it is not a rerun of "
                          f"{run_dir}")
-    record = {"run": str(run_dir), "rerun": str(out),
+    record = {"run_dir": str(run_dir), "rerun_dir": str(out),
               "command": ["tmaf", "train", *argv],
               **compare(original, result, tolerance, name),
               "original_environment": _environment(config),
