@@ -158,3 +158,28 @@ def test_error_records_carry_ratios_to_relu_and_pwl_and_the_table_shows_them():
     plain = compare({"relu": {0: 0.9, 1: 0.91}, "pwl": {0: 0.95, 1: 0.9}}, False)
     assert "ratio_vs_relu" not in plain[1]
     assert len(paired_table([{"group": "g", **r} for r in plain], 1, "", "", "c.").headers) == 7
+
+
+def test_gap_table_shows_the_ratio_early_and_at_the_end():
+    from pathlib import Path
+
+    from tmaf_lab.report.collect import ApproxStudy
+    from tmaf_lab.report.paired import approx_records, gap_table
+
+    def run(act, seed, early, final):
+        hist = [{"step": s, "rel_l2": early if s == 1000 else 1.0} for s in range(200, 10001, 200)]
+        hist[-1]["rel_l2"] = final
+        return {"activation": act, "seed": seed, "rel_l2": final, "history": hist}
+
+    runs = [run("relu", s, 0.8, 0.1) for s in range(3)]
+    runs += [run("pwl", s, 0.8, 0.1) for s in range(3)]
+    runs += [run("diagonal", s, 0.4, 0.01) for s in range(3)]  # 2x better early, 10x at the end
+    recs = approx_records([ApproxStudy(Path("x"), "sin16", tuple(runs))], ["sin16"])
+    table = gap_table(recs)
+    assert table.headers[3:5] == ("X / ReLU @ step 1000", "X / ReLU at the end")
+    diag = next(r for r in table.rows if r[1] == "diagonal")
+    assert diag[3:] == ("0.5 [0.5, 0.5]", "0.1 [0.1, 0.1]", "better", "0.5 [0.5, 0.5]",
+                        "0.1 [0.1, 0.1]")
+    pwl = next(r for r in table.rows if r[1] == "pwl")
+    assert pwl[6:] == ("", "")
+    assert gap_table([{**r, "early": None} for r in recs]) is None

@@ -27,6 +27,7 @@ from tmaf_lab.report.paired import (
     by_activation,
     detail_cells,
     early_cells,
+    gap_table,
     paired_table,
     study_labels,
 )
@@ -204,6 +205,9 @@ def build(col: Collection, opt: Options, header: list[Block],
         blocks += [Heading(3, "Function approximation"), approx_main_table(col.approx),
                    *paired_tables(approx_recs, 1.0, "(rel L2)", "(rel L2)",
                                   "relative L2 error; lower is better")]
+        gaps = gap_table(approx_recs)
+        if gaps is not None:
+            blocks.append(gaps)
     if col.train:
         blocks += [Heading(3, "Image classification"), train_main_table(col.train),
                    *paired_tables(train_recs, 100.0, "(%)", "(pp)",

@@ -142,6 +142,31 @@ def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
     return Table(head, tuple(rows), caption)
 
 
+def gap_table(records: list[dict]) -> Table | None:
+    """Error ratios to ReLU (and TMAF's to pwl) early in the run and at its end, one row per
+    approx record with an ``early`` comparison; None when no record has one."""
+    rows = []
+    for rec in records:
+        early = rec.get("early") or {}
+        if "ratio_vs_relu" not in rec or "ratio_vs_relu" not in early:
+            continue
+        pwl = (fmt_ratio(early["ratio_vs_pwl"]) if "ratio_vs_pwl" in early else "",
+               fmt_ratio(rec["ratio_vs_pwl"]) if "ratio_vs_pwl" in rec else "")
+        rows.append((rec["group"], rec["activation"], str(rec["ratio_vs_relu"]["n"]),
+                     fmt_ratio(early["ratio_vs_relu"]), fmt_ratio(rec["ratio_vs_relu"]),
+                     rec["ratio_vs_relu"]["verdict"], *pwl))
+    if not rows:
+        return None
+    step = next(r["early"]["step"] for r in records if r.get("early"))
+    return Table(("study", "activation", "pairs", f"X / ReLU @ step {step}",
+                  "X / ReLU at the end", "vs ReLU at the end", f"X / pwl @ step {step}",
+                  "X / pwl at the end"), tuple(rows),
+                 f"Error ratios (geometric mean over paired seeds [95 % CI]) at step {step}, "
+                 "the history point nearest 10 % of the run, and at the end: has the gap to "
+                 "ReLU grown, held or vanished with training? The pwl columns (TMAF rows) "
+                 "separate TMAF's form from learnability.")
+
+
 def stat_of(rec: dict) -> Stat:
     return Stat(rec["mean"], rec["std"], rec["n"])
 
