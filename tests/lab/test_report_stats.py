@@ -140,6 +140,9 @@ def test_ratio_record_is_the_geometric_mean_with_a_log_interval():
     one = ratio_record({0: 0.2}, {0: 0.1}, True)
     assert one["ratio"] == pytest.approx(2.0) and fmt_ratio(one) == "2"
     assert fmt_ratio(half) == "0.5 [0.5, 0.5]"
+    wide = ratio_record({0: 1e-300, 1: 1.0}, {0: 1e300, 1: 1.0}, True)  # exp would overflow
+    assert wide["high"] == math.inf and wide["low"] == 0.0
+    assert wide["verdict"] == "no difference detected at n = 2"
 
 
 def test_error_records_carry_ratios_to_relu_and_pwl_and_the_table_shows_them():
@@ -174,12 +177,16 @@ def test_gap_table_shows_the_ratio_early_and_at_the_end():
     runs = [run("relu", s, 0.8, 0.1) for s in range(3)]
     runs += [run("pwl", s, 0.8, 0.1) for s in range(3)]
     runs += [run("diagonal", s, 0.4, 0.01) for s in range(3)]  # 2x better early, 10x at the end
-    recs = approx_records([ApproxStudy(Path("x"), "sin16", tuple(runs))], ["sin16"])
+    short = [{**r, "history": [{**h, "step": h["step"] // 10} for h in r["history"]]}
+             for r in runs]  # a study 10x shorter: its early step is 100, not 1000
+    recs = approx_records([ApproxStudy(Path("x"), "sin16", tuple(runs)),
+                           ApproxStudy(Path("y"), "sin4", tuple(short))], ["sin16", "sin4"])
     table = gap_table(recs)
-    assert table.headers[3:5] == ("X / ReLU @ step 1000", "X / ReLU at the end")
-    diag = next(r for r in table.rows if r[1] == "diagonal")
-    assert diag[3:] == ("0.5 [0.5, 0.5]", "0.1 [0.1, 0.1]", "better", "0.5 [0.5, 0.5]",
-                        "0.1 [0.1, 0.1]")
+    assert table.headers[4:6] == ("X / ReLU early", "X / ReLU at the end")
+    diag = [r for r in table.rows if r[1] == "diagonal"]
+    assert [r[2:4] for r in diag] == [("1000", "3 / 3"), ("100", "3 / 3")]
+    assert diag[0][4:] == ("0.5 [0.5, 0.5]", "0.1 [0.1, 0.1]", "better", "0.5 [0.5, 0.5]",
+                           "0.1 [0.1, 0.1]")
     pwl = next(r for r in table.rows if r[1] == "pwl")
-    assert pwl[6:] == ("", "")
+    assert pwl[7:] == ("", "")
     assert gap_table([{**r, "early": None} for r in recs]) is None

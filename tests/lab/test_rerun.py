@@ -33,7 +33,7 @@ def test_rerun_of_a_run_on_the_same_machine_is_bit_identical(runs, tmp_path, cap
     assert rec["run_dir"] == str(runs / "one") and rec["rerun_dir"] == str(tmp_path / "re")
     assert rec["rerun"] == rec["original"] == json.loads(
         (runs / "one" / "results.json").read_text())["test_acc"]
-    assert rec["command"][-4:] == ["--seeds", "3", "--out", str(tmp_path / "re")]
+    assert rec["command"][2:6] == ["--seeds", "3", "--out", str(tmp_path / "re")]
     assert str(runs / "one") not in rec["command"]
     assert rec["original_environment"]["torch_threads"] == 1
     assert "bit-identical" in capsys.readouterr().out
@@ -46,33 +46,72 @@ def test_one_seed_of_a_multi_seed_command(runs, tmp_path):
     assert json.loads((tmp_path / "re" / "results.json").read_text())["seed"] == 1
 
 
-@pytest.mark.parametrize("shift, verdict, status", [
-    (0.001, "within tolerance", 0), (-0.002, "within tolerance", 0),
-    (0.01, "outside tolerance", 1), (-0.003, "outside tolerance", 1)])
-def test_verdict_follows_the_tolerance(runs, tmp_path, shift, verdict, status):
-    """A finished rerun in --out is compared again without training; the original's accuracy
-    is shifted by `shift` (0.001 = 0.1 percentage point)."""
+@pytest.fixture(scope="module")
+def finished_rerun(runs):
+    """A real rerun of runs/one, reused by the comparisons below without training."""
+    out = runs / "rerun-of-one"
+    assert main([str(runs / "one"), "--out", str(out)]) == 0
+    return out
+
+
+def shifted_copy(runs, tmp_path, key, shift):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text((runs / "one" / "config.json").read_text())
     res = json.loads((runs / "one" / "results.json").read_text())
-    res["test_acc"] += shift
+    res[key] += shift
     (run / "results.json").write_text(json.dumps(res))
-    re = tmp_path / "re"
-    re.mkdir()
-    for f in ("config.json", "results.json"):
-        (re / f).write_text((runs / "one" / f).read_text())
-    assert main([str(run), "--out", str(re), "--tolerance", "0.25"]) == status
-    rec = record(re)
-    assert rec["verdict"] == verdict
+    return run
+
+
+@pytest.mark.parametrize("shift, verdict, status", [
+    (0.001, "within tolerance", 0), (-0.002, "within tolerance", 0),
+    (0.01, "outside tolerance", 1), (-0.003, "outside tolerance", 1)])
+def test_verdict_follows_the_tolerance(runs, finished_rerun, tmp_path, shift, verdict, status):
+    """A finished rerun in --out is compared again without training; the original's accuracy
+    is shifted by `shift` (0.001 = 0.1 percentage point)."""
+    run = shifted_copy(runs, tmp_path, "test_acc", shift)
+    assert main([str(run), "--out", str(finished_rerun), "--tolerance", "0.25"]) == status
+    rec = record(finished_rerun)
+    assert rec["verdict"] == verdict and rec["same_commit"] is True
     assert rec["difference_pp"] == pytest.approx(-100 * shift)
+
+
+def test_same_accuracy_other_loss_is_within_tolerance_not_identical(runs, finished_rerun,
+                                                                    tmp_path):
+    run = shifted_copy(runs, tmp_path, "test_loss", 1e-6)
+    assert main([str(run), "--out", str(finished_rerun)]) == 0
+    assert record(finished_rerun)["verdict"] == "within tolerance"
+
+
+def test_an_out_folder_holding_another_run_is_refused(runs, tmp_path, capsys):
+    out = tmp_path / "re"
+    out.mkdir()
+    for f in ("config.json", "results.json"):  # seed 0 of the multi-seed run
+        (out / f).write_text((runs / "multi" / "seed0" / f).read_text())
+    assert main([str(runs / "one"), "--out", str(out)]) == 2
+    assert "holds another run" in capsys.readouterr().err
+    assert not (out / "rerun.json").exists()
+
+
+def test_a_recorded_config_that_this_checkout_no_longer_gives_is_refused(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = json.loads((runs / "one" / "config.json").read_text())
+    cfg["config"]["lr"] = 0.5  # as if a recipe or default had changed since
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "results.json").write_text((runs / "one" / "results.json").read_text())
+    assert main([str(run), "--out", str(tmp_path / "re")]) == 2
+    err = capsys.readouterr().err
+    assert "trains a different config" in err and "lr: recorded 0.5" in err
+    assert not (tmp_path / "re").exists()
 
 
 def test_recorded_out_seed_and_resume_are_replaced():
     cfg = {"argv": ["tmaf", "train", "mnist", "--out=old", "--seed", "7", "--resume",
                     "--recipe", "converged-mlp", "--seeds=1,2"]}
-    assert rerun_argv(cfg, 2, "new") == ["mnist", "--recipe", "converged-mlp", "--seeds", "2",
-                                         "--out", "new"]
+    assert rerun_argv(cfg, 2, "new") == ["--seeds", "2", "--out", "new", "mnist", "--recipe",
+                                         "converged-mlp"]
 
 
 @pytest.mark.parametrize("setup, needle", [
@@ -83,6 +122,8 @@ def test_recorded_out_seed_and_resume_are_replaced():
     ("approx", "'tmaf', 'train'"),
     ("summary", "test_acc/test_loss"),
     ("no-value", "no value"),
+    ("bad-seed", "expected numbers"),
+    ("bad-option", "does not parse under this checkout"),
 ])
 def test_bad_input_exits_2_with_a_message(runs, tmp_path, capsys, setup, needle):
     run, extra = tmp_path / "run", []
@@ -103,6 +144,11 @@ def test_bad_input_exits_2_with_a_message(runs, tmp_path, capsys, setup, needle)
         (run / "config.json").write_text(json.dumps(cfg))
     elif setup == "summary":
         (run / "results.json").write_text(json.dumps({"kind": "summary", "n": 2}))
+    elif setup == "bad-seed":
+        (run / "results.json").write_text(json.dumps({**res, "seed": None}))
+    elif setup == "bad-option":
+        cfg["argv"] = [*cfg["argv"], "--no-such-option"]
+        (run / "config.json").write_text(json.dumps(cfg))
     elif setup == "no-value":
         cfg["argv"] = ["tmaf", "train", "synthetic", "--out"]
         (run / "config.json").write_text(json.dumps(cfg))
@@ -112,12 +158,20 @@ def test_bad_input_exits_2_with_a_message(runs, tmp_path, capsys, setup, needle)
     assert not (out / "rerun.json").exists()
 
 
-def test_a_failing_rerun_names_its_folder(runs, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    cfg = json.loads((runs / "one" / "config.json").read_text())
-    cfg["argv"] = [*cfg["argv"], "--epochs", "0"]  # the train command refuses it
-    (run / "config.json").write_text(json.dumps(cfg))
-    (run / "results.json").write_text((runs / "one" / "results.json").read_text())
-    assert main([str(run), "--out", str(tmp_path / "re")]) == 2
-    assert "the rerun stopped with exit status 2" in capsys.readouterr().err
+@pytest.mark.parametrize("status, started, needle", [
+    (130, True, "repeat this command to continue it"), (3, True, "exit status 3"),
+    (2, False, "could not start")])
+def test_a_stopped_rerun_passes_on_the_train_status(runs, tmp_path, capsys, monkeypatch,
+                                                    status, started, needle):
+    out = tmp_path / "re"
+
+    def stopped(argv):
+        if started:
+            out.mkdir()
+            (out / "config.json").write_text("{}")
+        return status
+
+    monkeypatch.setattr(cli, "main", stopped)
+    assert main([str(runs / "one"), "--out", str(out)]) == status
+    err = capsys.readouterr().err
+    assert needle in err and (str(out) in err) == started

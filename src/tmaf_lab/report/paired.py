@@ -137,8 +137,9 @@ def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
     if with_ratio:
         head += (f"X / {ref}, geometric mean [95 % CI]", f"vs {ref} (ratio)")
         caption += (f" The ratio X / {ref} is the geometric mean over the paired seeds, with the "
-                    "95 % t interval of the log ratios mapped back: errors span orders of "
-                    "magnitude, so the ratio is the fairer scale; below 1, X fits better.")
+                    "95 % t interval of the log ratios mapped back; below 1, X fits better. "
+                    "Errors span orders of magnitude between seeds and targets, so the ratio "
+                    "averages on a log scale; its verdict can differ from the difference's.")
     return Table(head, tuple(rows), caption)
 
 
@@ -152,19 +153,19 @@ def gap_table(records: list[dict]) -> Table | None:
             continue
         pwl = (fmt_ratio(early["ratio_vs_pwl"]) if "ratio_vs_pwl" in early else "",
                fmt_ratio(rec["ratio_vs_pwl"]) if "ratio_vs_pwl" in rec else "")
-        rows.append((rec["group"], rec["activation"], str(rec["ratio_vs_relu"]["n"]),
+        rows.append((rec["group"], rec["activation"], str(early["step"]),
+                     f"{early['ratio_vs_relu']['n']} / {rec['ratio_vs_relu']['n']}",
                      fmt_ratio(early["ratio_vs_relu"]), fmt_ratio(rec["ratio_vs_relu"]),
                      rec["ratio_vs_relu"]["verdict"], *pwl))
     if not rows:
         return None
-    step = next(r["early"]["step"] for r in records if r.get("early"))
-    return Table(("study", "activation", "pairs", f"X / ReLU @ step {step}",
-                  "X / ReLU at the end", "vs ReLU at the end", f"X / pwl @ step {step}",
+    return Table(("study", "activation", "early step", "pairs (early / end)", "X / ReLU early",
+                  "X / ReLU at the end", "vs ReLU at the end", "X / pwl early",
                   "X / pwl at the end"), tuple(rows),
-                 f"Error ratios (geometric mean over paired seeds [95 % CI]) at step {step}, "
-                 "the history point nearest 10 % of the run, and at the end: has the gap to "
-                 "ReLU grown, held or vanished with training? The pwl columns (TMAF rows) "
-                 "separate TMAF's form from learnability.")
+                 "Error ratios (geometric mean over paired seeds [95 % CI]) at the early step, "
+                 "the history point nearest 10 % of each study's run, and at the end: has the "
+                 "gap to ReLU grown, held or vanished with training? The pwl columns (TMAF "
+                 "rows) separate TMAF's form from learnability.")
 
 
 def stat_of(rec: dict) -> Stat:

@@ -6,6 +6,9 @@ X_s - ReLU_s (same seed: same data, same data order, same initial weights); the 
 the mean of d, and its 95 % t interval mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n) over the n
 paired seeds. The verdict follows the interval: "better" or "worse" when it excludes 0,
 "no difference detected at n = <n>" when it contains 0, "n/a" below two pairs.
+Errors (approx) also get the ratio X / ReLU: the geometric mean over the paired seeds,
+exp(mean of log(X_s / ReLU_s)), with the 95 % t interval of the log ratios mapped back; its
+verdict can differ from the difference's, since one averages on a log scale and the other not.
 The t quantiles come from a table (df 1..30, no scipy needed) and a Cornish-Fisher expansion
 above (error < 1e-4 there).
 """
@@ -86,6 +89,11 @@ def paired_ratio(values: Mapping[int, float], ref: Mapping[int, float]) -> Paire
     return paired({s: math.log(values[s]) for s in seeds}, {s: math.log(ref[s]) for s in seeds})
 
 
+def _exp(x: float) -> float:
+    """exp that gives inf past the float range (a wide interval at n = 2), never raises."""
+    return math.exp(x) if x < 709 else math.inf
+
+
 def ratio_record(values: Mapping[int, float], ref: Mapping[int, float],
                  lower_is_better: bool) -> dict:
     """The geometric-mean ratio values / ref over the paired seeds, its 95 % interval (NaN
@@ -97,8 +105,8 @@ def ratio_record(values: Mapping[int, float], ref: Mapping[int, float],
         return {"n": n, "ratio": math.nan, "low": math.nan, "high": math.nan,
                 "seeds": sorted(set(values) & set(ref)),
                 "verdict": "n/a (a non-finite or zero value)"}
-    return {"n": p.n, "ratio": math.exp(p.mean), "low": math.exp(p.low),
-            "high": math.exp(p.high), "seeds": list(p.seeds),
+    return {"n": p.n, "ratio": _exp(p.mean), "low": _exp(p.low), "high": _exp(p.high),
+            "seeds": list(p.seeds),
             "verdict": verdict(p, lower_is_better)}
 
 

@@ -234,14 +234,27 @@ def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
     return 0
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The parsed ``tmaf train`` options, a recipe's values filling the defaults; raises
+    :class:`UsageError` on a bad option."""
+    args = _parser().parse_args(argv)
+    if args.recipe is not None:  # parse again with the recipe's values as defaults
+        parser = _parser()
+        parser.set_defaults(**RECIPES[args.recipe])
+        args = parser.parse_args(argv)
+    return args
+
+
+def resolved_config(argv: list[str], seed: int) -> TrainConfig:
+    """The config a ``tmaf train`` command line trains with for ``seed`` under this checkout
+    (recipes and defaults applied), without training; raises UsageError or RunError."""
+    return _config(parse_args(argv), seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv)
-        if args.recipe is not None:  # parse again with the recipe's values as defaults
-            parser = _parser()
-            parser.set_defaults(**RECIPES[args.recipe])
-            args = parser.parse_args(argv)
+        args = parse_args(argv)
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except UsageError as e:

@@ -12,16 +12,23 @@ threads, torch, TMAF backend, commit) and the verdict:
 * ``within tolerance``: |accuracy difference| <= tolerance (percentage points);
 * ``outside tolerance``: a larger difference.
 
-Exit status 0 for the first two, 1 for the third, 2 for bad input. An interrupted rerun
-continues from DIR/checkpoint.pt when the command is repeated; a finished one (DIR holds
-results.json) is compared again without training. Runs made under torchrun should be
-rerun with the same process count; this tool reruns in one process.
+Only the final accuracy and loss are compared. The rerun uses this checkout's code: before
+training, the recorded command is resolved under it (recipes, defaults) and must give the
+recorded config, else the rerun is refused with the differences (check out the recorded
+commit, ``commit`` in config.json). Exit status 0 for the first two verdicts, 1 for the
+third, 2 for bad input; a rerun that stops passes on the train command's status (130
+interrupted, 3 non-finite loss). An interrupted rerun continues from DIR/checkpoint.pt when
+the command is repeated; a finished one (DIR holds the results of this very command) is
+compared again without training. Runs made under torchrun should be rerun with the same
+process count; this tool reruns in one process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 from tmaf_lab.cli import OneLineErrorParser, UsageError, usage_error
@@ -35,6 +42,14 @@ class RerunError(ValueError):
     """The run folder cannot be rerun; the message says what was expected and what was found."""
 
 
+class RerunStopped(RuntimeError):
+    """The rerun's training stopped with a non-zero exit status (kept in ``status``)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise RerunError(f"expected {what} at {path}, found none")
@@ -45,12 +60,16 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _metric_name(results: dict, path: Path) -> str:
-    """``test`` or ``val`` (a --val-split run), whichever the results record."""
+    """``test`` or ``val`` (a --val-split run), whichever the results record as numbers."""
     for name in ("test", "val"):
         if f"{name}_acc" in results and f"{name}_loss" in results:
+            values = (results[f"{name}_acc"], results[f"{name}_loss"], results.get("seed"))
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise RerunError(f"expected numbers for {name}_acc, {name}_loss and seed in "
+                                 f"{path}, got {values}")
             return name
-    raise RerunError(f"expected test_acc/test_loss (or val_acc/val_loss) in {path}, "
-                     f"found keys {sorted(results)}")
+    raise RerunError(f"expected test_acc/test_loss (or val_acc/val_loss) and the seed of one "
+                     f"run in {path}, found keys {sorted(results)}")
 
 
 def rerun_argv(config: dict, seed: int, out: Path) -> list[str]:
@@ -74,7 +93,7 @@ def rerun_argv(config: dict, seed: int, out: Path) -> list[str]:
         if a == "--resume":
             continue
         args.append(a)
-    return [*args, "--seeds", str(seed), "--out", str(out)]
+    return ["--seeds", str(seed), "--out", str(out), *args]  # before any "--"
 
 
 def compare(original: dict, rerun: dict, tolerance: float, name: str) -> dict:
@@ -98,9 +117,44 @@ def _environment(config: dict) -> dict:
     return {"commit": config.get("commit"), **{k: env.get(k) for k in _ENV_KEYS}}
 
 
+def _with_defaults(config: dict) -> dict:
+    """A config.json's resolved config, with the fields added since it was written."""
+    from tmaf_lab.train.config import ADDED_LATER
+
+    return {**ADDED_LATER, **config.get("config", {})}
+
+
+def _config_changes(config: dict, argv: list[str], seed: int) -> list[str]:
+    """Fields where the recorded config differs from what ``argv`` resolves to now."""
+    from tmaf_lab.cli import UsageError as CliUsageError
+    from tmaf_lab.train import cli
+
+    try:
+        now = dataclasses.asdict(cli.resolved_config(argv, seed))
+    except (CliUsageError, cli.RunError) as e:
+        raise RerunError(f"the recorded command does not parse under this checkout: {e}") from None
+    saved = _with_defaults(config)
+    return [f"{k}: recorded {saved.get(k)!r}, now {now.get(k)!r}"
+            for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
+def _train(argv: list[str], out: Path) -> None:
+    from tmaf_lab.train import cli  # imports torch: only when a run is needed
+
+    resume = ["--resume"] if (out / "checkpoint.pt").is_file() else []
+    print(f"[rerun] tmaf train {' '.join(argv + resume)}")
+    status = cli.main(argv + resume)
+    if status == 0:
+        return
+    if status == 2 and not (out / "config.json").is_file():
+        raise RerunStopped("the rerun could not start (exit status 2, the error above)", 2)
+    raise RerunStopped(f"the rerun stopped with exit status {status} (the message above); "
+                       f"repeat this command to continue it from {out}", status)
+
+
 def rerun(run_dir: Path, out: Path, tolerance: float = 0.25) -> dict:
-    """Rerun ``run_dir`` into ``out`` (or reuse a finished rerun there); write and return
-    the record of out/rerun.json."""
+    """Rerun ``run_dir`` into ``out`` (or reuse a finished rerun of the same command there);
+    write and return the record of out/rerun.json."""
     if not math.isfinite(tolerance) or tolerance < 0:
         raise RerunError(f"expected a tolerance >= 0 percentage points, got {tolerance}")
     run_dir, out = Path(run_dir), Path(out)
@@ -110,31 +164,33 @@ def rerun(run_dir: Path, out: Path, tolerance: float = 0.25) -> dict:
     config = _read_json(run_dir / "config.json", "the run's config.json")
     original = _read_json(run_dir / "results.json", "a finished run's results.json")
     name = _metric_name(original, run_dir / "results.json")
-    if "seed" not in original:
-        raise RerunError(f"expected one seed's results in {run_dir / 'results.json'} (a seed "
-                         "folder), found no 'seed' key")
-    argv = rerun_argv(config, int(original["seed"]), out)
+    seed = int(original["seed"])
+    argv = rerun_argv(config, seed, out)
+    changes = _config_changes(config, argv, seed)
+    if changes:
+        raise RerunError(f"the recorded command trains a different config under this checkout "
+                         f"(recorded at commit {config.get('commit')}): {'; '.join(changes)}; "
+                         "check out the recorded commit to rerun it")
     if not (out / "results.json").is_file():
-        from tmaf_lab.train import cli  # imports torch: only when a run is needed
-
-        resume = ["--resume"] if (out / "checkpoint.pt").is_file() else []
-        print(f"[rerun] tmaf train {' '.join(argv + resume)}")
-        status = cli.main(argv + resume)
-        if status != 0:
-            raise RerunError(f"the rerun stopped with exit status {status}; its output is in "
-                             f"{out} (repeat the command to continue it)")
+        _train(argv, out)
     rerun_config = _read_json(out / "config.json", "the rerun's config.json")
     result = _read_json(out / "results.json", "the rerun's results.json")
-    if f"{name}_acc" not in result:
-        raise RerunError(f"{out / 'results.json'} has no {name}_acc: it is not a rerun of "
-                         f"{run_dir}")
+    if (_with_defaults(rerun_config) != _with_defaults(config) or result.get("seed") != seed
+            or f"{name}_acc" not in result):
+        raise RerunError(f"{out} holds another run (command {rerun_config.get('argv')}, seed "
+                         f"{result.get('seed')}), not a rerun of {run_dir}; choose an empty "
+                         "--out")
+    _metric_name(result, out / "results.json")
     record = {"run_dir": str(run_dir), "rerun_dir": str(out),
               "command": ["tmaf", "train", *argv],
               **compare(original, result, tolerance, name),
               "original_environment": _environment(config),
               "rerun_environment": _environment(rerun_config)}
-    record["same_cpu_model"] = (record["original_environment"]["cpu_model"]
-                                == record["rerun_environment"]["cpu_model"])
+    cpus = (record["original_environment"]["cpu_model"],
+            record["rerun_environment"]["cpu_model"])
+    record["same_cpu_model"] = None if None in cpus else cpus[0] == cpus[1]
+    record["same_commit"] = (record["original_environment"]["commit"]
+                             == record["rerun_environment"]["commit"])
     write_json(out / "rerun.json", record)
     return record
 
@@ -154,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except (UsageError, RerunError) as e:
         return usage_error(e)
+    except RerunStopped as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
     env0, env1 = record["original_environment"], record["rerun_environment"]
     print(f"{record['metric']}: original {100 * record['original']:.2f} % ({env0['cpu_model']}), "
           f"rerun {100 * record['rerun']:.2f} % ({env1['cpu_model']}), "
