@@ -190,3 +190,25 @@ def test_gap_table_shows_the_ratio_early_and_at_the_end():
     pwl = next(r for r in table.rows if r[1] == "pwl")
     assert pwl[7:] == ("", "")
     assert gap_table([{**r, "early": None} for r in recs]) is None
+
+
+def test_approx_overview_draws_one_panel_per_study_with_a_history(tmp_path):
+    from PIL import Image
+
+    from tmaf_lab.report.figures import approx_overview
+
+    def runs(scale):
+        return [{"activation": a, "seed": s, "history": [
+            {"step": k * 100, "rel_l2": scale * f / k} for k in range(1, 6)]}
+            for a, f in (("relu", 1.0), ("diagonal", 0.5)) for s in range(3)]
+
+    studies = [("w32/sin16", runs(1.0)), ("w32/sin4", runs(0.1)), ("w64/sin16", runs(0.5)),
+               ("w64/sin4", runs(0.05))]
+    path = approx_overview(studies, tmp_path / "overview.png")
+    assert path == tmp_path / "overview.png"
+    with Image.open(path) as img:  # 3 columns, 2 rows of panels
+        assert img.size[0] > img.size[1] > 400
+    assert approx_overview(studies[:1], tmp_path / "one.png") is None
+    no_history = [("a", [{"activation": "relu", "seed": 0}]), ("b", [])]
+    assert approx_overview(no_history, tmp_path / "none.png") is None
+    assert not (tmp_path / "one.png").exists() and not (tmp_path / "none.png").exists()

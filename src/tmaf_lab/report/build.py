@@ -208,6 +208,12 @@ def build(col: Collection, opt: Options, header: list[Block],
         gaps = gap_table(approx_recs)
         if gaps is not None:
             blocks.append(gaps)
+        overview = figures.approx_overview(
+            list(zip(study_labels(col.approx), (s.runs for s in col.approx), strict=True)),
+            opt.out / "figures" / "approx-overview.png")
+        if overview is not None:
+            blocks.append(Image(display_rel(overview, opt.out), "Error during training, median "
+                                "over seeds, one panel per study (log scale)"))
     if col.train:
         blocks += [Heading(3, "Image classification"), train_main_table(col.train),
                    *paired_tables(train_recs, 100.0, "(%)", "(pp)",

@@ -70,6 +70,49 @@ def approx_history(runs: Sequence[dict], title: str, path: Path) -> Path | None:
     return save(fig, path)
 
 
+def approx_overview(studies: Sequence[tuple[str, Sequence[dict]]], path: Path,
+                    columns: int = 3) -> Path | None:
+    """One panel per (label, runs) study: the median over seeds of the error history per
+    activation, log scale, one shared legend; None when fewer than two studies have a
+    history. The overview of a multi-target study (the per-study figures show every run)."""
+    import statistics
+
+    panels = []
+    for label, runs in studies:
+        by_act: dict[str, dict[float, list[float]]] = {}
+        for r in runs:
+            s = history_series(r.get("history"))
+            if s is not None and all(y > 0 for y in s[1]):
+                for x, y in zip(s[0], s[1], strict=True):
+                    by_act.setdefault(r["activation"], {}).setdefault(x, []).append(y)
+        if by_act:
+            panels.append((label, by_act))
+    if len(panels) < 2:
+        return None
+    acts = sort_activations({a for _, by_act in panels for a in by_act})
+    colors = {a: f"C{i}" for i, a in enumerate(acts)}
+    rows = -(-len(panels) // columns)
+    fig = new_figure(3.2 * min(columns, len(panels)), 2.5 * rows + 0.5)
+    axes = fig.subplots(rows, min(columns, len(panels)), squeeze=False).ravel()
+    for ax, (label, by_act) in zip(axes, panels, strict=False):
+        for act in sort_activations(by_act):
+            xs = sorted(by_act[act])
+            ax.plot(xs, [statistics.median(by_act[act][x]) for x in xs], color=colors[act],
+                    lw=1.2, label=act)
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for i, ax in enumerate(axes):
+        ax.set_visible(i < len(panels))
+        if i < len(panels) and i + columns >= len(panels):  # the lowest panel of its column
+            ax.set_xlabel("step", fontsize=8)
+    handles = [axes[0].plot([], [], color=colors[a], label=a)[0] for a in acts]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(acts), fontsize=8)
+    fig.supylabel("held-out rel L2 (median over seeds)", fontsize=8)
+    return save(fig, path)
+
+
 def _per_epoch(runs: Sequence[Any], key: str) -> dict[float, dict[int, float]]:
     """epoch -> {seed: value of ``key``} from the runs' metrics.jsonl rows."""
     out: dict[float, dict[int, float]] = {}
