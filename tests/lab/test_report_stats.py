@@ -185,10 +185,15 @@ def test_gap_table_shows_the_ratio_early_and_at_the_end():
     assert table.headers[4:6] == ("X / ReLU early", "X / ReLU at the end")
     diag = [r for r in table.rows if r[1] == "diagonal"]
     assert [r[2:4] for r in diag] == [("1000", "3 / 3"), ("100", "3 / 3")]
+    # the error at step 9000 (90 %) is 1.0 and the end 0.01: still improving 100-fold
     assert diag[0][4:] == ("0.5 [0.5, 0.5]", "0.1 [0.1, 0.1]", "better", "0.5 [0.5, 0.5]",
-                           "0.1 [0.1, 0.1]")
+                           "0.1 [0.1, 0.1]", "0.01")
     pwl = next(r for r in table.rows if r[1] == "pwl")
-    assert pwl[7:] == ("", "")
+    assert pwl[7:] == ("", "", "0.1")
+    by = {(r["group"], r["activation"]): r for r in recs}
+    assert by["sin16", "relu"]["last_tenth"] == {"from_step": 9000, "n": 3,
+                                                 "ratio": pytest.approx(0.1)}
+    assert by["sin4", "relu"]["last_tenth"]["from_step"] == 900
     assert gap_table([{**r, "early": None} for r in recs]) is None
 
 

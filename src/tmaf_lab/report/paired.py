@@ -18,6 +18,7 @@ from tmaf_lab.report.layout import setting_label, train_groups
 from tmaf_lab.report.stats import (
     Paired,
     Stat,
+    fmt,
     fmt_interval,
     fmt_ratio,
     fmt_signed,
@@ -74,17 +75,39 @@ def train_records(runs: list[TrainRun]) -> list[dict]:
 
 
 EARLY = 0.1  # approx: also compare at the history point nearest 10 % of the run
+LATE = 0.9  # ... and measure how much each activation still improved over the last 10 %
 
 
-def early_step(study: ApproxStudy) -> int | None:
-    """The recorded step nearest EARLY x the last one (e.g. 1000 of 10000), when the runs
-    recorded at least 5 points and it is not the last step; else None."""
+def history_step(study: ApproxStudy, fraction: float) -> int | None:
+    """The recorded step nearest ``fraction`` x the last one (e.g. 1000 of 10000), when the
+    runs recorded at least 5 points and it is not the last step; else None."""
     steps = sorted({h["step"] for r in study.runs for h in r.get("history") or []
                     if isinstance(h, dict) and _finite(h.get("step"))})
     if len(steps) < 5:
         return None
-    best = min(steps, key=lambda s: abs(s - EARLY * steps[-1]))
+    best = min(steps, key=lambda s: abs(s - fraction * steps[-1]))
     return int(best) if best != steps[-1] else None
+
+
+def early_step(study: ApproxStudy) -> int | None:
+    """:func:`history_step` at EARLY (10 %) of the run."""
+    return history_step(study, EARLY)
+
+
+def _at(run: dict, step: int | None) -> float | None:
+    at = [h["rel_l2"] for h in run.get("history") or []
+          if isinstance(h, dict) and h.get("step") == step and _finite(h.get("rel_l2"))]
+    return float(at[0]) if step is not None and at else None
+
+
+def last_tenth(runs: list[dict], step: int | None) -> dict | None:
+    """Error at the end / error at ``step`` (the LATE point), geometric mean over the runs
+    with both (positive) values: near 1 once training has stopped improving."""
+    pairs = [(float(r["rel_l2"]), _at(r, step)) for r in runs]
+    logs = [math.log(end / late) for end, late in pairs if late and end > 0 and late > 0]
+    if not logs:
+        return None
+    return {"from_step": step, "n": len(logs), "ratio": math.exp(sum(logs) / len(logs))}
 
 
 def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
@@ -96,18 +119,22 @@ def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
         step = early_step(study)
         values: dict[str, dict[int, float]] = {}
         early: dict[str, dict[int, float]] = {}
+        late = history_step(study, LATE)
+        kept: dict[str, list[dict]] = {}
         for r in study.runs:
             if r.get("diverged") or not _finite(r.get("rel_l2")):
                 continue
+            kept.setdefault(r["activation"], []).append(r)
             values.setdefault(r["activation"], {})[int(r["seed"])] = float(r["rel_l2"])
-            at = [h["rel_l2"] for h in r.get("history") or []
-                  if isinstance(h, dict) and h.get("step") == step and _finite(h.get("rel_l2"))]
-            if step is not None and at:
-                early.setdefault(r["activation"], {})[int(r["seed"])] = float(at[0])
+            if _at(r, step) is not None:
+                early.setdefault(r["activation"], {})[int(r["seed"])] = _at(r, step)
         early_recs = {e["activation"]: e for e in compare(early, True, ratios=True)}
         for rec in compare(values, lower_is_better=True, ratios=True):
             if rec["activation"] in early_recs:
                 rec["early"] = {"step": step, **early_recs[rec["activation"]]}
+            tail = last_tenth(kept[rec["activation"]], late)
+            if tail is not None:
+                rec["last_tenth"] = tail
             out.append({"kind": "approx", "group": label, "metric": "rel_l2", **rec})
     return out
 
@@ -153,19 +180,23 @@ def gap_table(records: list[dict]) -> Table | None:
             continue
         pwl = (fmt_ratio(early["ratio_vs_pwl"]) if "ratio_vs_pwl" in early else "",
                fmt_ratio(rec["ratio_vs_pwl"]) if "ratio_vs_pwl" in rec else "")
+        tail = rec.get("last_tenth")
         rows.append((rec["group"], rec["activation"], str(early["step"]),
                      f"{early['ratio_vs_relu']['n']} / {rec['ratio_vs_relu']['n']}",
                      fmt_ratio(early["ratio_vs_relu"]), fmt_ratio(rec["ratio_vs_relu"]),
-                     rec["ratio_vs_relu"]["verdict"], *pwl))
+                     rec["ratio_vs_relu"]["verdict"], *pwl,
+                     fmt(tail["ratio"]) if tail else ""))
     if not rows:
         return None
     return Table(("study", "activation", "early step", "pairs (early / end)", "X / ReLU early",
                   "X / ReLU at the end", "vs ReLU at the end", "X / pwl early",
-                  "X / pwl at the end"), tuple(rows),
+                  "X / pwl at the end", "X: end / 90 %"), tuple(rows),
                  "Error ratios (geometric mean over paired seeds [95 % CI]) at the early step, "
                  "the history point nearest 10 % of each study's run, and at the end: has the "
                  "gap to ReLU grown, held or vanished with training? The pwl columns (TMAF "
-                 "rows) separate TMAF's form from learnability.")
+                 "rows) separate TMAF's form from learnability. The last column is X's own "
+                 "error at the end over its error at 90 % of the run (geometric mean over "
+                 "seeds): near 1, training had stopped improving.")
 
 
 def stat_of(rec: dict) -> Stat:
