@@ -97,19 +97,22 @@ def test_tmaf_rows_are_also_paired_with_pwl():
     assert by["diagonal"]["vs_relu"]["verdict"] == "better"
 
 
+def history_run(act, seed, early, final):
+    """An approx run of 10000 steps, history every 200: `early` at step 1000, `final` at the
+    end, 1.0 elsewhere."""
+    hist = [{"step": s, "rel_l2": early if s == 1000 else 1.0} for s in range(200, 10001, 200)]
+    hist[-1]["rel_l2"] = final
+    return {"activation": act, "seed": seed, "rel_l2": final, "history": hist}
+
+
 def test_approx_records_compare_again_at_ten_percent_of_the_run():
     from pathlib import Path
 
     from tmaf_lab.report.collect import ApproxStudy
     from tmaf_lab.report.paired import approx_records, early_step
 
-    def run(act, seed, early, final):
-        hist = [{"step": s, "rel_l2": early if s == 1000 else 1.0} for s in range(200, 10001, 200)]
-        hist[-1]["rel_l2"] = final
-        return {"activation": act, "seed": seed, "rel_l2": final, "history": hist}
-
-    runs = [run("relu", s, 0.9, 0.5) for s in range(3)]
-    runs += [run("diagonal", s, 0.5 + 0.01 * s, 0.5 + 0.001 * s) for s in range(3)]
+    runs = [history_run("relu", s, 0.9, 0.5) for s in range(3)]
+    runs += [history_run("diagonal", s, 0.5 + 0.01 * s, 0.5 + 0.001 * s) for s in range(3)]
     study = ApproxStudy(Path("x"), "sin16", tuple(runs))
     assert early_step(study) == 1000
     rec = next(r for r in approx_records([study], ["sin16"]) if r["activation"] == "diagonal")
@@ -169,14 +172,9 @@ def test_gap_table_shows_the_ratio_early_and_at_the_end():
     from tmaf_lab.report.collect import ApproxStudy
     from tmaf_lab.report.paired import approx_records, gap_table
 
-    def run(act, seed, early, final):
-        hist = [{"step": s, "rel_l2": early if s == 1000 else 1.0} for s in range(200, 10001, 200)]
-        hist[-1]["rel_l2"] = final
-        return {"activation": act, "seed": seed, "rel_l2": final, "history": hist}
-
-    runs = [run("relu", s, 0.8, 0.1) for s in range(3)]
-    runs += [run("pwl", s, 0.8, 0.1) for s in range(3)]
-    runs += [run("diagonal", s, 0.4, 0.01) for s in range(3)]  # 2x better early, 10x at the end
+    runs = [history_run("relu", s, 0.8, 0.1) for s in range(3)]
+    runs += [history_run("pwl", s, 0.8, 0.1) for s in range(3)]
+    runs += [history_run("diagonal", s, 0.4, 0.01) for s in range(3)]  # 2x better early, 10x at the end
     short = [{**r, "history": [{**h, "step": h["step"] // 10} for h in r["history"]]}
              for r in runs]  # a study 10x shorter: its early step is 100, not 1000
     recs = approx_records([ApproxStudy(Path("x"), "sin16", tuple(runs)),
