@@ -134,7 +134,7 @@ def test_training_parts_of_the_study_script(part, seeds, acts, epochs, tmp_path:
 def test_approx_part_of_the_study_script(tmp_path: Path):
     seen = []
     for stream in ("A", "B"):
-        for cmd in script_commands("approx", stream):
+        for cmd in script_commands("approx", stream, OUT=str(tmp_path)):
             args = approx_cli.build_parser().parse_args(tmaf_args(cmd, "approx"))
             cfg = approx_cli.config_from_args(args)
             assert cfg.steps >= 10_000 and cfg.seeds == (0, 1, 2, 3, 4) and cfg.threads == 1
