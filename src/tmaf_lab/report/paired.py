@@ -126,8 +126,8 @@ def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
                 continue
             kept.setdefault(r["activation"], []).append(r)
             values.setdefault(r["activation"], {})[int(r["seed"])] = float(r["rel_l2"])
-            if _at(r, step) is not None:
-                early.setdefault(r["activation"], {})[int(r["seed"])] = _at(r, step)
+            if (at := _at(r, step)) is not None:
+                early.setdefault(r["activation"], {})[int(r["seed"])] = at
         early_recs = {e["activation"]: e for e in compare(early, True, ratios=True)}
         for rec in compare(values, lower_is_better=True, ratios=True):
             if rec["activation"] in early_recs:
