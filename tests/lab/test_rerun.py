@@ -46,6 +46,21 @@ def test_one_seed_of_a_multi_seed_command(runs, tmp_path):
     assert json.loads((tmp_path / "re" / "results.json").read_text())["seed"] == 1
 
 
+def test_a_run_recorded_before_later_fields_existed_reruns(runs, tmp_path):
+    """Runs committed before --recipe, --calibrate and --val-split existed lack those fields:
+    their implicit values (no recipe, 0, 0) make them match their rerun, before and after."""
+    old = tmp_path / "old"
+    old.mkdir()
+    config = json.loads((runs / "one" / "config.json").read_text())
+    for key in ("recipe", "calibrate", "val_split"):
+        del config["config"][key]
+    (old / "config.json").write_text(json.dumps(config))
+    (old / "results.json").write_text((runs / "one" / "results.json").read_text())
+    assert main([str(old), "--out", str(tmp_path / "re")]) == 0
+    assert record(tmp_path / "re")["verdict"] == "bit-identical"
+    assert main([str(old), "--out", str(tmp_path / "re")]) == 0  # the finished rerun, reused
+
+
 @pytest.fixture(scope="module")
 def finished_rerun(runs):
     """A real rerun of runs/one, reused by the comparisons below without training."""

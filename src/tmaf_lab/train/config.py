@@ -58,7 +58,7 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 
 
 # Fields added after runs were checkpointed, with the value those runs implicitly had.
-ADDED_LATER = {"calibrate": 0, "val_split": 0}
+ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:
