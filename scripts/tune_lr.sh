@@ -6,6 +6,13 @@
 #
 #   scripts/tune_lr.sh A & scripts/tune_lr.sh B & wait     # A = MNIST, B = Fashion-MNIST
 #   scripts/tune_lr.sh report                              # OUT/tuning.md, tuning.json
+#   scripts/tune_lr.sh final A & scripts/tune_lr.sh final B & wait
+#
+# final: every activation whose best rate is not the recipe's (python -m tmaf_lab.train.tuning
+# OUT --changed) is trained on the test set at that rate, seeds 0-4 (SEEDS=...), the recipe
+# otherwise unchanged -> RUNS/<dataset>/<act>-tmaf-lr<LR>/seed<S>/ (default
+# RUNS=results/converged/mlp), beside the untuned runs: `tmaf report` shows it as the arm
+# "<act> (tmaf_lr=LR)" of the same study, paired with ReLU by seed. About 2.5 min a run.
 #
 # -> OUT/<dataset>/<activation>/lr<LR>/ (default OUT=results/converged/tuning). 16 runs per
 # stream, about 2.5 min each at 1 thread (about 40 min). Resumable; PRINT=1 prints the
@@ -30,9 +37,26 @@ stream() {  # $1 data set
   done
 }
 
-case "${1:-}" in
-  A) stream mnist ;;
-  B) stream fashion-mnist ;;
-  report) run "$BIN/python" -m tmaf_lab.train.tuning "$OUT" ;;
-  *) echo "usage: $0 A|B|report" >&2; exit 2 ;;
+final() {  # $1 data set: test-set runs at each changed best rate
+  local ds=$1 changed seed d model act lr dir
+  changed=$("$BIN/python" -m tmaf_lab.train.tuning "$OUT" --changed)
+  for seed in $(echo "${SEEDS:-0,1,2,3,4}" | tr , ' '); do
+    while read -r d model act lr; do
+      [[ $d == "$ds" && $model == mlp ]] || continue
+      dir=${RUNS:-results/converged/mlp}/$ds/$act-tmaf-lr$lr/seed$seed
+      if [[ -f $dir/results.json ]]; then echo "done: $dir"; continue; fi
+      run nice -n 5 "$BIN/tmaf" train "$ds" --recipe converged-mlp --activation "$act" \
+        --tmaf-lr "$lr" --seeds "$seed" --threads 1 --device cpu --out "$dir" --resume \
+        ${EXTRA:-}
+    done <<< "$changed"
+  done
+}
+
+case "${1:-} ${2:-}" in
+  "A ") stream mnist ;;
+  "B ") stream fashion-mnist ;;
+  "report ") run "$BIN/python" -m tmaf_lab.train.tuning "$OUT" ;;
+  "final A") final mnist ;;
+  "final B") final fashion-mnist ;;
+  *) echo "usage: $0 A|B|report|final A|final B" >&2; exit 2 ;;
 esac

@@ -224,3 +224,49 @@ def test_tuning_tie_goes_to_the_base_rate():
              "tmaf_lr": lr, "val_acc": acc, "run": "x"}
             for lr, acc in ((3e-4, 0.9), (1e-3, 0.9), (1e-2, 0.8))]
     assert best_rates(runs)[0]["best_tmaf_lr"] == 1e-3
+
+
+def _val_run(root: Path, ds: str, act: str, lr: float, acc: float) -> None:
+    d = root / ds / act / f"lr{lr}"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps({
+        "dataset": ds, "model": "mlp", "activation": act, "epochs": 15, "seed": 0,
+        "params": 10, "val_acc": acc, "val_loss": 0.1, "train_seconds": 1.0}))
+    (d / "config.json").write_text(json.dumps({"config": {"lr": 1e-3, "tmaf_lr": lr}}))
+
+
+def test_tune_lr_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsys):
+    """`tune_lr.sh final B`: each activation whose best validation rate is not the recipe's
+    gets seeds 0-4 on the test set at that rate, beside the untuned runs; others get none."""
+    from tmaf_lab.train import tuning
+
+    tune = tmp_path / "tuning"
+    for ds in ("mnist", "fashion-mnist"):
+        for lr, (a, b) in {1e-3: (0.90, 0.91), 3e-3: (0.92, 0.905), 1e-2: (0.91, 0.90)}.items():
+            _val_run(tune, ds, "diagonal", lr, a)
+            _val_run(tune, ds, "pwl", lr, b)
+    assert tuning.main([str(tune), "--changed"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == [
+        "fashion-mnist mlp diagonal 0.003", "mnist mlp diagonal 0.003"]
+    assert not (tune / "tuning.json").exists()  # a query writes nothing
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "B"],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PRINT": "1", "OUT": str(tune),
+                               "RUNS": str(tmp_path / "mlp"),
+                               "VENV": str(Path(sys.executable).parent.parent)})
+    assert proc.returncode == 0, proc.stderr
+    cmds = [shlex.split(x) for x in proc.stdout.splitlines()]
+    assert len(cmds) == 5
+    for seed, cmd in enumerate(cmds):
+        argv = after(cmd, "train")
+        parser = train_cli._parser()
+        parser.set_defaults(**RECIPES["converged-mlp"])
+        args = parser.parse_args(argv)
+        cfg = train_cli._config(args, args.seeds[0])
+        assert (cfg.dataset, cfg.activation, cfg.tmaf_lr, cfg.val_split, cfg.seed) == (
+            "fashion-mnist", "diagonal", 0.003, 0, seed)
+        assert args.out == tmp_path / "mlp" / "fashion-mnist" / "diagonal-tmaf-lr0.003" / \
+            f"seed{seed}"
+    bad = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "C"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "usage" in bad.stderr

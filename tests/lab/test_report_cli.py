@@ -31,13 +31,13 @@ def write_approx(folder: Path, target: str, errors: dict[str, list[float]]) -> N
 
 
 def write_train(folder: Path, activation: str, seed: int, acc: float, *,
-                checkpoint: bool = False) -> None:
+                checkpoint: bool = False, config: dict | None = None) -> None:
     folder.mkdir(parents=True)
     res = {"dataset": "mnist", "model": "mlp", "activation": activation, "epochs": 2,
            "seed": seed, "params": 5000, "test_acc": acc, "test_loss": 1 - acc,
            "train_seconds": 12.0}
     (folder / "results.json").write_text(json.dumps(res))
-    (folder / "config.json").write_text(json.dumps({"config": {}, "argv": ["train"]}))
+    (folder / "config.json").write_text(json.dumps({"config": config or {}, "argv": ["train"]}))
     lines = [json.dumps({"epoch": e, "train_loss": 1.0 / e, "train_acc": acc - 0.1 / e,
                          "test_loss": 1 - acc, "test_acc": acc - 0.05 / e, "lr": 0.1,
                          "seconds": 6.0}) for e in (1, 2)]
@@ -284,3 +284,30 @@ def test_pwl_runs_get_learned_shape_figures(tmp_path: Path, capsys):
     assert (out / "figures" / "act00-mnist-mlp-pwl-s0-activations.png").is_file()
     stats = json.loads((out / "stats.json").read_text())["records"]
     assert {r["activation"] for r in stats} == {"relu", "pwl"}
+
+
+def test_tuned_learning_rates_are_arms_of_one_study(tmp_path: Path, capsys):
+    """--tmaf-lr makes an arm of the study, compared with the same seeds' ReLU; a tuned TMAF
+    arm meets the pwl arm of its own learning rate; tmaf_lr equal to lr is the plain arm."""
+    root, out = tmp_path / "runs", tmp_path / "out"
+    base = {"lr": 0.001, "recipe": "converged-mlp"}
+    arms = {("relu", None): (0.970, 0.960, 0.965), ("diagonal", None): (0.971, 0.962, 0.966),
+            ("diagonal", 0.003): (0.975, 0.966, 0.969), ("pwl", 0.003): (0.972, 0.963, 0.967),
+            ("pwl", 0.001): (0.969, 0.961, 0.964)}
+    for (act, lr), accs in arms.items():
+        for seed, acc in enumerate(accs):
+            write_train(root / f"{act}-{lr}" / f"seed{seed}", act, seed, acc,
+                        config={**base, "tmaf_lr": lr})
+    code, _, _ = run_report([str(root), "--out", str(out)], capsys)
+    assert code == 0
+    stats = json.loads((out / "stats.json").read_text())["records"]
+    assert len({r["group"] for r in stats}) == 1
+    by_arm = {r["activation"]: r for r in stats}
+    assert list(by_arm) == ["relu", "pwl", "pwl (tmaf_lr=0.003)", "diagonal",
+                            "diagonal (tmaf_lr=0.003)"]
+    tuned = by_arm["diagonal (tmaf_lr=0.003)"]
+    assert tuned["vs_relu"]["mean"] == pytest.approx(0.005)
+    assert tuned["vs_pwl"]["mean"] == pytest.approx(0.008 / 3)  # vs pwl (tmaf_lr=0.003)
+    assert by_arm["diagonal"]["vs_pwl"]["mean"] == pytest.approx(0.005 / 3)  # vs plain pwl
+    assert by_arm["pwl"]["seeds"] == [0, 1, 2]  # tmaf_lr 0.001 == lr: the plain pwl arm
+    assert "diagonal (tmaf_lr=0.003)" in (out / "report.md").read_text()

@@ -137,7 +137,7 @@ def approx_section(col: Collection, opt: Options, records: list[dict]) -> list[B
 
 def train_main_table(runs: list[TrainRun]) -> Table:
     groups = train_groups(runs)
-    acts = sort_activations(r.activation for r in runs)
+    acts = sort_activations(r.arm for r in runs)
     rows = []
     for (ds, model, epochs, items), by_act in groups.items():
         stats = {a: stat(r.test_acc for r in by_act[a]) for a in acts if a in by_act}

@@ -71,6 +71,16 @@ class TrainRun:
     checkpoints: tuple[Path, ...] = ()
     images: tuple[Path, ...] = ()
 
+    @property
+    def arm(self) -> str:
+        """What a study compares: the activation, plus its own learning rate where
+        ``--tmaf-lr`` gave one that differs from ``--lr``, e.g. ``diagonal (tmaf_lr=0.003)``."""
+        cfg = self.config.get("config", {})
+        lr = cfg.get("tmaf_lr") if isinstance(cfg, dict) else None
+        if lr is None or lr == cfg.get("lr"):
+            return self.activation
+        return f"{self.activation} (tmaf_lr={lr})"
+
 
 @dataclass
 class Collection:

@@ -67,11 +67,13 @@ def run_images(paths, opt: Options, prefix: str) -> list[tuple[Path, str]]:
 
 
 SETTING_KEYS = ("recipe", "width", "subset", "test_subset", "batch_size", "lr", "optimizer",
-                "schedule", "warmup", "weight_decay", "tmaf_lr", "augment", "label_smoothing")
+                "schedule", "warmup", "weight_decay", "augment", "label_smoothing")
 
 
 def setting(run: TrainRun) -> tuple[tuple[str, object], ...]:
-    """The config.json options that make runs of one dataset/model/epochs incomparable."""
+    """The config.json options that make runs of one dataset/model/epochs incomparable.
+    ``tmaf_lr`` is not one of them: it belongs to the activation's arm (``TrainRun.arm``),
+    so a tuned learning rate is compared with ReLU in the same study."""
     cfg = run.config.get("config", {})
     return tuple((k, cfg.get(k)) for k in SETTING_KEYS if k in cfg)
 
@@ -92,6 +94,7 @@ def setting_label(items: tuple[tuple[str, object], ...]) -> str:
 
 
 def train_groups(runs: list[TrainRun]) -> dict[tuple, dict[str, list[TrainRun]]]:
+    """(dataset, model, epochs, setting) -> arm -> runs."""
     groups = group_by(runs, lambda r: (r.dataset, r.model, r.epochs, setting(r)))
-    return {k: group_by(v, lambda r: r.activation)
+    return {k: group_by(v, lambda r: r.arm)
             for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}

@@ -20,11 +20,11 @@ from tmaf_lab.report.layout import (
     slug,
     train_groups,
 )
-from tmaf_lab.report.stats import sort_activations
+from tmaf_lab.report.stats import base_activation, sort_activations
 
 
 def _key(run: TrainRun) -> tuple:
-    return (run.dataset, run.model, run.activation, run.epochs, run.seed, setting(run))
+    return (run.dataset, run.model, run.arm, run.epochs, run.seed, setting(run))
 
 
 def find_checkpoint(run: TrainRun, reruns: list[TrainRun]) -> tuple[Path, str] | None:
@@ -53,8 +53,8 @@ def activation_figures(run: TrainRun, ckpt: Path, note: str, opt: Options,
         skipped.append(Skipped(str(ckpt), f"no learned-activation figure ({e})"))
         return []
     base = opt.out / "figures" / slug(f"act{index:02d}-{run.dataset}-{run.model}-"
-                                      f"{run.activation}-s{run.seed}")
-    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.activation} "
+                                      f"{run.arm}-s{run.seed}")
+    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.arm} "
              f"/ seed {run.seed}")
     out: list[Block] = [Heading(3, label)]
     if note:
@@ -122,7 +122,7 @@ def pwl_figure(run: TrainRun, ckpt: Path, opt: Options, skipped: list[Skipped],
         ax.grid(alpha=0.3)
         ax.set_xlabel("y")
     axes[0].legend(fontsize=8)
-    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.activation} "
+    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.arm} "
              f"/ seed {run.seed}")
     path = figures.save(fig, opt.out / "figures" / slug(
         f"act{index:02d}-{run.dataset}-{run.model}-pwl-s{run.seed}-activations.png"))
@@ -138,10 +138,11 @@ def activations_section(col: Collection, opt: Options) -> list[Block]:
         for act in sort_activations(by_act):
             runs = sorted(by_act[act], key=lambda r: r.seed)
             found = [(r, c) for r in runs if (c := find_checkpoint(r, col.reruns))]
-            if (is_tmaf_name(act) or act == "pwl") and found \
+            base = base_activation(act)
+            if (is_tmaf_name(base) or base == "pwl") and found \
                     and count < opt.max_activation_figures:
                 run, (ckpt, note) = found[0]
-                blocks += (pwl_figure(run, ckpt, opt, col.skipped, count) if act == "pwl" else
+                blocks += (pwl_figure(run, ckpt, opt, col.skipped, count) if base == "pwl" else
                            activation_figures(run, ckpt, note, opt, col.skipped, count))
                 count += 1
             for r in runs[:1]:

@@ -18,6 +18,7 @@ from tmaf_lab.report.layout import setting_label, train_groups
 from tmaf_lab.report.stats import (
     Paired,
     Stat,
+    base_activation,
     fmt,
     fmt_interval,
     fmt_ratio,
@@ -40,7 +41,9 @@ def _finite(v) -> bool:
 
 def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool,
             ratios: bool = False) -> list[dict]:
-    """by_act: activation -> {seed: value}. One record per activation, ReLU first. With
+    """by_act: arm -> {seed: value}; an arm is an activation, or an activation with its own
+    learning rate (``TrainRun.arm``). One record per arm, ReLU first; a TMAF arm is also
+    compared with the pwl arm of the same learning rate. With
     ``ratios`` (errors), ``ratio_vs_relu`` / ``ratio_vs_pwl`` add the geometric-mean ratio
     and its 95 % interval (:func:`.stats.ratio_record`)."""
     ref = by_act.get(REFERENCE)
@@ -51,7 +54,8 @@ def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool,
         rec = {"activation": act, "n": s.n, "mean": s.mean, "std": s.std,
                "seeds": sorted(vals)}
         for key, other in (("vs_relu", ref if act != REFERENCE else None),
-                           ("vs_pwl", by_act.get(RIVAL) if is_tmaf_name(act) else None)):
+                           ("vs_pwl", by_act.get(RIVAL + act[len(base_activation(act)):])
+                                      if is_tmaf_name(base_activation(act)) else None)):
             if other is None:
                 continue
             p = paired(vals, other)

@@ -121,10 +121,15 @@ def verdict(p: Paired, lower_is_better: bool) -> str:
     return f"no difference detected at n = {p.n}"
 
 
-def order_key(activation: str) -> tuple[int, str]:
-    if activation in ORDER:
-        return ORDER.index(activation), activation
-    return len(ORDER), activation
+def base_activation(arm: str) -> str:
+    """``diagonal (tmaf_lr=0.003)`` -> ``diagonal``; a plain activation name is returned as is."""
+    return arm.split(" (", 1)[0]
+
+
+def order_key(arm: str) -> tuple[int, str, str]:
+    """Sort key: :data:`ORDER`, then by name; an activation's plain arm before its tuned ones."""
+    act = base_activation(arm)
+    return (ORDER.index(act) if act in ORDER else len(ORDER)), act, arm
 
 
 def sort_activations(names: Iterable[str]) -> list[str]:

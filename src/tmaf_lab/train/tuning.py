@@ -8,6 +8,10 @@ and activation, and for each group prints the validation accuracy per learning r
 the seeds run) and the best one (ties: the learning rate closest to the base ``--lr`` on a log
 scale, so no tuning wins by accident). Writes ``DIR/tuning.json`` and ``DIR/tuning.md``
 (default DIR = ROOT). Runs evaluated on the test set are refused: tuning must not see it.
+
+``--changed`` writes nothing and prints one line ``DATASET MODEL ACTIVATION LR`` per group
+whose best learning rate is not the base ``--lr`` (what ``scripts/tune_lr.sh final`` trains
+on the test set; a group whose best rate is the base one already has its test runs).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                            description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--changed", action="store_true",
+                   help="print DATASET MODEL ACTIVATION LR where the best rate is not --lr")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
@@ -76,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(e)
     if not best:
         return usage_error(f"no --val-split run (results.json with val_acc) under {args.root}")
+    if args.changed:
+        for b in best:
+            if b["best_tmaf_lr"] != b["base_lr"]:
+                print(b["dataset"], b["model"], b["activation"], b["best_tmaf_lr"])
+        return 0
     rows = [(b["dataset"], b["model"], b["activation"],
              ", ".join(f"{lr}: {100 * acc:.2f}" for lr, acc in b["val_acc"].items()),
              b["best_tmaf_lr"]) for b in best]
