@@ -40,15 +40,16 @@ stream() {  # $1 data set
 final() {  # $1 data set: test-set runs at each changed best rate
   local ds=$1 changed seed d model act lr dir
   changed=$("$BIN/python" -m tmaf_lab.train.tuning "$OUT" --changed)
+  [[ -n $changed ]] || echo "nothing to train: every best rate is the recipe's" >&2
   for seed in $(echo "${SEEDS:-0,1,2,3,4}" | tr , ' '); do
-    while read -r d model act lr; do
+    while read -r d model act lr <&3; do
       [[ $d == "$ds" && $model == mlp ]] || continue
       dir=${RUNS:-results/converged/mlp}/$ds/$act-tmaf-lr$lr/seed$seed
       if [[ -f $dir/results.json ]]; then echo "done: $dir"; continue; fi
       run nice -n 5 "$BIN/tmaf" train "$ds" --recipe converged-mlp --activation "$act" \
         --tmaf-lr "$lr" --seeds "$seed" --threads 1 --device cpu --out "$dir" --resume \
         ${EXTRA:-}
-    done <<< "$changed"
+    done 3<<< "$changed"
   done
 }
 

@@ -251,7 +251,7 @@ def test_tune_lr_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsy
     assert not (tune / "tuning.json").exists()  # a query writes nothing
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "B"],
                           capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PRINT": "1", "OUT": str(tune),
+                          env={**clean_env(), "PRINT": "1", "OUT": str(tune),
                                "RUNS": str(tmp_path / "mlp"),
                                "VENV": str(Path(sys.executable).parent.parent)})
     assert proc.returncode == 0, proc.stderr
@@ -270,3 +270,16 @@ def test_tune_lr_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsy
     bad = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "C"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "usage" in bad.stderr
+    _val_run(tmp_path / "same", "mnist", "diagonal", 1e-3, 0.95)  # best rate = the recipe's
+    _val_run(tmp_path / "same", "mnist", "diagonal", 3e-3, 0.94)
+    none = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "A"],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**clean_env(), "PRINT": "1", "OUT": str(tmp_path / "same"),
+                               "VENV": str(Path(sys.executable).parent.parent)})
+    assert none.returncode == 0 and none.stdout == "" and "nothing to train" in none.stderr
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without the scripts' own knobs (a developer may have set them)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("SEEDS", "ACTS", "LRS", "EXTRA", "OUT", "RUNS", "PRINT", "TARGETS")}

@@ -310,4 +310,53 @@ def test_tuned_learning_rates_are_arms_of_one_study(tmp_path: Path, capsys):
     assert tuned["vs_pwl"]["mean"] == pytest.approx(0.008 / 3)  # vs pwl (tmaf_lr=0.003)
     assert by_arm["diagonal"]["vs_pwl"]["mean"] == pytest.approx(0.005 / 3)  # vs plain pwl
     assert by_arm["pwl"]["seeds"] == [0, 1, 2]  # tmaf_lr 0.001 == lr: the plain pwl arm
+    assert tuned["vs_pwl"]["rival"] == "pwl (tmaf_lr=0.003)"
     assert "diagonal (tmaf_lr=0.003)" in (out / "report.md").read_text()
+
+
+def test_a_tuned_tmaf_arm_meets_the_tuned_pwl_arm_at_its_own_rate():
+    """Each activation tuned to its own best rate: a TMAF arm with no pwl arm at its rate is
+    compared with the one tuned pwl arm; with two tuned pwl arms, or untuned, with none."""
+    from tmaf_lab.report.paired import compare, rival_arm
+
+    seeds = {0: 0.9, 1: 0.91, 2: 0.92}
+    arms = {"relu": seeds, "pwl (tmaf_lr=0.01)": {s: v + 0.001 for s, v in seeds.items()},
+            "tridiagonal (tmaf_lr=0.0003)": {s: v + 0.003 for s, v in seeds.items()},
+            "diagonal": seeds}
+    recs = {r["activation"]: r for r in compare(arms, lower_is_better=False)}
+    tri = recs["tridiagonal (tmaf_lr=0.0003)"]["vs_pwl"]
+    assert tri["rival"] == "pwl (tmaf_lr=0.01)" and tri["mean"] == pytest.approx(0.002)
+    assert "vs_pwl" not in recs["diagonal"]  # no plain pwl arm: nothing to pair with
+    assert rival_arm("tridiagonal (tmaf_lr=0.0003)",
+                     [*arms, "pwl (tmaf_lr=0.003)"]) is None  # two tuned pwl arms: ambiguous
+    assert rival_arm("gelu (tmaf_lr=0.01)", arms) is None
+
+
+@pytest.mark.parametrize("config, arm", [
+    ({"lr": 0.001, "tmaf_lr": None}, "diagonal"), ({"lr": 0.001, "tmaf_lr": 0.001}, "diagonal"),
+    ({"lr": 0.001, "tmaf_lr": "0.001"}, "diagonal"), ({"lr": 1, "tmaf_lr": 1.0}, "diagonal"),
+    ({"lr": 0.001, "tmaf_lr": 0.003}, "diagonal (tmaf_lr=0.003)"),
+    ({"lr": 0.001, "tmaf_lr": "fast"}, "diagonal (tmaf_lr=fast)"), ({}, "diagonal"),
+    (None, "diagonal"), ([1, 2], "diagonal")])
+def test_arm_name(config, arm):
+    from tmaf_lab.report.collect import arm_name
+
+    assert arm_name("diagonal", config) == arm
+
+
+def test_pair_keeps_tuned_arms_apart(tmp_path: Path):
+    """report.pair: a tuned arm beside the untuned runs of one activation is its own group,
+    not a duplicate seed (the converged MLP tree holds both)."""
+    from tmaf_lab.report import pair
+
+    for tree in ("base", "variant"):
+        for seed in (0, 1):
+            write_train(tmp_path / tree / "diagonal" / f"seed{seed}", "diagonal", seed, 0.97,
+                        config={"lr": 0.001})
+    for seed in (0, 1):
+        write_train(tmp_path / "base" / "diagonal-tuned" / f"seed{seed}", "diagonal", seed,
+                    0.98, config={"lr": 0.001, "tmaf_lr": 0.003})
+    base = pair.train_values(tmp_path / "base", {"diagonal"})
+    assert set(base) == {("mnist", "mlp", "diagonal"), ("mnist", "mlp", "diagonal (tmaf_lr=0.003)")}
+    recs = pair.compare_groups(base, pair.train_values(tmp_path / "variant", None), "train")
+    assert [r["group"] for r in recs] == [["mnist", "mlp", "diagonal"]]  # the tuned arm: no pair

@@ -33,6 +33,19 @@ RUN_MARKERS = ("config.json", "metrics.jsonl")  # a folder with one of these is 
 OWN_OUTPUTS = ("report.md", "reproduce.json")  # folders written by report / reproduce
 
 
+def arm_name(activation: str, config: Any) -> str:
+    """The activation, plus its own learning rate where ``--tmaf-lr`` (in a run's resolved
+    config) differs from ``--lr``: ``diagonal (tmaf_lr=0.003)``. Runs of one study are
+    compared arm by arm, so a tuned rate is never averaged with the untuned runs."""
+    cfg = config if isinstance(config, dict) else {}
+    lr, base = cfg.get("tmaf_lr"), cfg.get("lr")
+    try:
+        same = lr is None or float(lr) == float(base)
+    except (TypeError, ValueError):
+        same = False
+    return activation if same else f"{activation} (tmaf_lr={lr})"
+
+
 @dataclass(frozen=True)
 class Skipped:
     path: str
@@ -73,13 +86,8 @@ class TrainRun:
 
     @property
     def arm(self) -> str:
-        """What a study compares: the activation, plus its own learning rate where
-        ``--tmaf-lr`` gave one that differs from ``--lr``, e.g. ``diagonal (tmaf_lr=0.003)``."""
-        cfg = self.config.get("config", {})
-        lr = cfg.get("tmaf_lr") if isinstance(cfg, dict) else None
-        if lr is None or lr == cfg.get("lr"):
-            return self.activation
-        return f"{self.activation} (tmaf_lr={lr})"
+        """What a study compares: :func:`arm_name` of this run."""
+        return arm_name(self.activation, self.config.get("config"))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from tmaf_lab.cli import OneLineErrorParser, usage_error
 from tmaf_lab.data import DataError
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
+from tmaf_lab.report.collect import arm_name
 
 EVAL_BATCH = 1000
 
@@ -60,7 +61,7 @@ def run_coverage(run_dir: Path) -> dict:
                for i in range(0, len(data.test_y), EVAL_BATCH))
     layers = tmaf.outside_fraction(model, batches)
     return {"run": str(run_dir), "dataset": cfg["dataset"], "model": cfg["model"],
-            "activation": cfg["activation"], "seed": cfg["seed"],
+            "activation": arm_name(cfg["activation"], cfg), "seed": cfg["seed"],
             "calibrate": cfg.get("calibrate", 0), "layers": layers,
             "mean": sum(layers.values()) / len(layers)}
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tmaf_lab.report.stats import sort_activations
+from tmaf_lab.report.stats import base_activation, sort_activations
 
 X_KEYS = ("step", "steps", "iter", "iteration", "epoch")
 Y_KEYS = ("rel_l2", "test_rel_l2", "val_rel_l2", "eval_rel_l2", "loss", "train_loss", "mse")
@@ -139,25 +139,28 @@ def training_curves(runs_by_act: Mapping[str, Sequence[Any]], title: str,
     ref = ref if ref and any(a != "relu" for a in data) else None
     fig = new_figure(13.0 if ref else 9.0, 3.4)
     axes = fig.subplots(1, 3 if ref else 2)
-    for i, act in enumerate(sort_activations(data)):
+    bases = sort_activations(base_activation(a) for a in data)
+    for act in sort_activations(data):
+        color = f"C{bases.index(base_activation(act)) % 10}"  # a tuned arm: its base's colour,
+        style = "-" if act == base_activation(act) else "--"  # dashed
         for ax, (key, _) in zip(axes, panels, strict=False):
             by_epoch = data[act][key]
             if by_epoch:
                 es = sorted(by_epoch)
                 vals = [list(by_epoch[e].values()) for e in es]
-                ax.plot(es, [sum(v) / len(v) for v in vals], marker="o", ms=3, color=f"C{i}",
-                        label=act)
+                ax.plot(es, [sum(v) / len(v) for v in vals], marker="o", ms=3, color=color,
+                        ls=style, label=act)
                 ax.fill_between(es, [min(v) for v in vals], [max(v) for v in vals],
-                                color=f"C{i}", alpha=0.15)
+                                color=color, alpha=0.15)
         if ref and act != "relu" and data[act]["test_acc"]:
             cur = data[act]["test_acc"]
             es = sorted(e for e in cur if e in ref)
             ps = [paired(cur[e], ref[e]) for e in es]
-            axes[2].plot(es, [100 * p.mean for p in ps], marker="o", ms=3, color=f"C{i}",
-                         label=act)
+            axes[2].plot(es, [100 * p.mean for p in ps], marker="o", ms=3, color=color,
+                         ls=style, label=act)
             if all(p.n >= 2 for p in ps):
                 axes[2].fill_between(es, [100 * p.low for p in ps], [100 * p.high for p in ps],
-                                     color=f"C{i}", alpha=0.15)
+                                     color=color, alpha=0.15)
     for ax, (_, label) in zip(axes, panels, strict=False):
         ax.set_ylabel(label)
     if ref:

@@ -3,10 +3,10 @@
     python -m tmaf_lab.report.pair BASE VARIANT --out DIR [--title T] [--activations a,b]
 
 Runs are matched by what they are, not by folder: a ``tmaf train`` run by (dataset, model,
-activation, seed), a ``tmaf approx`` run by (target, activation, seed) and its width must
-agree. Every matched pair ran the same seed, so the same data, data order and initial weights;
-only what distinguishes the trees differs. For each group it reports n, the base and variant
-means, and
+arm, seed) (an arm is the activation, with its own ``--tmaf-lr`` if it has one), a ``tmaf
+approx`` run by (target, activation, seed) and its width must agree. Every matched pair ran
+the same seed, so the same data, data order and initial weights; only what distinguishes the
+trees differs. For each group it reports n, the base and variant means, and
 
 - test accuracy: the paired difference variant - base in percentage points, with its 95 % t
   interval over seeds (``report.stats.paired``);
@@ -42,12 +42,12 @@ def _put(out: dict, where: dict, key: tuple, seed: int, value: float, folder: Pa
 
 
 def train_values(root: Path, acts: set[str] | None) -> dict[tuple, dict[int, float]]:
-    """(dataset, model, activation) -> {seed: test accuracy}."""
+    """(dataset, model, arm) -> {seed: test accuracy}; ``acts`` filters by activation."""
     out: dict[tuple, dict[int, float]] = {}
     where: dict = {}
     for run in collect([root]).train:
         if acts is None or run.activation in acts:
-            _put(out, where, (run.dataset, run.model, run.activation), run.seed, run.test_acc,
+            _put(out, where, (run.dataset, run.model, run.arm), run.seed, run.test_acc,
                  run.folder)
     return out
 

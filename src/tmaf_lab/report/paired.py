@@ -39,28 +39,44 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def rival_arm(arm: str, arms) -> str | None:
+    """The pwl arm a TMAF arm is compared with: pwl at the same learning rate; for a tuned
+    TMAF arm without one, the group's one tuned pwl arm (each at its own tuned rate); else
+    None (also for an arm that is not TMAF)."""
+    act = base_activation(arm)
+    if not is_tmaf_name(act):
+        return None
+    same = RIVAL + arm[len(act):]
+    if same in arms:
+        return same
+    tuned = [a for a in arms if base_activation(a) == RIVAL and a != RIVAL]
+    return tuned[0] if arm != act and len(tuned) == 1 else None
+
+
 def compare(by_act: dict[str, dict[int, float]], lower_is_better: bool,
             ratios: bool = False) -> list[dict]:
     """by_act: arm -> {seed: value}; an arm is an activation, or an activation with its own
     learning rate (``TrainRun.arm``). One record per arm, ReLU first; a TMAF arm is also
-    compared with the pwl arm of the same learning rate. With
+    compared with its :func:`rival_arm` (named in ``vs_pwl["rival"]``). With
     ``ratios`` (errors), ``ratio_vs_relu`` / ``ratio_vs_pwl`` add the geometric-mean ratio
     and its 95 % interval (:func:`.stats.ratio_record`)."""
-    ref = by_act.get(REFERENCE)
     records = []
     for act in sort_activations(by_act):
         vals = by_act[act]
         s = stat(vals.values())
         rec = {"activation": act, "n": s.n, "mean": s.mean, "std": s.std,
                "seeds": sorted(vals)}
-        for key, other in (("vs_relu", ref if act != REFERENCE else None),
-                           ("vs_pwl", by_act.get(RIVAL + act[len(base_activation(act)):])
-                                      if is_tmaf_name(base_activation(act)) else None)):
+        rival = rival_arm(act, by_act)
+        for key, name in (("vs_relu", REFERENCE if act != REFERENCE else None),
+                          ("vs_pwl", rival)):
+            other = by_act.get(name) if name else None
             if other is None:
                 continue
             p = paired(vals, other)
             rec[key] = {**asdict(p), "seeds": list(p.seeds),
                         "verdict": verdict(p, lower_is_better)}
+            if key == "vs_pwl":
+                rec[key]["rival"] = name
             if ratios:
                 rec[f"ratio_{key}"] = ratio_record(vals, other, lower_is_better)
         records.append(rec)
@@ -160,7 +176,9 @@ def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
         p = _paired(rec, key)
         ratio = rec.get(f"ratio_{key}")
         extra = (fmt_ratio(ratio), ratio["verdict"]) if ratio else ("", "") if with_ratio else ()
-        rows.append((rec["group"], rec["activation"], str(p.n),
+        rival = rec[key].get("rival", ref)
+        name = rec["activation"] + (f" vs {rival}" if rival not in (ref, "ReLU") else "")
+        rows.append((rec["group"], name, str(p.n),
                      fmt_stat(stat_of(rec), scale), fmt_signed(p.mean, scale),
                      fmt_interval(p, scale), rec[key]["verdict"], *extra))
     head = ("study", "activation", "pairs", f"mean ± std {unit}", f"X − {ref} {diff_unit}",
