@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
              b["best_tmaf_lr"]) for b in best]
     text = ("# Learned-activation learning rate, tuned on a validation split\n\n"
             + markdown_table(["data set", "model", "activation",
-                              "validation accuracy (%) per --tmaf-lr", "best"], rows))
+                              "validation accuracy (%) per --tmaf-lr", "best"], rows,
+                             align="llllr"))
     out = args.out or args.root
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "tuning.json", best)
