@@ -6,14 +6,16 @@ This benchmark times the same layer both ways, interleaved, with ReLU alongside:
 - ``fwd`` / ``bwd``: the native operators alone (``torch.ops.tmaf.banded_fwd`` /
   ``banded_bwd``), as in ``benchmarks/kernels.py``;
 - ``module``: forward+backward through ``tmaf.DiagonalTMAF`` / ``TridiagonalTMAF`` (the
-  ``auto`` backend), the path a model takes.
+  ``auto`` backend, native on CPU), the path a model takes;
+- ``module-eager`` / ``module-compiled``: the same through the ``eager`` and ``compiled``
+  backends (``--backends``), which a user selects on machines without the native build.
 
 The per-channel grid of channel c is the shared grid scaled by a factor in [0.25, 4] (0 stays a
 breakpoint), so the inputs fall into different intervals per channel, as after calibration.
 The result to read is ``per_channel / shared``, the paired per-round ratio: 1.0 is full speed.
 
     python -m benchmarks.grids                 # the six issue-9 shapes, m = 9, 1 thread
-    python -m benchmarks.grids --dry-run       # tiny shapes, seconds (tested)
+    python -m benchmarks.grids --dry-run       # tiny shapes, seconds (tested; --backends eager)
 
 Writes ``grids.csv``, ``summary.md`` and ``config.json`` (command, commit, versions, CPU model,
 native ISA) to ``--out`` (default results/bench/grids).
@@ -37,6 +39,7 @@ SHAPES = ("64x64x32x32", "128x64x32x32", "64x256x16x16", "4096x1024", "256x512",
           "32x64x56x56-cl")
 DRY_SHAPES = ("2x8x4x4", "16x8")
 KINDS = ("diagonal", "tridiagonal")
+BACKENDS = ("eager", "compiled")  # module phases beside the native one (``--backends``)
 FIELDS = ("shape", "layout", "kind", "m", "phase", "relu_ms", "shared_ms", "per_channel_ms",
           "shared_vs_relu", "per_channel_vs_relu", "per_channel_vs_shared")
 
@@ -50,6 +53,7 @@ class GridsConfig:
     seed: int = 0
     out: str = "results/bench/grids"
     dry_run: bool = False
+    backends: tuple[str, ...] = BACKENDS
 
 
 def per_channel_grid(shared: torch.Tensor, channels: int, gen: torch.Generator) -> torch.Tensor:
@@ -58,11 +62,12 @@ def per_channel_grid(shared: torch.Tensor, channels: int, gen: torch.Generator) 
     return (shared.double()[None, :] * scale).to(shared.dtype)
 
 
-def _module(kind: str, channels: int, bp: torch.Tensor, levels: torch.Tensor):
+def _module(kind: str, channels: int, bp: torch.Tensor, levels: torch.Tensor,
+            backend: str | None = None):
     import tmaf
 
     cls = tmaf.DiagonalTMAF if kind == "diagonal" else tmaf.TridiagonalTMAF
-    mod = cls(channels, breakpoints=bp, init="random")
+    mod = cls(channels, breakpoints=bp, init="random", backend=backend)
     with torch.no_grad():
         mod.levels.copy_(levels.view_as(mod.levels))
     return mod
@@ -95,6 +100,10 @@ def time_shape(shape: Shape, kind: str, cfg: GridsConfig) -> list[dict]:
         return run
 
     ops["module"] = {"relu": fwd_bwd(relu), **{n: fwd_bwd(mod) for n, mod in mods.items()}}
+    for backend in cfg.backends:
+        mods = {name: _module(kind, C, bp, lv, backend) for name, bp in grids.items()}
+        ops[f"module-{backend}"] = {"relu": fwd_bwd(relu),
+                                    **{n: fwd_bwd(mod) for n, mod in mods.items()}}
     rows = []
     sync = synchronizer(torch.device("cpu"))
     for phase, fns in ops.items():
@@ -148,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
+    p.add_argument("--backends", default=None,
+                   help="comma list of module backends timed beside native, from "
+                        f"{','.join(BACKENDS)} (default: both; --dry-run: eager); '' for none")
     p.add_argument("--dry-run", action="store_true", help="tiny shapes, 3 repeats")
     return p
 
@@ -160,10 +172,17 @@ def parse_args(argv: list[str]) -> GridsConfig:
     shapes = tuple(s for s in args.shapes.split(",") if s)
     for s in shapes:
         Shape.parse(s)
+    text = args.backends if args.backends is not None else (
+        "eager" if args.dry_run else ",".join(BACKENDS))
+    backends = tuple(b for b in text.split(",") if b)
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad or len(set(backends)) != len(backends):
+        raise ValueError(f"--backends expects distinct names from {', '.join(BACKENDS)}, "
+                         f"got {text!r}")
     if args.dry_run:
         shapes, args.repeats = DRY_SHAPES, 3
     return GridsConfig(shapes, args.m, args.threads, args.repeats, args.seed, args.out,
-                       args.dry_run)
+                       args.dry_run, backends)
 
 
 def run(cfg: GridsConfig, argv: list[str]) -> list[dict]:

@@ -265,12 +265,17 @@ def test_grids_dry_run_compares_per_channel_with_shared(tmp_path, capsys):
     assert grids.main(["--dry-run", "--out", str(tmp_path / "g")]) == 0
     rows = list(csv.DictReader((tmp_path / "g" / "grids.csv").open()))
     assert {(r["kind"], r["phase"]) for r in rows} == {
-        (k, p) for k in grids.KINDS for p in ("fwd", "bwd", "module")}
-    assert len(rows) == len(grids.DRY_SHAPES) * 6 and all(float(r["per_channel_vs_shared"]) > 0
+        (k, p) for k in grids.KINDS for p in ("fwd", "bwd", "module", "module-eager")}
+    assert len(rows) == len(grids.DRY_SHAPES) * 8 and all(float(r["per_channel_vs_shared"]) > 0
                                                           for r in rows)
     assert "per-channel / shared" in (tmp_path / "g" / "summary.md").read_text()
     assert grids.main(["--m", "0", "--out", str(tmp_path / "h")]) == 2
     assert "--m must be >= 1" in capsys.readouterr().err
+    for bad in ("native", "eager,eager", "eager,fast"):
+        assert grids.main(["--dry-run", "--backends", bad, "--out", str(tmp_path / "h")]) == 2
+        assert "--backends expects distinct names from eager, compiled" in capsys.readouterr().err
+    assert grids.parse_args([]).backends == ("eager", "compiled")
+    assert grids.parse_args(["--dry-run", "--backends", ""]).backends == ()
 
 
 def test_grids_per_channel_grid_keeps_zero_and_order():
