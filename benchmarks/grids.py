@@ -201,6 +201,10 @@ def run(cfg: GridsConfig, argv: list[str]) -> list[dict]:
     for text in cfg.shapes:
         shape = Shape.parse(text)
         for kind in KINDS:
+            if "compiled" in cfg.backends:
+                # fresh compile caches: past torch._dynamo's recompile limit (8 per function)
+                # the compiled backend would silently run its functions uncompiled
+                torch._dynamo.reset()
             check_same_results(shape, kind, cfg)
             new = time_shape(shape, kind, cfg)
             rows += new
