@@ -74,7 +74,8 @@ def _module(kind: str, channels: int, bp: torch.Tensor, levels: torch.Tensor,
 
 
 def time_shape(shape: Shape, kind: str, cfg: GridsConfig) -> list[dict]:
-    """Rows for phases fwd, bwd (native operators) and module (fwd+bwd) of one shape and kind."""
+    """Rows for phases fwd, bwd (native operators), module and module-<backend> (fwd+bwd) of
+    one shape and kind."""
     gen = torch.Generator().manual_seed(cfg.seed)
     x, g = shape.randn(torch.device("cpu"), gen), shape.randn(torch.device("cpu"), gen)
     C, b = shape.dims[1], 0 if kind == "diagonal" else 1
@@ -89,7 +90,6 @@ def time_shape(shape: Shape, kind: str, cfg: GridsConfig) -> list[dict]:
         ops["bwd"][name] = lambda bp=bp: torch.ops.tmaf.banded_bwd(g, x, bp, lv, 1)
     xr = x.detach().clone().requires_grad_(True)
     relu = torch.nn.ReLU()
-    mods = {name: _module(kind, C, bp, lv) for name, bp in grids.items()}
 
     def fwd_bwd(mod):
         def run():
@@ -99,11 +99,9 @@ def time_shape(shape: Shape, kind: str, cfg: GridsConfig) -> list[dict]:
             mod(xr).backward(g)
         return run
 
-    ops["module"] = {"relu": fwd_bwd(relu), **{n: fwd_bwd(mod) for n, mod in mods.items()}}
-    for backend in cfg.backends:
-        mods = {name: _module(kind, C, bp, lv, backend) for name, bp in grids.items()}
-        ops[f"module-{backend}"] = {"relu": fwd_bwd(relu),
-                                    **{n: fwd_bwd(mod) for n, mod in mods.items()}}
+    for phase, backend in (("module", None), *((f"module-{b}", b) for b in cfg.backends)):
+        ops[phase] = {"relu": fwd_bwd(relu), **{name: fwd_bwd(_module(kind, C, bp, lv, backend))
+                                                for name, bp in grids.items()}}
     rows = []
     sync = synchronizer(torch.device("cpu"))
     for phase, fns in ops.items():
