@@ -339,7 +339,7 @@ def test_a_tuned_tmaf_arm_meets_the_tuned_pwl_arm_at_its_own_rate():
     ({"lr": 0.001, "tmaf_lr": "fast"}, "diagonal (tmaf_lr=fast)"), ({}, "diagonal"),
     (None, "diagonal"), ([1, 2], "diagonal")])
 def test_arm_name(config, arm):
-    from tmaf_lab.report.collect import arm_name
+    from tmaf_lab.report.stats import arm_name
 
     assert arm_name("diagonal", config) == arm
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tmaf_lab.report.stats import arm_name
+
 APPROX_REQUIRED = ("activation", "seed", "rel_l2")
 APPROX_NUMERIC = ("params", "rel_l2", "rmse", "max_err", "train_seconds")
 TRAIN_REQUIRED = ("dataset", "model", "activation", "epochs", "seed", "params", "test_acc",
@@ -31,19 +33,6 @@ IMAGE_SUFFIXES = (".png",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 RUN_MARKERS = ("config.json", "metrics.jsonl")  # a folder with one of these is a run folder
 OWN_OUTPUTS = ("report.md", "reproduce.json")  # folders written by report / reproduce
-
-
-def arm_name(activation: str, config: Any) -> str:
-    """The activation, plus its own learning rate where ``--tmaf-lr`` (in a run's resolved
-    config) differs from ``--lr``: ``diagonal (tmaf_lr=0.003)``. Runs of one study are
-    compared arm by arm, so a tuned rate is never averaged with the untuned runs."""
-    cfg = config if isinstance(config, dict) else {}
-    lr, base = cfg.get("tmaf_lr"), cfg.get("lr")
-    try:
-        same = lr is None or float(lr) == float(base)
-    except (TypeError, ValueError):
-        same = False
-    return activation if same else f"{activation} (tmaf_lr={lr})"
 
 
 @dataclass(frozen=True)

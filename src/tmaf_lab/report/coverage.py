@@ -24,7 +24,7 @@ from tmaf_lab.cli import OneLineErrorParser, usage_error
 from tmaf_lab.data import DataError
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
-from tmaf_lab.report.collect import arm_name
+from tmaf_lab.report.stats import arm_name
 
 EVAL_BATCH = 1000
 

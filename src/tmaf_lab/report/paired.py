@@ -177,7 +177,7 @@ def paired_table(records: list[dict], scale: float, unit: str, diff_unit: str,
         ratio = rec.get(f"ratio_{key}")
         extra = (fmt_ratio(ratio), ratio["verdict"]) if ratio else ("", "") if with_ratio else ()
         rival = rec[key].get("rival", ref)
-        name = rec["activation"] + (f" vs {rival}" if rival not in (ref, "ReLU") else "")
+        name = rec["activation"] + (f" vs {rival}" if rival != ref else "")
         rows.append((rec["group"], name, str(p.n),
                      fmt_stat(stat_of(rec), scale), fmt_signed(p.mean, scale),
                      fmt_interval(p, scale), rec[key]["verdict"], *extra))

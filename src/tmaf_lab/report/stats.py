@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tmaf_lab.seedstats import mean_std
 
@@ -121,9 +122,25 @@ def verdict(p: Paired, lower_is_better: bool) -> str:
     return f"no difference detected at n = {p.n}"
 
 
+ARM_SEPARATOR = " ("  # "diagonal (tmaf_lr=0.003)": what arm_name writes, base_activation reads
+
+
+def arm_name(activation: str, config: Any) -> str:
+    """The activation, plus its own learning rate where ``--tmaf-lr`` (in a run's resolved
+    config) differs from ``--lr``: ``diagonal (tmaf_lr=0.003)``. Runs of one study are
+    compared arm by arm, so a tuned rate is never averaged with the untuned runs."""
+    cfg = config if isinstance(config, dict) else {}
+    lr, base = cfg.get("tmaf_lr"), cfg.get("lr")
+    try:
+        same = lr is None or float(lr) == float(base)
+    except (TypeError, ValueError):
+        same = False
+    return activation if same else f"{activation}{ARM_SEPARATOR}tmaf_lr={lr})"
+
+
 def base_activation(arm: str) -> str:
     """``diagonal (tmaf_lr=0.003)`` -> ``diagonal``; a plain activation name is returned as is."""
-    return arm.split(" (", 1)[0]
+    return arm.split(ARM_SEPARATOR, 1)[0]
 
 
 def order_key(arm: str) -> tuple[int, str, str]:
