@@ -17,6 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tmaf_lab.train.cli", "train an image classifier (checkpoints, resume, DDP)"),
     "report": ("tmaf_lab.report.cli", "collect run folders into Markdown + HTML reports"),
     "reproduce": ("tmaf_lab.reproduce", "rerun the whole study at a budget, then report"),
+    "study": ("tmaf_lab.study.cli", "run a named study (resumable, streams, gates) or report it"),
+    "rerun": ("tmaf_lab.train.rerun", "rerun a committed run from its config.json and compare"),
+    "compare": ("tmaf_lab.report.pair", "paired variant-vs-base statistics of two run trees"),
+    "coverage": ("tmaf_lab.report.coverage", "how much of each TMAF grid the inputs cover"),
+    "tuning": ("tmaf_lab.train.tuning", "summarise --val-split runs: best learned-activation lr"),
+    "competence": ("tmaf_lab.train.recipes", "list recipes, or check ReLU runs against their bars"),
+    # "bench": the benchmark command (registered beside the benchmarks package)
 }
 
 
@@ -43,6 +50,21 @@ def usage_error(message: object) -> int:
     """Print ``error: message`` to stderr; return exit code 2 (for a ``main()`` to return)."""
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def command_main(build_parser, run, argv: list[str] | None = None,
+                 errors: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)) -> int:
+    """The ``main()`` of every command: parse ``argv`` with ``build_parser()``, call
+    ``run(args)`` and return its exit code. ``--help`` returns 0; a bad option or a library
+    error listed in ``errors`` is one ``error:`` line and exit 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(run(args) or 0)
+    except SystemExit as e:  # --help / --version
+        return int(e.code or 0)
+    except (UsageError, *errors) as e:
+        return usage_error(reason(e))
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -91,7 +91,7 @@ SMOKE = Budget(
     train_args=("--test-subset", "512", "--batch-size", "64", "--device", "cpu"),
 )
 
-# Mirrors scripts/approx_study.sh and scripts/train_study.sh (what results/ holds).
+# The runs of the approx and train studies (tmaf_lab.studies): what results/ holds.
 _SIN = tuple(a for k in (1, 4, 8, 16, 32) for a in ("--target", f"sin{k}"))
 _TMAF3 = ("relu", "diagonal", "tridiagonal")
 _PILOT = (("m9r2", (), ("relu", "diagonal")),

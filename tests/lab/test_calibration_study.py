@@ -1,14 +1,12 @@
-"""scripts/calibration.sh (issue 12's study: every command parses with the study's sizes, a
-dry run end to end) and ``python -m tmaf_lab.report.pair`` (paired variant-vs-base statistics)."""
+"""``tmaf study calibration`` and ``tmaf study tuning`` (every command parses with the study's
+sizes, a dry run end to end) and ``python -m tmaf_lab.report.pair`` (paired variant-vs-base statistics)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
-import subprocess
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,22 +15,23 @@ import tmaf
 from tmaf_lab.approx import cli as approx_cli
 from tmaf_lab.report import pair
 from tmaf_lab.report.stats import t975
+from tmaf_lab.studies import STUDIES
+from tmaf_lab.study import cli as study_cli
+from tmaf_lab.study.run import execute, shown, status
 from tmaf_lab.train import cli as train_cli
 from tmaf_lab.train.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "calibration.sh"
 
 
-def run_script(*args: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, timeout=300)
+def printed(part: str, stream: str, out: Path, study: str = "calibration") -> list[list[str]]:
+    """The commands of one stream of a study part, as ``tmaf study --print`` shows them."""
+    return [shlex.split(shown(r, out)) for r in STUDIES[study].runs(part, out)
+            if r.stream == stream and status(r, out) != "done"]
 
 
-def printed(part: str, stream: str, out: Path) -> list[list[str]]:
-    proc = run_script(part, stream, PRINT="1", OUT=str(out))
-    assert proc.returncode == 0, proc.stderr
-    return [shlex.split(line) for line in proc.stdout.splitlines() if not line.startswith("done:")]
+def study(*argv: str) -> int:
+    return study_cli.main(list(argv))
 
 
 def after(cmd: list[str], sub: str) -> list[str]:
@@ -80,22 +79,25 @@ def test_mlp_part_matches_the_converged_recipe_plus_calibrate(tmp_path):
             assert "--resume" in argv and cfg.threads == 1
 
 
-def test_dry_run_end_to_end_and_report(tmp_path):
-    env = {"OUT": str(tmp_path), "EXTRA": "--dry-run", "SEEDS": "0", "TARGETS": "smooth",
-           "VENV": str(Path(sys.executable).parent.parent), "TMAF_DATA": str(tmp_path / "d"),
-           "BASE": str(tmp_path / "mlp")}
-    for part, stream in (("approx", "A"), ("approx", "B"), ("approx", "C"), ("mlp", "A")):
-        proc = run_script(part, stream, **env)
-        assert proc.returncode == 0, proc.stderr
-    assert "done:" in run_script("approx", "B", **env).stdout  # resumable
-    proc = run_script("report", **env)
-    assert proc.returncode == 0, proc.stderr
+def test_dry_run_end_to_end_and_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "d"))
+    runs = [replace(r, options=(*r.options, "--dry-run"))
+            for r in STUDIES["calibration"].runs("approx", tmp_path) if "smooth" in r.folder]
+    runs += [replace(r, options=(*r.options, "--dry-run"))
+             for r in STUDIES["calibration"].runs("mlp", tmp_path)
+             if r.seed == 0 and r.dataset == "mnist"]
+    assert set(execute(runs, tmp_path, streams=2).values()) == {"done"}
+    assert all(status(r, tmp_path) == "done" for r in runs)  # resumable
+    base = STUDIES["calibration"].reports[2][1]
+    monkeypatch.setitem(STUDIES, "calibration", replace(STUDIES["calibration"], reports=tuple(
+        tuple(str(tmp_path / "mlp") if x == base else x for x in r)
+        for r in STUDIES["calibration"].reports)))  # the MLP pairs with itself
+    assert study("calibration", "--report", "--out", str(tmp_path)) == 0
     for name in ("approx", "approx-recalibrated"):
         stats = json.loads((tmp_path / "report" / name / "stats.json").read_text())
         assert [r["group"][0] for r in stats["approx"]] == ["smooth", "smooth"]
     mlp = json.loads((tmp_path / "report/mlp/stats.json").read_text())["train"]
-    assert [r["n"] for r in mlp] == [1, 1] and all(r["diff_pp"] == 0 for r in mlp)  # self-pair
-    assert run_script("mlp", "C").returncode == 2
+    assert all(r["diff_pp"] == 0 for r in mlp)  # self-pair
 
 
 def _train_run(root: Path, act: str, seed: int, acc: float) -> None:
@@ -182,15 +184,12 @@ def test_coverage_of_trained_runs(tmp_path, capsys):
     assert "no finished TMAF training run" in capsys.readouterr().err
 
 
-def test_tune_lr_script_and_tuning_table(tmp_path, capsys):
-    """scripts/tune_lr.sh: the same --tmaf-lr grid for every learned activation, validation
-    split only; python -m tmaf_lab.train.tuning picks the best rate and refuses test runs."""
+def test_tuning_search_and_table(tmp_path, capsys, monkeypatch):
+    """tmaf study tuning: the same --act-lr grid for every learned activation, validation
+    split only; tmaf tuning picks the best rate and refuses test runs."""
     from tmaf_lab.train import tuning
 
-    script = ROOT / "scripts" / "tune_lr.sh"
-    proc = subprocess.run(["bash", str(script), "B"], capture_output=True, text=True,
-                          env={**os.environ, "PRINT": "1", "OUT": str(tmp_path / "p")})
-    cmds = [shlex.split(x) for x in proc.stdout.splitlines()]
+    cmds = printed("search", "B", tmp_path / "p", study="tuning")
     assert len(cmds) == 16
     for cmd in cmds:
         argv = after(cmd, "train")
@@ -202,18 +201,18 @@ def test_tune_lr_script_and_tuning_table(tmp_path, capsys):
     assert {after(c, "train")[after(c, "train").index("--activation") + 1] for c in cmds} == {
         "prelu", "pwl", "diagonal", "tridiagonal"}
     # a dry run has 512 training images: hold out fewer than that (the last --val-split wins)
-    env = {"OUT": str(tmp_path / "t"), "EXTRA": "--dry-run --val-split 64", "ACTS": "diagonal",
-           "LRS": "1e-3 3e-3", "VENV": str(Path(sys.executable).parent.parent),
-           "TMAF_DATA": str(tmp_path / "d")}
-    proc = subprocess.run(["bash", str(script), "A"], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert tuning.main([str(tmp_path / "t")]) == 0
-    best = json.loads((tmp_path / "t" / "tuning.json").read_text())
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "d"))
+    out = tmp_path / "t"
+    runs = [replace(r, options=(*r.options, "--dry-run", "--val-split", "64"))
+            for r in STUDIES["tuning"].runs("search", out)
+            if r.arm == "diagonal" and r.stream == "A" and r.folder[-4:] in ("1e-3", "3e-3")]
+    assert len(runs) == 2 and set(execute(runs, out).values()) == {"done"}
+    assert tuning.main([str(out / "tuning")]) == 0
+    best = json.loads((out / "tuning" / "tuning.json").read_text())
     assert [b["activation"] for b in best] == ["diagonal"]
     assert set(best[0]["val_acc"]) == {"0.001", "0.003"} and best[0]["best_tmaf_lr"] in (1e-3, 3e-3)
-    _train_run(tmp_path / "t" / "mixed", "relu", 0, 0.9)  # a test-set run: refused
-    assert tuning.main([str(tmp_path / "t")]) == 2
+    _train_run(out / "tuning" / "mixed", "relu", 0, 0.9)  # a test-set run: refused
+    assert tuning.main([str(out / "tuning")]) == 2
     assert "evaluated on the test set" in capsys.readouterr().err
 
 
@@ -235,9 +234,9 @@ def _val_run(root: Path, ds: str, act: str, lr: float, acc: float) -> None:
     (d / "config.json").write_text(json.dumps({"config": {"lr": 1e-3, "tmaf_lr": lr}}))
 
 
-def test_tune_lr_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsys):
-    """`tune_lr.sh final B`: each activation whose best validation rate is not the recipe's
-    gets seeds 0-4 on the test set at that rate, beside the untuned runs; others get none."""
+def test_tuning_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsys):
+    """tmaf study tuning --part final: each activation whose best validation rate is not the
+    recipe's gets seeds 0-4 on the test set at that rate, beside the untuned runs."""
     from tmaf_lab.train import tuning
 
     tune = tmp_path / "tuning"
@@ -249,13 +248,7 @@ def test_tune_lr_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsy
     assert sorted(capsys.readouterr().out.splitlines()) == [
         "fashion-mnist mlp diagonal 0.003", "mnist mlp diagonal 0.003"]
     assert not (tune / "tuning.json").exists()  # a query writes nothing
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "B"],
-                          capture_output=True, text=True, cwd=ROOT,
-                          env={**clean_env(), "PRINT": "1", "OUT": str(tune),
-                               "RUNS": str(tmp_path / "mlp"),
-                               "VENV": str(Path(sys.executable).parent.parent)})
-    assert proc.returncode == 0, proc.stderr
-    cmds = [shlex.split(x) for x in proc.stdout.splitlines()]
+    cmds = printed("final", "B", tmp_path, study="tuning")
     assert len(cmds) == 5
     for seed, cmd in enumerate(cmds):
         argv = after(cmd, "train")
@@ -265,21 +258,11 @@ def test_tune_lr_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsy
         cfg = train_cli._config(args, args.seeds[0])
         assert (cfg.dataset, cfg.activation, cfg.tmaf_lr, cfg.val_split, cfg.seed) == (
             "fashion-mnist", "diagonal", 0.003, 0, seed)
-        assert args.out == tmp_path / "mlp" / "fashion-mnist" / "diagonal-tmaf-lr0.003" / \
+        assert args.out == tmp_path / "mlp" / "fashion-mnist" / "diagonal-act-lr0.003" / \
             f"seed{seed}"
-    bad = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "C"],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "usage" in bad.stderr
-    _val_run(tmp_path / "same", "mnist", "diagonal", 1e-3, 0.95)  # best rate = the recipe's
-    _val_run(tmp_path / "same", "mnist", "diagonal", 3e-3, 0.94)
-    none = subprocess.run(["bash", str(ROOT / "scripts" / "tune_lr.sh"), "final", "A"],
-                          capture_output=True, text=True, cwd=ROOT,
-                          env={**clean_env(), "PRINT": "1", "OUT": str(tmp_path / "same"),
-                               "VENV": str(Path(sys.executable).parent.parent)})
-    assert none.returncode == 0 and none.stdout == "" and "nothing to train" in none.stderr
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without the scripts' own knobs (a developer may have set them)."""
-    return {k: v for k, v in os.environ.items()
-            if k not in ("SEEDS", "ACTS", "LRS", "EXTRA", "OUT", "RUNS", "PRINT", "TARGETS")}
+    (tmp_path / "mlp/mnist/diagonal-tmaf-lr0.003").mkdir(parents=True)  # the older name: kept
+    assert all("diagonal-tmaf-lr0.003" in r.folder
+               for r in STUDIES["tuning"].runs("final", tmp_path) if r.dataset == "mnist")
+    _val_run(tmp_path / "same/tuning", "mnist", "diagonal", 1e-3, 0.95)  # best = the recipe's
+    _val_run(tmp_path / "same/tuning", "mnist", "diagonal", 3e-3, 0.94)
+    assert STUDIES["tuning"].runs("final", tmp_path / "same") == []

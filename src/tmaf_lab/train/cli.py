@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
             ("epochs", int, "training epochs"), ("batch-size", int, "global batch size"),
             ("lr", float, "peak learning rate"), ("momentum", float, "SGD momentum"),
             ("weight-decay", float, "weight decay of the non-TMAF parameters"),
-            ("tmaf-lr", float, "learning rate of the learned-activation parameters: TMAF "
-                               "levels, PReLU and pwl slopes (None: --lr)"),
+            ("act-lr", float, "learning rate of the learned-activation parameters: TMAF "
+                              "levels, PReLU and pwl slopes (None: --lr; also --tmaf-lr)"),
             ("tmaf-weight-decay", float, "weight decay of the learned-activation parameters"),
             ("warmup", float, "fraction of steps of linear warm-up (onecycle)"),
             ("label-smoothing", float, "cross-entropy label smoothing"),
@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
             ("subset", int, "train on the first N images (None: all)"),
             ("test-subset", int, "test on the first N images (None: all)"),
             ("eval-batch-size", int, "batch size for evaluation")):
-        key = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=typ, default=getattr(d, key),
+        key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
+        alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
+        p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
                        help=f"{text} (default %(default)s)")
     p.add_argument("--calibrate", type=int, default=d.calibrate, metavar="N",
                    help="before the first step, move every TMAF grid to per-channel quantiles "

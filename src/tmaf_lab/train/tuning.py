@@ -10,7 +10,7 @@ scale, so no tuning wins by accident). Writes ``DIR/tuning.json`` and ``DIR/tuni
 (default DIR = ROOT). Runs evaluated on the test set are refused: tuning must not see it.
 
 ``--changed`` writes nothing and prints one line ``DATASET MODEL ACTIVATION LR`` per group
-whose best learning rate is not the base ``--lr`` (what ``scripts/tune_lr.sh final`` trains
+whose best learning rate is not the base ``--lr`` (what ``tmaf study tuning --part final`` trains
 on the test set; a group whose best rate is the base one already has its test runs).
 """
 
@@ -64,7 +64,7 @@ def best_rates(runs: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="python -m tmaf_lab.train.tuning",
+    p = OneLineErrorParser(prog="tmaf tuning",
                            description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=None)

@@ -1,0 +1,39 @@
+"""TMAF against ReLU, PReLU, GELU and pwl trained to the end, paired by seed (95 % intervals).
+
+mlp: 784-512-512-10, recipe converged-mlp, seeds 0-4; cnn: width 32, recipe converged-cnn,
+seeds 0-2; both seed by seed, ReLU first and gated by its competence bar; streams A (MNIST)
+and B (Fashion-MNIST). approx: sin(k pi x) k = 1, 4, 16, 32, chirp, sin2d, parameter counts
+matched to ReLU at width 32 and 64, 10000 steps, seeds 0-4; streams A (sin1 sin16 chirp) and
+B (sin4 sin32 sin2d).
+"""
+
+from tmaf_lab.study import Study, approx_run, train_grid
+
+MLP_ARMS = ("relu", "prelu", "gelu", "pwl", "diagonal", "tridiagonal")
+CNN_ARMS = ("relu", "pwl", "diagonal", "tridiagonal")
+STREAM = {"mnist": "A", "fashion-mnist": "B"}.get
+
+
+def _approx():
+    return tuple(approx_run(f"approx/w{w}/{t}", (
+        "--target", t, "--width", str(w), "--steps", "10000", "--activations",
+        ",".join(MLP_ARMS), "--seeds", "0,1,2,3,4", "--history-points", "50", "--threads", "1"),
+        stream) for stream, targets in (("A", ("sin1", "sin16", "chirp")),
+                                        ("B", ("sin4", "sin32", "sin2d")))
+        for t in targets for w in (32, 64))
+
+
+STUDY = Study(
+    name="converged", question="Does TMAF beat ReLU, PReLU, GELU and pwl when trained to "
+    "convergence?", out="results/converged", readme="results/converged/README.md",
+    parts={
+        "mlp": train_grid("mlp", ("mnist", "fashion-mnist"), range(5), MLP_ARMS,
+                          ("--recipe", "converged-mlp"), gate=True, stream_of=STREAM),
+        "cnn": train_grid("cnn", ("mnist", "fashion-mnist"), range(3), CNN_ARMS,
+                          ("--recipe", "converged-cnn"), gate=True, stream_of=STREAM),
+        "approx": _approx(),
+    },
+    default_parts=("mlp", "cnn", "approx"),
+    reports=tuple(("report", f"{{out}}/{p}", "--out", f"{{out}}/{p}/report", "--title",
+                   f"Converged {p} study") for p in ("mlp", "cnn", "approx")),
+)

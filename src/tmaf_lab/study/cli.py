@@ -1,0 +1,101 @@
+"""``tmaf study NAME [--part P] [--seeds S,..] [--arms A,..] [--streams N] [--out DIR]
+[--dry-run | --print | --report]``: run a named study (resumable), or report it.
+
+``tmaf study`` alone lists the studies. A study's runs are skipped once finished
+(results.json present), unfinished training runs continue from their checkpoint, and a gated
+part stops a stream when the ReLU runs so far miss their competence bar. ``--dry-run`` lists
+every run with its state (done, resume, rerun, pending); ``--print`` prints the commands that
+would run (``done: FOLDER`` for finished ones); ``--report`` runs the study's reports.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+from tmaf_lab.cli import OneLineErrorParser, add_seed_options, command_main
+from tmaf_lab.studies import STUDIES, get
+from tmaf_lab.study.run import execute, run_data_missing, select, shown, status
+
+
+def build_parser() -> OneLineErrorParser:
+    p = OneLineErrorParser(prog="tmaf study", description=__doc__.split("\n\n")[0],
+                           allow_abbrev=False)
+    p.add_argument("name", nargs="?", help=f"the study: {', '.join(STUDIES)}")
+    p.add_argument("--part", action="append", default=None,
+                   help="part(s) of the study to run (default: the study's default parts)")
+    add_seed_options(p, None)
+    p.add_argument("--arms", default="", help="comma list of arms to run (ReLU of a gated "
+                   "part always runs: it is the reference and the gate)")
+    p.add_argument("--streams", type=int, default=1,
+                   help="streams side by side (2 on a 2-core machine; each run at 1 thread)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the "
+                   "study's folder under results/)")
+    p.add_argument("--command-option", action="append", default=[], metavar="OPT",
+                   help="append OPT to every train/approx command (e.g. "
+                        "--command-option=--dry-run runs each at toy sizes)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    mode.add_argument("--print", action="store_true", help="print the commands that would run")
+    mode.add_argument("--report", action="store_true", help="run the study's reports")
+    return p
+
+
+def plan(args) -> tuple[object, Path, list]:
+    study = get(args.name)
+    parts = args.part or list(study.default_parts or study.parts)
+    for part in parts:
+        if part not in study.parts:
+            raise ValueError(f"--part {part!r}: study {study.name!r} has parts "
+                             f"{', '.join(study.parts)}")
+    out = args.out or Path(study.out)
+    arms = tuple(a for a in args.arms.split(",") if a)
+    runs = [r for part in parts for r in study.runs(part, out)]
+    extra = tuple(args.command_option)
+    runs = [replace(r, options=(*r.options, *extra)) if r.command != "sweep" else r
+            for r in runs]
+    return study, out, select(runs, args.seeds or (), arms)
+
+
+def report(study, out: Path) -> int:
+    from tmaf_lab.cli import main as tmaf
+
+    code = 0
+    for argv in study.reports:
+        argv = [a.replace("{out}", str(out)) for a in argv]
+        if not Path(argv[1]).exists():
+            print(f"skip: {argv[1]} does not exist")
+            continue
+        print("tmaf " + shlex.join(argv))
+        code = max(code, tmaf(argv))
+    return code
+
+
+def run(args) -> int:
+    if not args.name:
+        for study in STUDIES.values():
+            print(f"{study.name:<12} {study.question} ({study.out}; parts: "
+                  f"{', '.join(study.parts)})")
+        return 0
+    if args.streams < 1:
+        raise ValueError(f"--streams must be >= 1, got {args.streams}")
+    study, out, runs = plan(args)
+    if args.report:
+        return report(study, out)
+    if args.dry_run or args.print:
+        for r in runs:
+            state = "skip (data not installed)" if run_data_missing(r) else status(r, out)
+            if args.print:
+                print(f"done: {out / r.folder}" if state == "done" else shown(r, out))
+            else:
+                print(f"[{state:>7}] stream {r.stream}: {shown(r, out)}")
+        return 0
+    outcome = execute(runs, out, args.streams)
+    counts = {s: sum(v == s for v in outcome.values()) for s in set(outcome.values())}
+    print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0 if set(outcome.values()) <= {"done", "skipped"} else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main(build_parser, run, argv)

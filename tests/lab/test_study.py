@@ -1,0 +1,98 @@
+"""``tmaf study``: every study's commands parse with the study's sizes, committed runs count as
+done, the competence gate stops a stream, finished runs are kept on the next call."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tmaf_lab.approx import cli as approx_cli
+from tmaf_lab.studies import STUDIES
+from tmaf_lab.study import cli as study_cli
+from tmaf_lab.train import cli as train_cli
+from tmaf_lab.train.recipes import RECIPES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def printed(capsys, *argv: str) -> list[list[str]]:
+    assert study_cli.main(list(argv)) == 0
+    return [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def parse_train(argv):
+    args = train_cli._parser().parse_args(argv)
+    parser = train_cli._parser()
+    if args.recipe:
+        parser.set_defaults(**RECIPES[args.recipe])
+    args = parser.parse_args(argv)
+    return train_cli._config(args, args.seeds[0])
+
+
+def test_committed_converged_mlp_runs_are_done(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    lines = printed(capsys, "converged", "--part", "mlp", "--print")
+    assert len(lines) == 2 * 5 * 6 and all(line[0] == "done:" for line in lines)
+    for name in ("approx", "train", "calibration"):
+        states = printed(capsys, name, "--dry-run")
+        assert states and all(s[:2] == ["[", "done]"] for s in states), name
+
+
+@pytest.mark.parametrize("part, seeds, acts", [
+    ("mlp", 5, {"relu", "prelu", "gelu", "pwl", "diagonal", "tridiagonal"}),
+    ("cnn", 3, {"relu", "pwl", "diagonal", "tridiagonal"})])
+def test_converged_training_parts(part, seeds, acts, tmp_path, capsys):
+    cmds = printed(capsys, "converged", "--part", part, "--print", "--out", str(tmp_path))
+    cfgs = [parse_train(c[2:]) for c in cmds]
+    assert len(cfgs) == 2 * seeds * len(acts) and {c.activation for c in cfgs} == acts
+    assert all(c.recipe == f"converged-{part}" and c.threads == 1 and "--resume" in cmd
+               for c, cmd in zip(cfgs, cmds, strict=True))
+    assert cmds[0][cmds[0].index("--out") + 1] == f"{tmp_path}/{part}/mnist/relu/seed0"
+    runs = STUDIES["converged"].runs(part, tmp_path)
+    assert runs[0].gate == f"{part}/mnist" and all(r.gate is None for r in runs[1:len(acts)])
+
+
+def test_converged_approx_part(tmp_path, capsys):
+    seen = set()
+    for cmd in printed(capsys, "converged", "--part", "approx", "--print", "--out",
+                       str(tmp_path)):
+        cfg = approx_cli.config_from_args(approx_cli.build_parser().parse_args(cmd[2:]))
+        assert cfg.steps == 10_000 and cfg.seeds == (0, 1, 2, 3, 4) and cfg.match_params
+        seen.add((cfg.targets[0], cfg.width))
+    assert seen == {(t, w) for t in ("sin1", "sin4", "sin16", "sin32", "chirp", "sin2d")
+                    for w in (32, 64)}
+
+
+def test_calibration_and_tuning_commands_parse(tmp_path, capsys):
+    for cmd in printed(capsys, "calibration", "--print", "--out", str(tmp_path)):
+        if cmd[1] == "train":
+            assert parse_train(cmd[2:]).calibrate == 32
+        else:
+            approx_cli.config_from_args(approx_cli.build_parser().parse_args(cmd[2:]))
+    cfgs = [parse_train(c[2:]) for c in printed(capsys, "tuning", "--print", "--out",
+                                                  str(tmp_path))]
+    assert len(cfgs) == 2 * 4 * 4 and all(c.val_split == 10000 for c in cfgs)
+    assert {c.tmaf_lr for c in cfgs} == {3e-4, 1e-3, 3e-3, 1e-2}
+
+
+def test_gate_stops_the_stream_and_finished_runs_are_kept(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "data"))  # no data: dry runs use synthetic
+    base = ["converged", "--part", "mlp", "--seeds", "0", "--arms", "pwl", "--out",
+            str(tmp_path), "--command-option=--dry-run"]
+    assert study_cli.main(base) == 1  # a 2-step ReLU run is far below its bar
+    assert "competence bar" in capsys.readouterr().err
+    assert (tmp_path / "mlp/mnist/relu/seed0/results.json").is_file()
+    assert not (tmp_path / "mlp/mnist/pwl").exists()  # nothing ran past the gate
+    capsys.readouterr()
+    lines = [c for c in printed(capsys, *base, "--print") if c[0] in ("done:", "tmaf")]
+    assert lines[0] == ["done:", f"{tmp_path}/mlp/mnist/relu/seed0"]
+    # both streams (MNIST, Fashion-MNIST) stopped after their ReLU run: only pwl is left
+    assert [c[0] for c in lines] == ["done:", "tmaf", "done:", "tmaf"]
+    assert all(c[c.index("--activation") + 1] == "pwl" for c in lines[1::2])
+
+
+def test_unknown_study_and_part(capsys):
+    assert study_cli.main(["nope"]) == 2 and "expected one of" in capsys.readouterr().err
+    assert study_cli.main(["converged", "--part", "x", "--print"]) == 2
