@@ -120,7 +120,7 @@ def train_argv(cfg: GpuStudyConfig, act: str, seed: int, folder: Path) -> list[s
 def train_steps(cfg: GpuStudyConfig, out: Path, deadline: float, records: list[dict]) -> str:
     """Seed-major training runs; no round starts that would end after ``deadline``
     (a perf_counter time). Returns why it stopped."""
-    from tmaf_lab.reproduce import Step, run_step
+    from tmaf_lab.study.run import call
 
     round_seconds: float | None = None
     started = False  # at least one run started here: the deadline may stop the next one
@@ -143,7 +143,7 @@ def train_steps(cfg: GpuStudyConfig, out: Path, deadline: float, records: list[d
                         "round (rerun the same command to complete it)")
             print(f"[gpu-study] {act} seed {seed}", file=sys.stderr, flush=True)
             t0, ran, started = time.perf_counter(), True, True
-            code, err = run_step(Step("train", str(folder), tuple(argv), "cifar10"))
+            code, err = call("train", argv)
             ok = code == 0 and (folder / "results.json").is_file()
             rec.update(status="done" if ok else "failed", exit_code=code,
                        seconds=round(time.perf_counter() - t0, 1))
@@ -176,7 +176,7 @@ def run(cfg: GpuStudyConfig, argv: list[str]) -> int:
         if not torch.cuda.is_available():
             return usage_error("--budget gpu needs a CUDA GPU (torch.cuda.is_available() is "
                                "False); --dry-run runs the study at toy sizes on the CPU")
-        from tmaf_lab.reproduce import data_missing
+        from tmaf_lab.study.run import data_missing
 
         missing = data_missing("cifar10")
         if missing:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from tmaf_lab.cli import (
     add_seed_options,
     usage_error,
 )
+from tmaf_lab.study.run import call, data_missing
 
 ACTIVATIONS = ("relu", "prelu", "diagonal", "tridiagonal")
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -192,20 +192,6 @@ def plan(budget: Budget, out: Path, threads: int = DEFAULT_THREADS) -> list[Step
     return steps
 
 
-def data_missing(dataset: str | None) -> str | None:
-    """Why ``dataset`` cannot be used (not installed), or None when it can."""
-    if dataset in (None, "synthetic"):
-        return None
-    from tmaf_lab.data import DataError
-    from tmaf_lab.data.cache import read_manifest
-
-    try:
-        read_manifest(dataset)
-    except DataError as e:
-        return str(e)
-    return None
-
-
 def status_of(step: Step, out: Path) -> str:
     folder = out / step.name
     if step.kind != "sweep" and (folder / step.marker).is_file():
@@ -217,18 +203,7 @@ def status_of(step: Step, out: Path) -> str:
 
 def run_step(step: Step) -> tuple[int, str]:
     """Call the sub-command in this process; (exit code, error text incl. traceback)."""
-    if step.kind == "approx":
-        from tmaf_lab.approx.cli import main
-    elif step.kind == "sweep":
-        from tmaf_lab.approx.sweep import main
-    else:
-        from tmaf_lab.train.cli import main
-    try:
-        return int(main(list(step.argv)) or 0), ""
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # noqa: BLE001 - one failed run must not stop the study
-        return 1, "".join(traceback.format_exception(e)).strip()
+    return call(step.kind, step.argv)
 
 
 def parse_args(argv: list[str]) -> ReproduceConfig:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -58,6 +59,24 @@ def data_missing(dataset: str | None) -> str | None:
     except DataError as e:
         return str(e)
     return None
+
+
+def call(kind: str, argv: tuple[str, ...] | list[str]) -> tuple[int, str]:
+    """Run ``tmaf KIND ARGV`` (``sweep``: the sweep summary) in this process; (exit code,
+    error text with traceback). One failed run must not stop a study, so every error of the
+    command is caught and returned."""
+    if kind == "approx":
+        from tmaf_lab.approx.cli import main
+    elif kind == "sweep":
+        from tmaf_lab.approx.sweep import main
+    else:
+        from tmaf_lab.train.cli import main
+    try:
+        return int(main(list(argv)) or 0), ""
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - one failed run must not stop the study
+        return 1, "".join(traceback.format_exception(e)).strip()
 
 
 def run_data_missing(run: Run) -> str | None:
