@@ -1,5 +1,5 @@
 """``tmaf reproduce --budget gpu``: the CIFAR-10 study and the CUDA benchmark on one GPU, in
-about 8 minutes (issue 10).
+about 8 minutes.
 
     tmaf reproduce --budget gpu [--out results/gpu] [--minutes 8] [--seeds 0,...,9]
                    [--activations relu,gelu,pwl,diagonal,tridiagonal] [--no-bench] [--dry-run]
@@ -207,7 +207,7 @@ def run(cfg: GpuStudyConfig, argv: list[str]) -> int:
         save(note)
     figures = ["--max-activation-figures", "1"] if cfg.dry_run else []
     code = report([str(out / "train"), "--out", str(out / "report"), *figures,
-                   "--title", "GPU study: CIFAR-10 airbench (issue 10)"]) \
+                   "--title", "GPU study: CIFAR-10 airbench"]) \
         if (out / "train").is_dir() else 0
     save(note)
     failed = [r["step"] for r in records if r["status"] == "failed" and r["step"] != "bench"]

@@ -21,7 +21,7 @@ command needs the recipe unchanged: once runs made with a recipe are committed, 
 under a new name (a test pins the values).
 
 :data:`COMPETENCE` holds the accuracy a ReLU baseline must reach for a study to count
-(issue 10): ``python -m tmaf_lab.train.recipes check DIR`` checks the ReLU runs below DIR.
+(its competence bar): ``tmaf competence check DIR`` checks the ReLU runs below DIR.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def check(root: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tmaf_lab.train.recipes [list | check DIR]``; check exits 1 below a bar."""
+    """``tmaf competence [list | check DIR]``; check exits 1 below a bar."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "list":
         for name, values in RECIPES.items():
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = check(Path(argv[1]))
         print("\n".join(lines) if lines else f"no ReLU runs with a competence bar below {argv[1]}")
         return 1 if any(line.startswith("BELOW") for line in lines) else 0
-    print("usage: python -m tmaf_lab.train.recipes [list | check DIR]", file=sys.stderr)
+    print("usage: tmaf competence [list | check DIR]", file=sys.stderr)
     return 2
 
 
