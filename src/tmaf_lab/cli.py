@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "coverage": ("tmaf_lab.report.coverage", "how much of each TMAF grid the inputs cover"),
     "tuning": ("tmaf_lab.train.tuning", "summarise --val-split runs: best learned-activation lr"),
     "competence": ("tmaf_lab.train.recipes", "list recipes, or check ReLU runs against their bars"),
+    "tables": ("tmaf_lab.report.tables", "regenerate (or --check) the tables in results READMEs"),
     # "bench": the benchmark command (registered beside the benchmarks package)
 }
 
