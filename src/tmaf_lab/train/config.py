@@ -13,7 +13,7 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 128             # global batch (split over DDP ranks)
     lr: float = 2e-3
-    optimizer: str = "adam"           # adam (decoupled weight decay) | sgd (Nesterov momentum)
+    optimizer: str = "adamw"          # adamw (decoupled weight decay) | sgd (Nesterov momentum)
     momentum: float = 0.9
     weight_decay: float = 0.0
     tmaf_lr: float | None = None      # learning rate of the TMAF levels (None: same as --lr)
@@ -50,7 +50,7 @@ class TrainConfig:
         return (4, True) if on else None
 
 
-CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
+CHOICES = {"optimizer": ("adamw", "sgd", "adam"), "schedule": ("onecycle", "cosine", "constant"),
            "augment": ("auto", "on", "off", "shift"), "amp": ("auto", "off", "bf16", "fp16")}
 
 # Fields that may differ between a checkpoint and the command that resumes it.
@@ -71,3 +71,13 @@ def config_diff(saved: dict, current: TrainConfig) -> list[str]:
         if saved[f.name] != getattr(current, f.name):
             out.append(f"{f.name}: checkpoint {saved[f.name]!r}, now {getattr(current, f.name)!r}")
     return out
+
+
+# Values written by older versions, and what they mean now ("adam" always built AdamW).
+OLD_VALUES = {"optimizer": {"adam": "adamw"}}
+
+
+def current_values(config: dict) -> dict:
+    """A config dict with the older spellings of :data:`OLD_VALUES` replaced by today's."""
+    return {k: OLD_VALUES.get(k, {}).get(v, v) if isinstance(v, str) else v
+            for k, v in config.items()}

@@ -4,7 +4,7 @@
 on the command line still wins, and config.json records both the values and the recipe's
 name. The learned-activation parameters (TMAF levels, PReLU and pwl slopes) share one
 optimiser group with no weight decay and the same learning rate as the weights
-(:func:`tmaf_lab.models.param_groups`), so no activation gets its own tuning.
+(:func:`tmaf_lab.models.optimizer_groups`), so no activation gets its own tuning.
 
 - ``converged-mlp``: the 784-512-512-10 MLP for 15 epochs: AdamW (lr 1e-3, decoupled weight
   decay 0.05 on the weights), batch 128, 5 % warm-up then cosine to 0, label smoothing 0.1,
@@ -31,10 +31,10 @@ import sys
 from pathlib import Path
 
 RECIPES: dict[str, dict[str, object]] = {
-    "converged-mlp": {"model": "mlp", "epochs": 15, "batch_size": 128, "optimizer": "adam",
+    "converged-mlp": {"model": "mlp", "epochs": 15, "batch_size": 128, "optimizer": "adamw",
                       "lr": 1e-3, "weight_decay": 0.05, "schedule": "onecycle", "warmup": 0.05,
                       "label_smoothing": 0.1, "augment": "off"},
-    "converged-cnn": {"model": "cnn", "epochs": 5, "batch_size": 128, "optimizer": "adam",
+    "converged-cnn": {"model": "cnn", "epochs": 5, "batch_size": 128, "optimizer": "adamw",
                       "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle", "warmup": 0.1,
                       "label_smoothing": 0.1, "augment": "off"},
     "gpu-cifar": {"model": "airbench", "epochs": 10, "batch_size": 512, "optimizer": "sgd",

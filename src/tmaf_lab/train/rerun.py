@@ -133,7 +133,9 @@ def _config_changes(config: dict, argv: list[str], seed: int) -> list[str]:
         now = dataclasses.asdict(cli.resolved_config(argv, seed))
     except (CliUsageError, cli.RunError) as e:
         raise RerunError(f"the recorded command does not parse under this checkout: {e}") from None
-    saved = _with_defaults(config)
+    from tmaf_lab.train.config import current_values
+
+    saved, now = current_values(_with_defaults(config)), current_values(now)
     return [f"{k}: recorded {saved.get(k)!r}, now {now.get(k)!r}"
             for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
 

@@ -46,10 +46,10 @@ class StopFlag:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD; learned-activation parameters (TMAF, PReLU, pwl) in their own group
-    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.param_groups)."""
-    from ..models import param_groups
+    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.optimizer_groups)."""
+    from ..models import optimizer_groups
 
-    groups = param_groups(model, weight_decay=cfg.weight_decay,
+    groups = optimizer_groups(model, weight_decay=cfg.weight_decay,
                           act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
