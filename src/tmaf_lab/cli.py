@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("tmaf_lab.reproduce", "rerun the whole study at a budget, then report"),
     "study": ("tmaf_lab.study.cli", "run a named study (resumable, streams, gates) or report it"),
     "rerun": ("tmaf_lab.train.rerun", "rerun a committed run from its config.json and compare"),
-    "compare": ("tmaf_lab.report.pair", "paired variant-vs-base statistics of two run trees"),
+    "compare": ("tmaf_lab.report.trees", "paired variant-vs-base statistics of two run trees"),
     "coverage": ("tmaf_lab.report.coverage", "how much of each TMAF grid the inputs cover"),
     "tuning": ("tmaf_lab.train.tuning", "summarise --val-split runs: best learned-activation lr"),
     "competence": ("tmaf_lab.train.recipes", "list recipes, or check ReLU runs against their bars"),

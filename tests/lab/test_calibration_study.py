@@ -1,5 +1,5 @@
 """``tmaf study calibration`` and ``tmaf study tuning`` (every command parses with the study's
-sizes, a dry run end to end) and ``python -m tmaf_lab.report.pair`` (paired variant-vs-base statistics)."""
+sizes, a dry run end to end) and ``tmaf compare`` (paired variant-vs-base statistics)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import tmaf
 from tmaf_lab.approx import cli as approx_cli
-from tmaf_lab.report import pair
+from tmaf_lab.report import trees as pair
 from tmaf_lab.report.stats import t975
 from tmaf_lab.studies import STUDIES
 from tmaf_lab.study import cli as study_cli

@@ -317,7 +317,7 @@ def test_tuned_learning_rates_are_arms_of_one_study(tmp_path: Path, capsys):
 def test_a_tuned_tmaf_arm_meets_the_tuned_pwl_arm_at_its_own_rate():
     """Each activation tuned to its own best rate: a TMAF arm with no pwl arm at its rate is
     compared with the one tuned pwl arm; with two tuned pwl arms, or untuned, with none."""
-    from tmaf_lab.report.paired import compare, rival_arm
+    from tmaf_lab.report.vs_relu import compare, rival_arm
 
     seeds = {0: 0.9, 1: 0.91, 2: 0.92}
     arms = {"relu": seeds, "pwl (tmaf_lr=0.01)": {s: v + 0.001 for s, v in seeds.items()},
@@ -345,9 +345,9 @@ def test_arm_name(config, arm):
 
 
 def test_pair_keeps_tuned_arms_apart(tmp_path: Path):
-    """report.pair: a tuned arm beside the untuned runs of one activation is its own group,
+    """report.trees: a tuned arm beside the untuned runs of one activation is its own group,
     not a duplicate seed (the converged MLP tree holds both)."""
-    from tmaf_lab.report import pair
+    from tmaf_lab.report import trees as pair
 
     for tree in ("base", "variant"):
         for seed in (0, 1):

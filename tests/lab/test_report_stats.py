@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from tmaf_lab.report.paired import compare
 from tmaf_lab.report.stats import (
     T975,
     fmt_interval,
@@ -16,6 +15,7 @@ from tmaf_lab.report.stats import (
     t975,
     verdict,
 )
+from tmaf_lab.report.vs_relu import compare
 
 
 def test_hand_computed_t_interval_over_five_seeds():
@@ -109,7 +109,7 @@ def test_approx_records_compare_again_at_ten_percent_of_the_run():
     from pathlib import Path
 
     from tmaf_lab.report.collect import ApproxStudy
-    from tmaf_lab.report.paired import approx_records, early_step
+    from tmaf_lab.report.vs_relu import approx_records, early_step
 
     runs = [history_run("relu", s, 0.9, 0.5) for s in range(3)]
     runs += [history_run("diagonal", s, 0.5 + 0.01 * s, 0.5 + 0.001 * s) for s in range(3)]
@@ -149,7 +149,7 @@ def test_ratio_record_is_the_geometric_mean_with_a_log_interval():
 
 
 def test_error_records_carry_ratios_to_relu_and_pwl_and_the_table_shows_them():
-    from tmaf_lab.report.paired import paired_table
+    from tmaf_lab.report.vs_relu import paired_table
 
     recs = compare({"relu": {0: 0.4, 1: 0.2, 2: 0.1}, "pwl": {0: 0.2, 1: 0.1, 2: 0.05},
                     "diagonal": {0: 0.1, 1: 0.05, 2: 0.025}}, True, ratios=True)
@@ -170,7 +170,7 @@ def test_gap_table_shows_the_ratio_early_and_at_the_end():
     from pathlib import Path
 
     from tmaf_lab.report.collect import ApproxStudy
-    from tmaf_lab.report.paired import approx_records, gap_table
+    from tmaf_lab.report.vs_relu import approx_records, gap_table
 
     runs = [history_run("relu", s, 0.8, 0.1) for s in range(3)]
     runs += [history_run("pwl", s, 0.8, 0.1) for s in range(3)]

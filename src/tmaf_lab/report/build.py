@@ -22,7 +22,8 @@ from tmaf_lab.report.layout import (
     train_groups,
 )
 from tmaf_lab.report.learned import activations_section
-from tmaf_lab.report.paired import (
+from tmaf_lab.report.stats import fmt, fmt_stat, mean_of, sort_activations, stat
+from tmaf_lab.report.vs_relu import (
     all_records,
     by_activation,
     detail_cells,
@@ -31,7 +32,6 @@ from tmaf_lab.report.paired import (
     paired_table,
     study_labels,
 )
-from tmaf_lab.report.stats import fmt, fmt_stat, mean_of, sort_activations, stat
 
 CONVENTIONS = ("Numbers are mean ± sample std (n−1) over seeds; '(n=1)' marks a single seed. "
                "'X − ReLU' is the paired difference (same seed: same data, data order and "

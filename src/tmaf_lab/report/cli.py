@@ -20,7 +20,7 @@ from tmaf_lab.report.build import build
 from tmaf_lab.report.collect import collect
 from tmaf_lab.report.document import Heading, Para, to_html, to_markdown
 from tmaf_lab.report.layout import Options, display
-from tmaf_lab.report.paired import all_records, json_safe
+from tmaf_lab.report.vs_relu import all_records, json_safe
 
 STATS_NOTE = ("mean/std: over seeds (sample std, n-1); vs_relu: paired difference X - relu over "
               "the seeds both ran, 95 % t interval [low, high]; verdict better/worse when the "

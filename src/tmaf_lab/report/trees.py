@@ -1,6 +1,6 @@
 """Paired comparison of two run trees: a variant (e.g. calibrated grids) against a base.
 
-    python -m tmaf_lab.report.pair BASE VARIANT --out DIR [--title T] [--activations a,b]
+    tmaf compare BASE VARIANT --out DIR [--title T] [--activations a,b]
 
 Runs are matched by what they are, not by folder: a ``tmaf train`` run by (dataset, model,
 arm, seed) (an arm is the activation, with its own ``--tmaf-lr`` if it has one), a ``tmaf
@@ -121,7 +121,7 @@ def report_text(title: str, base: Path, variant: Path, train: list[dict],
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="python -m tmaf_lab.report.pair",
+    p = OneLineErrorParser(prog="tmaf compare",
                            description=__doc__.split("\n")[0])
     p.add_argument("base", type=Path)
     p.add_argument("variant", type=Path)
