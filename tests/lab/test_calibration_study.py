@@ -159,7 +159,7 @@ def test_pair_errors(tmp_path, capsys):
 
 
 def test_coverage_of_trained_runs(tmp_path, capsys):
-    """python -m tmaf_lab.report.coverage: rebuilds fixed and calibrated runs from their
+    """tmaf coverage: rebuilds fixed and calibrated runs from their
     checkpoints and measures the test inputs outside each grid; skips ReLU runs."""
     from tmaf_lab.report import coverage
 

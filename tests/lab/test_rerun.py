@@ -1,4 +1,4 @@
-"""python -m tmaf_lab.train.rerun: replay a run's recorded command, compare, refuse bad input."""
+"""tmaf rerun: replay a run's recorded command, compare, refuse bad input."""
 
 from __future__ import annotations
 

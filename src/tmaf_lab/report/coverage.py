@@ -1,6 +1,6 @@
 """Where a trained model's TMAF inputs lie: the fraction outside each layer's grid, on test data.
 
-    python -m tmaf_lab.report.coverage RUN_DIR... --out DIR
+    tmaf coverage RUN_DIR... --out DIR
 
 For every ``tmaf train`` run folder below the given paths that holds ``checkpoint.pt`` (the
 final one of a finished run), the model is rebuilt from config.json (its grids shaped like the
@@ -82,7 +82,7 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="python -m tmaf_lab.report.coverage",
+    p = OneLineErrorParser(prog="tmaf coverage",
                            description=__doc__.split("\n")[0])
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)

@@ -1,6 +1,6 @@
 """Rerun one committed training run from its config.json and compare it with the original.
 
-    python -m tmaf_lab.train.rerun RUN_DIR --out DIR [--tolerance 0.25]
+    tmaf rerun RUN_DIR --out DIR [--tolerance 0.25]
 
 RUN_DIR is a finished ``tmaf train`` run folder (config.json and results.json; one seed).
 The rerun replays the command line recorded in RUN_DIR/config.json, with ``--out DIR`` and
@@ -198,7 +198,7 @@ def rerun(run_dir: Path, out: Path, tolerance: float = 0.25) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="python -m tmaf_lab.train.rerun",
+    p = OneLineErrorParser(prog="tmaf rerun",
                            description="Rerun a committed tmaf train run from its config.json "
                                        "and compare the final accuracy.")
     p.add_argument("run_dir", type=Path, help="finished run folder (config.json, results.json)")

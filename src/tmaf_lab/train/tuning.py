@@ -1,6 +1,6 @@
 """Pick the learned-activation learning rate on a validation split, never on the test set.
 
-    python -m tmaf_lab.train.tuning ROOT [--out DIR]
+    tmaf tuning ROOT [--out DIR]
 
 Reads every ``tmaf train --val-split N`` run below ROOT (results.json with ``val_acc``; its
 ``--tmaf-lr`` from config.json, the base ``--lr`` when unset), groups them by data set, model
