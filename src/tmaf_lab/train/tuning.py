@@ -21,7 +21,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, usage_error
+from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
 
@@ -63,25 +63,21 @@ def best_rates(runs: list[dict]) -> list[dict]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="tmaf tuning",
-                           description=__doc__.split("\n")[0])
+def build_parser() -> OneLineErrorParser:
+    p = OneLineErrorParser(prog="tmaf tuning", description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--changed", action="store_true",
                    help="print DATASET MODEL ACTIVATION LR where the best rate is not --lr")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
+    return p
+
+
+def run(args) -> int:
     if not args.root.is_dir():
-        return usage_error(f"{args.root} is not a folder")
-    try:
-        best = best_rates(read_runs(args.root))
-    except (ValueError, KeyError, OSError) as e:
-        return usage_error(e)
+        raise ValueError(f"{args.root} is not a folder")
+    best = best_rates(read_runs(args.root))
     if not best:
-        return usage_error(f"no --val-split run (results.json with val_acc) under {args.root}")
+        raise ValueError(f"no --val-split run (results.json with val_acc) under {args.root}")
     if args.changed:
         for b in best:
             if b["best_tmaf_lr"] != b["base_lr"]:
@@ -100,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "tuning.md", text)
     print(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main(build_parser, run, argv)
 
 
 if __name__ == "__main__":
