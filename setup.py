@@ -7,6 +7,12 @@ already present, so the extension is compiled against it:
 
 Without a C++ compiler (or without torch at build time) the install still succeeds, with a
 warning, and tmaf runs on its pure-PyTorch backends (``tmaf.native_available()`` is False).
+
+Environment:
+    TMAF_NO_NATIVE=1       install without the native operators (the same variable hides a built
+                           extension at run time, see tmaf._native);
+    TMAF_REQUIRE_NATIVE=1  the native operators must build: any failure is an error, not a warning
+                           (the README's set-up and CI use it).
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ CSRC = os.path.join("src", "tmaf", "csrc")
 SOURCES = ["ops.cpp", "kernels_default.cpp", "kernels_avx2.cpp", "kernels_avx512.cpp"]
 
 
+def _require_native() -> bool:
+    return os.environ.get("TMAF_REQUIRE_NATIVE", "") not in ("", "0")
+
+
 def _warn(msg: str) -> None:
+    if _require_native():
+        raise RuntimeError(f"tmaf: {msg}; TMAF_REQUIRE_NATIVE=1 asks for the native operators, so "
+                           "the install fails (unset it to install without them)")
     print(f"\n*** tmaf: {msg}\n*** tmaf: installing without the native operators; the "
           "'eager' and 'compiled' backends still work.\n", file=sys.stderr)
 
@@ -45,7 +58,7 @@ def native_build() -> dict:
             try:
                 super().build_extension(ext)
             except Exception as e:  # no compiler, unsupported platform, ...
-                _warn(f"building the native operators failed: {e}")
+                _warn(f"building the native operators failed: {e}")  # raises under TMAF_REQUIRE_NATIVE
                 return
             print(f"tmaf: built the native operators ({ext.name}) in "
                   f"{time.perf_counter() - start:.1f} s", file=sys.stderr)

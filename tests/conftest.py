@@ -1,15 +1,15 @@
 """Test configuration: one switch for device and dtypes, one tolerance table.
 
 TMAF_TEST_DEVICE=cuda runs the device-aware tests on a GPU (skipped when none is present).
-Tests run the eager fast path by default (TMAF_BACKEND=eager); tests of the compiled path ask
-for it explicitly, since each new shape costs seconds of compilation on CPU.
+Tests run the path users get: the backend is left at ``auto`` (the native operators on a CPU
+where they are built; tests/core/test_native.py fails if they are not). Tests of the eager,
+compiled and reference paths ask for them explicitly.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TMAF_BACKEND", "eager")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402

@@ -10,7 +10,8 @@ for torch.compile / torch.export, and the autograd formula (the backward op).
 
 If the extension was not built (no C++ compiler at install time), ``native_available()`` is
 False, one warning says so, and the functional API falls back to the pure-PyTorch backends.
-``TMAF_DISABLE_NATIVE=1`` hides the extension deliberately (no warning).
+``TMAF_NO_NATIVE=1`` hides the extension deliberately (no warning); at install time the same
+variable skips building it (setup.py).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from torch import Tensor
 MAX_BREAKPOINTS = 256
 
 _unavailable_reason: str | None = None
-if os.environ.get("TMAF_DISABLE_NATIVE", "") not in ("", "0"):
-    _unavailable_reason = "disabled by TMAF_DISABLE_NATIVE"
+if os.environ.get("TMAF_NO_NATIVE", "") not in ("", "0"):
+    _unavailable_reason = "disabled by TMAF_NO_NATIVE"
 else:
     try:
         from . import _C  # noqa: F401  (registers torch.ops.tmaf.*)

@@ -244,9 +244,9 @@ def test_disabled_native_falls_back_to_eager_and_says_why():
             "    F.banded_tmaf(x, torch.zeros(1), torch.zeros(3, 1, 2), backend='native')\n"
             "except RuntimeError as e:\n"
             "    print('error:', e)\n")
-    out = _python(code, TMAF_DISABLE_NATIVE="1", TMAF_BACKEND="auto")
+    out = _python(code, TMAF_NO_NATIVE="1", TMAF_BACKEND="auto")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("False eager unavailable: disabled by TMAF_DISABLE_NATIVE")
+    assert out.stdout.startswith("False eager unavailable: disabled by TMAF_NO_NATIVE")
     assert "error: tmaf: the 'native' backend cannot run this call" in out.stdout
 
 

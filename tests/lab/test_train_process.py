@@ -23,7 +23,7 @@ TINY = ["synthetic", "--model", "mlp", "--width", "64", "--batch-size", "64", "-
 
 
 def env() -> dict:
-    e = dict(os.environ, TMAF_BACKEND=os.environ.get("TMAF_BACKEND", "eager"), OMP_NUM_THREADS="1")
+    e = dict(os.environ, OMP_NUM_THREADS="1")
     e.pop("WORLD_SIZE", None)
     return e
 
