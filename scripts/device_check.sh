@@ -22,6 +22,6 @@ status=0
 # 1. core tests on the GPU (about 3 minutes: torch.compile of each new shape dominates)
 TMAF_TEST_DEVICE=cuda timeout 240 python -m pytest -q -x tests/core 2>&1 | tee "$out/tests-cuda.txt" || status=1
 # 2. the CUDA benchmark, quick preset (about 3 minutes)
-timeout 240 python -m benchmarks --device cuda --quick --out results/bench/cuda 2>&1 | tee "$out/bench-cuda.txt" || status=1
+timeout 240 tmaf bench --device cuda --quick --out results/bench/cuda 2>&1 | tee "$out/bench-cuda.txt" || status=1
 echo "device check finished with status $status (logs in $out, benchmark in results/bench/cuda)"
 exit $status

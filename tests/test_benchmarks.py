@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # benchmarks/ is a top-level folder, not an installed package
-    sys.path.insert(0, str(REPO))
-
-from benchmarks import cli, report, timing  # noqa: E402
-from benchmarks.candidates import Candidate, Shape, Spec, check_against_reference  # noqa: E402
-from tmaf._reference import oracle_outputs_and_grads  # noqa: E402
-from tmaf_lab.cli import DEFAULT_THREADS, UsageError  # noqa: E402
+from tmaf._reference import oracle_outputs_and_grads
+from tmaf_lab.bench import cli, report, timing
+from tmaf_lab.bench.candidates import Candidate, Shape, Spec, check_against_reference
+from tmaf_lab.cli import DEFAULT_THREADS, UsageError
 
 
 def test_time_interleaved_rotates_order_and_counts_samples():
@@ -186,14 +182,14 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
     assert targets[0]["backend"] == main
     assert {t["target"] for t in targets} == set(report.TARGET_NAMES)
     summary = (tmp_path / "summary.md").read_text()
-    assert f"## Targets (issue 9), {main} backend" in summary
+    assert f"## Speed targets, {main} backend" in summary
     assert "diagonal fwd+bwd, channels outer" in summary
     config = json.loads((tmp_path / "config.json").read_text())
     env = config["environment"]
     assert env["cpu_model"] and env["threads_timed"] == [1] and env["torch"]
     assert env["native_status"] == tmaf.native_status()
     out = capsys.readouterr().out
-    assert f"Targets (issue 9), {main} backend" in out
+    assert f"Speed targets, {main} backend" in out
     if tmaf.native_available():
         kernels = _read(tmp_path / "kernels.csv")
         assert {r["candidate"] for r in kernels} >= {"relu", "threshold_backward",
@@ -220,11 +216,13 @@ def test_presets_and_cli_conventions():
     assert cfg.backends == ("native", "eager") and cfg.shapes == ("4x8",)
     assert cfg.train_models == ("mlp",)
     assert "compiled" in cli.parse_args(["--dry-run", "--compile"]).backends
+    quick_dry = cli.parse_args(["--quick", "--dry-run"])  # the quick selection at dry-run sizes
+    assert quick_dry.preset == "dry-run" and quick_dry.backends == ("native",)
+    assert quick_dry.ms == (9, 17) and quick_dry.threads == (1, 2) and quick_dry.baselines == ("relu",)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--dry-run", "--parts", "act,nope"], "--parts"),
-    (["--dry-run", "--quick"], "not allowed with"),
     (["--quick", "--compile"], "--compile only applies"),
     (["--dry-run", "--repeats", "0"], "--repeats"),
     (["--dry-run", "--threads", "1,1"], "--threads"),
@@ -250,15 +248,28 @@ def test_unwritable_output_folder_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: output folder")
 
 
-def test_module_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=REPO,
+def test_module_entry_point_runs_outside_the_repository(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tmaf_lab.bench", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--threads" in proc.stdout
 
 
+def test_tmaf_bench_quick_dry_run_runs_outside_the_repository(tmp_path):
+    """The installed command, from a folder that is not the checkout: the benchmarks are part
+    of the installed lab, not a folder found relative to the repository."""
+    proc = subprocess.run([sys.executable, "-m", "tmaf_lab", "bench", "--quick", "--dry-run",
+                           "--out", str(tmp_path / "b")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "b" / "targets.csv").exists()
+    proc = subprocess.run([sys.executable, "-m", "tmaf_lab", "bench", "grids", "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--backends" in proc.stdout
+
+
 def test_grids_dry_run_compares_per_channel_with_shared(tmp_path, capsys):
     import tmaf
-    from benchmarks import grids
+    from tmaf_lab.bench import grids
 
     if not tmaf.native_available():
         pytest.skip("native operators not built")
@@ -280,7 +291,7 @@ def test_grids_dry_run_compares_per_channel_with_shared(tmp_path, capsys):
 
 def test_grids_per_channel_grid_keeps_zero_and_order():
     import tmaf
-    from benchmarks.grids import per_channel_grid
+    from tmaf_lab.bench.grids import per_channel_grid
 
     shared = tmaf.uniform_breakpoints(9, -2.0, 2.0)
     g = per_channel_grid(shared, 7, torch.Generator().manual_seed(0))

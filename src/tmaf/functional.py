@@ -21,7 +21,7 @@ Backends (one switch, :func:`set_backend` or the ``TMAF_BACKEND`` environment va
     ``"reference"`` literal loops (slow, ground truth);
     ``"auto"``      (default) ``"native"`` where it is built for the tensor's device (CPU),
                     otherwise ``"compiled"`` on CUDA and ``"eager"`` elsewhere.
-Measured costs of each backend: benchmarks/README.md. During ONNX export every backend emits the
+Measured costs of each backend: docs/benchmarks.md. During ONNX export every backend emits the
 comparison-and-select formulation (standard ONNX operators).
 """
 

@@ -12,8 +12,8 @@ about 8 minutes.
    limit and REPORT_SECONDS for the report), so every activation ends with the same seeds;
    should the deadline pass during a round (a first round slower than the whole budget), no
    further run starts.
-2. The CUDA benchmark, ``python -m benchmarks --device cuda --quick --parts act,train --out
-   OUT/bench``, as a subprocess with a time limit; when it fails (no ``benchmarks`` package, no
+2. The CUDA benchmark, ``tmaf bench --device cuda --quick --parts act,train --out
+   OUT/bench``, as a subprocess with a time limit; when it fails (no
    GPU, timeout) the failure is recorded in OUT/study.json and the study goes on.
 3. ``tmaf report OUT/train --out OUT/report``: mean ± std, paired differences to ReLU with
    95 % t intervals, learning curves; OUT/study.json: status and seconds of every step.
@@ -39,7 +39,6 @@ SEEDS = tuple(range(10))
 DRY_SEEDS = (0, 1)
 REPORT_SECONDS = 60.0  # kept free for tmaf report at the end of the budget
 DRY_TRAIN = ("--width", "8", "--batch-size", "32", "--eval-batch-size", "256", "--dry-run")
-REPO = Path(__file__).resolve().parents[2]  # where the benchmarks package lives in a checkout
 
 
 @dataclass(frozen=True)
@@ -93,11 +92,11 @@ def bench_step(cfg: GpuStudyConfig, out: Path) -> dict:
     """Run the benchmark as a subprocess; any failure is recorded, never raised."""
     args = (["--dry-run", "--device", "cpu"] if cfg.dry_run
             else ["--device", "cuda", "--quick", "--parts", "act,train"])
-    cmd = [sys.executable, "-m", "benchmarks", *args, "--out", str(out / "bench")]
+    cmd = [sys.executable, "-m", "tmaf_lab.bench", *args, "--out", str(out / "bench")]
     rec = {"step": "bench", "argv": cmd[1:]}
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+        proc = subprocess.run(cmd, capture_output=True, text=True,
                               timeout=cfg.bench_timeout)
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         rec.update(status="done" if proc.returncode == 0 else "failed",

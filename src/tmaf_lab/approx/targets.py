@@ -25,7 +25,7 @@ PRESETS: dict[str, tuple[str, str]] = {
     "packet": ("exp(-50*x**2)*sin(40*x)", "localised oscillating wave packet"),
     "kink": ("abs(x) - 0.5*abs(x-0.5)", "piecewise linear (a ReLU net can be exact)"),
     "sin2d": ("sin(4*pi*x)*sin(4*pi*y)", "2-D product of oscillations"),
-    "expsin2d": ("exp(sin(pi*x) + y**2)", "2-D smooth, from the issue"),
+    "expsin2d": ("exp(sin(pi*x) + y**2)", "2-D smooth"),
     "ring2d": ("sin(8*pi*sqrt(x**2 + y**2))", "2-D radial oscillation"),
 }
 _FAMILIES = (

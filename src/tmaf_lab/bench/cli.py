@@ -1,6 +1,6 @@
-"""``python -m benchmarks``: speed and memory of TMAF against ReLU / PReLU / GELU.
+"""``tmaf bench``: speed and memory of TMAF against ReLU / PReLU / GELU.
 
-Presets: full (every backend, m and baseline, torch.compile included), ``--quick`` (the issue-9
+Presets: full (every backend, m and baseline, torch.compile included), ``--quick`` (the speed
 targets of the ``native`` backend at 1 and 2 threads, ~10 min on 2 CPU cores), ``--dry-run``
 (tiny shapes, seconds, no torch.compile unless ``--compile``).  Writes to ``--out`` (default
 ``results/bench/<device>``, ``--quick``: ``results/bench/<device>-quick``; dry runs:
@@ -34,7 +34,7 @@ from .train_step import MODELS
 
 PARTS = ("act", "kernels", "first", "train", "compile")
 BASELINES = ("relu", "prelu", "gelu")
-# The issue-9 target shapes: channels outer (NCHW), channels innermost (N, C), channels-last conv.
+# The speed-target shapes: channels outer (NCHW), channels innermost (N, C), channels-last conv.
 TARGET_SHAPES = ("64x64x32x32", "128x64x32x32", "64x256x16x16", "4096x1024", "256x512",
                  "32x64x56x56-cl")
 
@@ -122,15 +122,16 @@ def _names(option: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _parser() -> OneLineErrorParser:
-    p = OneLineErrorParser(prog="python -m benchmarks",
+    p = OneLineErrorParser(prog="tmaf bench",
                            description="Speed and memory of TMAF against ReLU, PReLU and GELU; "
-                                       "--quick measures the issue-9 targets.",
+                                       "--quick measures the speed targets.",
                            allow_abbrev=False)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true",
-                   help="the issue-9 targets: native backend, the target shapes, m=9 and 17, "
+    p.add_argument("--quick", action="store_true",
+                   help="the speed targets: native backend, the target shapes, m=9 and 17, "
                         "MLP and ResNet-18 steps, at 1 and 2 threads (~10 min on 2 cores)")
-    g.add_argument("--dry-run", action="store_true", help="tiny shapes, seconds (for tests)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="tiny shapes, seconds (for tests); with --quick: the quick selection "
+                        "(native backend, ReLU baseline, m = 9 and 17, 1 and 2 threads) at those sizes")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default=None,
                    help="output folder (default results/bench/<device>, --quick: "
@@ -170,6 +171,8 @@ def parse_args(argv: list[str]) -> BenchConfig:
         raise UsageError("--compile only applies to --dry-run (the other presets set "
                          "torch.compile through --backends and the preset)")
     settings = dict(PRESETS[preset])
+    if a.quick and a.dry_run:  # what --quick measures, at the dry run's sizes
+        settings.update({k: PRESETS["quick"][k] for k in ("ms", "backends", "baselines", "threads")})
     if preset == "quick" and device == "cuda":  # no native kernels there: compiled, one shape
         settings.update(CUDA_QUICK)
     default_parts = PARTS if not a.dry_run or a.compile else tuple(p for p in PARTS
@@ -225,7 +228,7 @@ def _save_config(out, cfg: BenchConfig, argv: list[str]) -> dict:
     import tmaf
     from tmaf_lab.runmeta import save_config, write_json
 
-    record = save_config(out, cfg, ["python", "-m", "benchmarks", *argv], cfg.device)
+    record = save_config(out, cfg, ["tmaf", "bench", *argv], cfg.device)
     env = record["environment"]
     env["tmaf"] = tmaf.__version__
     env["native_status"] = tmaf.native_status()
@@ -314,7 +317,7 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
     write_json(out / "timing.json", {"wall_s": wall})
     if target_rows:
         main = [t for t in target_rows if t["backend"] == target_rows[0]["backend"]]
-        print(f"\nTargets (issue 9), {main[0]['backend']} backend:\n\n"
+        print(f"\nSpeed targets, {main[0]['backend']} backend:\n\n"
               + report.targets_table(main), flush=True)
     log(f"wrote {out}/ (summary.md, targets.csv, *.csv) in {wall / 60:.1f} min")
     return results
@@ -324,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     from tmaf_lab.runmeta import OutputFolderError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["grids"]:  # tmaf bench grids: per-channel vs shared grids
+        from .grids import main as grids_main
+
+        return grids_main(argv[1:])
     try:
         cfg = parse_args(argv)
     except SystemExit as e:  # --help

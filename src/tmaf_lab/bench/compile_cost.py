@@ -2,12 +2,12 @@
 
 :func:`run_new_shapes` (part ``first``): in the benchmark's own process, each candidate runs
 forward+backward on an input shape the process has not seen before (a batch size one larger than
-any before), once, then ``steady_calls`` more times; ``first_call_ms`` is the issue's "first call of
-a new shape" (the ``native`` backend has nothing to compile; the ``compiled`` backend compiles
+any before), once, then ``steady_calls`` more times; ``first_call_ms`` is the speed target's "first
+call of a new shape" (the ``native`` backend has nothing to compile; the ``compiled`` backend compiles
 again), ``extra_ms`` what it costs beyond a steady call.
 
 :func:`run_probes` (part ``compile``): each probe is a new process
-(``python -m benchmarks.compile_cost SPEC SHAPE DEVICE THREADS``) that builds one candidate and
+(``python -m tmaf_lab.bench.compile_cost SPEC SHAPE DEVICE THREADS``) that builds one candidate and
 times its first forward+backward (compilation included, and for ``native`` the first use of the
 operators in the process) and its second.
 Per candidate the probe runs twice against the same fresh ``TORCHINDUCTOR_CACHE_DIR``: the first
@@ -101,7 +101,7 @@ def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.devi
         with tempfile.TemporaryDirectory(prefix="tmaf-inductor-") as cache:
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
             for cache_state in ("cold", "warm"):
-                cmd = [sys.executable, "-m", "benchmarks.compile_cost", spec.name,
+                cmd = [sys.executable, "-m", "tmaf_lab.bench.compile_cost", spec.name,
                        "x".join(map(str, shape)), str(device), str(threads)]
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
@@ -120,7 +120,7 @@ def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.devi
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4:
-        print("usage: python -m benchmarks.compile_cost SPEC SHAPE DEVICE THREADS", file=sys.stderr)
+        print("usage: python -m tmaf_lab.bench.compile_cost SPEC SHAPE DEVICE THREADS", file=sys.stderr)
         return 2
     spec, shape = parse_spec(argv[0]), tuple(int(s) for s in argv[1].split("x"))
     torch.set_num_threads(int(argv[3]))

@@ -1,4 +1,4 @@
-"""CSV output, the issue-9 targets (met / missed with the measured ratio), a Markdown summary.
+"""CSV output, the speed targets (met / missed with the measured ratio), a Markdown summary.
 
 Every ratio is a same-run paired median against eager ``nn.ReLU`` (see :mod:`benchmarks.timing`);
 with several seeds a target's value is the median over seeds.
@@ -114,7 +114,7 @@ def targets(act_rows: Sequence[dict], train_rows: Sequence[dict],
             first_rows: Sequence[dict] = ()) -> list[dict]:
     """One row per (target, shape or model, threads, TMAF backend): measured, limit, met.
 
-    Backends in ``TMAF_BACKENDS`` order (``native`` first, the issue's subject; ``reference``
+    Backends in ``TMAF_BACKENDS`` order (``native`` first, the default on CPU; ``reference``
     left out); only what the run measured.
     """
     out = []
@@ -219,7 +219,7 @@ def markdown(act_rows: Sequence[dict], train_rows: Sequence[dict], target_rows: 
     backends = list(dict.fromkeys(t["backend"] for t in target_rows))
     for i, backend in enumerate(backends):
         rows = [t for t in target_rows if t["backend"] == backend]
-        title = (f"## Targets (issue 9), {backend} backend" if i == 0
+        title = (f"## Speed targets, {backend} backend" if i == 0
                  else f"## The same targets, {backend} backend (for comparison)")
         parts.append(f"{title}\n\nSame-run paired medians against eager nn.ReLU "
                      "(module call with autograd), float32, m = 9 (tmaf.DEFAULT_BREAKPOINTS) "
@@ -268,7 +268,7 @@ def conditions(config: dict) -> str:
             f"kernels: {env.get('native_status', '?')}; threads timed: "
             f"{', '.join(map(str, threads))}; torch {env.get('torch', '?')}, "
             f"Python {env.get('python', '?')}, device {env.get('device', '?')}; started "
-            f"{config.get('started', '?')}. Same-run paired ratios; see benchmarks/README.md "
+            f"{config.get('started', '?')}. Same-run paired ratios; see docs/benchmarks.md "
             "\"How it measures\".\n")
 
 
@@ -302,7 +302,7 @@ def rewrite(out: Path) -> None:
         read_csv(out / "kernels.csv"), first, header))
 
 
-if __name__ == "__main__":  # python -m benchmarks.report results/bench/cpu
+if __name__ == "__main__":  # tmaf bench.report results/bench/cpu
     import sys
 
     rewrite(Path(sys.argv[1]))

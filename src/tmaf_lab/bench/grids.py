@@ -14,8 +14,8 @@ The per-channel grid of channel c is the shared grid scaled by a factor in [0.25
 breakpoint), so the inputs fall into different intervals per channel, as after calibration.
 The result to read is ``per_channel / shared``, the paired per-round ratio: 1.0 is full speed.
 
-    python -m benchmarks.grids                 # the six issue-9 shapes, m = 9, 1 thread
-    python -m benchmarks.grids --dry-run       # tiny shapes, seconds (tested; --backends eager)
+    tmaf bench grids                 # the six speed-target shapes, m = 9, 1 thread
+    tmaf bench grids --dry-run       # tiny shapes, seconds (tested; --backends eager)
 
 Writes ``grids.csv``, ``summary.md`` and ``config.json`` (command, commit, versions, CPU model,
 native ISA) to ``--out`` (default results/bench/grids).
@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     from tmaf_lab.cli import OneLineErrorParser
 
     d = GridsConfig()
-    p = OneLineErrorParser(prog="python -m benchmarks.grids", description=__doc__.split("\n")[0])
+    p = OneLineErrorParser(prog="tmaf bench grids", description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default=",".join(d.shapes), help="comma list (default: the six)")
     p.add_argument("--m", type=int, default=d.m, help="breakpoints (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads)
@@ -191,7 +191,7 @@ def run(cfg: GridsConfig, argv: list[str]) -> list[dict]:
     if not tmaf.native_available():
         raise RuntimeError(f"grids: the native operators are not available ({tmaf.native_status()})")
     out = check_writable(cfg.out)
-    record = save_config(out, cfg, ["python", "-m", "benchmarks.grids", *argv], "cpu")
+    record = save_config(out, cfg, ["tmaf", "bench", "grids", *argv], "cpu")
     record["environment"]["native_status"] = tmaf.native_status()
     write_json(out / "config.json", record)
     torch.set_num_threads(cfg.threads)
