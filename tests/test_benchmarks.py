@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmaf._reference import oracle_outputs_and_grads
 from tmaf_lab.bench import cli, report, timing
 from tmaf_lab.bench.candidates import Candidate, Shape, Spec, check_against_reference
+from tmaf_lab.bench.oracle import oracle_outputs_and_grads
 from tmaf_lab.cli import DEFAULT_THREADS, UsageError
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._reference import compute_dtype
+from ._grid import compute_dtype
 
 
 def _bshape(x: Tensor, cd: int, n: int) -> list[int]:

@@ -22,7 +22,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from . import _checks
 from . import functional as F
-from ._reference import interval_index
+from ._grid import interval_index
 from .convert import tmaf_modules
 
 __all__ = ["calibrate", "outside_fraction"]

@@ -24,7 +24,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from . import _checks
 from . import functional as F
-from ._reference import interval_index
+from ._grid import interval_index
 
 __all__ = ["DEFAULT_BREAKPOINTS", "uniform_breakpoints", "BandedTMAF", "DiagonalTMAF",
            "TridiagonalTMAF", "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "INITS"]

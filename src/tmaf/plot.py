@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._reference import interval_index
+from ._grid import interval_index
 
 __all__ = ["activations", "levels_heatmap", "relu_levels", "coupling_strength", "coupling_matrix",
            "couplings", "channel_summary", "channel_summary_figure", "tmaf_layers"]

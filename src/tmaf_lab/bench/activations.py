@@ -12,7 +12,7 @@ is a same-run, side-by-side ratio:
 
 Candidates are built once per shape; then, for each thread count, every fast candidate's output
 and gradients (input and each parameter) are checked at the full shape against the float64 oracle
-(``tmaf._reference.oracle_outputs_and_grads``, itself checked against ``tmaf``'s reference
+(``tmaf_lab.bench.oracle.oracle_outputs_and_grads``, itself checked against ``tmaf``'s reference
 backend on a sub-batch)
 and the group is timed; a mismatch aborts the run.
 """

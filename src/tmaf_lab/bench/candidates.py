@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tmaf._reference import oracle_outputs_and_grads
+from .oracle import oracle_outputs_and_grads
 
 BASELINES = ("relu", "prelu", "gelu")
 TMAF_KINDS = ("diagonal", "tridiagonal")
@@ -177,7 +177,7 @@ class Candidate:
 def expected_results(cand: Candidate) -> list[Tensor]:
     """What a candidate must reproduce: [output, input grad, *parameter grads].
 
-    TMAF: the float64 oracle (``tmaf._reference.oracle_outputs_and_grads``); baselines: the
+    TMAF: the float64 oracle (``tmaf_lab.bench.oracle.oracle_outputs_and_grads``); baselines: the
     same module run eagerly.
     """
     if cand.spec.uses_tmaf:
