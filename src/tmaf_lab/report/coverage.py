@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tmaf_lab.cli import OneLineErrorParser, usage_error
+from tmaf_lab.cli import OneLineErrorParser, command_main, usage_error
 from tmaf_lab.data import DataError
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
@@ -81,15 +81,19 @@ def summary_table(rows: list[dict]) -> str:
                            "outside per layer (%)", "mean (%)"], out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> OneLineErrorParser:
     p = OneLineErrorParser(prog="tmaf coverage",
                            description=__doc__.split("\n")[0])
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main(_parser, lambda args: _coverage(args, argv), argv)
+
+
+def _coverage(args, argv: list[str] | None) -> int:
     folders = sorted({r.parent for path in args.paths for r in path.rglob("results.json")})
     rows, skipped = [], []
     for folder in folders:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, usage_error
+from tmaf_lab.cli import OneLineErrorParser, command_main, usage_error
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
 from tmaf_lab.report.collect import collect
@@ -120,7 +120,7 @@ def report_text(title: str, base: Path, variant: Path, train: list[dict],
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> OneLineErrorParser:
     p = OneLineErrorParser(prog="tmaf compare",
                            description=__doc__.split("\n")[0])
     p.add_argument("base", type=Path)
@@ -128,21 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--title", default="Paired comparison")
     p.add_argument("--activations", default=None, help="comma list (default: all in both)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main(_parser, _compare, argv, errors=(DuplicateRun, ValueError, OSError, KeyError))
+
+
+def _compare(args) -> int:
     for path in (args.base, args.variant):
         if not path.is_dir():
             return usage_error(f"{path} is not a folder")
     acts = set(args.activations.split(",")) if args.activations else None
-    try:
-        train = compare_groups(train_values(args.base, acts), train_values(args.variant, acts),
-                               "train")
-        approx = compare_groups(approx_values(args.base, acts), approx_values(args.variant, acts),
-                                "approx")
-    except DuplicateRun as e:
-        return usage_error(e)
+    train = compare_groups(train_values(args.base, acts), train_values(args.variant, acts),
+                           "train")
+    approx = compare_groups(approx_values(args.base, acts), approx_values(args.variant, acts),
+                            "approx")
     if not train and not approx:
         return usage_error(f"no run of {args.variant} has a partner (same group and seed) in "
                            f"{args.base}")
