@@ -23,6 +23,33 @@ def test_a_changed_number_is_caught(tmp_path, capsys):
     src = ROOT / "results/converged/README.md"
     copy = tmp_path / "README.md"
     copy.write_text(src.read_text().replace("| MNIST | prelu | 98.59 |", "| MNIST | prelu | 98.60 |"))
-    (tmp_path / "tuning").symlink_to(src.parent / "tuning")
+    for source in ("tuning", "mlp", "cnn"):
+        (tmp_path / source).symlink_to(src.parent / source)
     assert tables.main([str(copy), "--check"]) == 1 and "differs" in capsys.readouterr().out
     assert tables.main([str(copy)]) == 0 and copy.read_text() == src.read_text()
+
+
+def test_a_changed_paired_difference_is_caught(tmp_path, capsys):
+    """The paired-accuracy tables are recomputed from the runs' results.json: per-seed values
+    and the 95 % intervals of the differences to ReLU and pwl."""
+    src = ROOT / "results/converged/README.md"
+    text = src.read_text()
+    edited = text.replace("**+0.450 [+0.326, +0.574]**", "**+0.451 [+0.326, +0.574]**")
+    assert edited != text
+    copy = tmp_path / "README.md"
+    copy.write_text(edited)
+    for source in ("tuning", "mlp", "cnn"):
+        (tmp_path / source).symlink_to(src.parent / source)
+    assert tables.main([str(copy), "--check"]) == 1 and "differs" in capsys.readouterr().out
+    assert tables.main([str(copy)]) == 0 and copy.read_text() == text
+
+
+def test_a_table_source_without_runs_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("<!-- table:paired_accuracy runs/mnist -->\n| x |\n"
+                                        "<!-- /table -->\n")
+    assert tables.main([str(tmp_path / "README.md"), "--check"]) == 2
+    assert "runs/mnist is not a folder" in capsys.readouterr().err
+    (tmp_path / "runs" / "mnist" / "pwl" / "seed0").mkdir(parents=True)
+    (tmp_path / "runs" / "mnist" / "pwl" / "seed0" / "results.json").write_text('{"test_acc": 0.9}')
+    assert tables.main([str(tmp_path / "README.md"), "--check"]) == 2
+    assert "no finished relu run" in capsys.readouterr().err

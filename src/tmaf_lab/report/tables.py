@@ -14,6 +14,7 @@ nothing and exits 1 when a committed table differs from what its source files gi
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +56,79 @@ def tuning_table(root: Path) -> str:
                           align="ll" + "r" * len(rates))
 
 
-GENERATORS: dict[str, Callable[[Path], str]] = {"tuning": tuning_table}
+TMAF_ARMS = ("diagonal", "tridiagonal")  # compared with their continuous twin, pwl, too
+
+
+def _seed_accuracies(folder: Path) -> dict[str, dict[int, float]]:
+    """{arm: {seed: test accuracy}} of the finished runs ``folder/<arm>/seed<S>/results.json``;
+    arms with their own learning rate (``<act>-tmaf-lr...``, ``<act>-act-lr...``) are left out."""
+    from tmaf_lab.report.stats import sort_activations
+
+    if not folder.is_dir():
+        raise ValueError(f"table source {folder} is not a folder")
+    runs: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("*/seed*/results.json")):
+        arm = path.parent.parent.name
+        if "-" not in arm:
+            runs.setdefault(arm, {})[int(path.parent.name[4:])] = float(
+                json.loads(path.read_text())["test_acc"])
+    if "relu" not in runs:
+        raise ValueError(f"table source {folder} has no finished relu run to pair with")
+    return {arm: runs[arm] for arm in sort_activations(runs)}
+
+
+def _pp(x: float) -> str:
+    """A difference in percentage points, signed, 3 decimals, with a true minus sign."""
+    return f"{x:+.3f}".replace("-", "−")
+
+
+def _paired_cell(values: dict[int, float], ref: dict[int, float] | None) -> str:
+    """``+0.040 [−0.040, +0.120]`` (pp, 95 % t interval), bold when it excludes 0."""
+    from tmaf_lab.report.stats import paired
+
+    if ref is None:
+        return ""
+    p = paired({s: 100 * v for s, v in values.items()}, {s: 100 * v for s, v in ref.items()})
+    if p.n < 2:
+        return f"{_pp(p.mean)} (n={p.n})"
+    text = f"{_pp(p.mean)} [{_pp(p.low)}, {_pp(p.high)}]"
+    return f"**{text}**" if p.low > 0 or p.high < 0 else text
+
+
+def _seeds_text(seeds: set[int]) -> str:
+    s = sorted(seeds)
+    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) and len(s) > 1 else ",".join(map(str, s))
+
+
+def paired_accuracy_table(sources: list[Path]) -> str:
+    """Per data set (one source folder each, side by side): the test accuracy in % of every
+    seed, the paired difference to ReLU and, for TMAF, to pwl, with 95 % t intervals."""
+    per_source = [_seed_accuracies(f) for f in sources]
+    arms = list(dict.fromkeys(a for runs in per_source for a in runs))
+    heads, rows = ["activation"], []
+    for folder, runs in zip(sources, per_source, strict=True):
+        seeds = {s for v in runs.values() for s in v}
+        heads += [f"{DATASETS.get(folder.name, folder.name)}, seeds {_seeds_text(seeds)}",
+                  "− ReLU", "− pwl"]
+    for arm in arms:
+        row = [arm]
+        for runs in per_source:
+            values = runs.get(arm, {})
+            row.append(", ".join(f"{100 * values[s]:.2f}" for s in sorted(values)))
+            row.append(_paired_cell(values, runs["relu"]) if arm != "relu" and values else "")
+            rival = runs.get("pwl") if arm in TMAF_ARMS and values else None
+            row.append(_paired_cell(values, rival))
+        rows.append(tuple(row))
+    return markdown_table(heads, rows, align="l" * len(heads))
+
+
+#: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the
+#: --val-split runs; paired_accuracy: ARG is a comma list of run folders, one per data set
+#: (side by side), e.g. ``cnn/mnist,cnn/fashion-mnist``.
+GENERATORS: dict[str, Callable[[Path, str], str]] = {
+    "tuning": lambda here, arg: tuning_table(here / arg),
+    "paired_accuracy": lambda here, arg: paired_accuracy_table([here / a for a in arg.split(",")]),
+}
 
 
 def regenerate(text: str, here: Path) -> str:
@@ -65,7 +138,7 @@ def regenerate(text: str, here: Path) -> str:
         if name not in GENERATORS:
             raise ValueError(f"table:{name}: unknown generator; expected one of "
                              f"{', '.join(GENERATORS)}")
-        return m.group(1) + GENERATORS[name](here / arg) + m.group(5)
+        return m.group(1) + GENERATORS[name](here, arg) + m.group(5)
 
     return BLOCK.sub(build, text)
 
