@@ -8,12 +8,12 @@ from pathlib import Path
 from tmaf_lab.report import tables
 
 ROOT = Path(__file__).resolve().parents[2]
-READMES = sorted((ROOT / "results").rglob("README.md"))
+READMES = [ROOT / "README.md", *sorted((ROOT / "results").rglob("README.md"))]
 
 
 def test_committed_tables_match_their_sources():
     marked = [p for p in READMES if "<!-- table:" in p.read_text()]
-    assert marked  # at least results/converged/README.md
+    assert ROOT / "README.md" in marked and ROOT / "results/converged/README.md" in marked
     for path in marked:
         text = path.read_text()
         assert tables.regenerate(text, path.parent) == text, f"tmaf tables {path}"
@@ -53,3 +53,15 @@ def test_a_table_source_without_runs_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "runs" / "mnist" / "pwl" / "seed0" / "results.json").write_text('{"test_acc": 0.9}')
     assert tables.main([str(tmp_path / "README.md"), "--check"]) == 2
     assert "no finished relu run" in capsys.readouterr().err
+
+
+def test_the_front_door_fitting_table_follows_the_report(tmp_path, capsys):
+    src = ROOT / "README.md"
+    text = src.read_text()
+    edited = text.replace("| sin(16 pi x) | 0.36 / 0.34 | better |", "| sin(16 pi x) | 0.35 / 0.34 | better |")
+    assert edited != text
+    copy = tmp_path / "README.md"
+    copy.write_text(edited)
+    (tmp_path / "results").symlink_to(ROOT / "results")
+    assert tables.main([str(copy), "--check"]) == 1 and "differs" in capsys.readouterr().out
+    assert tables.main([str(copy)]) == 0 and copy.read_text() == text

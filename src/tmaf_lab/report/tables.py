@@ -122,12 +122,53 @@ def paired_accuracy_table(sources: list[Path]) -> str:
     return markdown_table(heads, rows, align="l" * len(heads))
 
 
+TARGETS = {"sin1": "sin(pi x)", "sin4": "sin(4 pi x)", "sin16": "sin(16 pi x)",
+           "sin32": "sin(32 pi x)", "chirp": "chirp", "sin2d": "sin2d"}
+
+
+def _ratio_text(rec: dict) -> str:
+    """2 significant digits, ``(n.s.)`` where the 95 % interval contains 1."""
+    r = rec["ratio"]
+    text = f"{r:#.2g}" if r < 10 else f"{r:.0f}"
+    return text if rec["verdict"] in ("better", "worse") else f"{text} (n.s.)"
+
+
+def _verdict_text(verdicts: list[str]) -> str:
+    words = ["no difference" if v not in ("better", "worse") else v for v in verdicts]
+    return words[0] if len(set(words)) == 1 else " / ".join(words)
+
+
+def fitting_ratio_table(stats_json: Path, activation: str = "diagonal") -> str:
+    """Per fitting target: ``activation``'s geometric-mean error ratio to ReLU and to pwl at each
+    width (``w32 / w64``), from a ``tmaf report`` stats.json over ``w<W>/<target>`` groups."""
+    if not stats_json.is_file():
+        raise ValueError(f"table source {stats_json} is not a file")
+    recs = [r for r in json.loads(stats_json.read_text())["records"]
+            if r.get("kind") == "approx" and r["activation"] == activation]
+    by = {tuple(r["group"].split("/", 1)): r for r in recs}  # (width, target) -> record
+    widths = sorted({w for w, _ in by}, key=lambda w: int(w.lstrip("w")))
+    rows = []
+    for key, name in TARGETS.items():
+        cells = [by.get((w, key)) for w in widths]
+        if any(c is None for c in cells):
+            continue
+        rows.append((name, " / ".join(_ratio_text(c["ratio_vs_relu"]) for c in cells),
+                     _verdict_text([c["ratio_vs_relu"]["verdict"] for c in cells]),
+                     " / ".join(_ratio_text(c["ratio_vs_pwl"]) for c in cells)))
+    if not rows:
+        raise ValueError(f"{stats_json} has no fitting records of {activation!r} at every width")
+    return markdown_table(["target", "TMAF / ReLU", "verdict vs ReLU", "TMAF / pwl"], rows,
+                          align="llll")
+
+
 #: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the
 #: --val-split runs; paired_accuracy: ARG is a comma list of run folders, one per data set
 #: (side by side), e.g. ``cnn/mnist,cnn/fashion-mnist``.
 GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "tuning": lambda here, arg: tuning_table(here / arg),
     "paired_accuracy": lambda here, arg: paired_accuracy_table([here / a for a in arg.split(",")]),
+    # ARG: a tmaf report stats.json over fitting groups w<W>/<target>
+    "fitting_ratios": lambda here, arg: fitting_ratio_table(here / arg),
 }
 
 
