@@ -58,7 +58,8 @@ def test_a_table_source_without_runs_is_a_clear_error(tmp_path, capsys):
 def test_the_front_door_fitting_table_follows_the_report(tmp_path, capsys):
     src = ROOT / "README.md"
     text = src.read_text()
-    edited = text.replace("| sin(16 pi x) | 0.36 / 0.34 | better |", "| sin(16 pi x) | 0.35 / 0.34 | better |")
+    row = "| sin(16 pi x) | 0.36 / 0.34 | better |"
+    edited = text.replace(row, row.replace("0.36", "0.35"))
     assert edited != text
     copy = tmp_path / "README.md"
     copy.write_text(edited)
