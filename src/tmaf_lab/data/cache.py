@@ -57,22 +57,24 @@ def install_hint(name: str) -> str:
             "with a package file you downloaded)")
 
 
-def write_cache(name: str, arrays: Arrays, source: dict, stats: dict,
-                root: Path | None = None) -> Path:
-    """Write ``arrays`` as the cache of ``name``, atomically replacing any previous one."""
+def write_cache(name: str, arrays, source: dict, stats: dict,
+                root: Path | None = None, files: tuple[str, ...] = FILES,
+                extra: dict | None = None) -> Path:
+    """Write ``arrays`` (an object with one uint8 array attribute per name in ``files``) as the
+    cache of ``name``, atomically replacing any previous one; ``extra`` goes into the manifest."""
     root = Path(root) if root is not None else data_root()
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{name}-"))
     try:
-        files = {}
-        for key in FILES:
+        entries = {}
+        for key in files:
             arr = getattr(arrays, key)
             path = tmp / f"{key}.npy"
             np.save(path, np.ascontiguousarray(arr, dtype=np.uint8))
-            files[key] = {"file": path.name, "sha256": file_digest(path, "sha256"),
+            entries[key] = {"file": path.name, "sha256": file_digest(path, "sha256"),
                           "bytes": path.stat().st_size, "shape": list(arr.shape)}
         manifest = {"name": name, "format": FORMAT, "source": source, "stats": stats,
-                    "files": files,
+                    "files": entries, **(extra or {}),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         for p in tmp.iterdir():
@@ -92,7 +94,7 @@ def write_cache(name: str, arrays: Arrays, source: dict, stats: dict,
         raise
 
 
-def read_manifest(name: str, root: Path | None = None) -> dict:
+def read_manifest(name: str, root: Path | None = None, files: tuple[str, ...] = FILES) -> dict:
     root = Path(root) if root is not None else data_root()
     folder = root / name
     mpath = folder / "manifest.json"
@@ -103,17 +105,17 @@ def read_manifest(name: str, root: Path | None = None) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"data set {name!r}: unreadable manifest {mpath} ({e}); "
                         f"reinstall: {install_hint(name)}") from e
-    if manifest.get("format") != FORMAT or set(manifest.get("files", {})) != set(FILES):
+    if manifest.get("format") != FORMAT or set(manifest.get("files", {})) != set(files):
         raise DataError(f"data set {name!r}: manifest {mpath} has format "
-                        f"{manifest.get('format')!r}, expected {FORMAT} with files {FILES}; "
+                        f"{manifest.get('format')!r}, expected {FORMAT} with files {files}; "
                         f"reinstall: {install_hint(name)}")
     return manifest
 
 
-def verify(name: str, root: Path | None = None) -> dict:
+def verify(name: str, root: Path | None = None, files: tuple[str, ...] = FILES) -> dict:
     """Re-hash every cache file of ``name``; return the manifest or raise DataError."""
     root = Path(root) if root is not None else data_root()
-    manifest = read_manifest(name, root)
+    manifest = read_manifest(name, root, files)
     for info in manifest["files"].values():
         path = root / name / info["file"]
         if not path.is_file():
@@ -127,9 +129,15 @@ def verify(name: str, root: Path | None = None) -> dict:
 
 
 def load(name: str, root: Path | None = None) -> Arrays:
-    """Load the verified cache of ``name`` into memory."""
+    """Load the verified image cache of ``name`` into memory."""
+    return Arrays(**load_arrays(name, root)[1])
+
+
+def load_arrays(name: str, root: Path | None = None,
+                files: tuple[str, ...] = FILES) -> tuple[dict, dict[str, np.ndarray]]:
+    """The verified manifest and the uint8 arrays (by file key) of the cache of ``name``."""
     root = Path(root) if root is not None else data_root()
-    manifest = verify(name, root)
+    manifest = verify(name, root, files)
     out = {}
     for key, info in manifest["files"].items():
         arr = np.load(root / name / info["file"], allow_pickle=False)
@@ -137,4 +145,4 @@ def load(name: str, root: Path | None = None) -> Arrays:
             raise DataError(f"data set {name!r}: {key} has shape {arr.shape} {arr.dtype}, "
                             f"manifest says {info['shape']} uint8; {install_hint(name)}")
         out[key] = arr
-    return Arrays(**out)
+    return manifest, out

