@@ -12,6 +12,8 @@ Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel a
 - ``fastnet``: a small 4-conv CIFAR net for CPU budgets (after airbench's layout).
 - ``airbench``: airbench94's layout (Jordan 2024) for fast GPU runs on CIFAR-10.
 - ``resnet18``: the CIFAR-style ResNet-18 (3x3 stem, no max-pool; He et al. 2016).
+- ``gpt``: a small causal character-level transformer (:mod:`tmaf_lab.gpt`); its ``in_shape``
+  is (context,) and ``num_classes`` the vocabulary size.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from functools import partial
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
-MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "resnet18")
+MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "resnet18", "gpt")
 LAB_ACTIVATIONS = ("pwl",)  # named here, not in the core's tmaf.get_act_layer
 
 
@@ -179,8 +181,27 @@ def resnet18(in_shape: tuple[int, int, int], num_classes: int,
     return ResNet18(in_shape, num_classes, act, width)
 
 
+def token_act_factory(act: str | ActFactory):
+    """For the GPT's (B, T, C) activations: (channels) -> (module, needs (B*T, C) input).
+    Activations that take ``channel_dim`` get -1; the others see rows of channels."""
+    def make(channels: int) -> tuple[nn.Module, bool]:
+        try:
+            return act_factory(act, channel_dim=-1)(channels), False
+        except (TypeError, ValueError):
+            return act_factory(act)(channels), True
+
+    return make
+
+
+def _gpt(in_shape: tuple[int, ...], num_classes: int, act: str | ActFactory = "gelu",
+         **kwargs) -> nn.Module:
+    from .gpt import gpt
+
+    return gpt(in_shape, num_classes, token_act_factory(act), **kwargs)
+
+
 _BUILDERS = {"mlp": mlp, "cnn": cnn, "fastnet": fastnet, "airbench": airbench,
-             "resnet18": resnet18}
+             "resnet18": resnet18, "gpt": _gpt}
 
 
 def create_model(name: str, in_shape: tuple[int, int, int], num_classes: int,

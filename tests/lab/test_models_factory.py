@@ -10,10 +10,14 @@ import tmaf
 from tmaf_lab.models import MODEL_NAMES, create_model
 
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "fastnet": (3, 32, 32), "airbench": (3, 32, 32),
-          "resnet18": (3, 32, 32)}
+          "resnet18": (3, 32, 32), "gpt": (8,)}  # gpt: (context,), 10 = the vocabulary
 SMALL = {"mlp": {"width": 32}, "cnn": {"width": 8}, "fastnet": {"width": 8}, "airbench": {"width": 8},
-         "resnet18": {"width": 8}}
-CALL_SITES = {"mlp": 2, "cnn": 3, "fastnet": 4, "airbench": 7, "resnet18": 17}
+         "resnet18": {"width": 8}, "gpt": {"width": 8, "depth": 2, "heads": 2}}
+CALL_SITES = {"mlp": 2, "cnn": 3, "fastnet": 4, "airbench": 7, "resnet18": 17, "gpt": 2}
+
+
+def model_input(name: str) -> torch.Tensor:
+    return torch.randint(0, 10, (3, *SHAPES[name])) if name == "gpt" else torch.randn(3, *SHAPES[name])
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -33,7 +37,7 @@ def test_one_module_per_call_site(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 @pytest.mark.parametrize("act", ["diagonal", "tridiagonal"])
 def test_tmaf_model_at_init_equals_relu_twin(name, act):
-    x = torch.randn(3, *SHAPES[name])
+    x = model_input(name)
     torch.manual_seed(0)
     relu = create_model(name, SHAPES[name], 10, "relu", **SMALL[name]).eval()
     torch.manual_seed(0)

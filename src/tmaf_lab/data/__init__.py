@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from .cache import DataError, DataMissing, data_root, load
-from .specs import SPECS, DatasetSpec
 from .specs import NAMES as IMAGE_NAMES
+from .specs import SPECS, DatasetSpec
 from .text import NAME as TEXT_NAME
 from .text import TextData, load_text
 
-__all__ = ["DataError", "DataMissing", "ImageData", "NAMES", "SPECS", "DatasetSpec", "TextData",
-           "data_root", "load_dataset", "synthetic"]
+__all__ = ["DataError", "DataMissing", "ImageData", "NAMES", "SPECS", "DatasetSpec", "TEXT_NAME",
+           "TextData", "data_root", "load_dataset", "synthetic"]
 
 NAMES = IMAGE_NAMES + (TEXT_NAME,)
 DATASET_NAMES = NAMES + ("synthetic",)

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 
 from ..cli import OneLineErrorParser, UsageError, usage_error
-from .cache import FILES, DataError, DataMissing, data_root, verify
 from . import text
+from .cache import FILES, DataError, DataMissing, data_root, verify
 from .install import install
 from .specs import SPECS
 

@@ -1,7 +1,12 @@
-"""``tmaf train``: train an image classifier with checkpoints, exact resume, seeds and DDP.
+"""``tmaf train``: train an image classifier or a character-level GPT with checkpoints, exact
+resume, seeds and DDP.
 
     tmaf train DATASET --model M --activation A --epochs E --batch-size B --lr LR
                --seeds 0,1,2 (or --seed S)   --out DIR [--resume] [--dry-run] [...]
+    tmaf train shakespeare --model gpt --activation A --steps N [--recipe cpu-gpt] --out DIR
+
+shakespeare runs without a recipe default to batch 32, lr 1e-3, weight decay 0.1, 5 % warm-up
+(TEXT_DEFAULTS in tmaf_lab/train/recipes.py).
 
 Single process by default; under ``torchrun --nproc_per_node N`` the same command uses
 DistributedDataParallel (gloo on CPU, nccl on GPU). One seed writes its run into DIR;
@@ -28,13 +33,23 @@ from ..cli import (
     reason,
     usage_error,
 )
-from ..data import DATASET_NAMES, DataError, DataMissing, ImageData, load_dataset, synthetic
+from ..data import (
+    DATASET_NAMES,
+    TEXT_NAME,
+    DataError,
+    DataMissing,
+    ImageData,
+    TextData,
+    load_dataset,
+    synthetic,
+)
 from ..models import MODEL_NAMES
 from ..runmeta import OutputFolderError, check_writable
 from .config import CHOICES, TrainConfig
 from .distributed import setup, teardown
-from .recipes import RECIPES
+from .recipes import RECIPES, TEXT_DEFAULTS
 from .summary import write_summary
+from .text import train_text
 from .trainer import RunError, StopFlag, train
 
 EXIT_INTERRUPTED, EXIT_NONFINITE = 130, 3
@@ -67,7 +82,13 @@ def _parser() -> argparse.ArgumentParser:
             ("width", int, "model width (None: the model's default)"),
             ("subset", int, "train on the first N images (None: all)"),
             ("test-subset", int, "test on the first N images (None: all)"),
-            ("eval-batch-size", int, "batch size for evaluation")):
+            ("eval-batch-size", int, "batch size for evaluation"),
+            ("steps", int, "training steps (shakespeare; the budget instead of epochs)"),
+            ("context", int, "tokens per training window (shakespeare)"),
+            ("depth", int, "transformer blocks (gpt; None: 4)"),
+            ("heads", int, "attention heads (gpt; None: 4)"),
+            ("eval-every", int, "steps between validation-curve points (shakespeare)"),
+            ("eval-windows", int, "fixed validation windows per curve point (shakespeare)")):
         key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
         alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
         p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
@@ -109,7 +130,9 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
     if args.dry_run:
         values.update(epochs=1)
     cfg = TrainConfig(**values)
-    for name in ("epochs", "batch_size", "eval_batch_size", "subset", "test_subset", "width"):
+    _check_text(cfg)
+    for name in ("epochs", "batch_size", "eval_batch_size", "subset", "test_subset", "width",
+                 "steps", "context", "depth", "heads", "eval_every", "eval_windows"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.val_split < 0:
@@ -123,7 +146,19 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
     return cfg
 
 
-def _data(cfg: TrainConfig, log) -> ImageData:
+def _check_text(cfg: TrainConfig) -> None:
+    """shakespeare trains the gpt for --steps; the gpt needs shakespeare."""
+    text = cfg.dataset == TEXT_NAME
+    if text != (cfg.model == "gpt"):
+        raise RunError(f"--model gpt trains on {TEXT_NAME} and {TEXT_NAME} on --model gpt only; "
+                       f"got {cfg.dataset} with --model {cfg.model}")
+    if text and cfg.steps is None:
+        raise RunError(f"{TEXT_NAME}: give the budget with --steps N (or a --recipe)")
+
+
+def _data(cfg: TrainConfig, log) -> ImageData | TextData:
+    if cfg.dataset == TEXT_NAME:
+        return load_dataset(cfg.dataset)
     if cfg.dry_run:
         try:
             data = load_dataset(cfg.dataset)
@@ -217,7 +252,8 @@ def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
             run_dir = out / f"seed{cfg.seed}" if len(cfgs) > 1 else out
             if dist.main:
                 check_writable(run_dir)
-            status, res = train(cfg, data, run_dir, dist, device, stop, args.resume, argv, log)
+            fit = train_text if cfg.dataset == TEXT_NAME else train
+            status, res = fit(cfg, data, run_dir, dist, device, stop, args.resume, argv, log)
             if status == "interrupted":
                 log(f"interrupted: checkpoint saved in {run_dir}; continue with the same "
                     "command plus --resume", file=sys.stderr)
@@ -239,9 +275,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The parsed ``tmaf train`` options, a recipe's values filling the defaults; raises
     :class:`UsageError` on a bad option."""
     args = _parser().parse_args(argv)
-    if args.recipe is not None:  # parse again with the recipe's values as defaults
+    text = args.dataset == TEXT_NAME
+    if args.recipe is not None or text:  # parse again with the recipe's values as defaults
         parser = _parser()
-        parser.set_defaults(**RECIPES[args.recipe])
+        parser.set_defaults(**{**(TEXT_DEFAULTS if text else {}),
+                               **(RECIPES[args.recipe] if args.recipe is not None else {})})
         args = parser.parse_args(argv)
     return args
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = "mnist"            # mnist | fashion-mnist | cifar10 | synthetic
-    model: str = "mlp"                # mlp | cnn | fastnet | resnet18
+    dataset: str = "mnist"            # mnist | fashion-mnist | cifar10 | shakespeare | synthetic
+    model: str = "mlp"                # mlp | cnn | fastnet | resnet18 | gpt (shakespeare)
     activation: str = "relu"          # any tmaf.get_act_layer name
     epochs: int = 1
     batch_size: int = 128             # global batch (split over DDP ranks)
@@ -36,6 +36,13 @@ class TrainConfig:
     dry_run: bool = False             # 2 batches, tiny data: a seconds-long smoke test
     calibrate: int = 0                # tmaf.calibrate on N training batches before step 1 (0: off)
     val_split: int = 0                # evaluate on N held-out training images, not the test set
+    # Text (shakespeare + gpt): the budget is optimiser steps of batch_size windows.
+    steps: int | None = None          # training steps (text runs; epochs are not used)
+    context: int = 64                 # tokens per window (the GPT's context)
+    depth: int | None = None          # transformer blocks (None: the model's default, 4)
+    heads: int | None = None          # attention heads (None: the model's default, 4)
+    eval_every: int = 250             # steps between validation points of the curve
+    eval_windows: int = 128           # fixed validation windows evaluated at each point
 
     recipe: str | None = None         # the named recipe whose values filled the defaults
 
@@ -58,7 +65,8 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 
 
 # Fields added after runs were checkpointed, with the value those runs implicitly had.
-ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0}
+ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "context": 64,
+               "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

@@ -16,6 +16,11 @@ optimiser group with no weight decay and the same learning rate as the weights
   0.9, lr 0.2, weight decay 5e-4, batch 512, 20 % warm-up then cosine, label smoothing 0.2,
   pad-4 crop + flip, bf16 autocast on GPU.
 
+- ``cpu-gpt``: the character-level GPT on Shakespeare at nanoGPT's CPU size (4 blocks, 4 heads,
+  width 128, context 64, 0.81 M parameters) for 3000 steps of 32 windows (6.1 M training
+  characters, 1.3 passes): AdamW lr 1e-3, weight decay 0.1, 2 % warm-up then cosine to 0
+  (results/gpt/README.md: the pilot curve and wall times).
+
 A run's config.json records ``--recipe NAME`` in its command line, so a rerun from that
 command needs the recipe unchanged: once runs made with a recipe are committed, change it only
 under a new name (a test pins the values).
@@ -41,7 +46,16 @@ RECIPES: dict[str, dict[str, object]] = {
                   "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "onecycle",
                   "warmup": 0.2, "label_smoothing": 0.2, "augment": "on",
                   "eval_batch_size": 2000},
+    "cpu-gpt": {"model": "gpt", "steps": 3000, "batch_size": 32, "context": 64, "width": 128,
+                "depth": 4, "heads": 4, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.1,
+                "schedule": "onecycle", "warmup": 0.02, "eval_every": 100, "eval_windows": 256,
+                "eval_batch_size": 256},
 }
+
+# Defaults of a shakespeare run that names no recipe (a minute-scale GPT run at one thread).
+TEXT_DEFAULTS: dict[str, object] = {"model": "gpt", "batch_size": 32, "lr": 1e-3,
+                                    "weight_decay": 0.1, "warmup": 0.05, "eval_every": 50,
+                                    "eval_windows": 128, "eval_batch_size": 256}
 
 # (dataset, model) -> minimum ReLU test accuracy (mean over seeds) for a competent baseline.
 COMPETENCE = {("mnist", "mlp"): 0.982, ("mnist", "cnn"): 0.992,

@@ -13,6 +13,8 @@ from ..seedstats import mean_std
 def write_summary(out: Path, results: list[dict]) -> dict:
     """Write ``out/summary.json`` ("kind": "summary") and ``out/summary.md``."""
     first = results[0]
+    if "test_acc" not in first:
+        return write_loss_summary(out, results)
     acc = mean_std([r["test_acc"] for r in results])
     loss = mean_std([r["test_loss"] for r in results])
     secs = mean_std([r["train_seconds"] for r in results])
@@ -35,6 +37,29 @@ def write_summary(out: Path, results: list[dict]) -> dict:
     print(f"{first['dataset']} {first['model']} {first['activation']}: test acc "
           f"{100 * acc[0]:.2f} +- {100 * acc[1]:.2f} % over {len(results)} seeds -> "
           f"{out / 'summary.json'}")
+    return summary
+
+
+def write_loss_summary(out: Path, results: list[dict]) -> dict:
+    """Mean +- std of val/test loss (nats/char and bits/char) for text runs."""
+    first = results[0]
+    summary = {"kind": "summary", "dataset": first["dataset"], "model": first["model"],
+               "activation": first["activation"], "steps": first["steps"],
+               "params": first["params"], "seeds": [r["seed"] for r in results],
+               "n": len(results), "runs": [f"seed{r['seed']}/results.json" for r in results]}
+    for key in ("val_loss", "val_bpc", "test_loss", "test_bpc", "train_seconds"):
+        summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std([r[key] for r in results])
+    write_json(out / "summary.json", summary)
+    md = markdown_table(
+        ("dataset", "model", "activation", "steps", "params", "n", "val nats/char",
+         "test nats/char", "test bits/char", "train s"),
+        [(first["dataset"], first["model"], first["activation"], first["steps"],
+          first["params"], len(results), *(
+              f"{summary[k + '_mean']:.4f} +- {summary[k + '_std']:.4f}"
+              for k in ("val_loss", "test_loss", "test_bpc")),
+          f"{summary['train_seconds_mean']:.1f} +- {summary['train_seconds_std']:.1f}")],
+        "lllrrrrrrr")
+    atomic_write_text(out / "summary.md", md)
     return summary
 
 
