@@ -1,4 +1,24 @@
-// Banded TMAF kernels for the avx512 instruction set (see kernels_impl.h).
+// Banded TMAF kernels for the avx512 instruction set: the generic kernels of kernels_impl.h,
+// and, for diagonal float32 calls (b = 0, m <= 31), kernels written with AVX-512 intrinsics.
+//
+// Diagonal kernels, per vector of 16 floats x (one channel's breakpoints s_k, levels l_k):
+//  - interval index: k(x) = #{s_k < x}, m compares into mask registers, each counted by a
+//    masked integer subtract (idx - (-1) where x > s_k);
+//  - level: channels outer, the channel's m+1 levels sit in one register (two for m >= 16) and
+//    alpha(x) = l[k(x)] is one vpermps (vpermt2ps); channels innermost, every lane has its own
+//    channel, its tables are 16-lane vectors held in registers over a tile of rows, and alpha is
+//    a chain of m masked moves;
+//  - level gradient: p = g * x added into accumulator k(x) by one masked add per interval, the
+//    interval mask being one kandn of two compare masks (x > s_{k-1} and not x > s_k).
+//  Operations per 16 floats: forward 2m + 7 (m compares, m subtracts or moves, 1 permute, 2
+//  compares and a mask not for the zero-level rule, 1 multiply, load, store); backward 4m + 12
+//  (m compares, m kandn, m+1 masked adds, m counts or moves, 1 permute, 2 multiplies, the NaN
+//  and infinity masks, 2 loads, 1 store).
+// Semantics are those of kernels_impl.h (non-finite inputs included); a level is another table
+// lookup through the same index, so an extra per-interval table costs one permute and one add.
+// Everything else (double, b > 0, m > 31) runs the generic kernels.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -11,13 +31,282 @@
 #define TMAF_ISA_NS isa_avx512
 #define TMAF_VBYTES 64
 #include "kernels_impl.h"
+
+namespace tmaf_native {
+namespace isa_avx512 {
+
+constexpr int kDiagMaxM = 31;     // m + 1 levels in two registers
+// Rows per tile in the columns kernels: a vector's tables and accumulators stay in registers
+// over the tile; few enough rows that a tile's lines (rows C * 4 bytes apart, the same L1 set
+// when C * 4 is a multiple of 4096) fit the 8 ways of an L1 set.
+constexpr int64_t kColsTile = 4;
+
+// The specialised kernels take diagonal float calls with at most kDiagMaxM breakpoints.
+static inline bool diag_covers(const KernelArgs& A) { return A.b == 0 && A.m <= kDiagMaxM; }
+
+static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+
+// How a level is looked up: channels outer, the interval index is counted and the channel's
+// m+1 levels (one register, two for m >= 16) are permuted by it; channels innermost, every lane
+// has its own levels lvv[0..m] and a chain of masked moves picks them. step() sees each
+// compare mask x > s_k in turn, level() gives alpha(x).
+template <int MT>
+struct PermutedLevels {
+  __m512 lo, hi;
+  int64_t m;
+  typedef __m512i State;
+  State start() const { return _mm512_setzero_si512(); }
+  State step(State idx, __mmask16 gt, int64_t) const {
+    return _mm512_mask_sub_epi32(idx, gt, idx, _mm512_set1_epi32(-1));
+  }
+  __m512 level(State idx) const {
+    if ((MT > 0 ? MT : m) < 16) return _mm512_permutexvar_ps(idx, lo);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+  }
+};
+
+struct LaneLevels {
+  const __m512* lvv;
+  typedef __m512 State;
+  State start() const { return lvv[0]; }
+  State step(State a, __mmask16 gt, int64_t k) const { return _mm512_mask_mov_ps(a, gt, lvv[k + 1]); }
+  __m512 level(State a) const { return a; }
+};
+
+template <int MT, class LK>
+static inline __m512 level_of(__m512 x, const __m512* bpv, const LK& lk, int64_t m) {
+  typename LK::State st = lk.start();
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k) st = lk.step(st, _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ), k);
+  return lk.level(st);
+}
+
+// alpha * x, +0 where alpha is 0 and x is not NaN (so 0 * inf is +0 and a ReLU start is exact).
+static inline __m512 term(__m512 a, __m512 x) {
+  const __mmask16 zero = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), a,
+                                                 _mm512_setzero_ps(), _CMP_EQ_OQ);
+  return _mm512_maskz_mul_ps(_knot_mask16(zero), a, x);
+}
+
+// acc[k] += p where x lies in interval k (x > s_{k-1} and not x > s_k); returns alpha(x).
+template <int MT, class LK>
+static inline __m512 accumulate(__m512 x, __m512 p, const __m512* bpv, const LK& lk, __m512* acc, int64_t m) {
+  typename LK::State st = lk.start();
+  __mmask16 prev = 0xffff;  // x > s_{-1} = -inf: every lane (NaN included)
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k) {
+    const __mmask16 gt = _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ);
+    acc[k] = _mm512_mask_add_ps(acc[k], _kandn_mask16(gt, prev), acc[k], p);
+    st = lk.step(st, gt, k);
+    prev = gt;
+  }
+  const int64_t mm = MT > 0 ? MT : m;
+  acc[mm] = _mm512_mask_add_ps(acc[mm], prev, acc[mm], p);
+  return lk.level(st);
+}
+
+// One backward vector: accumulates the level gradient, returns alpha(x) * g. The zero-level
+// rule (a term with level 0 adds +0, also at x = +-inf where g * x is not finite) needs alpha
+// before the product: the rare vector with an infinite input takes a second pass.
+template <int MT, class LK>
+static inline __m512 bwd_vector(__m512 x, __m512 g, const __m512* bpv, const LK& lk, __m512* acc, int64_t m) {
+  const __mmask16 inf = _mm512_fpclass_ps_mask(x, 0x18);  // +inf, -inf
+  if (__builtin_expect(inf != 0, 0)) {
+    const __m512 a = level_of<MT>(x, bpv, lk, m);
+    const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, a, _mm512_setzero_ps(), _CMP_EQ_OQ);
+    accumulate<MT>(x, _mm512_maskz_mul_ps(_knot_mask16(drop), g, x), bpv, lk, acc, m);
+    return _mm512_mul_ps(a, g);
+  }
+  return _mm512_mul_ps(accumulate<MT>(x, _mm512_mul_ps(g, x), bpv, lk, acc, m), g);
+}
+
+// ------------------------------------------------- channels outer (rows layout), b = 0
+
+struct RowsTask {
+  int64_t c, s0, s1, o0, o1;
+};
+
+static inline RowsTask rows_task(const KernelArgs& A, int64_t t) {
+  const int64_t sb = t % A.n_sb, rest = t / A.n_sb;
+  const int64_t o0 = (rest / A.C) * A.oblock;
+  return {rest % A.C, sb * A.sblock, std::min(A.inner, sb * A.sblock + A.sblock), o0,
+          std::min(A.outer, o0 + A.oblock)};
+}
+
+// The channel's tables: broadcast breakpoints, levels in registers.
+template <int MT>
+static inline PermutedLevels<MT> rows_tables(const float* bp, const float* lv, int64_t m, __m512* bpv) {
+  for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_set1_ps(bp[k]);
+  return {_mm512_maskz_loadu_ps(tail_mask(m + 1), lv),
+          m + 1 > 16 ? _mm512_maskz_loadu_ps(tail_mask(m + 1 - 16), lv + 16) : _mm512_setzero_ps(), m};
+}
+
+template <int MT>
+void fwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!diag_covers(A)) return fwd_rows<float, MT>(A, t0, t1);
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner;
+  const float* x = static_cast<const float*>(A.x);
+  float* out = static_cast<float*>(A.out);
+  __m512 bpv[kDiagMaxM];
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const auto lk = rows_tables<MT>(static_cast<const float*>(A.bp) + T.c * m,
+                                    static_cast<const float*>(A.lv) + T.c * (m + 1), m, bpv);
+    for (int64_t o = T.o0; o < T.o1; ++o) {
+      const float* xr = x + (o * C + T.c) * inner;
+      float* yr = out + (o * C + T.c) * inner;
+      for (int64_t s = T.s0; s < T.s1; s += 16) {
+        const __mmask16 k = tail_mask(T.s1 - s);
+        const __m512 xv = _mm512_maskz_loadu_ps(k, xr + s);
+        _mm512_mask_storeu_ps(yr + s, k, term(level_of<MT>(xv, bpv, lk, m), xv));
+      }
+    }
+  }
+}
+
+template <int MT>
+void bwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!diag_covers(A)) return bwd_rows<float, MT>(A, t0, t1);
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner;
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  __m512 bpv[kDiagMaxM], acc[kDiagMaxM + 1];
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const auto lk = rows_tables<MT>(static_cast<const float*>(A.bp) + T.c * m,
+                                    static_cast<const float*>(A.lv) + T.c * (m + 1), m, bpv);
+    for (int64_t k = 0; k <= m; ++k) acc[k] = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int64_t o = T.o0; o < T.o1; ++o) {
+      const int64_t row = (o * C + T.c) * inner;
+      for (int64_t s = T.s0; s < T.s1; s += 16) {
+        const __mmask16 k = tail_mask(T.s1 - s);
+        const __m512 xv = _mm512_maskz_loadu_ps(k, x + row + s);
+        const __m512 v = bwd_vector<MT>(xv, _mm512_maskz_loadu_ps(k, g + row + s), bpv, lk, acc, m);
+        const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+        nan = _kor_mask16(nan, bad);
+        _mm512_mask_storeu_ps(gx + row + s, k, _mm512_mask_mov_ps(v, bad, xv));
+      }
+    }
+    float* part = static_cast<float*>(A.partial) + t * (m + 1);
+    for (int64_t k = 0; k <= m; ++k)
+      part[k] = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_add_ps(acc[k]);
+  }
+}
+
+// --------------------------------------------- channels innermost (columns layout), b = 0
+// A task (row block, channel block) walks tiles of kColsTile rows; per tile, per vector of 16
+// channels, the vector's tables are loaded into registers once and the tile's rows go through
+// them (the backward adds its accumulators into the task's partial sums once per tile). Tables: forward (n_vec, 2m+1, 16), backward (n_vec, 2m+1, 16): m breakpoints
+// then m+1 levels (kernels.h with b = 0); partial sums (n_rb, n_vec, m+1, 16).
+
+struct ColsTask {
+  int64_t r0, r1, c0, c1;
+};
+
+static inline ColsTask cols_task(const KernelArgs& A, int64_t t) {
+  const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
+  return {rb * A.rblock, std::min(A.outer, rb * A.rblock + A.rblock), cb * A.cblock,
+          std::min(A.C, cb * A.cblock + A.cblock)};
+}
+
+template <int MT>
+void fwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!diag_covers(A)) return fwd_cols<float, MT>(A, t0, t1);
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, blk = 2 * m + 1;
+  const float* x = static_cast<const float*>(A.x);
+  float* out = static_cast<float*>(A.out);
+  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1];
+  for (int64_t t = t0; t < t1; ++t) {
+    const ColsTask T = cols_task(A, t);
+    for (int64_t r0 = T.r0; r0 < T.r1; r0 += kColsTile) {
+      const int64_t r1 = std::min(T.r1, r0 + kColsTile);
+      for (int64_t j0 = T.c0; j0 < T.c1; j0 += 16) {
+        const float* tv = static_cast<const float*>(A.lv) + (j0 / 16) * blk * 16;
+        for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * 16);
+        for (int64_t k = 0; k <= m; ++k) lvv[k] = _mm512_loadu_ps(tv + (m + k) * 16);
+        const __mmask16 lanes = tail_mask(T.c1 - j0);
+        for (int64_t r = r0; r < r1; ++r) {
+          const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
+          _mm512_mask_storeu_ps(out + r * C + j0, lanes, term(level_of<MT>(xv, bpv, LaneLevels{lvv}, m), xv));
+        }
+      }
+    }
+  }
+}
+
+template <int MT>
+void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!diag_covers(A)) return bwd_cols<float, MT>(A, t0, t1);
+  const int64_t m = MT > 0 ? MT : A.m, m1 = m + 1, C = A.C, blk = 2 * m + 1, n_vec = (C + 15) / 16;
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1], acc[kDiagMaxM + 1];
+  __mmask16 nan[kMaxColsBlock / 16];
+  for (int64_t t = t0; t < t1; ++t) {
+    const ColsTask T = cols_task(A, t);
+    const int64_t nv = (T.c1 - T.c0 + 15) / 16;
+    float* part = static_cast<float*>(A.partial) + ((t / A.n_cb) * n_vec + T.c0 / 16) * m1 * 16;
+    std::fill(part, part + nv * m1 * 16, 0.0f);
+    std::fill(nan, nan + nv, __mmask16(0));
+    for (int64_t r0 = T.r0; r0 < T.r1; r0 += kColsTile) {
+      const int64_t r1 = std::min(T.r1, r0 + kColsTile);
+      for (int64_t j0 = T.c0; j0 < T.c1; j0 += 16) {
+        const float* tv = static_cast<const float*>(A.lv) + (j0 / 16) * blk * 16;
+        float* pv = part + ((j0 - T.c0) / 16) * m1 * 16;
+        for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * 16);
+        for (int64_t k = 0; k <= m; ++k) lvv[k] = _mm512_loadu_ps(tv + (m + k) * 16);
+        for (int64_t k = 0; k <= m; ++k) acc[k] = _mm512_setzero_ps();
+        const __mmask16 lanes = tail_mask(T.c1 - j0);
+        __mmask16 bad_any = 0;
+        for (int64_t r = r0; r < r1; ++r) {
+          const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
+          const __m512 gv = _mm512_maskz_loadu_ps(lanes, g + r * C + j0);
+          const __m512 v = bwd_vector<MT>(xv, gv, bpv, LaneLevels{lvv}, acc, m);
+          const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+          bad_any = _kor_mask16(bad_any, bad);
+          _mm512_mask_storeu_ps(gx + r * C + j0, lanes, _mm512_mask_mov_ps(v, bad, xv));
+        }
+        nan[(j0 - T.c0) / 16] |= bad_any;
+        for (int64_t k = 0; k <= m; ++k)
+          _mm512_storeu_ps(pv + k * 16, _mm512_add_ps(_mm512_loadu_ps(pv + k * 16), acc[k]));
+      }
+    }
+    const __m512 qnan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
+    for (int64_t v = 0; v < nv; ++v)  // NaN input: every level gradient reading it is NaN
+      for (int64_t k = 0; k <= m; ++k) _mm512_mask_storeu_ps(part + (v * m1 + k) * 16, nan[v], qnan);
+  }
+}
+
+}  // namespace isa_avx512
+}  // namespace tmaf_native
+
 #pragma GCC pop_options  // what follows runs on any CPU
 #include "kernels_fill.h"
 
 namespace tmaf_native {
+namespace isa_avx512 {
+
+template <int MT>
+static void fill_diag_variant(KernelSet* set, int v) {
+  set->fwd_rows[0][v] = &fwd_rows_diag<MT>;
+  set->bwd_rows[0][v] = &bwd_rows_diag<MT>;
+  set->fwd_cols[0][v] = &fwd_cols_diag<MT>;
+  set->bwd_cols[0][v] = &bwd_cols_diag<MT>;
+}
+
+}  // namespace isa_avx512
+
 void fill_kernels_avx512(KernelSet* set) {
   set->isa = "avx512";
-  isa_avx512::fill_all(set);
+  isa_avx512::fill_all(set);  // generic kernels everywhere, then the diagonal float ones
+  isa_avx512::fill_diag_variant<0>(set, 0);
+  isa_avx512::fill_diag_variant<1>(set, 1);
+  isa_avx512::fill_diag_variant<5>(set, 2);
+  isa_avx512::fill_diag_variant<9>(set, 3);
+  isa_avx512::fill_diag_variant<17>(set, 4);
 }
 }  // namespace tmaf_native
 #endif
