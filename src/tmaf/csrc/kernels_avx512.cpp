@@ -16,7 +16,7 @@
 //  and infinity masks, 2 loads, 1 store).
 // Semantics are those of kernels_impl.h (non-finite inputs included); a level is another table
 // lookup through the same index, so an extra per-interval table costs one permute and one add.
-// Everything else (double, b > 0, m > 31) runs the generic kernels.
+// Everything else (double, b > 0, m > 31; channels innermost m > 15) runs the generic kernels.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -38,11 +38,15 @@ namespace isa_avx512 {
 constexpr int kDiagMaxM = 31;     // m + 1 levels in two registers
 // Rows per tile in the columns kernels: a vector's tables and accumulators stay in registers
 // over the tile; few enough rows that a tile's lines (rows C * 4 bytes apart, the same L1 set
-// when C * 4 is a multiple of 4096) fit the 8 ways of an L1 set.
+// when C * 4 is a multiple of 4096) fit the 8 ways of an L1 set, and its loads fit registers.
 constexpr int64_t kColsTile = 4;
 
-// The specialised kernels take diagonal float calls with at most kDiagMaxM breakpoints.
+// The specialised kernels take diagonal float calls with at most kDiagMaxM breakpoints (channels
+// outer) or kColsMaxM (channels innermost: 2m+1 table registers beside the tile; beyond, the
+// generic kernel's tables read from L1 measured faster).
+constexpr int kColsMaxM = 15;
 static inline bool diag_covers(const KernelArgs& A) { return A.b == 0 && A.m <= kDiagMaxM; }
+static inline bool diag_cols_covers(const KernelArgs& A) { return A.b == 0 && A.m <= kColsMaxM; }
 
 static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
 
@@ -213,7 +217,7 @@ static inline ColsTask cols_task(const KernelArgs& A, int64_t t) {
 
 template <int MT>
 void fwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_covers(A)) return fwd_cols<float, MT>(A, t0, t1);
+  if (!diag_cols_covers(A)) return fwd_cols<float, MT>(A, t0, t1);
   const int64_t m = MT > 0 ? MT : A.m, C = A.C, blk = 2 * m + 1;
   const float* x = static_cast<const float*>(A.x);
   float* out = static_cast<float*>(A.out);
@@ -227,10 +231,11 @@ void fwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
         for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * 16);
         for (int64_t k = 0; k <= m; ++k) lvv[k] = _mm512_loadu_ps(tv + (m + k) * 16);
         const __mmask16 lanes = tail_mask(T.c1 - j0);
-        for (int64_t r = r0; r < r1; ++r) {
-          const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
-          _mm512_mask_storeu_ps(out + r * C + j0, lanes, term(level_of<MT>(xv, bpv, LaneLevels{lvv}, m), xv));
-        }
+        __m512 xv[kColsTile];  // the tile's loads before its stores (no 4K-aliasing stalls)
+        for (int64_t r = r0; r < r1; ++r) xv[r - r0] = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
+        for (int64_t r = r0; r < r1; ++r)
+          _mm512_mask_storeu_ps(out + r * C + j0, lanes,
+                                term(level_of<MT>(xv[r - r0], bpv, LaneLevels{lvv}, m), xv[r - r0]));
       }
     }
   }
@@ -238,7 +243,7 @@ void fwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
 
 template <int MT>
 void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_covers(A)) return bwd_cols<float, MT>(A, t0, t1);
+  if (!diag_cols_covers(A)) return bwd_cols<float, MT>(A, t0, t1);
   const int64_t m = MT > 0 ? MT : A.m, m1 = m + 1, C = A.C, blk = 2 * m + 1, n_vec = (C + 15) / 16;
   const float* x = static_cast<const float*>(A.x);
   const float* g = static_cast<const float*>(A.g);
@@ -261,10 +266,14 @@ void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
         for (int64_t k = 0; k <= m; ++k) acc[k] = _mm512_setzero_ps();
         const __mmask16 lanes = tail_mask(T.c1 - j0);
         __mmask16 bad_any = 0;
+        __m512 xt[kColsTile], gt[kColsTile];  // the tile's loads before its stores
         for (int64_t r = r0; r < r1; ++r) {
-          const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
-          const __m512 gv = _mm512_maskz_loadu_ps(lanes, g + r * C + j0);
-          const __m512 v = bwd_vector<MT>(xv, gv, bpv, LaneLevels{lvv}, acc, m);
+          xt[r - r0] = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
+          gt[r - r0] = _mm512_maskz_loadu_ps(lanes, g + r * C + j0);
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+          const __m512 xv = xt[r - r0];
+          const __m512 v = bwd_vector<MT>(xv, gt[r - r0], bpv, LaneLevels{lvv}, acc, m);
           const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
           bad_any = _kor_mask16(bad_any, bad);
           _mm512_mask_storeu_ps(gx + r * C + j0, lanes, _mm512_mask_mov_ps(v, bad, xv));
