@@ -266,3 +266,11 @@ def test_missing_extension_warns_once_and_still_works():
     first, msg = out.stdout.splitlines()[:2]
     assert first == "1 False eager"
     assert "pip install --no-build-isolation -e ." in msg
+
+
+@pytest.mark.parametrize("cap", ISAS)
+def test_cpu_isa_variable_caps_the_kernels_at_load(cap):
+    """TMAF_CPU_ISA=<isa> loads the kernels of that ISA (benchmarks time each ISA this way)."""
+    out = _python("import tmaf, torch\nprint(torch.ops.tmaf.native_isa())\n", TMAF_CPU_ISA=cap)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == cap
