@@ -1,5 +1,5 @@
 // Banded TMAF kernels for the avx512 instruction set: the generic kernels of kernels_impl.h,
-// and, for diagonal float32 calls (b = 0, m <= 31), kernels written with AVX-512 intrinsics.
+// and, for float32 calls with m <= 31, kernels written with AVX-512 intrinsics.
 //
 // Diagonal kernels, per vector of 16 floats x (one channel's breakpoints s_k, levels l_k):
 //  - interval index: k(x) = #{s_k < x}, m compares into mask registers, each counted by a
@@ -14,9 +14,14 @@
 //  compares and a mask not for the zero-level rule, 1 multiply, load, store); backward 4m + 12
 //  (m compares, m kandn, m+1 masked adds, m counts or moves, 1 permute, 2 multiplies, the NaN
 //  and infinity masks, 2 loads, 1 store).
+// Banded (1 <= b <= 3, channels outer) in one pass: each output row chunk is written once and
+// the 2b+1 input rows it needs are read in the same loop (the forward); the backward reads x_j
+// once, counts its interval once for all 2b+1 terms and adds each term's p = g_{j-d} x_j into
+// that term's accumulators: m compares, m kandn, (2b+1)(m+1) masked adds per 16 floats.
 // Semantics are those of kernels_impl.h (non-finite inputs included); a level is another table
 // lookup through the same index, so an extra per-interval table costs one permute and one add.
-// Everything else (double, b > 0, m > 31; channels innermost m > 15) runs the generic kernels.
+// Everything else (double, b > 3, m > 31; channels innermost b > 0 or m > 15) runs the generic
+// kernels.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -85,6 +90,16 @@ static inline __m512 level_of(__m512 x, const __m512* bpv, const LK& lk, int64_t
   return lk.level(st);
 }
 
+// The interval index k(x) = #{s_k < x} (NaN: 0), m compares counted by masked subtracts.
+template <int MT>
+static inline __m512i level_index(__m512 x, const __m512* bpv, int64_t m) {
+  __m512i idx = _mm512_setzero_si512();
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k)
+    idx = _mm512_mask_sub_epi32(idx, _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ), idx, _mm512_set1_epi32(-1));
+  return idx;
+}
+
 // alpha * x, +0 where alpha is 0 and x is not NaN (so 0 * inf is +0 and a ReLU start is exact).
 static inline __m512 term(__m512 a, __m512 x) {
   const __mmask16 zero = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), a,
@@ -137,12 +152,18 @@ static inline RowsTask rows_task(const KernelArgs& A, int64_t t) {
           std::min(A.outer, o0 + A.oblock)};
 }
 
+// A term's m+1 levels in registers.
+template <int MT>
+static inline PermutedLevels<MT> level_table(const float* lv, int64_t m) {
+  return {_mm512_maskz_loadu_ps(tail_mask(m + 1), lv),
+          m + 1 > 16 ? _mm512_maskz_loadu_ps(tail_mask(m + 1 - 16), lv + 16) : _mm512_setzero_ps(), m};
+}
+
 // The channel's tables: broadcast breakpoints, levels in registers.
 template <int MT>
 static inline PermutedLevels<MT> rows_tables(const float* bp, const float* lv, int64_t m, __m512* bpv) {
   for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_set1_ps(bp[k]);
-  return {_mm512_maskz_loadu_ps(tail_mask(m + 1), lv),
-          m + 1 > 16 ? _mm512_maskz_loadu_ps(tail_mask(m + 1 - 16), lv + 16) : _mm512_setzero_ps(), m};
+  return level_table<MT>(lv, m);
 }
 
 template <int MT>
@@ -196,6 +217,132 @@ void bwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
     float* part = static_cast<float*>(A.partial) + t * (m + 1);
     for (int64_t k = 0; k <= m; ++k)
       part[k] = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_add_ps(acc[k]);
+  }
+}
+
+// ------------------------------------------- channels outer (rows layout), b > 0, one pass
+// Each output (input-gradient) row chunk is read and written once; the 2b+1 rows it needs are
+// read in the same chunk loop, each with its own level register(s). WT = 2b+1 for the tasks with
+// a full band (the tables' loops unroll), 0 for the channels at the edges.
+
+constexpr int kBandMaxW = 7;  // b <= 3; beyond, the generic kernels
+static inline bool band_covers(const KernelArgs& A) { return A.b > 0 && 2 * A.b + 1 <= kBandMaxW && A.m <= kDiagMaxM; }
+
+template <int MT, int WT>
+static void fwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t dlo, int64_t dhi) {
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner, b = A.b, W = 2 * b + 1;
+  const int64_t nd = WT > 0 ? WT : dhi - dlo + 1;
+  const float* x = static_cast<const float*>(A.x);
+  float* out = static_cast<float*>(A.out);
+  __m512 bpv[kBandMaxW][kDiagMaxM];
+  PermutedLevels<MT> lk[kBandMaxW];
+  for (int64_t q = 0; q < nd; ++q) {
+    const int64_t d = dlo + q;
+    lk[q] = rows_tables<MT>(static_cast<const float*>(A.bp) + (T.c + d) * m,
+                            static_cast<const float*>(A.lv) + (T.c * W + d + b) * (m + 1), m, bpv[q]);
+  }
+  for (int64_t o = T.o0; o < T.o1; ++o) {
+    const float* xr = x + (o * C + T.c + dlo) * inner;  // row of channel i + dlo; + q * inner
+    float* yr = out + (o * C + T.c) * inner;
+    for (int64_t s = T.s0; s < T.s1; s += 16) {
+      const __mmask16 k = tail_mask(T.s1 - s);
+      __m512 y = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int64_t q = 0; q < nd; ++q) {
+        const __m512 xv = _mm512_maskz_loadu_ps(k, xr + q * inner + s);
+        const __m512 tv = term(level_of<MT>(xv, bpv[q], lk[q], m), xv);
+        y = q == 0 ? tv : _mm512_add_ps(y, tv);
+      }
+      _mm512_mask_storeu_ps(yr + s, k, y);
+    }
+  }
+}
+
+template <int MT, int WT>
+static void bwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t t, int64_t dlo, int64_t dhi) {
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner, b = A.b, W = 2 * b + 1;
+  const int64_t nd = WT > 0 ? WT : dhi - dlo + 1, j = T.c;
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  __m512 bpv[kDiagMaxM], acc[kBandMaxW][kDiagMaxM + 1];
+  PermutedLevels<MT> lk[kBandMaxW];  // level of the term (i = j - d, d)
+  for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_set1_ps(static_cast<const float*>(A.bp)[j * m + k]);
+  for (int64_t q = 0; q < nd; ++q) {
+    const int64_t d = dlo + q;
+    lk[q] = level_table<MT>(static_cast<const float*>(A.lv) + ((j - d) * W + d + b) * (m + 1), m);
+    for (int64_t k = 0; k <= m; ++k) acc[q][k] = _mm512_setzero_ps();
+  }
+  const __m512i minus1 = _mm512_set1_epi32(-1);
+  __mmask16 nan = 0;
+  for (int64_t o = T.o0; o < T.o1; ++o) {
+    const float* xr = x + (o * C + j) * inner;
+    const float* gr = g + (o * C + j - dlo) * inner;  // row of channel j - d: gr - q * inner
+    float* gxr = gx + (o * C + j) * inner;
+    for (int64_t s = T.s0; s < T.s1; s += 16) {
+      const __mmask16 lanes = tail_mask(T.s1 - s);
+      const __m512 xv = _mm512_maskz_loadu_ps(lanes, xr + s);
+      __m512 gv[kBandMaxW], p[kBandMaxW];
+      for (int64_t q = 0; q < nd; ++q) {
+        gv[q] = _mm512_maskz_loadu_ps(lanes, gr - q * inner + s);
+        p[q] = _mm512_mul_ps(gv[q], xv);
+      }
+      const __mmask16 inf = _mm512_fpclass_ps_mask(xv, 0x18);
+      if (__builtin_expect(inf != 0, 0)) {  // zero-level rule: +0 where the term's level is 0
+        const __m512i idx0 = level_index<MT>(xv, bpv, m);
+        for (int64_t q = 0; q < nd; ++q) {
+          const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, lk[q].level(idx0), _mm512_setzero_ps(), _CMP_EQ_OQ);
+          p[q] = _mm512_maskz_mov_ps(_knot_mask16(drop), p[q]);
+        }
+      }
+      __m512i idx = _mm512_setzero_si512();
+      __mmask16 prev = 0xffff;
+#pragma GCC unroll 32
+      for (int64_t k = 0; k < m; ++k) {
+        const __mmask16 gt = _mm512_cmp_ps_mask(xv, bpv[k], _CMP_GT_OQ), in = _kandn_mask16(gt, prev);
+        for (int64_t q = 0; q < nd; ++q) acc[q][k] = _mm512_mask_add_ps(acc[q][k], in, acc[q][k], p[q]);
+        idx = _mm512_mask_sub_epi32(idx, gt, idx, minus1);
+        prev = gt;
+      }
+      __m512 v = _mm512_setzero_ps();
+      for (int64_t q = 0; q < nd; ++q) {
+        acc[q][m] = _mm512_mask_add_ps(acc[q][m], prev, acc[q][m], p[q]);
+        const __m512 tv = _mm512_mul_ps(lk[q].level(idx), gv[q]);
+        v = q == 0 ? tv : _mm512_add_ps(v, tv);
+      }
+      const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+      nan = _kor_mask16(nan, bad);
+      _mm512_mask_storeu_ps(gxr + s, lanes, _mm512_mask_mov_ps(v, bad, xv));
+    }
+  }
+  for (int64_t q = 0; q < nd; ++q) {
+    float* part = static_cast<float*>(A.partial) + (t * W + dlo + q + b) * (m + 1);
+    for (int64_t k = 0; k <= m; ++k)
+      part[k] = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_add_ps(acc[q][k]);
+  }
+}
+
+template <int MT>
+void fwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!band_covers(A)) return fwd_rows_diag<MT>(A, t0, t1);  // b = 0, or the generic kernel
+  const int64_t b = A.b;
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const int64_t dlo = std::max(-b, -T.c), dhi = std::min(b, A.C - 1 - T.c);
+    if (b == 1 && dhi - dlo == 2) fwd_rows_band_task<MT, 3>(A, T, dlo, dhi);
+    else fwd_rows_band_task<MT, 0>(A, T, dlo, dhi);
+  }
+}
+
+template <int MT>
+void bwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!band_covers(A)) return bwd_rows_diag<MT>(A, t0, t1);
+  const int64_t b = A.b;
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const int64_t dlo = std::max(-b, T.c - (A.C - 1)), dhi = std::min(b, T.c);  // i = j - d in 0..C-1
+    if (b == 1 && dhi - dlo == 2) bwd_rows_band_task<MT, 3>(A, T, t, dlo, dhi);
+    else bwd_rows_band_task<MT, 0>(A, T, t, dlo, dhi);
   }
 }
 
@@ -299,9 +446,9 @@ namespace tmaf_native {
 namespace isa_avx512 {
 
 template <int MT>
-static void fill_diag_variant(KernelSet* set, int v) {
-  set->fwd_rows[0][v] = &fwd_rows_diag<MT>;
-  set->bwd_rows[0][v] = &bwd_rows_diag<MT>;
+static void fill_specialised_variant(KernelSet* set, int v) {
+  set->fwd_rows[0][v] = &fwd_rows_band<MT>;
+  set->bwd_rows[0][v] = &bwd_rows_band<MT>;
   set->fwd_cols[0][v] = &fwd_cols_diag<MT>;
   set->bwd_cols[0][v] = &bwd_cols_diag<MT>;
 }
@@ -310,12 +457,12 @@ static void fill_diag_variant(KernelSet* set, int v) {
 
 void fill_kernels_avx512(KernelSet* set) {
   set->isa = "avx512";
-  isa_avx512::fill_all(set);  // generic kernels everywhere, then the diagonal float ones
-  isa_avx512::fill_diag_variant<0>(set, 0);
-  isa_avx512::fill_diag_variant<1>(set, 1);
-  isa_avx512::fill_diag_variant<5>(set, 2);
-  isa_avx512::fill_diag_variant<9>(set, 3);
-  isa_avx512::fill_diag_variant<17>(set, 4);
+  isa_avx512::fill_all(set);  // generic kernels everywhere, then the float32 ones
+  isa_avx512::fill_specialised_variant<0>(set, 0);
+  isa_avx512::fill_specialised_variant<1>(set, 1);
+  isa_avx512::fill_specialised_variant<5>(set, 2);
+  isa_avx512::fill_specialised_variant<9>(set, 3);
+  isa_avx512::fill_specialised_variant<17>(set, 4);
 }
 }  // namespace tmaf_native
 #endif
