@@ -12,6 +12,7 @@ The kernels' instruction set is the one ``tmaf`` picked (cap it with ``TMAF_CPU_
 row records it, so runs of several ISAs (or of two checkouts, via PYTHONPATH) go into one file:
 
     TMAF_CPU_ISA=avx2 python -m benchmarks.percall --label after --threads 1,2 --out FILE.csv
+    python -m benchmarks.percall --table --out FILE.csv     # FILE.md: the rows side by side
 """
 
 from __future__ import annotations
@@ -94,6 +95,29 @@ def kernel_rows(rounds: int) -> list[dict]:
     return rows
 
 
+def before_after_table(rows: list[dict]) -> str:
+    """Markdown: one line per (measurement, shape, phase, kind, m), one column per (isa, label,
+    threads) in the file's order; overhead rows give extra_us, kernel rows the ratio."""
+    from tmaf_lab.mdtable import markdown_table
+
+    cols = list(dict.fromkeys((r["isa"], r["label"], r["threads"]) for r in rows))
+    keys = list(dict.fromkeys((r["what"], r["shape"], r["phase"], r["kind"], r["m"]) for r in rows))
+    cell = {(r["what"], r["shape"], r["phase"], r["kind"], r["m"], r["isa"], r["label"], r["threads"]): r
+            for r in rows}
+
+    def fmt(r: dict | None) -> str:
+        if r is None:
+            return ""
+        if r["what"] == "overhead":
+            return f"+{float(r['extra_us']):.0f} us ({float(r['ratio']):.2f}x)"
+        return f"{float(r['ratio']):.2f}x"
+
+    return markdown_table(["measurement", "shape", "phase", "kind", "m"]
+                          + [f"{isa} {label} {t}t" for isa, label, t in cols],
+                          [[*k, *(fmt(cell.get((*k, *c))) for c in cols)] for k in keys],
+                          align="lllll" + "r" * len(cols))
+
+
 def main(argv: list[str] | None = None) -> int:
     import tmaf
 
@@ -102,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="", help="a name for this build (e.g. before, after)")
     p.add_argument("--threads", default="1", help="comma list of thread counts")
     p.add_argument("--rounds", type=int, default=11)
+    p.add_argument("--table", action="store_true",
+                   help="write the before/after table of --out to <out>.md instead of timing")
     args = p.parse_args(argv)
+    if args.table:
+        with open(args.out, newline="") as f:
+            table = before_after_table(list(csv.DictReader(f)))
+        args.out.with_suffix(".md").write_text(table + "\n")
+        print(table)
+        return 0
     if not tmaf.native_available():
         p.error(f"the native operators are needed: {tmaf.native_status()}")
     rows = []

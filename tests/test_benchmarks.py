@@ -303,3 +303,20 @@ def test_grids_per_channel_grid_keeps_zero_and_order():
     shared = tmaf.uniform_breakpoints(9, -2.0, 2.0)
     g = per_channel_grid(shared, 7, torch.Generator().manual_seed(0))
     assert g.shape == (7, 9) and bool((g[:, 4] == 0).all()) and bool((g.diff(1) > 0).all())
+
+
+def test_percall_table_puts_each_build_and_isa_side_by_side():
+    from benchmarks import percall
+
+    def row(label, isa, what, ratio, extra):
+        return {"label": label, "isa": isa, "threads": "1", "what": what, "shape": "256x32",
+                "phase": "fwd_bwd" if what == "overhead" else "bwd", "kind": "diagonal", "m": "9",
+                "extra_us": extra, "ratio": ratio}
+
+    table = percall.before_after_table([row("before", "avx2", "overhead", "4.3", "176.2"),
+                                        row("after", "avx2", "overhead", "2.1", "60.4"),
+                                        row("before", "avx2", "kernel", "2.8", "nan")])
+    lines = table.splitlines()
+    assert lines[0] == "| measurement | shape | phase | kind | m | avx2 before 1t | avx2 after 1t |"
+    assert lines[2] == "| overhead | 256x32 | fwd_bwd | diagonal | 9 | +176 us (4.30x) | +60 us (2.10x) |"
+    assert lines[3] == "| kernel | 256x32 | bwd | diagonal | 9 | 2.80x |  |"
