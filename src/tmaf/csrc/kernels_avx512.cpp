@@ -1,27 +1,21 @@
 // Banded TMAF kernels for the avx512 instruction set: the generic kernels of kernels_impl.h,
-// and, for float32 calls with m <= 31, kernels written with AVX-512 intrinsics.
-//
-// Diagonal kernels, per vector of 16 floats x (one channel's breakpoints s_k, levels l_k):
-//  - interval index: k(x) = #{s_k < x}, m compares into mask registers, each counted by a
-//    masked integer subtract (idx - (-1) where x > s_k);
-//  - level: channels outer, the channel's m+1 levels sit in one register (two for m >= 16) and
-//    alpha(x) = l[k(x)] is one vpermps (vpermt2ps); channels innermost, every lane has its own
-//    channel, its tables are 16-lane vectors held in registers over a tile of rows, and alpha is
-//    a chain of m masked moves;
-//  - level gradient: p = g * x added into accumulator k(x) by one masked add per interval, the
-//    interval mask being one kandn of two compare masks (x > s_{k-1} and not x > s_k).
-//  Operations per 16 floats: forward 2m + 7 (m compares, m subtracts or moves, 1 permute, 2
-//  compares and a mask not for the zero-level rule, 1 multiply, load, store); backward 4m + 12
-//  (m compares, m kandn, m+1 masked adds, m counts or moves, 1 permute, 2 multiplies, the NaN
-//  and infinity masks, 2 loads, 1 store).
-// Banded (1 <= b <= 3, channels outer) in one pass: each output row chunk is written once and
-// the 2b+1 input rows it needs are read in the same loop (the forward); the backward reads x_j
-// once, counts its interval once for all 2b+1 terms and adds each term's p = g_{j-d} x_j into
-// that term's accumulators: m compares, m kandn, (2b+1)(m+1) masked adds per 16 floats.
-// Semantics are those of kernels_impl.h (non-finite inputs included); a level is another table
-// lookup through the same index, so an extra per-interval table costs one permute and one add.
-// Everything else (double, b > 3, m > 31; channels innermost b > 0 or m > 15) runs the generic
-// kernels.
+// and, for float32 calls with channels outer and m <= 31, kernels written with AVX-512
+// intrinsics, per vector of 16 floats x (one channel's breakpoints s_k, levels l_k):
+//  - interval: m compares into mask registers; k(x) = #{s_k < x} counted by masked integer
+//    subtracts (idx - (-1) where x > s_k);
+//  - level: the term's m+1 levels sit in one register (two for m >= 16) and alpha(x) = l[k(x)]
+//    is one vpermps (vpermt2ps), so another per-interval table costs one permute and one add;
+//  - level gradient: p = g * x added into accumulator k by one masked add per interval, its mask
+//    one kandn of two compare masks (x > s_{k-1} and not x > s_k).
+// Diagonal backward: 4m + 12 operations per 16 floats (m compares, m kandn, m+1 masked adds, m
+// counts, 1 permute, 2 multiplies, the NaN and infinity masks, 2 loads, 1 store).
+// Banded (1 <= b <= 3) in one pass: each output (input-gradient) row chunk is written once and
+// the 2b+1 rows it needs are read in the same loop; the backward counts x_j's interval once for
+// all 2b+1 terms: m compares, m kandn, (2b+1)(m+1) masked adds, 2b+1 permutes per 16 floats.
+// Semantics are those of kernels_impl.h, non-finite inputs included. Everything else runs the
+// generic kernels: double, b > 3, m > 31, the diagonal forward and the channels-innermost
+// layout, where the same techniques (a counted index and a permute; per-lane tables held in
+// registers over tiles of rows) measured slower on this CPU than the generic select chains.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -41,24 +35,14 @@ namespace tmaf_native {
 namespace isa_avx512 {
 
 constexpr int kDiagMaxM = 31;     // m + 1 levels in two registers
-// Rows per tile in the columns kernels: a vector's tables and accumulators stay in registers
-// over the tile; few enough rows that a tile's lines (rows C * 4 bytes apart, the same L1 set
-// when C * 4 is a multiple of 4096) fit the 8 ways of an L1 set, and its loads fit registers.
-constexpr int64_t kColsTile = 4;
-
-// The specialised kernels take diagonal float calls with at most kDiagMaxM breakpoints (channels
-// outer) or kColsMaxM (channels innermost: 2m+1 table registers beside the tile; beyond, the
-// generic kernel's tables read from L1 measured faster).
-constexpr int kColsMaxM = 15;
+// The specialised kernels take float calls with at most kDiagMaxM breakpoints.
 static inline bool diag_covers(const KernelArgs& A) { return A.b == 0 && A.m <= kDiagMaxM; }
-static inline bool diag_cols_covers(const KernelArgs& A) { return A.b == 0 && A.m <= kColsMaxM; }
 
 static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
 
-// How a level is looked up: channels outer, the interval index is counted and the channel's
-// m+1 levels (one register, two for m >= 16) are permuted by it; channels innermost, every lane
-// has its own levels lvv[0..m] and a chain of masked moves picks them. step() sees each
-// compare mask x > s_k in turn, level() gives alpha(x).
+// How a level is looked up: the interval index is counted and the term's m+1 levels (one
+// register, two for m >= 16) are permuted by it. step() sees each compare mask x > s_k in
+// turn, level() gives alpha(x).
 template <int MT>
 struct PermutedLevels {
   __m512 lo, hi;
@@ -72,14 +56,6 @@ struct PermutedLevels {
     if ((MT > 0 ? MT : m) < 16) return _mm512_permutexvar_ps(idx, lo);
     return _mm512_permutex2var_ps(lo, idx, hi);
   }
-};
-
-struct LaneLevels {
-  const __m512* lvv;
-  typedef __m512 State;
-  State start() const { return lvv[0]; }
-  State step(State a, __mmask16 gt, int64_t k) const { return _mm512_mask_mov_ps(a, gt, lvv[k + 1]); }
-  __m512 level(State a) const { return a; }
 };
 
 template <int MT, class LK>
@@ -164,29 +140,6 @@ template <int MT>
 static inline PermutedLevels<MT> rows_tables(const float* bp, const float* lv, int64_t m, __m512* bpv) {
   for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_set1_ps(bp[k]);
   return level_table<MT>(lv, m);
-}
-
-template <int MT>
-void fwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_covers(A)) return fwd_rows<float, MT>(A, t0, t1);
-  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner;
-  const float* x = static_cast<const float*>(A.x);
-  float* out = static_cast<float*>(A.out);
-  __m512 bpv[kDiagMaxM];
-  for (int64_t t = t0; t < t1; ++t) {
-    const RowsTask T = rows_task(A, t);
-    const auto lk = rows_tables<MT>(static_cast<const float*>(A.bp) + T.c * m,
-                                    static_cast<const float*>(A.lv) + T.c * (m + 1), m, bpv);
-    for (int64_t o = T.o0; o < T.o1; ++o) {
-      const float* xr = x + (o * C + T.c) * inner;
-      float* yr = out + (o * C + T.c) * inner;
-      for (int64_t s = T.s0; s < T.s1; s += 16) {
-        const __mmask16 k = tail_mask(T.s1 - s);
-        const __m512 xv = _mm512_maskz_loadu_ps(k, xr + s);
-        _mm512_mask_storeu_ps(yr + s, k, term(level_of<MT>(xv, bpv, lk, m), xv));
-      }
-    }
-  }
 }
 
 template <int MT>
@@ -324,7 +277,7 @@ static void bwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t t
 
 template <int MT>
 void fwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!band_covers(A)) return fwd_rows_diag<MT>(A, t0, t1);  // b = 0, or the generic kernel
+  if (!band_covers(A)) return fwd_rows<float, MT>(A, t0, t1);  // the generic kernel
   const int64_t b = A.b;
   for (int64_t t = t0; t < t1; ++t) {
     const RowsTask T = rows_task(A, t);
@@ -346,96 +299,6 @@ void bwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
   }
 }
 
-// --------------------------------------------- channels innermost (columns layout), b = 0
-// A task (row block, channel block) walks tiles of kColsTile rows; per tile, per vector of 16
-// channels, the vector's tables are loaded into registers once and the tile's rows go through
-// them (the backward adds its accumulators into the task's partial sums once per tile). Tables: forward (n_vec, 2m+1, 16), backward (n_vec, 2m+1, 16): m breakpoints
-// then m+1 levels (kernels.h with b = 0); partial sums (n_rb, n_vec, m+1, 16).
-
-struct ColsTask {
-  int64_t r0, r1, c0, c1;
-};
-
-static inline ColsTask cols_task(const KernelArgs& A, int64_t t) {
-  const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
-  return {rb * A.rblock, std::min(A.outer, rb * A.rblock + A.rblock), cb * A.cblock,
-          std::min(A.C, cb * A.cblock + A.cblock)};
-}
-
-template <int MT>
-void fwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_cols_covers(A)) return fwd_cols<float, MT>(A, t0, t1);
-  const int64_t m = MT > 0 ? MT : A.m, C = A.C, blk = 2 * m + 1;
-  const float* x = static_cast<const float*>(A.x);
-  float* out = static_cast<float*>(A.out);
-  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1];
-  for (int64_t t = t0; t < t1; ++t) {
-    const ColsTask T = cols_task(A, t);
-    for (int64_t r0 = T.r0; r0 < T.r1; r0 += kColsTile) {
-      const int64_t r1 = std::min(T.r1, r0 + kColsTile);
-      for (int64_t j0 = T.c0; j0 < T.c1; j0 += 16) {
-        const float* tv = static_cast<const float*>(A.lv) + (j0 / 16) * blk * 16;
-        for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * 16);
-        for (int64_t k = 0; k <= m; ++k) lvv[k] = _mm512_loadu_ps(tv + (m + k) * 16);
-        const __mmask16 lanes = tail_mask(T.c1 - j0);
-        __m512 xv[kColsTile];  // the tile's loads before its stores (no 4K-aliasing stalls)
-        for (int64_t r = r0; r < r1; ++r) xv[r - r0] = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
-        for (int64_t r = r0; r < r1; ++r)
-          _mm512_mask_storeu_ps(out + r * C + j0, lanes,
-                                term(level_of<MT>(xv[r - r0], bpv, LaneLevels{lvv}, m), xv[r - r0]));
-      }
-    }
-  }
-}
-
-template <int MT>
-void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_cols_covers(A)) return bwd_cols<float, MT>(A, t0, t1);
-  const int64_t m = MT > 0 ? MT : A.m, m1 = m + 1, C = A.C, blk = 2 * m + 1, n_vec = (C + 15) / 16;
-  const float* x = static_cast<const float*>(A.x);
-  const float* g = static_cast<const float*>(A.g);
-  float* gx = static_cast<float*>(A.gx);
-  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1], acc[kDiagMaxM + 1];
-  __mmask16 nan[kMaxColsBlock / 16];
-  for (int64_t t = t0; t < t1; ++t) {
-    const ColsTask T = cols_task(A, t);
-    const int64_t nv = (T.c1 - T.c0 + 15) / 16;
-    float* part = static_cast<float*>(A.partial) + ((t / A.n_cb) * n_vec + T.c0 / 16) * m1 * 16;
-    std::fill(part, part + nv * m1 * 16, 0.0f);
-    std::fill(nan, nan + nv, __mmask16(0));
-    for (int64_t r0 = T.r0; r0 < T.r1; r0 += kColsTile) {
-      const int64_t r1 = std::min(T.r1, r0 + kColsTile);
-      for (int64_t j0 = T.c0; j0 < T.c1; j0 += 16) {
-        const float* tv = static_cast<const float*>(A.lv) + (j0 / 16) * blk * 16;
-        float* pv = part + ((j0 - T.c0) / 16) * m1 * 16;
-        for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * 16);
-        for (int64_t k = 0; k <= m; ++k) lvv[k] = _mm512_loadu_ps(tv + (m + k) * 16);
-        for (int64_t k = 0; k <= m; ++k) acc[k] = _mm512_setzero_ps();
-        const __mmask16 lanes = tail_mask(T.c1 - j0);
-        __mmask16 bad_any = 0;
-        __m512 xt[kColsTile], gt[kColsTile];  // the tile's loads before its stores
-        for (int64_t r = r0; r < r1; ++r) {
-          xt[r - r0] = _mm512_maskz_loadu_ps(lanes, x + r * C + j0);
-          gt[r - r0] = _mm512_maskz_loadu_ps(lanes, g + r * C + j0);
-        }
-        for (int64_t r = r0; r < r1; ++r) {
-          const __m512 xv = xt[r - r0];
-          const __m512 v = bwd_vector<MT>(xv, gt[r - r0], bpv, LaneLevels{lvv}, acc, m);
-          const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
-          bad_any = _kor_mask16(bad_any, bad);
-          _mm512_mask_storeu_ps(gx + r * C + j0, lanes, _mm512_mask_mov_ps(v, bad, xv));
-        }
-        nan[(j0 - T.c0) / 16] |= bad_any;
-        for (int64_t k = 0; k <= m; ++k)
-          _mm512_storeu_ps(pv + k * 16, _mm512_add_ps(_mm512_loadu_ps(pv + k * 16), acc[k]));
-      }
-    }
-    const __m512 qnan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
-    for (int64_t v = 0; v < nv; ++v)  // NaN input: every level gradient reading it is NaN
-      for (int64_t k = 0; k <= m; ++k) _mm512_mask_storeu_ps(part + (v * m1 + k) * 16, nan[v], qnan);
-  }
-}
-
 }  // namespace isa_avx512
 }  // namespace tmaf_native
 
@@ -449,8 +312,6 @@ template <int MT>
 static void fill_specialised_variant(KernelSet* set, int v) {
   set->fwd_rows[0][v] = &fwd_rows_band<MT>;
   set->bwd_rows[0][v] = &bwd_rows_band<MT>;
-  set->fwd_cols[0][v] = &fwd_cols_diag<MT>;
-  set->bwd_cols[0][v] = &bwd_cols_diag<MT>;
 }
 
 }  // namespace isa_avx512
