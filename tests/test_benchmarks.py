@@ -121,34 +121,48 @@ def test_targets_use_the_issue_limits_per_thread_count():
     act = [_act_row("64x64x32x32", "outer", 1, "fwd_bwd", "diagonal", 9, 1.2),
            _act_row("64x64x32x32", "outer", 2, "fwd_bwd", "diagonal", 9, 1.2),
            _act_row("64x64x32x32", "outer", 2, "fwd", "diagonal", 9, 1.04),
-           _act_row("64x64x32x32", "outer", 1, "fwd_bwd", "diagonal", 17, 1.31),
-           _act_row("4096x1024", "inner", 1, "fwd_bwd", "tridiagonal", 9, 2.9),
+           _act_row("64x64x32x32", "outer", 1, "fwd_bwd", "diagonal", 17, 1.51),
+           _act_row("4096x1024", "inner", 1, "fwd_bwd", "tridiagonal", 9, 2.4),
+           _act_row("256x512", "inner", 1, "fwd_bwd", "diagonal", 9, 2.1),
+           {**_act_row("256x512", "inner", 1, "fwd_bwd", "relu", 0, 1.0, mode="eager"),
+            "median_ms": 0.25},
            _act_row("4096x1024", "inner", 1, "fwd_bwd", "diagonal", 9, 1.6, mode="eager")]
     train = [{"model": "resnet18", "batch": 32, "threads": 1, "activation": a, "ratio_vs_relu": r}
              for a, r in (("relu", 1.0), ("diagonal/native", 1.04), ("tridiagonal/native", 1.2))]
     first = [{"shape": f"{n}x64x16x16", "base_shape": "8x64x16x16", "threads": 1,
               "kind": "diagonal", "mode": "native", "m": 9, "first_call_ms": ms}
              for n, ms in ((9, 3.0), (10, 30.0), (11, 2.0))]
+    kern = [{"shape": "64x64x32x32", "layout": "outer", "threads": 1, "phase": phase,
+             "kind": "diagonal", "m": 9, "ratio_vs_relu_kernel": r}
+            for phase, r in (("fwd", 1.08), ("bwd", 1.4))]
     got = {(t["target"], t["where"], t["threads"], t["backend"]): (round(t["measured"], 3),
                                                                    t["limit"], t["met"])
-           for t in report.targets(act, train, first)}
+           for t in report.targets(act, train, first, kern, "avx512")}
     outer, inner = "diagonal fwd+bwd, channels outer", "diagonal fwd+bwd, channels innermost"
     assert got[(outer, "64x64x32x32", 1, "native")] == (1.2, 1.25, True)
-    assert got[(outer, "64x64x32x32", 2, "native")] == (1.2, 1.10, False)
+    assert got[(outer, "64x64x32x32", 2, "native")] == (1.2, 1.15, False)
     assert got[("diagonal forward, channels outer", "64x64x32x32", 2, "native")][2]
     assert got[("diagonal fwd+bwd m=17, channels outer", "64x64x32x32", 1, "native")][2] is False
     assert got[("tridiagonal fwd+bwd, channels innermost", "4096x1024", 1, "native")][2]
     assert got[(inner, "4096x1024", 1, "eager")] == (1.6, 1.5, False)
+    assert got[("small (N, C) layer fwd+bwd", "256x512", 1, "native")] == (2.1, 2.0, False)
+    assert ("small (N, C) layer fwd+bwd", "4096x1024", 1, "native") not in got
+    assert got[(report.OVERHEAD_TARGET, "256x512", 1, "native")] == (750.0, None, None)
+    fwd_k, bwd_k = report.KERNEL_TARGET_NAMES
+    assert got[(fwd_k, "64x64x32x32", 1, "native")] == (1.08, 1.10, True)
+    assert got[(bwd_k, "64x64x32x32", 1, "native")] == (1.4, 1.35, False)
     assert got[("saved bytes for backward = ReLU's", "64x64x32x32, diagonal", "any",
                 "native")][2]
     assert got[("first call of a new shape", "8x64x16x16-like, diagonal", 1, "native")] == (
         3.0, 10.0, True)  # the median over the fresh shapes
     assert got[("training step, diagonal", "CIFAR ResNet-18, batch 32", 1, "native")][2]
     assert not got[("training step, tridiagonal", "CIFAR ResNet-18, batch 32", 1, "native")][2]
-    rows = [t for t in report.targets(act, train, first) if t["backend"] == "native"]
+    rows = [t for t in report.targets(act, train, first, kern, "avx512") if t["backend"] == "native"]
     table = report.targets_table(rows)
-    assert "| diagonal fwd+bwd, channels outer | 64x64x32x32 | 2 | native | 1.20x | <= 1.1x |" \
-        " **no** |" in table
+    assert "| diagonal fwd+bwd, channels outer | 64x64x32x32 | 2 | native | avx512 | 1.20x |" \
+        " <= 1.15x | **no** |" in table
+    assert f"| {report.OVERHEAD_TARGET} | 256x512 | 1 | native | avx512 | +750 us | - | - |" in table
+    assert f"of {sum(t['limit'] is not None for t in rows)} met." in table
 
 
 def _read(path: Path) -> list[dict]:
@@ -180,7 +194,11 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
     assert {r["candidate"] for r in first} >= {"relu/eager", f"diagonal-m9/{main}"}
     targets = _read(tmp_path / "targets.csv")
     assert targets[0]["backend"] == main
-    assert {t["target"] for t in targets} == set(report.TARGET_NAMES)
+    kernel_free = set(report.TARGET_NAMES) - set(report.KERNEL_TARGET_NAMES)
+    assert {t["target"] for t in targets} == (
+        set(report.TARGET_NAMES) if tmaf.native_available() else kernel_free)
+    assert {t["isa"] for t in targets} == {torch.ops.tmaf.native_isa()
+                                           if tmaf.native_available() else ""}
     summary = (tmp_path / "summary.md").read_text()
     assert f"## Speed targets, {main} backend" in summary
     assert "diagonal fwd+bwd, channels outer" in summary
@@ -296,3 +314,20 @@ def test_grids_per_channel_grid_keeps_zero_and_order():
     shared = tmaf.uniform_breakpoints(9, -2.0, 2.0)
     g = per_channel_grid(shared, 7, torch.Generator().manual_seed(0))
     assert g.shape == (7, 9) and bool((g[:, 4] == 0).all()) and bool((g.diff(1) > 0).all())
+
+
+def test_percall_table_puts_each_build_and_isa_side_by_side():
+    from tmaf_lab.bench import percall
+
+    def row(label, isa, what, ratio, extra):
+        return {"label": label, "isa": isa, "threads": "1", "what": what, "shape": "256x32",
+                "phase": "fwd_bwd" if what == "overhead" else "bwd", "kind": "diagonal", "m": "9",
+                "extra_us": extra, "ratio": ratio}
+
+    table = percall.before_after_table([row("before", "avx2", "overhead", "4.3", "176.2"),
+                                        row("after", "avx2", "overhead", "2.1", "60.4"),
+                                        row("before", "avx2", "kernel", "2.8", "nan")])
+    lines = table.splitlines()
+    assert lines[0] == "| measurement | shape | phase | kind | m | avx2 before 1t | avx2 after 1t |"
+    assert lines[2] == "| overhead | 256x32 | fwd_bwd | diagonal | 9 | +176 us (4.30x) | +60 us (2.10x) |"
+    assert lines[3] == "| kernel | 256x32 | bwd | diagonal | 9 | 2.80x |  |"

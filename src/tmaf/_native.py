@@ -6,7 +6,8 @@ the CPU runs is picked at load time), parallel over fixed tasks, one pass over m
 and a level gradient reduced in a fixed order, so it is bit-identical for any thread count.
 Semantics, non-finite inputs included: docs/method.md. This module adds what PyTorch needs to
 treat the forward as one opaque, differentiable operator: a fake (meta) implementation of both ops
-for torch.compile / torch.export, and the autograd formula (the backward op).
+for torch.compile / torch.export. The autograd formula (the backward op) is registered in C++ for
+the Autograd key (ops.cpp), so a differentiable call costs one dispatcher call and no Python.
 
 If the extension was not built (no C++ compiler at install time), ``native_available()`` is
 False, one warning says so, and the functional API falls back to the pure-PyTorch backends.
@@ -44,7 +45,9 @@ else:
 
 def native_available(device: str | torch.device = "cpu") -> bool:
     """True when the native operators are built and have kernels for ``device`` (CPU only)."""
-    return _unavailable_reason is None and torch.device(device).type == "cpu"
+    if _unavailable_reason is not None:
+        return False
+    return (device if isinstance(device, torch.device) else torch.device(device)).type == "cpu"
 
 
 def native_status() -> str:
@@ -82,7 +85,7 @@ def unsupported_reason(x: Tensor, breakpoints: Tensor) -> str:
 
 def banded_tmaf_native(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int) -> Tensor:
     """Banded TMAF through the native operator (validated input, channel_dim in 0..ndim-1)."""
-    return torch.ops.tmaf.banded_fwd(x, breakpoints.detach(), levels, channel_dim)
+    return _banded_fwd(x, breakpoints, levels, channel_dim)  # no gradient reaches the breakpoints
 
 
 def _like_kernel_output(x: Tensor, channel_dim: int) -> Tensor:
@@ -96,6 +99,7 @@ def _like_kernel_output(x: Tensor, channel_dim: int) -> Tensor:
 
 
 if _unavailable_reason is None:
+    _banded_fwd = torch.ops.tmaf.banded_fwd.default
 
     @torch.library.register_fake("tmaf::banded_fwd")
     def _banded_fwd_fake(x, breakpoints, levels, channel_dim):
@@ -105,16 +109,3 @@ if _unavailable_reason is None:
     def _banded_bwd_fake(grad, x, breakpoints, levels, channel_dim):
         return (_like_kernel_output(x, channel_dim % x.dim()),
                 torch.empty(levels.shape, dtype=levels.dtype, device=levels.device))
-
-    def _setup_context(ctx, inputs, output):
-        x, breakpoints, levels, channel_dim = inputs
-        ctx.save_for_backward(x, breakpoints, levels)  # the input only, like ReLU's one tensor
-        ctx.channel_dim = channel_dim
-
-    def _backward(ctx, grad):
-        x, breakpoints, levels = ctx.saved_tensors
-        gx, gl = torch.ops.tmaf.banded_bwd(grad, x, breakpoints, levels, ctx.channel_dim)
-        return (gx if ctx.needs_input_grad[0] else None, None,
-                gl if ctx.needs_input_grad[2] else None, None)
-
-    torch.library.register_autograd("tmaf::banded_fwd", _backward, setup_context=_setup_context)

@@ -99,6 +99,13 @@ def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: 
     return BandedTMAFFunction.apply(x, breakpoints.detach(), levels, cd, impl == "compiled")
 
 
+def module_call(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None) -> Tensor:
+    """A module's call: its breakpoints and levels (C, 2b+1, m+1) are valid by construction and
+    ``cd`` is checked, so only the device is; no host sync, one operator call on ``native``."""
+    _checks.check_same_device(x, breakpoints, levels)
+    return _dispatch(x, breakpoints, levels, cd, backend)
+
+
 def banded_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1,
                 backend: str | None = None, *, check_values: bool = True) -> Tensor:
     """Banded TMAF along ``channel_dim``.

@@ -148,7 +148,7 @@ class BandedTMAF(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         cd = _checks.check_input(x, self.channel_dim)
         bp, lv = self._full_params(x.shape[cd])
-        return F.banded_tmaf(x, bp, lv, cd, self.backend, check_values=False)
+        return F.module_call(x, bp, lv, cd, self.backend)
 
     @torch.no_grad()
     def curves(self, y: Tensor) -> Tensor:

@@ -83,7 +83,8 @@ def test_native_matches_reference(isa, b, per_channel, shape, dtype):
     _check(x, bp, levels(Cs, b, len(BP), dtype), cd, f"{isa} b={b} per_channel={per_channel} {shape}")
 
 
-@pytest.mark.parametrize("m", [1, 3, 9, 17, 40])  # specialised kernels (1, 5, 9, 17) and any-m
+@pytest.mark.parametrize("m", [1, 3, 9, 17, 20, 31, 40])  # specialised (1, 5, 9, 17), any-m: one
+# level register (m < 16), two (16..31), generic (m > 31)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 @pytest.mark.parametrize("b", [0, 1])
 def test_native_breakpoint_counts_and_layouts(isa, m, layout, b):
@@ -265,3 +266,11 @@ def test_missing_extension_warns_once_and_still_works():
     first, msg = out.stdout.splitlines()[:2]
     assert first == "1 False eager"
     assert "pip install --no-build-isolation -e ." in msg
+
+
+@pytest.mark.parametrize("cap", ISAS)
+def test_cpu_isa_variable_caps_the_kernels_at_load(cap):
+    """TMAF_CPU_ISA=<isa> loads the kernels of that ISA (benchmarks time each ISA this way)."""
+    out = _python("import tmaf, torch\nprint(torch.ops.tmaf.native_isa())\n", TMAF_CPU_ISA=cap)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == cap

@@ -1,4 +1,23 @@
-// Banded TMAF kernels for the avx512 instruction set (see kernels_impl.h).
+// Banded TMAF kernels for the avx512 instruction set: the generic kernels of kernels_impl.h,
+// and, for float32 calls with channels outer and m <= 31, kernels written with AVX-512
+// intrinsics, per vector of 16 floats x (one channel's breakpoints s_k, levels l_k):
+//  - interval: m compares into mask registers; k(x) = #{s_k < x} counted by masked integer
+//    subtracts (idx - (-1) where x > s_k);
+//  - level: the term's m+1 levels sit in one register (two for m >= 16) and alpha(x) = l[k(x)]
+//    is one vpermps (vpermt2ps), so another per-interval table costs one permute and one add;
+//  - level gradient: p = g * x added into accumulator k by one masked add per interval, its mask
+//    one kandn of two compare masks (x > s_{k-1} and not x > s_k).
+// Diagonal backward: 4m + 12 operations per 16 floats (m compares, m kandn, m+1 masked adds, m
+// counts, 1 permute, 2 multiplies, the NaN and infinity masks, 2 loads, 1 store).
+// Banded (1 <= b <= 3) in one pass: each output (input-gradient) row chunk is written once and
+// the 2b+1 rows it needs are read in the same loop; the backward counts x_j's interval once for
+// all 2b+1 terms: m compares, m kandn, (2b+1)(m+1) masked adds, 2b+1 permutes per 16 floats.
+// Semantics are those of kernels_impl.h, non-finite inputs included. Everything else runs the
+// generic kernels: double, b > 3, m > 31, the diagonal forward and the channels-innermost
+// layout, where the same techniques (a counted index and a permute; per-lane tables held in
+// registers over tiles of rows) measured slower on this CPU than the generic select chains.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -11,13 +30,300 @@
 #define TMAF_ISA_NS isa_avx512
 #define TMAF_VBYTES 64
 #include "kernels_impl.h"
+
+namespace tmaf_native {
+namespace isa_avx512 {
+
+constexpr int kDiagMaxM = 31;     // m + 1 levels in two registers
+// The specialised kernels take float calls with at most kDiagMaxM breakpoints.
+static inline bool diag_covers(const KernelArgs& A) { return A.b == 0 && A.m <= kDiagMaxM; }
+
+static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+
+// How a level is looked up: the interval index is counted and the term's m+1 levels (one
+// register, two for m >= 16) are permuted by it. step() sees each compare mask x > s_k in
+// turn, level() gives alpha(x).
+template <int MT>
+struct PermutedLevels {
+  __m512 lo, hi;
+  int64_t m;
+  typedef __m512i State;
+  State start() const { return _mm512_setzero_si512(); }
+  State step(State idx, __mmask16 gt, int64_t) const {
+    return _mm512_mask_sub_epi32(idx, gt, idx, _mm512_set1_epi32(-1));
+  }
+  __m512 level(State idx) const {
+    if ((MT > 0 ? MT : m) < 16) return _mm512_permutexvar_ps(idx, lo);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+  }
+};
+
+template <int MT, class LK>
+static inline __m512 level_of(__m512 x, const __m512* bpv, const LK& lk, int64_t m) {
+  typename LK::State st = lk.start();
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k) st = lk.step(st, _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ), k);
+  return lk.level(st);
+}
+
+// The interval index k(x) = #{s_k < x} (NaN: 0), m compares counted by masked subtracts.
+template <int MT>
+static inline __m512i level_index(__m512 x, const __m512* bpv, int64_t m) {
+  __m512i idx = _mm512_setzero_si512();
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k)
+    idx = _mm512_mask_sub_epi32(idx, _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ), idx, _mm512_set1_epi32(-1));
+  return idx;
+}
+
+// alpha * x, +0 where alpha is 0 and x is not NaN (so 0 * inf is +0 and a ReLU start is exact).
+static inline __m512 term(__m512 a, __m512 x) {
+  const __mmask16 zero = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), a,
+                                                 _mm512_setzero_ps(), _CMP_EQ_OQ);
+  return _mm512_maskz_mul_ps(_knot_mask16(zero), a, x);
+}
+
+// acc[k] += p where x lies in interval k (x > s_{k-1} and not x > s_k); returns alpha(x).
+template <int MT, class LK>
+static inline __m512 accumulate(__m512 x, __m512 p, const __m512* bpv, const LK& lk, __m512* acc, int64_t m) {
+  typename LK::State st = lk.start();
+  __mmask16 prev = 0xffff;  // x > s_{-1} = -inf: every lane (NaN included)
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k) {
+    const __mmask16 gt = _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ);
+    acc[k] = _mm512_mask_add_ps(acc[k], _kandn_mask16(gt, prev), acc[k], p);
+    st = lk.step(st, gt, k);
+    prev = gt;
+  }
+  const int64_t mm = MT > 0 ? MT : m;
+  acc[mm] = _mm512_mask_add_ps(acc[mm], prev, acc[mm], p);
+  return lk.level(st);
+}
+
+// One backward vector: accumulates the level gradient, returns alpha(x) * g. The zero-level
+// rule (a term with level 0 adds +0, also at x = +-inf where g * x is not finite) needs alpha
+// before the product: the rare vector with an infinite input takes a second pass.
+template <int MT, class LK>
+static inline __m512 bwd_vector(__m512 x, __m512 g, const __m512* bpv, const LK& lk, __m512* acc, int64_t m) {
+  const __mmask16 inf = _mm512_fpclass_ps_mask(x, 0x18);  // +inf, -inf
+  if (__builtin_expect(inf != 0, 0)) {
+    const __m512 a = level_of<MT>(x, bpv, lk, m);
+    const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, a, _mm512_setzero_ps(), _CMP_EQ_OQ);
+    accumulate<MT>(x, _mm512_maskz_mul_ps(_knot_mask16(drop), g, x), bpv, lk, acc, m);
+    return _mm512_mul_ps(a, g);
+  }
+  return _mm512_mul_ps(accumulate<MT>(x, _mm512_mul_ps(g, x), bpv, lk, acc, m), g);
+}
+
+// ------------------------------------------------- channels outer (rows layout), b = 0
+
+struct RowsTask {
+  int64_t c, s0, s1, o0, o1;
+};
+
+static inline RowsTask rows_task(const KernelArgs& A, int64_t t) {
+  const int64_t sb = t % A.n_sb, rest = t / A.n_sb;
+  const int64_t o0 = (rest / A.C) * A.oblock;
+  return {rest % A.C, sb * A.sblock, std::min(A.inner, sb * A.sblock + A.sblock), o0,
+          std::min(A.outer, o0 + A.oblock)};
+}
+
+// A term's m+1 levels in registers.
+template <int MT>
+static inline PermutedLevels<MT> level_table(const float* lv, int64_t m) {
+  return {_mm512_maskz_loadu_ps(tail_mask(m + 1), lv),
+          m + 1 > 16 ? _mm512_maskz_loadu_ps(tail_mask(m + 1 - 16), lv + 16) : _mm512_setzero_ps(), m};
+}
+
+// The channel's tables: broadcast breakpoints, levels in registers.
+template <int MT>
+static inline PermutedLevels<MT> rows_tables(const float* bp, const float* lv, int64_t m, __m512* bpv) {
+  for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_set1_ps(bp[k]);
+  return level_table<MT>(lv, m);
+}
+
+template <int MT>
+void bwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!diag_covers(A)) return bwd_rows<float, MT>(A, t0, t1);
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner;
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  __m512 bpv[kDiagMaxM], acc[kDiagMaxM + 1];
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const auto lk = rows_tables<MT>(static_cast<const float*>(A.bp) + T.c * m,
+                                    static_cast<const float*>(A.lv) + T.c * (m + 1), m, bpv);
+    for (int64_t k = 0; k <= m; ++k) acc[k] = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int64_t o = T.o0; o < T.o1; ++o) {
+      const int64_t row = (o * C + T.c) * inner;
+      for (int64_t s = T.s0; s < T.s1; s += 16) {
+        const __mmask16 k = tail_mask(T.s1 - s);
+        const __m512 xv = _mm512_maskz_loadu_ps(k, x + row + s);
+        const __m512 v = bwd_vector<MT>(xv, _mm512_maskz_loadu_ps(k, g + row + s), bpv, lk, acc, m);
+        const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+        nan = _kor_mask16(nan, bad);
+        _mm512_mask_storeu_ps(gx + row + s, k, _mm512_mask_mov_ps(v, bad, xv));
+      }
+    }
+    float* part = static_cast<float*>(A.partial) + t * (m + 1);
+    for (int64_t k = 0; k <= m; ++k)
+      part[k] = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_add_ps(acc[k]);
+  }
+}
+
+// ------------------------------------------- channels outer (rows layout), b > 0, one pass
+// Each output (input-gradient) row chunk is read and written once; the 2b+1 rows it needs are
+// read in the same chunk loop, each with its own level register(s). WT = 2b+1 for the tasks with
+// a full band (the tables' loops unroll), 0 for the channels at the edges.
+
+constexpr int kBandMaxW = 7;  // b <= 3; beyond, the generic kernels
+static inline bool band_covers(const KernelArgs& A) { return A.b > 0 && 2 * A.b + 1 <= kBandMaxW && A.m <= kDiagMaxM; }
+
+template <int MT, int WT>
+static void fwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t dlo, int64_t dhi) {
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner, b = A.b, W = 2 * b + 1;
+  const int64_t nd = WT > 0 ? WT : dhi - dlo + 1;
+  const float* x = static_cast<const float*>(A.x);
+  float* out = static_cast<float*>(A.out);
+  __m512 bpv[kBandMaxW][kDiagMaxM];
+  PermutedLevels<MT> lk[kBandMaxW];
+  for (int64_t q = 0; q < nd; ++q) {
+    const int64_t d = dlo + q;
+    lk[q] = rows_tables<MT>(static_cast<const float*>(A.bp) + (T.c + d) * m,
+                            static_cast<const float*>(A.lv) + (T.c * W + d + b) * (m + 1), m, bpv[q]);
+  }
+  for (int64_t o = T.o0; o < T.o1; ++o) {
+    const float* xr = x + (o * C + T.c + dlo) * inner;  // row of channel i + dlo; + q * inner
+    float* yr = out + (o * C + T.c) * inner;
+    for (int64_t s = T.s0; s < T.s1; s += 16) {
+      const __mmask16 k = tail_mask(T.s1 - s);
+      __m512 y = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int64_t q = 0; q < nd; ++q) {
+        const __m512 xv = _mm512_maskz_loadu_ps(k, xr + q * inner + s);
+        const __m512 tv = term(level_of<MT>(xv, bpv[q], lk[q], m), xv);
+        y = q == 0 ? tv : _mm512_add_ps(y, tv);
+      }
+      _mm512_mask_storeu_ps(yr + s, k, y);
+    }
+  }
+}
+
+template <int MT, int WT>
+static void bwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t t, int64_t dlo, int64_t dhi) {
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner, b = A.b, W = 2 * b + 1;
+  const int64_t nd = WT > 0 ? WT : dhi - dlo + 1, j = T.c;
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  __m512 bpv[kDiagMaxM], acc[kBandMaxW][kDiagMaxM + 1];
+  PermutedLevels<MT> lk[kBandMaxW];  // level of the term (i = j - d, d)
+  for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_set1_ps(static_cast<const float*>(A.bp)[j * m + k]);
+  for (int64_t q = 0; q < nd; ++q) {
+    const int64_t d = dlo + q;
+    lk[q] = level_table<MT>(static_cast<const float*>(A.lv) + ((j - d) * W + d + b) * (m + 1), m);
+    for (int64_t k = 0; k <= m; ++k) acc[q][k] = _mm512_setzero_ps();
+  }
+  const __m512i minus1 = _mm512_set1_epi32(-1);
+  __mmask16 nan = 0;
+  for (int64_t o = T.o0; o < T.o1; ++o) {
+    const float* xr = x + (o * C + j) * inner;
+    const float* gr = g + (o * C + j - dlo) * inner;  // row of channel j - d: gr - q * inner
+    float* gxr = gx + (o * C + j) * inner;
+    for (int64_t s = T.s0; s < T.s1; s += 16) {
+      const __mmask16 lanes = tail_mask(T.s1 - s);
+      const __m512 xv = _mm512_maskz_loadu_ps(lanes, xr + s);
+      __m512 gv[kBandMaxW], p[kBandMaxW];
+      for (int64_t q = 0; q < nd; ++q) {
+        gv[q] = _mm512_maskz_loadu_ps(lanes, gr - q * inner + s);
+        p[q] = _mm512_mul_ps(gv[q], xv);
+      }
+      const __mmask16 inf = _mm512_fpclass_ps_mask(xv, 0x18);
+      if (__builtin_expect(inf != 0, 0)) {  // zero-level rule: +0 where the term's level is 0
+        const __m512i idx0 = level_index<MT>(xv, bpv, m);
+        for (int64_t q = 0; q < nd; ++q) {
+          const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, lk[q].level(idx0), _mm512_setzero_ps(), _CMP_EQ_OQ);
+          p[q] = _mm512_maskz_mov_ps(_knot_mask16(drop), p[q]);
+        }
+      }
+      __m512i idx = _mm512_setzero_si512();
+      __mmask16 prev = 0xffff;
+#pragma GCC unroll 32
+      for (int64_t k = 0; k < m; ++k) {
+        const __mmask16 gt = _mm512_cmp_ps_mask(xv, bpv[k], _CMP_GT_OQ), in = _kandn_mask16(gt, prev);
+        for (int64_t q = 0; q < nd; ++q) acc[q][k] = _mm512_mask_add_ps(acc[q][k], in, acc[q][k], p[q]);
+        idx = _mm512_mask_sub_epi32(idx, gt, idx, minus1);
+        prev = gt;
+      }
+      __m512 v = _mm512_setzero_ps();
+      for (int64_t q = 0; q < nd; ++q) {
+        acc[q][m] = _mm512_mask_add_ps(acc[q][m], prev, acc[q][m], p[q]);
+        const __m512 tv = _mm512_mul_ps(lk[q].level(idx), gv[q]);
+        v = q == 0 ? tv : _mm512_add_ps(v, tv);
+      }
+      const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+      nan = _kor_mask16(nan, bad);
+      _mm512_mask_storeu_ps(gxr + s, lanes, _mm512_mask_mov_ps(v, bad, xv));
+    }
+  }
+  for (int64_t q = 0; q < nd; ++q) {
+    float* part = static_cast<float*>(A.partial) + (t * W + dlo + q + b) * (m + 1);
+    for (int64_t k = 0; k <= m; ++k)
+      part[k] = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_add_ps(acc[q][k]);
+  }
+}
+
+template <int MT>
+void fwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!band_covers(A)) return fwd_rows<float, MT>(A, t0, t1);  // the generic kernel
+  const int64_t b = A.b;
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const int64_t dlo = std::max(-b, -T.c), dhi = std::min(b, A.C - 1 - T.c);
+    if (b == 1 && dhi - dlo == 2) fwd_rows_band_task<MT, 3>(A, T, dlo, dhi);
+    else fwd_rows_band_task<MT, 0>(A, T, dlo, dhi);
+  }
+}
+
+template <int MT>
+void bwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!band_covers(A)) return bwd_rows_diag<MT>(A, t0, t1);
+  const int64_t b = A.b;
+  for (int64_t t = t0; t < t1; ++t) {
+    const RowsTask T = rows_task(A, t);
+    const int64_t dlo = std::max(-b, T.c - (A.C - 1)), dhi = std::min(b, T.c);  // i = j - d in 0..C-1
+    if (b == 1 && dhi - dlo == 2) bwd_rows_band_task<MT, 3>(A, T, t, dlo, dhi);
+    else bwd_rows_band_task<MT, 0>(A, T, t, dlo, dhi);
+  }
+}
+
+}  // namespace isa_avx512
+}  // namespace tmaf_native
+
 #pragma GCC pop_options  // what follows runs on any CPU
 #include "kernels_fill.h"
 
 namespace tmaf_native {
+namespace isa_avx512 {
+
+template <int MT>
+static void fill_specialised_variant(KernelSet* set, int v) {
+  set->fwd_rows[0][v] = &fwd_rows_band<MT>;
+  set->bwd_rows[0][v] = &bwd_rows_band<MT>;
+}
+
+}  // namespace isa_avx512
+
 void fill_kernels_avx512(KernelSet* set) {
   set->isa = "avx512";
-  isa_avx512::fill_all(set);
+  isa_avx512::fill_all(set);  // generic kernels everywhere, then the float32 ones
+  isa_avx512::fill_specialised_variant<0>(set, 0);
+  isa_avx512::fill_specialised_variant<1>(set, 1);
+  isa_avx512::fill_specialised_variant<5>(set, 2);
+  isa_avx512::fill_specialised_variant<9>(set, 3);
+  isa_avx512::fill_specialised_variant<17>(set, 4);
 }
 }  // namespace tmaf_native
 #endif

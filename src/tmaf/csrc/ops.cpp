@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -203,18 +204,28 @@ Tensor rows_breakpoints(const Tensor& bp, const Shape& s) {  // (C, m)
   return bp.to(s.ct).expand({s.C, s.m}).contiguous();
 }
 
-// Column-layout table (see kernels.h), blocked per vector of L channels.
+// A per-thread scratch buffer, reused across calls (grown, never shrunk), for what a call
+// builds and drops: the columns tables (Slot 0) and the level-gradient partial sums (Slot 1).
+// The call that fills it is synchronous, its parallel tasks only read or write it meanwhile.
+template <typename T, int Slot>
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+  return buf.data();
+}
+
+// Column-layout table (see kernels.h), blocked per vector of L channels, in scratch slot 0.
 template <typename T>
-Tensor cols_table(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t L, bool backward) {
+const T* cols_table(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t L, bool backward) {
   const Tensor bpc = bp.to(s.ct).contiguous();  // (m,) or (C, m)
   const Tensor lvc = lv.to(s.ct).contiguous();
   const int64_t m = s.m, m1 = s.m + 1, b = s.b, W = s.W, C = s.C, n_vec = ceil_div(C, L);
   const int64_t blk = backward ? m + W * m1 : W * (2 * m + 1);
   const int64_t bp_stride = bpc.dim() == 2 ? m : 0;  // shared breakpoints: one row for all
-  Tensor tab = at::zeros({n_vec * blk * L}, lvc.options());
+  T* tp = scratch<T, 0>(n_vec * blk * L);
+  std::fill(tp, tp + n_vec * blk * L, T(0));
   const T* bps = bpc.data_ptr<T>();
   const T* lvs = lvc.data_ptr<T>();
-  T* tp = tab.data_ptr<T>();
   for (int64_t v = 0; v < n_vec; ++v) {
     T* tv = tp + v * blk * L;
     const int64_t lanes = std::min<int64_t>(L, C - v * L);
@@ -241,7 +252,7 @@ Tensor cols_table(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t L,
       }
     }
   }
-  return tab;
+  return tp;
 }
 
 int variant_of(int64_t m) {
@@ -288,32 +299,31 @@ Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Shape
     a.outer = lay.outer; a.inner = s.inner;
     bpt = rows_breakpoints<T>(bp, s);
     lvt = lv.to(s.ct).contiguous();
+    a.bp = bpt.data_ptr<T>();
+    a.lv = lvt.data_ptr<T>();
     rows_geometry(&a, s, lay.outer);
     ntask = ceil_div(lay.outer, a.oblock) * s.C * a.n_sb;
     fn = ks.fwd_rows[dt][v];
   } else {
     a.outer = lay.outer; a.inner = 1;
     a.lanes = ks.lanes[dt];
-    lvt = cols_table<T>(bp, lv, s, a.lanes, /*backward=*/false);
-    bpt = lvt;
+    a.lv = a.bp = cols_table<T>(bp, lv, s, a.lanes, /*backward=*/false);
     a.cblock = cols_block(s, sizeof(T), /*backward=*/false);
     a.n_cb = ceil_div(s.C, a.cblock);
     a.rblock = std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
     ntask = ceil_div(lay.outer, a.rblock) * a.n_cb;
     fn = ks.fwd_cols[dt][v];
   }
-  a.bp = bpt.data_ptr<T>();
-  a.lv = lvt.data_ptr<T>();
   at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
   return out;
 }
 
 // The ordered reduction of the level gradient: sums[i, d+b, k] = sum over parts q = 0, 1, ...
-// (in this order, in float64) of part(q, j = i + d, d, k). Parallel over output channels only,
+// (in this order, in float64) of part(q, j = i + d, d, k), written in the levels' dtype Out
+// (slots outside the band are left as they are). Parallel over output channels only,
 // so the result does not depend on the thread count.
-template <typename Part>
-void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, std::vector<double>* sums,
-                     const Part& part) {
+template <typename Out, typename Part>
+void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, Out* sums, const Part& part) {
   const int64_t W = 2 * b + 1;
   at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
@@ -323,7 +333,7 @@ void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, std::vec
         for (int64_t k = 0; k < m1; ++k) {
           double acc = 0.0;
           for (int64_t q = 0; q < n_parts; ++q) acc += part(q, j, d, k);
-          (*sums)[(i * W + d + b) * m1 + k] = acc;
+          sums[(i * W + d + b) * m1 + k] = static_cast<Out>(acc);
         }
       }
   });
@@ -344,24 +354,29 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
   a.g = gc.data_ptr<T>();
   a.gx = gx.data_ptr<T>();
   a.C = C; a.b = b; a.m = s.m;
-  Tensor bpt, lvt, partial;
-  std::vector<double> sums(C * W * m1, 0.0);
+  Tensor bpt, lvt;
+  Tensor gl = at::zeros({C, W, m1}, lv.options());
+  // the ordered reduction of the partial sums p(q, j, d, k) into gl
+  const auto reduce = [&](int64_t n_parts, const auto& part) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gl.scalar_type(), "tmaf_reduce", [&] {
+      reduce_partials(C, b, m1, n_parts, gl.data_ptr<scalar_t>(), part);
+    });
+  };
   if (!lay.cols) {
     a.outer = lay.outer; a.inner = s.inner;
     bpt = rows_breakpoints<T>(bp, s);
     lvt = lv.to(s.ct).contiguous();
     rows_geometry(&a, s, lay.outer);
     const int64_t n_ob = ceil_div(lay.outer, a.oblock), ntask = n_ob * C * a.n_sb;
-    partial = at::empty({ntask, W, m1}, xc.options());
-    a.partial = partial.data_ptr<T>();
+    T* p = scratch<T, 1>(ntask * W * m1);
+    a.partial = p;
     a.bp = bpt.data_ptr<T>();
     a.lv = lvt.data_ptr<T>();
     const TaskFn fn = ks.bwd_rows[dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
-    const T* p = partial.data_ptr<T>();
     const int64_t n_sb = a.n_sb, n_parts = n_ob * n_sb;
     // part q = (outer block, inner block) in task order; slot of input channel j, offset d, interval k
-    reduce_partials(C, b, m1, n_parts, &sums, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
+    reduce(n_parts, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
       const int64_t ob = q / n_sb, sb = q % n_sb;
       return static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * m1 + k]);
     });
@@ -369,26 +384,20 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
     a.outer = lay.outer; a.inner = 1;
     const int64_t L = ks.lanes[dt], n_vec = ceil_div(C, L);
     a.lanes = L;
-    lvt = cols_table<T>(bp, lv, s, L, /*backward=*/true);
+    a.lv = a.bp = cols_table<T>(bp, lv, s, L, /*backward=*/true);
     a.cblock = cols_block(s, sizeof(T), /*backward=*/true);
     a.n_cb = ceil_div(C, a.cblock);
     a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * m1);
     const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb;
-    partial = at::empty({n_rb * n_vec * W * m1 * L}, xc.options());
-    a.partial = partial.data_ptr<T>();
-    a.bp = lvt.data_ptr<T>();
-    a.lv = lvt.data_ptr<T>();
+    T* p = scratch<T, 1>(n_rb * n_vec * W * m1 * L);
+    a.partial = p;
     const TaskFn fn = ks.bwd_cols[dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
-    const T* p = partial.data_ptr<T>();
     // part q = row block, in order; slot of input channel j, offset d, interval k
-    reduce_partials(C, b, m1, n_rb, &sums, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
+    reduce(n_rb, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
       return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * m1 + k) * L + j % L]);
     });
   }
-  Tensor gl = at::empty({C, W, m1}, lv.options());
-  Tensor gld = at::from_blob(sums.data(), {C, W, m1}, at::TensorOptions().dtype(at::kDouble));
-  gl.copy_(gld);
   return {gx, gl};
 }
 
@@ -417,6 +426,44 @@ std::tuple<Tensor, Tensor> banded_bwd(const Tensor& grad, const Tensor& x, const
   return {finish(gx, x, s, lay), gl};
 }
 
+// ------------------------------------------------------------------------ autograd
+
+// The autograd formula of banded_fwd, registered for the Autograd key so that a differentiable
+// call is one dispatcher call: d x = banded_bwd's input gradient, d levels = its level gradient,
+// none for the breakpoints (zero almost everywhere) or channel_dim. Only the input, breakpoints
+// and levels are saved (like ReLU's one tensor). torch.compile / torch.export trace through it
+// to the two operators and their fake implementations (tmaf/_native.py).
+class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& breakpoints,
+                        const Tensor& levels, int64_t channel_dim) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    ctx->save_for_backward({x, breakpoints, levels});
+    ctx->saved_data["channel_dim"] = channel_dim;
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("tmaf::banded_fwd", "")
+                               .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, int64_t)>();
+    return op.call(x, breakpoints, levels, channel_dim);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    static const auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("tmaf::banded_bwd", "")
+            .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t)>();
+    auto [gx, gl] = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["channel_dim"].toInt());
+    return {ctx->needs_input_grad(0) ? gx : Tensor(), Tensor(), ctx->needs_input_grad(2) ? gl : Tensor(),
+            Tensor()};
+  }
+};
+
+Tensor banded_fwd_autograd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
+                           int64_t channel_dim) {
+  return BandedTmafFunction::apply(x, breakpoints, levels, channel_dim);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tmaf, m) {
@@ -431,6 +478,10 @@ TORCH_LIBRARY(tmaf, m) {
 TORCH_LIBRARY_IMPL(tmaf, CPU, m) {
   m.impl("banded_fwd", &banded_fwd);
   m.impl("banded_bwd", &banded_bwd);
+}
+
+TORCH_LIBRARY_IMPL(tmaf, Autograd, m) {
+  m.impl("banded_fwd", &banded_fwd_autograd);
 }
 
 }  // namespace tmaf_native

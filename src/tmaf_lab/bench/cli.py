@@ -308,7 +308,8 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
                                                           device, cfg.threads[0], log)
         report.write_csv(out / "compile_cost.csv", results["compile_cost"])
     target_rows = report.targets(results["activations"], results["train_step"],
-                                 results["first_call"])
+                                 results["first_call"], results["kernels"],
+                                 record["environment"].get("native_isa") or "")
     report.write_csv(out / "targets.csv", target_rows)
     atomic_write_text(out / "summary.md", report.markdown(
         results["activations"], results["train_step"], target_rows, results["compile_cost"],
