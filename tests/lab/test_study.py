@@ -96,3 +96,16 @@ def test_gate_stops_the_stream_and_finished_runs_are_kept(tmp_path, capsys, monk
 def test_unknown_study_and_part(capsys):
     assert study_cli.main(["nope"]) == 2 and "expected one of" in capsys.readouterr().err
     assert study_cli.main(["converged", "--part", "x", "--print"]) == 2
+
+
+def test_gpt_study_runs_every_arm_of_a_seed_before_the_next_seed(tmp_path, capsys):
+    cmds = printed(capsys, "gpt", "--print", "--out", str(tmp_path))
+    cfgs = [train_cli._config(train_cli.parse_args(c[2:]), int(c[c.index("--seeds") + 1]))
+            for c in cmds]
+    assert len(cfgs) == 5 * 5
+    assert [c.activation for c in cfgs[:5]] == ["gelu", "relu", "pwl", "diagonal", "tridiagonal"]
+    assert [c.seed for c in cfgs] == [s for s in range(5) for _ in range(5)]
+    assert all(c.recipe == "cpu-gpt" and c.model == "gpt" and c.steps == 3000 and c.threads == 1
+               for c in cfgs)
+    assert cmds[3][cmds[3].index("--out") + 1] == f"{tmp_path}/shakespeare-gpt/diagonal/seed0"
+    assert {r.stream for r in STUDIES["gpt"].runs("main", tmp_path)} == {"A", "B"}

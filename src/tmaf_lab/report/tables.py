@@ -161,6 +161,50 @@ def fitting_ratio_table(stats_json: Path, activation: str = "diagonal") -> str:
                           align="llll")
 
 
+def text_run_table(folder: Path) -> str:
+    """Per arm (``folder/<arm>/seed<S>/results.json`` of text runs): the seeds, validation and
+    test loss (nats/char, mean over seeds), test bits/char, and training seconds per run."""
+    from tmaf_lab.report.stats import sort_activations
+    from tmaf_lab.seedstats import mean_std
+
+    runs: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("*/seed*/results.json")):
+        runs.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+    if not runs:
+        raise ValueError(f"table source {folder} has no finished text run (<arm>/seed<S>/results.json)")
+    rows = []
+    for arm in sort_activations(runs):
+        rs = sorted(runs[arm], key=lambda r: r["seed"])
+        mean = {k: mean_std([r[k] for r in rs])[0] for k in ("val_loss", "test_loss", "test_bpc")}
+        rows.append((arm, ",".join(str(r["seed"]) for r in rs), rs[0]["steps"], rs[0]["params"],
+                     f"{mean['val_loss']:.4f}", f"{mean['test_loss']:.4f}", f"{mean['test_bpc']:.3f}",
+                     ", ".join(f"{r['train_seconds']:.0f}" for r in rs)))
+    return markdown_table(["activation", "seeds", "steps", "parameters", "val nats/char",
+                           "test nats/char", "test bits/char", "train s per run"], rows,
+                          align="llrrrrrr")
+
+
+def text_curve_table(folder: Path, every: int = 300) -> str:
+    """Validation loss (nats/char, the fixed curve windows) every ``every`` steps, one column
+    per run ``<arm>/seed<S>`` of ``folder``, from each run's metrics.jsonl."""
+    from tmaf_lab.report.stats import order_key
+
+    curves: dict[tuple[str, int], dict[int, float]] = {}
+    for path in sorted(folder.glob("*/seed*/metrics.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        curves[path.parent.parent.name, int(path.parent.name[4:])] = {
+            r["step"]: r["val_loss"] for r in rows if r["step"] % every == 0}
+    if not curves:
+        raise ValueError(f"table source {folder} has no text run curve (<arm>/seed<S>/metrics.jsonl)")
+    keys = sorted(curves, key=lambda k: (order_key(k[0]), k[1]))
+    names = [f"{arm} seed {seed}" for arm, seed in keys]
+    curves = {f"{arm} seed {seed}": curves[arm, seed] for arm, seed in keys}
+    steps = sorted({s for c in curves.values() for s in c})
+    rows = [(step, *(f"{curves[n][step]:.4f}" if step in curves[n] else "" for n in names))
+            for step in steps]
+    return markdown_table(["step", *names], rows)
+
+
 #: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the
 #: --val-split runs; paired_accuracy: ARG is a comma list of run folders, one per data set
 #: (side by side), e.g. ``cnn/mnist,cnn/fashion-mnist``.
@@ -169,6 +213,9 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "paired_accuracy": lambda here, arg: paired_accuracy_table([here / a for a in arg.split(",")]),
     # ARG: a tmaf report stats.json over fitting groups w<W>/<target>
     "fitting_ratios": lambda here, arg: fitting_ratio_table(here / arg),
+    # ARG: a folder of text runs <arm>/seed<S>
+    "text_runs": lambda here, arg: text_run_table(here / arg),
+    "text_curve": lambda here, arg: text_curve_table(here / arg),
 }
 
 

@@ -1,0 +1,20 @@
+"""The character-level GPT on Shakespeare (recipe cpu-gpt, 3000 steps, one thread per run):
+the MLP activation GELU (the transformer default) against ReLU, the continuous learned rival
+pwl, diagonal and tridiagonal TMAF, seeds 0-4, seed by seed (every arm of seed 0 first), two
+streams. Runs: results/gpt/shakespeare-gpt/<arm>/seed<S>.
+"""
+
+from dataclasses import replace
+
+from tmaf_lab.study import Study, train_grid
+
+ARMS = ("gelu", "relu", "pwl", "diagonal", "tridiagonal")
+
+_runs = train_grid("{dataset}-gpt", ("shakespeare",), range(5), ARMS, ("--recipe", "cpu-gpt"))
+
+STUDY = Study(
+    name="gpt", question="Does TMAF in place of GELU improve a character-level GPT's test loss?",
+    out="results/gpt", readme="results/gpt/README.md",
+    parts={"main": tuple(replace(r, stream="AB"[i % 2]) for i, r in enumerate(_runs))},
+    reports=(),
+)
