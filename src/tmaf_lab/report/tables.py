@@ -186,11 +186,13 @@ def text_run_table(folder: Path) -> str:
 
 def text_curve_table(folder: Path, every: int = 300) -> str:
     """Validation loss (nats/char, the fixed curve windows) every ``every`` steps, one column
-    per run ``<arm>/seed<S>`` of ``folder``, from each run's metrics.jsonl."""
+    per finished run ``<arm>/seed<S>`` of ``folder``, from each run's metrics.jsonl."""
     from tmaf_lab.report.stats import order_key
 
     curves: dict[tuple[str, int], dict[int, float]] = {}
     for path in sorted(folder.glob("*/seed*/metrics.jsonl")):
+        if not (path.parent / "results.json").is_file():
+            continue  # an unfinished run
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         curves[path.parent.parent.name, int(path.parent.name[4:])] = {
             r["step"]: r["val_loss"] for r in rows if r["step"] % every == 0}
