@@ -59,7 +59,7 @@ def overhead_rows(rounds: int) -> list[dict]:
         acts = {"relu": nn.ReLU(), "diagonal": tmaf.DiagonalTMAF(c),
                 "tridiagonal": tmaf.TridiagonalTMAF(c)}
 
-        def step(act):
+        def step(act, x=x, g=g):
             return lambda: act(x).backward(g)
 
         s = paired({k: step(a) for k, a in acts.items()}, rounds, 100)

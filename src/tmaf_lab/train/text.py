@@ -32,9 +32,9 @@ from ..files import atomic_write_text, write_json
 from ..runmeta import save_config
 from . import checkpoint as ckpt
 from .batches import step_generator
-from .config import TrainConfig, config_diff
+from .config import TrainConfig
 from .distributed import Dist, all_sum, barrier
-from .trainer import RunError, StopFlag, lr_factor, make_optimizer, prepare_out
+from .trainer import RunError, StopFlag, lr_factor, make_optimizer, prepare_out, resume_state
 
 PROMPT, SAMPLES, SAMPLE_CHARS, TEMPERATURE = "To be, or not to be", 3, 300, 0.8
 DRY_RUN_STEPS = 2
@@ -204,14 +204,7 @@ def train_text(cfg: TrainConfig, data: TextData, out: Path, dist: Dist, device: 
         return "done", json.loads((out / "results.json").read_text())
     trainer = TextTrainer(cfg, data, out, dist, device, stop, log)
     if mode == "resume":
-        try:
-            state = ckpt.load(out)
-        except ValueError as e:
-            raise RunError(f"{e}; the run cannot be resumed from it") from e
-        diff = config_diff(state["config"], cfg)
-        if diff:
-            raise RunError("--resume with a different config: " + "; ".join(diff))
-        trainer.restore(state)
+        trainer.restore(resume_state(out, cfg))
         trainer.log(f"resuming {out} at step {trainer.step}")
     elif dist.main:
         save_config(out, cfg, argv, str(device))

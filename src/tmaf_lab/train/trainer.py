@@ -325,6 +325,21 @@ def prepare_out(out: Path, resume: bool) -> str:
     return "new"
 
 
+def resume_state(out: Path, cfg: TrainConfig) -> dict:
+    """The checkpoint of the unfinished run in ``out``, checked to have been made with ``cfg``
+    (up to the options that may change on resume); RunError otherwise."""
+    from .config import config_diff
+
+    try:
+        state = ckpt.load(out)
+    except ValueError as e:
+        raise RunError(f"{e}; the run cannot be resumed from it") from e
+    diff = config_diff(state["config"], cfg)
+    if diff:
+        raise RunError("--resume with a different config: " + "; ".join(diff))
+    return state
+
+
 def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torch.device,
           stop: StopFlag, resume: bool = False, argv: list[str] | None = None,
           log=print) -> tuple[str, dict | None]:
@@ -333,17 +348,7 @@ def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torc
     if mode == "finished":
         log(f"{out}: already finished; results.json kept")
         return "done", json.loads((out / "results.json").read_text())
-    state = None
-    if mode == "resume":
-        try:
-            state = ckpt.load(out)
-        except ValueError as e:
-            raise RunError(f"{e}; the run cannot be resumed from it") from e
-        from .config import config_diff
-
-        diff = config_diff(state["config"], cfg)
-        if diff:
-            raise RunError("--resume with a different config: " + "; ".join(diff))
+    state = resume_state(out, cfg) if mode == "resume" else None
     trainer = Trainer(cfg, data, out, dist, device, stop, log,
                       resume_model=state["model"] if state is not None else None)
     if state is not None:
