@@ -66,7 +66,7 @@ def overhead_rows(rounds: int) -> list[dict]:
         base = statistics.median(s["relu"])
         rows += [{"what": "overhead", "shape": f"{n}x{c}", "phase": "fwd_bwd", "kind": k, "m": 9,
                   "median_us": 1e6 * statistics.median(v), "relu_us": 1e6 * base,
-                  "extra_us": 1e6 * statistics.median(a - b for a, b in zip(v, s["relu"])),
+                  "extra_us": 1e6 * statistics.median(a - b for a, b in zip(v, s["relu"], strict=True)),
                   "ratio": _ratio(v, s["relu"])} for k, v in s.items() if k != "relu"]
     return rows
 
@@ -79,13 +79,13 @@ def kernel_rows(rounds: int) -> list[dict]:
         if channels_last:
             x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
         y, C = torch.relu(x), shape[1]
-        fwd = {"relu": lambda: torch.relu(x)}
-        bwd = {"relu": lambda: torch.ops.aten.threshold_backward(g, y, 0)}
+        fwd = {"relu": lambda x=x: torch.relu(x)}
+        bwd = {"relu": lambda g=g, y=y: torch.ops.aten.threshold_backward(g, y, 0)}
         for kind, b, m in (("diagonal", 0, 9), ("diagonal", 0, 17), ("tridiagonal", 1, 9)):
             bp = torch.linspace(-2, 2, m)
             lv = torch.rand(C, 2 * b + 1, m + 1, generator=gen) * 2 - 0.5
-            fwd[f"{kind}-m{m}"] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_fwd(x, bp, lv, 1)
-            bwd[f"{kind}-m{m}"] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_bwd(g, x, bp, lv, 1)
+            fwd[f"{kind}-m{m}"] = lambda x=x, bp=bp, lv=lv: torch.ops.tmaf.banded_fwd(x, bp, lv, 1)
+            bwd[f"{kind}-m{m}"] = lambda g=g, x=x, bp=bp, lv=lv: torch.ops.tmaf.banded_bwd(g, x, bp, lv, 1)
         for phase, fns in (("fwd", fwd), ("bwd", bwd)):
             s = paired(fns, rounds, 3)
             rows += [{"what": "kernel", "shape": name, "phase": phase, "kind": k.split("-m")[0],
