@@ -51,11 +51,12 @@ def data_missing(dataset: str | None) -> str | None:
     """Why ``dataset`` cannot be used (not installed), or None when it can."""
     if dataset in (None, "synthetic"):
         return None
-    from tmaf_lab.data import DataError
-    from tmaf_lab.data.cache import read_manifest
+    from tmaf_lab.data import TEXT_NAME, DataError
+    from tmaf_lab.data.cache import FILES, read_manifest
+    from tmaf_lab.data.text import SPLITS
 
     try:
-        read_manifest(dataset)
+        read_manifest(dataset, files=SPLITS if dataset == TEXT_NAME else FILES)
     except DataError as e:
         return str(e)
     return None
