@@ -217,6 +217,22 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
         assert "## Kernels only, forward, 1 thread(s)" in summary
 
 
+def test_gpt_training_step_is_timed_against_gelu_and_checked(tmp_path):
+    """The GPT's TMAF sees (B, T, C) with channels innermost; its rows carry the ratio to GELU,
+    pass the reference check on the loss and every gradient, and stay out of the MLP targets."""
+    assert cli.main(["--dry-run", "--parts", "train", "--models", "gpt", "--out",
+                     str(tmp_path)]) == 0
+    steps = {r["activation"]: r for r in _read(tmp_path / "train_step.csv")}
+    assert {"relu", "gelu", "diagonal/eager", "tridiagonal/eager"} <= set(steps)
+    assert {r["model"] for r in steps.values()} == {"gpt"}
+    assert float(steps["gelu"]["ratio_vs_gelu"]) == 1.0
+    for r in steps.values():
+        assert float(r["ratio_vs_gelu"]) > 0 and float(r["check_max_rel_err"]) < 1e-4
+    targets = tmp_path / "targets.csv"  # written only when some target was measured
+    assert not targets.exists() or not [t for t in _read(targets) if "gpt" in t["where"]]
+    assert "| vs GELU |" in (tmp_path / "summary.md").read_text()
+
+
 def test_presets_and_cli_conventions():
     assert cli.parse_args(["--dry-run"]).threads == (DEFAULT_THREADS,)
     assert cli.parse_args([]).threads == (DEFAULT_THREADS,)

@@ -71,7 +71,8 @@ PRESETS = {
     "full": dict(shapes=TARGET_SHAPES, ms=(1, 5, 9, 17), backends=TMAF_BACKENDS,
                  baselines=BASELINES, compile_baselines=True, repeats=15, slow_repeats=3,
                  reference_ms=(9,), warmup=2, min_sample_s=0.02,
-                 train_models=("mlp", "resnet18"), train_batch={"mlp": 256, "resnet18": 32},
+                 train_models=("mlp", "resnet18"),
+                 train_batch={"mlp": 256, "resnet18": 32, "gpt": 32},
                  train_width={}, train_image={}, train_repeats=11,
                  first_call_shapes=("8x64x16x16", "200x512"),
                  compile_probe_shape=(128, 64, 32, 32),
@@ -81,7 +82,8 @@ PRESETS = {
     "quick": dict(shapes=TARGET_SHAPES, ms=(9, 17), backends=("native",), baselines=("relu",),
                   compile_baselines=False, repeats=21, slow_repeats=3, reference_ms=(),
                   warmup=2, min_sample_s=0.02, train_models=("mlp", "resnet18"),
-                  train_batch={"mlp": 256, "resnet18": 32}, train_width={}, train_image={},
+                  train_batch={"mlp": 256, "resnet18": 32, "gpt": 32}, train_width={},
+                  train_image={},
                   train_repeats=11, first_call_shapes=("8x64x16x16", "200x512"),
                   compile_probe_shape=(64, 64, 32, 32),
                   compile_probe_specs=("diagonal-m9/native",), threads=(1, 2)),
@@ -89,7 +91,8 @@ PRESETS = {
                     backends=("native", "eager", "reference"), baselines=BASELINES,
                     compile_baselines=False, repeats=3, slow_repeats=2, reference_ms=(1, 9),
                     warmup=1, min_sample_s=0.0, train_models=("mlp", "resnet18"),
-                    train_batch={"mlp": 4, "resnet18": 2}, train_width={"mlp": 16, "resnet18": 4},
+                    train_batch={"mlp": 4, "resnet18": 2, "gpt": 2},
+                    train_width={"mlp": 16, "resnet18": 4, "gpt": 16},
                     train_image={"resnet18": 8}, train_repeats=2,
                     first_call_shapes=("2x4x5x5", "3x16"), compile_probe_shape=(8, 16),
                     compile_probe_specs=("diagonal-m1/compiled",), threads=(DEFAULT_THREADS,)),
@@ -100,7 +103,7 @@ PRESETS = {
 # (shape, m, kind): the one shape and m of the earlier quick preset, one thread (the GPU study
 # runs this with a 120 s limit).
 CUDA_QUICK = dict(shapes=("128x64x32x32",), ms=(9,), threads=(DEFAULT_THREADS,),
-                  train_models=("resnet18",), train_batch={"mlp": 256, "resnet18": 16})
+                  train_models=("resnet18",), train_batch={"mlp": 256, "resnet18": 16, "gpt": 32})
 
 
 def _int_list(option: str, text: str, low: int) -> tuple[int, ...]:
@@ -147,7 +150,7 @@ def _parser() -> OneLineErrorParser:
                    help="input shapes, channels on dim 1, e.g. 64x64x32x32,4096x1024,"
                         "32x64x56x56-cl (-cl: torch.channels_last) (default: the preset's)")
     p.add_argument("--models", default=None,
-                   help="training-step models, comma list of mlp,resnet18 (default: both)")
+                   help="training-step models, comma list of mlp,resnet18,gpt (default: mlp,resnet18)")
     p.add_argument("--compile", action="store_true",
                    help="with --dry-run: include torch.compile candidates (slow to compile)")
     p.add_argument("--repeats", type=int, default=None,

@@ -1,7 +1,10 @@
-"""Whole training-step time (forward, cross-entropy, backward, SGD step) per activation.
+"""Whole training-step time (forward, cross-entropy, backward, optimizer step) per activation.
 
-Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18), built with
-the same seed for every activation, on a fixed synthetic batch.  TMAF models use the library
+Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18 with SGD; the
+character-level GPT of the ``cpu-gpt`` recipe, 4 x 4 heads x 128 wide, context 64, vocabulary 85,
+with AdamW), built with the same seed for every activation, on a fixed synthetic batch (token ids
+for the GPT, whose TMAF runs on channels innermost).  Every row carries its ratio to ReLU's step
+and, where GELU is timed, to GELU's (the transformer default).  TMAF models use the library
 defaults (``tmaf.DEFAULT_BREAKPOINTS``: m = 9, ReLU initialisation) and run once per fast backend
 (``native`` first).  Before timing, each TMAF fast backend's loss and every parameter gradient are
 compared with the ``reference`` backend on a small batch.  The models are built once; the steps
@@ -20,7 +23,9 @@ from torch import nn
 from .candidates import tmaf_backend
 from .timing import paired_ratio, synchronizer, time_interleaved
 
-MODELS = {"mlp": ((1, 28, 28), 10), "resnet18": ((3, 32, 32), 10)}
+#: model -> (input shape, classes); the GPT's input is ``context`` token ids over ``classes``
+MODELS = {"mlp": ((1, 28, 28), 10), "resnet18": ((3, 32, 32), 10), "gpt": ((64,), 85)}
+TOKEN_MODELS = ("gpt",)
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,25 @@ class TrainStepTimer:
             in_shape = (in_shape[0], image_size, image_size)
         torch.manual_seed(seed)
         kwargs = {} if width is None else {"width": width}
-        self.model = create_model(model_name, in_shape, classes, tmaf.get_act_layer(spec.act),
-                                  **kwargs).to(device)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
         gen = torch.Generator().manual_seed(seed + 1)
-        self.x = torch.randn((batch, *in_shape), generator=gen).to(device)
-        self.y = torch.randint(0, classes, (batch,), generator=gen).to(device)
+        if model_name in TOKEN_MODELS:
+            self.model = create_model(model_name, in_shape, classes, spec.act,
+                                      **kwargs).to(device)
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.1)
+            self.x = torch.randint(0, classes, (batch, *in_shape), generator=gen).to(device)
+            self.y = torch.randint(0, classes, (batch, *in_shape), generator=gen).to(device)
+        else:
+            self.model = create_model(model_name, in_shape, classes,
+                                      tmaf.get_act_layer(spec.act), **kwargs).to(device)
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+            self.x = torch.randn((batch, *in_shape), generator=gen).to(device)
+            self.y = torch.randint(0, classes, (batch,), generator=gen).to(device)
         self.backend = spec.backend
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, backend: str | None) -> torch.Tensor:
         with tmaf_backend(backend):
-            return nn.functional.cross_entropy(self.model(x), y)
+            logits = self.model(x)
+            return nn.functional.cross_entropy(logits.flatten(0, -2), y.flatten())
 
     def step(self) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -122,14 +135,17 @@ def run_model(model_name: str, specs: list[StepSpec], *, batch: int, device: tor
         t0 = time.perf_counter()
         timings = time_interleaved({n: tr.step for n, tr in timers.items()}, repeats=repeats,
                                    warmup=warmup, sync=sync, min_sample_s=min_sample_s)
-        base = timings["relu"]
+        base, gelu = timings["relu"], timings.get("gelu")
         new = [{"model": model_name, "batch": batch, "threads": t, "seed": seed, "activation": n,
                 "median_ms": 1e3 * tm.median, "q25_ms": 1e3 * tm.quantile(0.25),
                 "q75_ms": 1e3 * tm.quantile(0.75), "repeats": len(tm.samples),
-                "steps_per_sample": tm.number, "ratio_vs_relu": paired_ratio(tm, base), **info[n]}
+                "steps_per_sample": tm.number, "ratio_vs_relu": paired_ratio(tm, base),
+                "ratio_vs_gelu": paired_ratio(tm, gelu) if gelu is not None else float("nan"),
+                **info[n]}
                for n, tm in timings.items()]
         rows += new
+        key = "ratio_vs_gelu" if model_name in TOKEN_MODELS and gelu is not None else "ratio_vs_relu"
         log(f"  {model_name} {t} thread(s) steps in {time.perf_counter() - t0:.1f} s: relu "
-            f"{new[0]['median_ms']:.1f} ms; "
-            + ", ".join(f"{r['activation']} {r['ratio_vs_relu']:.2f}x" for r in new[1:]))
+            f"{new[0]['median_ms']:.1f} ms; {key}: "
+            + ", ".join(f"{r['activation']} {r[key]:.2f}x" for r in new[1:]))
     return rows
