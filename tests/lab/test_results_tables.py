@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+
+import pytest
 
 from tmaf_lab.report import tables
 
@@ -66,3 +70,41 @@ def test_the_front_door_fitting_table_follows_the_report(tmp_path, capsys):
     (tmp_path / "results").symlink_to(ROOT / "results")
     assert tables.main([str(copy), "--check"]) == 1 and "differs" in capsys.readouterr().out
     assert tables.main([str(copy)]) == 0 and copy.read_text() == text
+
+
+def _text_run(folder: Path, arm: str, seed: int, test_loss: float) -> None:
+    run = folder / arm / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({
+        "seed": seed, "steps": 10, "params": 5, "val_loss": test_loss, "test_loss": test_loss,
+        "test_bpc": test_loss / math.log(2), "train_seconds": 1.0}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 300, "val_loss": test_loss}) + "\n")
+
+
+def test_text_paired_differences_and_their_intervals(tmp_path):
+    """Paired test-loss differences to GELU and of TMAF to its continuous twin, over the
+    common seeds, with the 95 % t interval (t_0.975,2 = 4.303)."""
+    runs = tmp_path / "runs"
+    for seed, (gelu, diag, pwl) in enumerate([(1.70, 1.60, 1.61), (1.72, 1.61, 1.60),
+                                              (1.68, 1.62, 1.62)]):
+        _text_run(runs, "gelu", seed, gelu)
+        _text_run(runs, "diagonal", seed, diag)
+        _text_run(runs, "pwl", seed, pwl)
+    _text_run(runs, "relu", 0, 1.65)  # one seed: a mean without an interval
+    table = tables.text_paired_table(runs)
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    # diagonal - gelu: -0.10, -0.11, -0.06 -> mean -0.09, sd 0.02646, half 4.303 * sd / sqrt 3
+    assert "**−0.0900 [−0.1557, −0.0243]**" in rows["diagonal"]
+    # diagonal - pwl: -0.01, +0.01, 0 -> mean 0, interval across 0, not bold
+    assert "+0.0000 [−0.0248, +0.0248]" in rows["diagonal"] and "**+0.0000" not in rows["diagonal"]
+    assert "−0.0500 (n=1)" in rows["relu"] and rows["gelu"].endswith("|  |  |")
+    curve = tables.text_curve_table(runs)
+    assert "gelu, seeds 0-2" in curve and "| 300 | 1.6500 | 1.7000 |" in curve
+
+
+def test_text_paired_without_the_reference_is_a_clear_error(tmp_path):
+    _text_run(tmp_path, "diagonal", 0, 1.6)
+    with pytest.raises(ValueError, match="no finished gelu run"):
+        tables.text_paired_table(tmp_path)
+    with pytest.raises(ValueError, match="no finished text run"):
+        tables.text_paired_table(tmp_path / "missing")

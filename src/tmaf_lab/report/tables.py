@@ -164,17 +164,10 @@ def fitting_ratio_table(stats_json: Path, activation: str = "diagonal") -> str:
 def text_run_table(folder: Path) -> str:
     """Per arm (``folder/<arm>/seed<S>/results.json`` of text runs): the seeds, validation and
     test loss (nats/char, mean over seeds), test bits/char, and training seconds per run."""
-    from tmaf_lab.report.stats import sort_activations
     from tmaf_lab.seedstats import mean_std
 
-    runs: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("*/seed*/results.json")):
-        runs.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
-    if not runs:
-        raise ValueError(f"table source {folder} has no finished text run (<arm>/seed<S>/results.json)")
     rows = []
-    for arm in sort_activations(runs):
-        rs = sorted(runs[arm], key=lambda r: r["seed"])
+    for arm, rs in _text_results(folder).items():
         mean = {k: mean_std([r[k] for r in rs])[0] for k in ("val_loss", "test_loss", "test_bpc")}
         rows.append((arm, ",".join(str(r["seed"]) for r in rs), rs[0]["steps"], rs[0]["params"],
                      f"{mean['val_loss']:.4f}", f"{mean['test_loss']:.4f}", f"{mean['test_bpc']:.3f}",
@@ -184,27 +177,81 @@ def text_run_table(folder: Path) -> str:
                           align="llrrrrrr")
 
 
+def _text_results(folder: Path) -> dict[str, list[dict]]:
+    """{arm: [results.json of each finished seed, by seed]} of ``folder/<arm>/seed<S>``."""
+    from tmaf_lab.report.stats import sort_activations
+
+    runs: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("*/seed*/results.json")):
+        runs.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+    if not runs:
+        raise ValueError(f"table source {folder} has no finished text run (<arm>/seed<S>/results.json)")
+    return {arm: sorted(runs[arm], key=lambda r: r["seed"]) for arm in sort_activations(runs)}
+
+
 def text_curve_table(folder: Path, every: int = 300) -> str:
     """Validation loss (nats/char, the fixed curve windows) every ``every`` steps, one column
-    per finished run ``<arm>/seed<S>`` of ``folder``, from each run's metrics.jsonl."""
+    per arm of ``folder`` (the mean over its finished runs ``<arm>/seed<S>``, each run's
+    metrics.jsonl)."""
     from tmaf_lab.report.stats import order_key
 
-    curves: dict[tuple[str, int], dict[int, float]] = {}
+    curves: dict[str, dict[int, dict[int, float]]] = {}  # arm -> step -> seed -> loss
     for path in sorted(folder.glob("*/seed*/metrics.jsonl")):
         if not (path.parent / "results.json").is_file():
             continue  # an unfinished run
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        curves[path.parent.parent.name, int(path.parent.name[4:])] = {
-            r["step"]: r["val_loss"] for r in rows if r["step"] % every == 0}
+        arm, seed = path.parent.parent.name, int(path.parent.name[4:])
+        for line in path.read_text().splitlines():
+            if line.strip() and (r := json.loads(line))["step"] % every == 0:
+                curves.setdefault(arm, {}).setdefault(r["step"], {})[seed] = r["val_loss"]
     if not curves:
         raise ValueError(f"table source {folder} has no text run curve (<arm>/seed<S>/metrics.jsonl)")
-    keys = sorted(curves, key=lambda k: (order_key(k[0]), k[1]))
-    names = [f"{arm} seed {seed}" for arm, seed in keys]
-    curves = {f"{arm} seed {seed}": curves[arm, seed] for arm, seed in keys}
-    steps = sorted({s for c in curves.values() for s in c})
-    rows = [(step, *(f"{curves[n][step]:.4f}" if step in curves[n] else "" for n in names))
-            for step in steps]
-    return markdown_table(["step", *names], rows)
+    arms = sorted(curves, key=order_key)
+    seeds = {a: sorted({s for by in curves[a].values() for s in by}) for a in arms}
+    steps = sorted({s for a in arms for s in curves[a]})
+    rows = [(step, *(f"{sum(v.values()) / len(v):.4f}"
+                     if len(v := curves[a].get(step, {})) == len(seeds[a]) else ""
+                     for a in arms)) for step in steps]
+    return markdown_table(["step", *(f"{a}, seeds {_seeds_text(set(seeds[a]))}" for a in arms)],
+                          rows)
+
+
+#: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
+CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
+
+
+def _loss_cell(values: dict[int, float], ref: dict[int, float] | None) -> str:
+    """``−0.012 [−0.020, −0.004]`` (nats/char, paired 95 % t interval), bold when it excludes 0."""
+    from tmaf_lab.report.stats import paired
+
+    if not ref or not values or not set(values) & set(ref):
+        return ""
+    p = paired(values, ref)
+
+    def num(x: float) -> str:
+        return f"{x:+.4f}".replace("-", "−")
+
+    if p.n < 2:
+        return f"{num(p.mean)} (n={p.n})"
+    text = f"{num(p.mean)} [{num(p.low)}, {num(p.high)}]"
+    return f"**{text}**" if p.low > 0 or p.high < 0 else text
+
+
+def text_paired_table(folder: Path, reference: str = "gelu") -> str:
+    """Per arm of ``folder``: the test loss (nats/char) of every seed, the paired difference to
+    the ``reference`` arm and, for TMAF, to its continuous twin, with 95 % t intervals over the
+    common seeds (negative: lower loss, better)."""
+    runs = _text_results(folder)
+    if reference not in runs:
+        raise ValueError(f"table source {folder} has no finished {reference} run to pair with")
+    loss = {arm: {r["seed"]: float(r["test_loss"]) for r in rs} for arm, rs in runs.items()}
+    rows = []
+    for arm, values in loss.items():
+        rows.append((arm, _seeds_text(set(values)), ", ".join(f"{values[s]:.4f}" for s in values),
+                     "" if arm == reference else _loss_cell(values, loss[reference]),
+                     _loss_cell(values, loss.get(CONTINUOUS_TWIN.get(arm, "")))))
+    return markdown_table(["activation", "seeds", "test nats/char per seed",
+                           f"− {reference.upper() if reference == 'gelu' else reference}",
+                           "− continuous twin"], rows, align="lllll")
 
 
 #: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the
@@ -218,6 +265,7 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     # ARG: a folder of text runs <arm>/seed<S>
     "text_runs": lambda here, arg: text_run_table(here / arg),
     "text_curve": lambda here, arg: text_curve_table(here / arg),
+    "text_paired": lambda here, arg: text_paired_table(here / arg),
 }
 
 
