@@ -20,6 +20,11 @@ Arithmetic runs in float32 at least (float64 if input or levels are float64): un
 float16/bfloat16 input gives a float16/bfloat16 output and gradient, while the level gradient is
 accumulated in float32. Double backward is not supported (the backward is once-differentiable).
 
+The continuous form (docs/method.md, section 6) runs the same helpers with an intercept table
+``ic`` (C, 2b+1, m+1) (:func:`tmaf._continuous.intercepts`): each term is alpha(x) x + c(x), and
+the backward also returns the intercept gradient gc[i,d,k] = sum of g_i over x_{i+d} in
+interval k, which autograd carries back into the levels through the intercept table.
+
 Non-finite inputs follow docs/method.md: alpha(NaN) = NaN (so NaN reaches the output, the input
 gradient and every level gradient of the terms that read it); a term whose level is exactly 0 is
 +0 at any non-NaN input, +-inf included, and adds nothing to its level gradient.
@@ -147,8 +152,9 @@ def _pad_band(sums: Tensor, C: int, i0: int, n: int) -> Tensor:
     return torch.nn.functional.pad(sums, (0, 0, i0, C - i0 - n))
 
 
-def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
-    """Forward by comparisons (see module docstring); tables from :func:`_interval_major`."""
+def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int, icT: Tensor | None = None) -> Tensor:
+    """Forward by comparisons (see module docstring); tables from :func:`_interval_major`;
+    ``icT`` (2b+1, m+1, C): the intercepts of the continuous form."""
     C, b = x.shape[cd], lvT.shape[0] // 2
     xc = x.to(lvT.dtype)
     out = None
@@ -157,15 +163,19 @@ def fused_fwd(x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> Tensor:
         xj = xc.narrow(cd, j0, n)
         bj = bpT if bpT.shape[1] == 1 else bpT[:, j0:j0 + n]
         y = _term(_nan_alpha(_alpha_fused(xj, bj, lvT[d + b, :, i0:i0 + n], cd), xj), xj)
+        if icT is not None:
+            y = y + _alpha_fused(xj, bj, icT[d + b, :, i0:i0 + n], cd)
         out = _add_band_term(out, y, xc, cd, i0, n, b)
     return out.to(x.dtype)
 
 
-def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[Tensor, Tensor]:
-    """Gradients (input, levels (C, 2b+1, m+1) in the compute dtype) by comparisons."""
+def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int,
+              affine: bool = False) -> tuple[Tensor, ...]:
+    """Gradients (input, levels (C, 2b+1, m+1) in the compute dtype, and with ``affine`` the
+    intercepts') by comparisons."""
     C, b = x.shape[cd], lvT.shape[0] // 2
     xc, gc = x.to(lvT.dtype), g.to(lvT.dtype)
-    gx, gl = None, []
+    gx, gl, gic = None, [], []
     for d in range(-b, b + 1):
         i0, j0, n = _band(C, d)
         xj, gi = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n)
@@ -174,20 +184,27 @@ def fused_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int) -> tuple[
         sums = _nan_rows(_interval_sums(_level_grad_terms(gi, xj, a), xj, bj, cd), xj, cd)
         gx = _add_band_term(gx, a * gi, xc, cd, j0, n, b)
         gl.append(_pad_band(sums, C, i0, n))
-    return gx.to(x.dtype), torch.stack(gl, dim=1)
+        if affine:
+            gic.append(_pad_band(_nan_rows(_interval_sums(gi, xj, bj, cd), xj, cd), C, i0, n))
+    out = gx.to(x.dtype), torch.stack(gl, dim=1)
+    return (*out, torch.stack(gic, dim=1)) if affine else out
 
 
 def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fused: bool,
-                    kernel=None) -> Tensor:
-    """Forward of banded TMAF. x (..., C, ...), breakpoints (m,)/(C, m), levels (C, 2b+1, m+1).
+                    kernel=None, intercepts: Tensor | None = None) -> Tensor:
+    """Forward of banded TMAF. x (..., C, ...), breakpoints (m,)/(C, m), levels (C, 2b+1, m+1);
+    ``intercepts`` (shaped like the levels): the continuous form's affine terms.
 
     ``kernel``: a compiled :func:`fused_fwd` (``fused`` only).
     """
     if fused:
-        return (kernel or fused_fwd)(x, *_interval_major(x, breakpoints, levels), cd)
+        bpT, lvT = _interval_major(x, breakpoints, levels)
+        icT = None if intercepts is None else intercepts.to(lvT.dtype).permute(1, 2, 0).contiguous()
+        return (kernel or fused_fwd)(x, bpT, lvT, cd, icT)
     C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
     dt = compute_dtype(x, levels, breakpoints)
     xc, lv = x.to(dt), levels.to(dt)
+    ic = None if intercepts is None else intercepts.to(dt)
     bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
     key = _key(xc, bp, cd, m1)
     out = None
@@ -195,26 +212,30 @@ def banded_tmaf_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, fus
         i0, j0, n = _band(C, d)
         xj = xc.narrow(cd, j0, n)
         # table row i = j - d for input channel j: shift the flat key by j0 rows
-        a = lv[i0:i0 + n, d + b].reshape(-1).take(key.narrow(cd, j0, n) - j0 * m1)
-        out = _add_band_term(out, _term(_nan_alpha(a, xj), xj), xc, cd, i0, n, b)
+        kj = key.narrow(cd, j0, n) - j0 * m1
+        y = _term(_nan_alpha(lv[i0:i0 + n, d + b].reshape(-1).take(kj), xj), xj)
+        if ic is not None:
+            y = y + ic[i0:i0 + n, d + b].reshape(-1).take(kj)
+        out = _add_band_term(out, y, xc, cd, i0, n, b)
     return out.to(x.dtype)
 
 
 def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int,
-                    fused: bool, kernel=None) -> tuple[Tensor, Tensor]:
-    """Gradients (input, levels) of banded TMAF given the upstream gradient ``g`` (shaped like x).
+                    fused: bool, kernel=None, affine: bool = False) -> tuple[Tensor, ...]:
+    """Gradients (input, levels) of banded TMAF given the upstream gradient ``g`` (shaped like x);
+    with ``affine`` (the continuous form) also the intercepts' (sum of g per interval).
 
     ``kernel``: a compiled :func:`fused_bwd` (``fused`` only).
     """
     if fused:
-        gx, gl = (kernel or fused_bwd)(g, x, *_interval_major(x, breakpoints, levels), cd)
-        return gx, gl.to(levels.dtype)
+        grads = (kernel or fused_bwd)(g, x, *_interval_major(x, breakpoints, levels), cd, affine)
+        return grads[0], *(t.to(levels.dtype) for t in grads[1:])
     C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
     dt = compute_dtype(x, levels, breakpoints)
     xc, gc, lv = x.to(dt), g.to(dt), levels.to(dt)
     bp = breakpoints.to(dt).reshape(-1, breakpoints.shape[-1])
     key = _key(xc, bp, cd, m1)
-    gx, gl = None, []
+    gx, gl, gic = None, [], []
     for d in range(-b, b + 1):
         i0, j0, n = _band(C, d)
         xj, gi = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n)
@@ -224,7 +245,11 @@ def banded_tmaf_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, c
         sums = _nan_rows(_segment_sums(_level_grad_terms(gi, xj, a), kj, n, m1, xj, bj, cd), xj, cd)
         gx = _add_band_term(gx, a * gi, xc, cd, j0, n, b)
         gl.append(_pad_band(sums, C, i0, n))
-    return gx.to(x.dtype), torch.stack(gl, dim=1).to(levels.dtype)
+        if affine:
+            gsum = _nan_rows(_segment_sums(gi, kj, n, m1, xj, bj, cd), xj, cd)
+            gic.append(_pad_band(gsum, C, i0, n))
+    out = gx.to(x.dtype), torch.stack(gl, dim=1).to(levels.dtype)
+    return (*out, torch.stack(gic, dim=1).to(levels.dtype)) if affine else out
 
 
 def _segment_sums(p: Tensor, kj: Tensor, n: int, m1: int, xj: Tensor, bj: Tensor,
@@ -253,18 +278,19 @@ def _get_compiled(name: str):
     return _compiled[name]
 
 
-def _call(name: str, compiled: bool, *args):
+def _call(name: str, compiled: bool, *args, **form):
+    """``form``: ``intercepts=`` (forward) or ``affine=True`` (backward) for the continuous form."""
     eager = banded_tmaf_fwd if name == "fwd" else banded_tmaf_bwd
     if not compiled or _compile_disabled() or torch.compiler.is_compiling():
         # Inside an outer torch.compile, the fused formulation is traced into the caller's graph.
-        return eager(*args, compiled or torch.compiler.is_compiling())
+        return eager(*args, compiled or torch.compiler.is_compiling(), **form)
     try:
-        return eager(*args, True, kernel=_get_compiled(name))
+        return eager(*args, True, kernel=_get_compiled(name), **form)
     except Exception as e:  # no C++ compiler / triton, unsupported platform, ...
         _compile_failed.append(repr(e))
         warnings.warn(f"tmaf: torch.compile of the fused TMAF kernel failed ({e!r:.200}); "
                       "falling back to the eager fast path", RuntimeWarning, stacklevel=3)
-        return eager(*args, False)
+        return eager(*args, False, **form)
 
 
 class BandedTMAFFunction(torch.autograd.Function):
@@ -283,3 +309,24 @@ class BandedTMAFFunction(torch.autograd.Function):
         gx, gl = _call("bwd", ctx.compiled, g.contiguous(), x, breakpoints, levels, ctx.channel_dim)
         return (gx if ctx.needs_input_grad[0] else None, None,
                 gl if ctx.needs_input_grad[2] else None, None, None)
+
+
+class BandedAffineFunction(torch.autograd.Function):
+    """The continuous form's autograd glue: the terms alpha(x) x + c(x) with the intercepts
+    ``ic`` an input (autograd carries their gradient back to the levels that made them)."""
+
+    @staticmethod
+    def forward(ctx, x, breakpoints, levels, ic, channel_dim: int, compiled: bool):
+        ctx.save_for_backward(x, breakpoints, levels)
+        ctx.channel_dim, ctx.compiled = channel_dim, compiled
+        return _call("fwd", compiled, x, breakpoints, levels, channel_dim, intercepts=ic)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, breakpoints, levels = ctx.saved_tensors
+        gx, gl, gic = _call("bwd", ctx.compiled, g.contiguous(), x, breakpoints, levels,
+                            ctx.channel_dim, affine=True)
+        return (gx if ctx.needs_input_grad[0] else None, None,
+                gl if ctx.needs_input_grad[2] else None,
+                gic if ctx.needs_input_grad[3] else None, None, None)

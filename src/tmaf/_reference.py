@@ -1,4 +1,5 @@
-"""Literal reference implementation of banded TMAF (docs/method.md, sections 1-4).
+"""Literal reference implementation of banded TMAF (docs/method.md, sections 1-4) and of its
+continuous form (section 6).
 
 Slow and obviously correct: Python loops over output channels i and band offsets d, an explicit
 interval lookup per input channel j = i + d with ``torch.bucketize(..., right=False)`` (intervals
@@ -9,6 +10,10 @@ gradient formulas of section 4 term by term, with the non-finite conventions sta
   position and every level gradient of every term that reads it;
 * a term whose level is exactly 0 is exactly +0 at any non-NaN input (+-inf included) and adds
   nothing to its level gradient.
+
+The continuous form is written as the integral it is, F(t) = sum_k a_k len_k(t) with
+len_k(t) = clamp(t, I_k) - clamp(0, I_k) the signed length of I_k inside [0, t], and its
+backward from dF/dt = a_{k(t)} and dF/da_k = len_k(t) (section 6), with no intercept table.
 
 It is the ground truth that every fast path (eager, compiled, native) is tested against.
 
@@ -119,3 +124,76 @@ def banded_tmaf_reference(x: Tensor, breakpoints: Tensor, levels: Tensor, channe
         Tensor shaped and typed like ``x``; differentiable in ``x`` and ``levels`` (once).
     """
     return _BandedReference.apply(x, breakpoints.detach(), levels, channel_dim)
+
+
+def _lengths(t: Tensor, bp: Tensor, a: Tensor) -> Tensor:
+    """len_k(t) = clamp(t, I_k) - clamp(0, I_k) for k = 0..m, stacked last (section 6): the
+    signed length of interval k inside [0, t]. On the unbounded intervals at t = +-inf, where the
+    slope a_k is 0, the infinite part is dropped (the zero-level rule: 0 * inf is 0), leaving
+    -clamp(0, I_k)."""
+    edges = [float("-inf"), *bp.tolist(), float("inf")]
+    out = []
+    for k in range(len(edges) - 1):
+        lo, hi = edges[k], edges[k + 1]
+        upper = t.clamp(lo, hi)  # NaN stays NaN, so F(NaN) is NaN
+        upper = torch.where((a[k] == 0) & upper.isinf(), torch.zeros_like(t), upper)
+        out.append(upper - min(max(0.0, lo), hi))
+    return torch.stack(out, dim=-1)
+
+
+class _ContinuousReference(torch.autograd.Function):
+    """The continuous form written out (section 6): F_{i,d}(y_{i+d}) = sum_k a_{i,d,k} len_k,
+    loops over i, d, j; NaN in, NaN out."""
+
+    @staticmethod
+    def forward(ctx, x, breakpoints, levels, channel_dim: int):
+        ctx.save_for_backward(x, breakpoints, levels)
+        ctx.channel_dim = channel_dim
+        C, b = x.shape[channel_dim], levels.shape[1] // 2
+        dt = _arith_dtype(x, levels, breakpoints)
+        xs = x.movedim(channel_dim, 0).to(dt)
+        bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
+        outs = []
+        for i in range(C):
+            acc = torch.zeros_like(xs[i])
+            for d in range(-b, b + 1):
+                j = i + d
+                if 0 <= j < C:
+                    a = lv[i, d + b]
+                    acc = acc + (_lengths(xs[j], bp[j], a) * a).sum(-1)
+            outs.append(acc)
+        return torch.stack(outs).movedim(0, channel_dim).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, breakpoints, levels = ctx.saved_tensors
+        cd = ctx.channel_dim
+        C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
+        dt = _arith_dtype(x, levels, breakpoints)
+        xs, gs = x.movedim(cd, 0).to(dt), g.movedim(cd, 0).to(dt)
+        bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
+        alpha = _alphas(xs, bp, lv, b)
+        gx = torch.zeros_like(xs)
+        gl = torch.zeros(C, 2 * b + 1, m1, dtype=dt, device=xs.device)
+        for i in range(C):
+            for d in range(-b, b + 1):
+                j = i + d
+                if not 0 <= j < C:
+                    continue
+                # dF/dt = a_{k(t)}: the jump form's alpha (NaN at NaN)
+                gx[j] = gx[j] + alpha[i, d + b] * gs[i]
+                # dF/da_k = len_k(t)
+                lens = _lengths(xs[j], bp[j], lv[i, d + b])
+                gl[i, d + b] = (gs[i].unsqueeze(-1) * lens).reshape(-1, m1).sum(0)
+                if bool(xs[j].isnan().any()):
+                    gl[i, d + b] = float("nan")
+        return gx.movedim(0, cd).to(x.dtype), None, gl.to(levels.dtype), None
+
+
+def banded_continuous_reference(x: Tensor, breakpoints: Tensor, levels: Tensor,
+                                channel_dim: int) -> Tensor:
+    """sigma(x)_i = sum_{|d| <= b, 0 <= i+d < C} F_{i,d}(x_{i+d}), F_{i,d}(t) = integral_0^t
+    levels[i, d+b, k(u)] du (the continuous form, section 6). Same arguments as
+    :func:`banded_tmaf_reference`."""
+    return _ContinuousReference.apply(x, breakpoints.detach(), levels, channel_dim)

@@ -233,6 +233,12 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
                          "module before wrapping it (DDP records the buffers and parameters it "
                          "syncs when it is built, and calibration replaces them)")
     found, names = _select(model, layers, "calibrate")
+    continuous = [n for n in names if getattr(found[n], "form", "jump") == "continuous"]
+    if continuous:  # the level transfer below refits alpha(x) x per interval: the jump form's
+        raise NotImplementedError(
+            f"tmaf: calibrate: layer(s) {continuous} use form='continuous'; calibration refits "
+            "the jump form's levels only, so calibrate a jump-form model and convert its levels, "
+            "or leave these layers out with layers=[...]")
     for n in names:
         if isinstance(found[n].levels, UninitializedParameter):
             raise ValueError(f"tmaf: calibrate: lazy layer {n!r} is not materialised yet; run one "

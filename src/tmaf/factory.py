@@ -4,7 +4,9 @@
 count, so that no two call sites ever share an activation instance (and its parameters).
 
 Names: relu, prelu (``nn.PReLU(C)``, one slope per channel), gelu, silu, leaky_relu, tanh,
-identity, diagonal, tridiagonal, banded<b> (e.g. ``banded2``), full (banded with b = C-1).
+identity, diagonal, tridiagonal, banded<b> (e.g. ``banded2``), full (banded with b = C-1), and
+the continuous form of each TMAF name: continuous_diagonal, continuous_tridiagonal,
+continuous_banded<b>, continuous_full (``form="continuous"``, docs/method.md section 6).
 TMAF names accept the :class:`~tmaf.BandedTMAF` keyword arguments (breakpoints, init, ...).
 """
 
@@ -34,10 +36,23 @@ _PLAIN = {
     "tanh": nn.Tanh, "identity": nn.Identity,
 }
 ACTIVATION_NAMES = ("relu", "prelu", "gelu", "silu", "leaky_relu", "tanh", "identity",
-                    "diagonal", "tridiagonal", "banded2", "full")
+                    "diagonal", "tridiagonal", "banded2", "full", "continuous_diagonal",
+                    "continuous_tridiagonal", "continuous_banded2", "continuous_full")
 
 
 _BANDED = re.compile(r"banded(\d+)")
+_CONTINUOUS = "continuous_"
+
+
+def _form(key: str, kwargs: dict) -> tuple[str, dict]:
+    """A continuous_<TMAF name> key -> (the TMAF name, kwargs with form="continuous")."""
+    if key.startswith(_CONTINUOUS):
+        tmaf_key = key[len(_CONTINUOUS):]
+        if tmaf_key in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(tmaf_key):
+            if kwargs.get("form", "continuous") != "continuous":
+                raise ValueError(f"tmaf: {key!r} is the continuous form; got form={kwargs['form']!r}")
+            return tmaf_key, {**kwargs, "form": "continuous"}
+    return key, kwargs
 
 
 def _key(name: str) -> str:
@@ -59,7 +74,9 @@ def _full(num_channels: int, **kwargs) -> nn.Module:
 
 
 def is_tmaf_name(name: str) -> bool:
-    return name in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(name) is not None
+    """Whether ``name`` is a TMAF name of either form (diagonal, continuous_banded3, ...)."""
+    key, _ = _form(_key(name), {})
+    return key in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(key) is not None
 
 
 def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
@@ -75,7 +92,7 @@ def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
         return partial(name, **kwargs) if kwargs else name
     if not isinstance(name, str):
         raise TypeError(f"tmaf: activation must be a name or a callable, got {type(name).__name__}")
-    key = _key(name)
+    key, kwargs = _form(_key(name), kwargs)
     if key in _PLAIN:
         return partial(_plain, _PLAIN[key], **kwargs)
     if key == "prelu":
@@ -90,7 +107,7 @@ def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
     if match:
         return partial(BandedTMAF, bandwidth=int(match.group(1)), **kwargs)
     raise ValueError(f"tmaf: unknown activation {name!r}; expected one of {', '.join(ACTIVATION_NAMES)}"
-                     " (or banded<b> for any bandwidth b)")
+                     " (or banded<b> / continuous_banded<b> for any bandwidth b)")
 
 
 def create_act(name: str | LayerFactory, num_channels: int, **kwargs) -> nn.Module:
@@ -103,7 +120,7 @@ def create_lazy_tmaf(name, **kwargs) -> nn.Module | None:
     or a callable. Names are read as by :func:`get_act_layer`."""
     if not isinstance(name, str):
         return None
-    key = _key(name)
+    key, kwargs = _form(_key(name), kwargs)
     if key == "diagonal":
         return LazyDiagonalTMAF(**kwargs)
     if key == "tridiagonal":

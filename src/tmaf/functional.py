@@ -10,6 +10,15 @@ trainable piecewise-constant functions (docs/method.md):
 with the breakpoints s of channel i+d. b = 0 is diagonal TMAF, b = 1 tridiagonal, b = C-1 full.
 Terms with i+d outside 0..C-1 are zero (no wrap-around).
 
+``form="continuous"`` (docs/method.md, section 6) replaces each term alpha_{i,d}(y) y by its
+continuous twin with the same levels as slopes,
+
+    F_{i,d}(t) = integral_0^t levels[i, d+b, k(u)] du   (continuous, piecewise linear, F(0) = 0),
+
+a banded sum of continuous piecewise-linear functions of the neighbouring channels; b = 0 is a
+per-channel learnable piecewise-linear activation. The ReLU, identity and leaky starts give the
+same functions in both forms.
+
 Backends (one switch, :func:`set_backend` or the ``TMAF_BACKEND`` environment variable):
     ``"native"``    the C++ operators of ``tmaf._C`` (CPU): fused, vectorised, parallel, with a
                     level gradient that is bit-identical for any thread count; opaque to
@@ -33,12 +42,22 @@ import torch
 from torch import Tensor
 
 from . import _checks, _native
-from ._fused import BandedTMAFFunction
-from ._reference import banded_tmaf_reference
+from ._continuous import intercepts
+from ._fused import BandedAffineFunction, BandedTMAFFunction
+from ._reference import banded_continuous_reference, banded_tmaf_reference
 
-__all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "resolve_backend", "BACKENDS"]
+__all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "resolve_backend", "BACKENDS",
+           "FORMS"]
 
 BACKENDS = ("auto", "native", "compiled", "eager", "reference")
+#: "jump": the paper's TMAF, alpha(y) y; "continuous": its continuous twin (section 6)
+FORMS = ("jump", "continuous")
+
+
+def validate_form(form: str) -> str:
+    if form not in FORMS:
+        raise ValueError(f"tmaf: unknown form {form!r}; expected one of {FORMS}")
+    return form
 
 
 def _validate_backend(name: str) -> str:
@@ -89,25 +108,38 @@ def _validate(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int, 
     return cd
 
 
-def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None) -> Tensor:
+def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None,
+              form: str = "jump") -> Tensor:
     """Run the selected implementation on validated input; levels (C, 2b+1, m+1)."""
     impl = resolve_backend(x, backend, breakpoints)
+    native = impl == "native" and not torch.onnx.is_in_onnx_export()
+    if form == "continuous":
+        if impl == "reference":
+            return banded_continuous_reference(x, breakpoints, levels, cd)
+        if native:
+            return _native.banded_continuous_native(x, breakpoints, levels, cd)
+        bp = breakpoints.detach()
+        return BandedAffineFunction.apply(x, bp, levels, intercepts(bp, levels, x), cd,
+                                          impl == "compiled")
     if impl == "reference":
         return banded_tmaf_reference(x, breakpoints, levels, cd)
-    if impl == "native" and not torch.onnx.is_in_onnx_export():
+    if native:
         return _native.banded_tmaf_native(x, breakpoints, levels, cd)
     return BandedTMAFFunction.apply(x, breakpoints.detach(), levels, cd, impl == "compiled")
 
 
-def module_call(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None) -> Tensor:
-    """A module's call: its breakpoints and levels (C, 2b+1, m+1) are valid by construction and
-    ``cd`` is checked, so only the device is; no host sync, one operator call on ``native``."""
+def module_call(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None,
+                form: str = "jump") -> Tensor:
+    """A module's call: its breakpoints, levels (C, 2b+1, m+1) and form are valid by
+    construction and ``cd`` is checked, so only the device is; no host sync, one operator call
+    on ``native`` (plus the intercept table's few small ops for the continuous form)."""
     _checks.check_same_device(x, breakpoints, levels)
-    return _dispatch(x, breakpoints, levels, cd, backend)
+    return _dispatch(x, breakpoints, levels, cd, backend, form)
 
 
 def banded_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1,
-                backend: str | None = None, *, check_values: bool = True) -> Tensor:
+                backend: str | None = None, *, check_values: bool = True,
+                form: str = "jump") -> Tensor:
     """Banded TMAF along ``channel_dim``.
 
     Args:
@@ -119,23 +151,29 @@ def banded_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int
         backend: ``None`` (the global setting) or one of ``BACKENDS``.
         check_values: check breakpoints are finite and increasing (a host sync); modules that
             validated them already pass False.
+        form: "jump" (the paper's TMAF, default) or "continuous" (each term the integral of
+            its levels, see the module docstring).
     Returns:
         Tensor shaped and typed like ``x``.
     """
+    validate_form(form)
     cd = _validate(x, breakpoints, levels, channel_dim, banded=True, check_values=check_values)
-    return _dispatch(x, breakpoints, levels, cd, backend)
+    return _dispatch(x, breakpoints, levels, cd, backend, form)
 
 
 def diagonal_tmaf(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int = 1,
-                  backend: str | None = None, *, check_values: bool = True) -> Tensor:
+                  backend: str | None = None, *, check_values: bool = True,
+                  form: str = "jump") -> Tensor:
     """Diagonal TMAF: sigma(x)_i = alpha_i(x_i) x_i, a learned per-channel activation.
 
     Args:
         x: (..., C, ...) floating-point input.
         breakpoints: (m,) shared, or (C, m) per channel.
-        levels: (C, m+1); ``levels[i, k]`` is alpha_i on interval k.
+        levels: (C, m+1); ``levels[i, k]`` is alpha_i on interval k (the slope there, for
+            ``form="continuous"``).
     Returns:
         Tensor shaped and typed like ``x``. Same as :func:`banded_tmaf` with b = 0.
     """
+    validate_form(form)
     cd = _validate(x, breakpoints, levels, channel_dim, banded=False, check_values=check_values)
-    return _dispatch(x, breakpoints, levels.unsqueeze(1), cd, backend)
+    return _dispatch(x, breakpoints, levels.unsqueeze(1), cd, backend, form)

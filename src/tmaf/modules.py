@@ -4,6 +4,9 @@
     TridiagonalTMAF(C)     band b = 1: mixes each channel with its neighbours   levels (C, 3, m+1)
     BandedTMAF(C, b)       any band; b = C-1 is the full matrix            levels (C, 2b+1, m+1)
 
+``form="continuous"`` makes each term the integral of its levels (docs/method.md section 6):
+the same parameters and initialisations, a continuous piecewise-linear activation.
+
 ``num_channels=1`` shares one set of levels across all channels (like ``nn.PReLU()``). The Lazy*
 variants infer C from the first input. Breakpoints are a (non-trainable) buffer; levels a Parameter.
 
@@ -70,12 +73,14 @@ class BandedTMAF(nn.Module):
             ``negative_slope`` left of 0), "random" (all levels ~ U(-init_scale, init_scale)).
         channel_dim: channel axis of the input (1 for (N, C, ...), -1 for (N, ..., C)).
         backend: None (global :func:`tmaf.set_backend`) or one of ``tmaf.BACKENDS``.
+        form: "jump" (alpha(y) y, the paper's; default) or "continuous" (the integral of the
+            levels: continuous piecewise linear, the levels its slopes).
     Shape: input (..., C, ...) -> output of the same shape and dtype.
     """
 
     def __init__(self, num_channels: int, bandwidth: int, breakpoints=None, init: str = "relu",
                  channel_dim: int = 1, negative_slope: float = 0.01, init_scale: float = 1.0,
-                 backend: str | None = None, device=None, dtype=None) -> None:
+                 backend: str | None = None, device=None, dtype=None, form: str = "jump") -> None:
         super().__init__()
         for name, v, lo in (("num_channels", num_channels, 1), ("bandwidth", bandwidth, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -87,6 +92,7 @@ class BandedTMAF(nn.Module):
             raise ValueError(f"tmaf: unknown init {init!r}; expected one of {INITS}")
         if backend is not None:
             F._validate_backend(backend)
+        self.form = F.validate_form(form)
         self.num_channels, self.bandwidth, self.channel_dim = num_channels, bandwidth, channel_dim
         self.init, self.negative_slope, self.init_scale, self.backend = (
             init, negative_slope, init_scale, backend)
@@ -148,23 +154,31 @@ class BandedTMAF(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         cd = _checks.check_input(x, self.channel_dim)
         bp, lv = self._full_params(x.shape[cd])
-        return F.module_call(x, bp, lv, cd, self.backend)
+        return F.module_call(x, bp, lv, cd, self.backend, self.form)
 
     @torch.no_grad()
     def curves(self, y: Tensor) -> Tensor:
-        """alpha_{i,d}(y) * y on a 1-D grid ``y`` (G,): returns (C, 2b+1, G); 0 outside the band."""
+        """Each term on a 1-D grid ``y`` (G,): alpha_{i,d}(y) * y (jump form) or F_{i,d}(y)
+        (continuous form); returns (C, 2b+1, G), 0 outside the band."""
         lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1]).detach()
         C, W, m1 = lv.shape
         b = W // 2
         y = torch.as_tensor(y, dtype=lv.dtype, device=lv.device).reshape(-1)
         bp = self.breakpoints.to(lv.dtype).reshape(-1, m1 - 1)
+        if self.form == "continuous":  # the term's intercepts, from its input channel's grid
+            from ._continuous import intercepts
+
+            ic = intercepts(self.breakpoints.to(lv.dtype), lv)
         idx = torch.stack([interval_index(y, s) for s in bp])  # (C|1, G)
         out = y.new_zeros(C, W, y.numel())
         for i in range(C):
             for d in range(-b, b + 1):
                 j = i + d
                 if 0 <= j < C or C == 1:
-                    out[i, d + b] = lv[i, d + b][idx[j % idx.shape[0]]] * y
+                    k = idx[j % idx.shape[0]]
+                    out[i, d + b] = lv[i, d + b][k] * y
+                    if self.form == "continuous":
+                        out[i, d + b] += ic[i, d + b][k]
         return out
 
     def __prepare_scriptable__(self):
@@ -182,7 +196,8 @@ class BandedTMAF(nn.Module):
         kind = "shared" if bp.dim() == 1 else "per-channel"
         return (f"num_channels={self.num_channels}, bandwidth={self.bandwidth}, "
                 f"breakpoints={self.num_breakpoints} {kind} in [{bp.min().item():g}, "
-                f"{bp.max().item():g}], init={self.init!r}, channel_dim={self.channel_dim}")
+                f"{bp.max().item():g}], init={self.init!r}, channel_dim={self.channel_dim}"
+                + (f", form={self.form!r}" if self.form != "jump" else ""))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "breakpoints"

@@ -20,9 +20,14 @@ namespace tmaf_native {
 //                    for each offset d the m+1 levels[j-d, d+b, :].
 //           Entries of channels outside 0..C-1 (or out of the band) are 0.
 // Level-gradient partial sums (backward), one slot per task in fixed task order:
-//  rows:    partial (n_tasks, 2b+1, m+1), the task's input channel j at offset d.
-//  columns: partial (n_rb, n_vec, 2b+1, m+1, L): input channel j at offset d; a task owns its
+//  rows:    partial (n_tasks, 2b+1, P), the task's input channel j at offset d.
+//  columns: partial (n_rb, n_vec, 2b+1, P, L): input channel j at offset d; a task owns its
 //           rows block and its channel vectors, and accumulates there directly.
+//  P = m+1 level sums (sum of g x per interval), and for the continuous form (affine kernels)
+//  m+1 more: the intercept sums (sum of g per interval); P = 2(m+1).
+// Continuous form (affine kernels): the intercepts `ic` (C, 2b+1, m+1) in the rows layout, laid
+// like the levels; in the columns layout the forward table holds, per offset, m breakpoints,
+// m+1 levels and m+1 intercepts (blk = 3m+2) and the backward table is the jump form's.
 struct KernelArgs {
   const void* x = nullptr;
   const void* g = nullptr;
@@ -31,6 +36,7 @@ struct KernelArgs {
   void* partial = nullptr;
   const void* bp = nullptr;
   const void* lv = nullptr;
+  const void* ic = nullptr;  // intercepts, rows layout of the affine forward
   int64_t outer = 0, C = 0, inner = 0, b = 0, m = 0;
   int64_t oblock = 1, sblock = 1, n_sb = 1;   // rows layout
   int64_t rblock = 1, cblock = 1, n_cb = 1;   // columns layout
@@ -48,11 +54,11 @@ constexpr int kMaxColsBlock = 1024;  // channels per task in the columns layout,
 struct KernelSet {
   const char* isa = nullptr;
   int lanes[2] = {0, 0};  // vector lanes for float, double
-  // [dtype: 0 float, 1 double][variant]
-  TaskFn fwd_rows[2][kNumVariants] = {};
-  TaskFn bwd_rows[2][kNumVariants] = {};
-  TaskFn fwd_cols[2][kNumVariants] = {};
-  TaskFn bwd_cols[2][kNumVariants] = {};
+  // [form: 0 jump, 1 continuous (affine)][dtype: 0 float, 1 double][variant]
+  TaskFn fwd_rows[2][2][kNumVariants] = {};
+  TaskFn bwd_rows[2][2][kNumVariants] = {};
+  TaskFn fwd_cols[2][2][kNumVariants] = {};
+  TaskFn bwd_cols[2][2][kNumVariants] = {};
 };
 
 void fill_kernels_default(KernelSet* set);

@@ -144,7 +144,7 @@ static inline PermutedLevels<MT> rows_tables(const float* bp, const float* lv, i
 
 template <int MT>
 void bwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_covers(A)) return bwd_rows<float, MT>(A, t0, t1);
+  if (!diag_covers(A)) return bwd_rows<float, MT, false>(A, t0, t1);
   const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner;
   const float* x = static_cast<const float*>(A.x);
   const float* g = static_cast<const float*>(A.g);
@@ -277,7 +277,7 @@ static void bwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t t
 
 template <int MT>
 void fwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!band_covers(A)) return fwd_rows<float, MT>(A, t0, t1);  // the generic kernel
+  if (!band_covers(A)) return fwd_rows<float, MT, false>(A, t0, t1);  // the generic kernel
   const int64_t b = A.b;
   for (int64_t t = t0; t < t1; ++t) {
     const RowsTask T = rows_task(A, t);
@@ -310,8 +310,8 @@ namespace isa_avx512 {
 
 template <int MT>
 static void fill_specialised_variant(KernelSet* set, int v) {
-  set->fwd_rows[0][v] = &fwd_rows_band<MT>;
-  set->bwd_rows[0][v] = &bwd_rows_band<MT>;
+  set->fwd_rows[0][0][v] = &fwd_rows_band<MT>;  // the jump form, float
+  set->bwd_rows[0][0][v] = &bwd_rows_band<MT>;
 }
 
 }  // namespace isa_avx512

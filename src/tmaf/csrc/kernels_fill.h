@@ -7,10 +7,14 @@ namespace TMAF_ISA_NS {
 
 template <typename T, int MT>
 static void fill_variant(KernelSet* set, int dt, int v) {
-  set->fwd_rows[dt][v] = &fwd_rows<T, MT>;
-  set->bwd_rows[dt][v] = &bwd_rows<T, MT>;
-  set->fwd_cols[dt][v] = &fwd_cols<T, MT>;
-  set->bwd_cols[dt][v] = &bwd_cols<T, MT>;
+  set->fwd_rows[0][dt][v] = &fwd_rows<T, MT, false>;
+  set->bwd_rows[0][dt][v] = &bwd_rows<T, MT, false>;
+  set->fwd_cols[0][dt][v] = &fwd_cols<T, MT, false>;
+  set->bwd_cols[0][dt][v] = &bwd_cols<T, MT, false>;
+  set->fwd_rows[1][dt][v] = &fwd_rows<T, MT, true>;
+  set->bwd_rows[1][dt][v] = &bwd_rows<T, MT, true>;
+  set->fwd_cols[1][dt][v] = &fwd_cols<T, MT, true>;
+  set->bwd_cols[1][dt][v] = &bwd_cols<T, MT, true>;
 }
 
 template <typename T>

@@ -7,6 +7,11 @@
 // non-NaN input (so the ReLU start is bit-exact ReLU, -inf included) and contributes 0 to the
 // level gradient; a NaN input makes every level gradient of the terms that read it NaN.
 // The level gradient is reduced per task in a fixed order: bit-identical for any thread count.
+//
+// AFF (the continuous form, docs/method.md section 6): each term is affine on its interval,
+// alpha(x) * x + c(x) with c the term's intercept table (read like the levels); the backward
+// also sums g per interval (the intercept gradient), stored after the m+1 level sums of a slot.
+// A NaN input makes both sums of every term that reads it NaN.
 
 namespace tmaf_native {
 namespace TMAF_ISA_NS {
@@ -80,6 +85,32 @@ static inline typename Simd<T>::V term_of(typename Simd<T>::V x, const BP& bp, c
   return S::drop((a == S::zero()) & (x == x), a * x);
 }
 
+// One continuous-form term alpha(x) * x + c(x): the level and the intercept selected by the
+// same compares; the zero-level rule applies to alpha(x) * x (so -inf on a slope-0 interval
+// gives c), NaN stays NaN.
+template <typename T, int MT, class BP, class LV, class IC>
+static inline typename Simd<T>::V affine_term_of(typename Simd<T>::V x, const BP& bp, const LV& lv,
+                                                 const IC& ic, int64_t m_rt) {
+  using S = Simd<T>;
+  const int64_t m = MT > 0 ? MT : m_rt;
+  typename S::V a = lv(0), c = ic(0);
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < m; ++k) {
+    const typename S::I gt = x > bp(k);
+    a = S::sel(gt, lv(k + 1), a);
+    c = S::sel(gt, ic(k + 1), c);
+  }
+  return S::drop((a == S::zero()) & (x == x), a * x) + c;
+}
+
+// The term of the form AFF: affine_term_of (intercepts ic) or term_of.
+template <typename T, int MT, bool AFF, class BP, class LV, class IC>
+static inline typename Simd<T>::V form_term(typename Simd<T>::V x, const BP& bp, const LV& lv,
+                                            const IC& ic, int64_t m_rt) {
+  if constexpr (AFF) return affine_term_of<T, MT>(x, bp, lv, ic, m_rt);
+  else return term_of<T, MT>(x, bp, lv, m_rt);
+}
+
 // Interval masks of x: gt[k] = x > s_k.
 template <typename T, int MT, class BP>
 static inline void compare_all(typename Simd<T>::V x, const BP& bp, typename Simd<T>::I* gt, int64_t m_rt) {
@@ -90,8 +121,8 @@ static inline void compare_all(typename Simd<T>::V x, const BP& bp, typename Sim
 
 // One backward step for input values x (channel j, interval masks gt) and upstream g (channel
 // i = j - d): returns alpha(x) * g (the input-gradient term) and adds g * x into acc(k) of x's
-// interval (0 where the level is 0 and x is infinite).
-template <typename T, int MT, class LV, class ACC>
+// interval (0 where the level is 0 and x is infinite); with AFF also g into acc(m+1+k).
+template <typename T, int MT, bool AFF, class LV, class ACC>
 static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<T>::V g,
                                            const typename Simd<T>::I* gt, const LV& lv, const ACC& acc,
                                            int64_t m_rt) {
@@ -106,12 +137,19 @@ static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<
 #pragma GCC unroll 32
   for (int64_t k = 1; k < m; ++k) acc(k) += S::keep(gt[k - 1] & ~gt[k], p);
   acc(m) += S::keep(gt[m - 1], p);
+  if constexpr (AFF) {
+    const int64_t m1 = m + 1;
+    acc(m1) += S::drop(gt[0], g);
+#pragma GCC unroll 32
+    for (int64_t k = 1; k < m; ++k) acc(m1 + k) += S::keep(gt[k - 1] & ~gt[k], g);
+    acc(m1 + m) += S::keep(gt[m - 1], g);
+  }
   return a * g;
 }
 
 // ---------------------------------------------------------------- rows layout (inner > 1)
 
-template <typename T, int MT>
+template <typename T, int MT, bool AFF>
 void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -121,7 +159,8 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
   T* out = static_cast<T*>(A.out);
   const T* bp = static_cast<const T*>(A.bp);
   const T* lv = static_cast<const T*>(A.lv);
-  V bpv[MT > 0 ? MT : kMaxM], lvv[MT > 0 ? MT + 1 : kMaxM + 1];
+  const T* ic = static_cast<const T*>(A.ic);
+  V bpv[MT > 0 ? MT : kMaxM], lvv[MT > 0 ? MT + 1 : kMaxM + 1], icv[AFF ? (MT > 0 ? MT + 1 : kMaxM + 1) : 1];
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t sb = t % A.n_sb, rest = t / A.n_sb, i = rest % C, ob = rest / C;
     const int64_t s0 = sb * A.sblock, s1 = std::min(inner, s0 + A.sblock);
@@ -131,21 +170,24 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
       const int64_t j = i + d;
       for (int64_t k = 0; k < m; ++k) bpv[k] = S::bc(bp[j * m + k]);
       for (int64_t k = 0; k <= m; ++k) lvv[k] = S::bc(lv[(i * W + d + b) * (m + 1) + k]);
+      if constexpr (AFF)
+        for (int64_t k = 0; k <= m; ++k) icv[k] = S::bc(ic[(i * W + d + b) * (m + 1) + k]);
       const bool first = d == dlo;
       const auto bpa = [&](int64_t k) { return bpv[k]; };
       const auto lva = [&](int64_t k) { return lvv[k]; };
+      const auto ica = [&](int64_t k) { return icv[AFF ? k : 0]; };
       for (int64_t o = o0; o < o1; ++o) {
         const T* xr = x + (o * C + j) * inner;
         T* yr = out + (o * C + i) * inner;
         int64_t s = s0;
         for (; s + L <= s1; s += L) {
           __builtin_prefetch(xr + s + kPrefetchBytes / sizeof(T));
-          V y = term_of<T, MT>(S::load(xr + s), bpa, lva, m);
+          V y = form_term<T, MT, AFF>(S::load(xr + s), bpa, lva, ica, m);
           if (!first) y += S::load(yr + s);
           S::store(yr + s, y);
         }
         if (s < s1) {
-          V y = term_of<T, MT>(S::loadw(xr, s, s1), bpa, lva, m);
+          V y = form_term<T, MT, AFF>(S::loadw(xr, s, s1), bpa, lva, ica, m);
           if (!first) y += S::loadw(yr, s, s1);
           S::storew(yr, s, s1, y);
         }
@@ -154,20 +196,22 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
   }
 }
 
-template <typename T, int MT>
+template <typename T, int MT, bool AFF>
 void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
   using S = Simd<T>;
   using V = typename S::V;
   using I = typename S::I;
   constexpr int L = S::L;
   const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, inner = A.inner, W = 2 * b + 1;
+  const int64_t P = AFF ? 2 * (m + 1) : m + 1;  // sums per (task, offset) slot
   const T* x = static_cast<const T*>(A.x);
   const T* g = static_cast<const T*>(A.g);
   T* gx = static_cast<T*>(A.gx);
   T* partial = static_cast<T*>(A.partial);
   const T* bp = static_cast<const T*>(A.bp);
   const T* lv = static_cast<const T*>(A.lv);
-  V bpv[MT > 0 ? MT : kMaxM], lvv[MT > 0 ? MT + 1 : kMaxM + 1], acc[MT > 0 ? MT + 1 : kMaxM + 1];
+  constexpr int64_t kAcc = (AFF ? 2 : 1) * (MT > 0 ? MT + 1 : kMaxM + 1);
+  V bpv[MT > 0 ? MT : kMaxM], lvv[MT > 0 ? MT + 1 : kMaxM + 1], acc[kAcc];
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t sb = t % A.n_sb, rest = t / A.n_sb, j = rest % C, ob = rest / C;
     const int64_t s0 = sb * A.sblock, s1 = std::min(inner, s0 + A.sblock);
@@ -177,7 +221,7 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
     for (int64_t d = dlo; d <= dhi; ++d) {
       const int64_t i = j - d;
       for (int64_t k = 0; k <= m; ++k) lvv[k] = S::bc(lv[(i * W + d + b) * (m + 1) + k]);
-      for (int64_t k = 0; k <= m; ++k) acc[k] = S::zero();
+      for (int64_t k = 0; k < P; ++k) acc[k] = S::zero();
       I nan = I{};
       const bool first = d == dlo, last = d == dhi;
       const auto bpa = [&](int64_t k) { return bpv[k]; };
@@ -194,7 +238,7 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
           __builtin_prefetch(gr + s + kPrefetchBytes / sizeof(T));
           const V xv = S::load(xr + s);
           compare_all<T, MT>(xv, bpa, gt, m);
-          V v = bwd_step<T, MT>(xv, S::load(gr + s), gt, lva, acca, m);
+          V v = bwd_step<T, MT, AFF>(xv, S::load(gr + s), gt, lva, acca, m);
           if (!first) v += S::load(gxr + s);
           const I bad = S::isnan(xv);
           if (last) v = S::sel(bad, xv, v);
@@ -204,7 +248,7 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
         if (s < s1) {
           const V xv = S::loadw(xr, s, s1);
           compare_all<T, MT>(xv, bpa, gt, m);
-          V v = bwd_step<T, MT>(xv, S::loadw(gr, s, s1), gt, lva, acca, m);
+          V v = bwd_step<T, MT, AFF>(xv, S::loadw(gr, s, s1), gt, lva, acca, m);
           if (!first) v += S::loadw(gxr, s, s1);
           const I bad = S::isnan(xv);
           if (last) v = S::sel(bad, xv, v);
@@ -212,9 +256,9 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
           S::storew(gxr, s, s1, v);
         }
       }
-      T* part = partial + (t * W + d + b) * (m + 1);
+      T* part = partial + (t * W + d + b) * P;
       const bool has_nan = S::any(nan);
-      for (int64_t k = 0; k <= m; ++k)
+      for (int64_t k = 0; k < P; ++k)
         part[k] = has_nan ? std::numeric_limits<T>::quiet_NaN() : S::hsum(acc[k]);
     }
   }
@@ -226,15 +270,17 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
 // partial sums are blocked per vector of L channels (kernels.h), so one vector's values sit
 // together at fixed offsets; the caller sizes a task's channel block to keep them in L1.
 
-template <typename T, int MT>
+template <typename T, int MT, bool AFF>
 void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int L = S::L;
-  const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1, blk = 2 * m + 1;
+  const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1;
+  const int64_t blk = 2 * m + 1 + (AFF ? m + 1 : 0);
   const T* x = static_cast<const T*>(A.x);
   T* out = static_cast<T*>(A.out);
-  const T* tab = static_cast<const T*>(A.lv);  // (n_vec, W, 2m+1, L): m breakpoints, m+1 levels
+  // (n_vec, W, blk, L): m breakpoints, m+1 levels (AFF: then m+1 intercepts)
+  const T* tab = static_cast<const T*>(A.lv);
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
     const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
@@ -247,13 +293,17 @@ void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
         for (; i0 + L <= c1; i0 += L) {
           __builtin_prefetch(xr + C + i0);  // the same channels of the next row
           const T* tv = tab + (i0 / L) * blk * L;
-          S::store(yr + i0, term_of<T, MT>(S::load(xr + i0), [&](int64_t k) { return S::load(tv + k * L); },
-                                           [&](int64_t k) { return S::load(tv + (m + k) * L); }, m));
+          S::store(yr + i0, form_term<T, MT, AFF>(
+                                S::load(xr + i0), [&](int64_t k) { return S::load(tv + k * L); },
+                                [&](int64_t k) { return S::load(tv + (m + k) * L); },
+                                [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m));
         }
         if (i0 < c1) {
           const T* tv = tab + (i0 / L) * blk * L;
-          S::storew(yr, i0, c1, term_of<T, MT>(S::loadw(xr, i0, c1), [&](int64_t k) { return S::load(tv + k * L); },
-                                               [&](int64_t k) { return S::load(tv + (m + k) * L); }, m));
+          S::storew(yr, i0, c1, form_term<T, MT, AFF>(
+                                    S::loadw(xr, i0, c1), [&](int64_t k) { return S::load(tv + k * L); },
+                                    [&](int64_t k) { return S::load(tv + (m + k) * L); },
+                                    [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m));
         }
       }
       continue;
@@ -271,7 +321,8 @@ void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
           const T* td = tv + (d + b) * blk * L;
           const auto bpa = [&](int64_t k) { return S::load(td + k * L); };
           const auto lva = [&](int64_t k) { return S::load(td + (m + k) * L); };
-          const V term = term_of<T, MT>(S::loadw(xr, i0 + d, C), bpa, lva, m);
+          const auto ica = [&](int64_t k) { return S::load(td + (2 * m + 1 + k) * L); };
+          const V term = form_term<T, MT, AFF>(S::loadw(xr, i0 + d, C), bpa, lva, ica, m);
           y = first ? term : y + term;
           first = false;
         }
@@ -281,18 +332,19 @@ void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
   }
 }
 
-template <typename T, int MT>
+template <typename T, int MT, bool AFF>
 void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
   using S = Simd<T>;
   using V = typename S::V;
   using I = typename S::I;
   constexpr int L = S::L;
   const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1, m1 = m + 1;
+  const int64_t P = AFF ? 2 * m1 : m1;  // sums per (vector, offset) slot
   const int64_t blk = m + W * m1, n_vec = (C + L - 1) / L;
   const T* x = static_cast<const T*>(A.x);
   const T* g = static_cast<const T*>(A.g);
   T* gx = static_cast<T*>(A.gx);
-  T* partial = static_cast<T*>(A.partial);  // (n_rb, n_vec, W, m+1, L)
+  T* partial = static_cast<T*>(A.partial);  // (n_rb, n_vec, W, P, L)
   const T* tab = static_cast<const T*>(A.lv);  // (n_vec, m + W (m+1), L)
   I gt[MT > 0 ? MT : kMaxM];
   I nan[kMaxColsBlock / L];
@@ -300,8 +352,8 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
     const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
     const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
     const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock);
-    T* part = partial + (rb * n_vec + c0 / L) * W * m1 * L;  // this task's vectors
-    std::fill(part, part + ((c1 - c0 + L - 1) / L) * W * m1 * L, T(0));
+    T* part = partial + (rb * n_vec + c0 / L) * W * P * L;  // this task's vectors
+    std::fill(part, part + ((c1 - c0 + L - 1) / L) * W * P * L, T(0));
     for (int64_t v = 0; v < (c1 - c0 + L - 1) / L; ++v) nan[v] = I{};
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * C;
@@ -311,14 +363,14 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
         __builtin_prefetch(xr + C + j0);  // the same channels of the next row
         __builtin_prefetch(gr + C + j0);
         const T* tv = tab + (j0 / L) * blk * L;
-        T* pv = part + ((j0 - c0) / L) * W * m1 * L;
+        T* pv = part + ((j0 - c0) / L) * W * P * L;
         const V xv = S::loadw(xr, j0, c1);
         compare_all<T, MT>(xv, [&](int64_t k) { return S::load(tv + k * L); }, gt, m);
         V gxv = S::zero();
         for (int64_t d = -b; d <= b; ++d) {
           if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
           const T* td = tv + (m + (d + b) * m1) * L;
-          T* pd = pv + (d + b) * m1 * L;
+          T* pd = pv + (d + b) * P * L;
           struct Acc {  // accumulator k of this vector and offset, in the task's partial sums
             T* p;
             struct Ref {
@@ -327,7 +379,7 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
             };
             Ref operator()(int64_t k) const { return Ref{p + k * L}; }
           } acca{pd};
-          gxv += bwd_step<T, MT>(xv, S::loadw(gr, j0 - d, C), gt,
+          gxv += bwd_step<T, MT, AFF>(xv, S::loadw(gr, j0 - d, C), gt,
                                  [&](int64_t k) { return S::load(td + k * L); }, acca, m);
         }
         const I bad = S::isnan(xv);
@@ -338,10 +390,10 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
     for (int64_t j0 = c0; j0 < c1; j0 += L) {  // NaN input: every level gradient reading it is NaN
       const I bad = nan[(j0 - c0) / L];
       if (!S::any(bad)) continue;
-      T* pv = part + ((j0 - c0) / L) * W * m1 * L;
+      T* pv = part + ((j0 - c0) / L) * W * P * L;
       for (int l = 0; l < L; ++l)
         if (bad[l])
-          for (int64_t q = 0; q < W * m1; ++q) pv[q * L + l] = std::numeric_limits<T>::quiet_NaN();
+          for (int64_t q = 0; q < W * P; ++q) pv[q * L + l] = std::numeric_limits<T>::quiet_NaN();
     }
   }
 }

@@ -215,17 +215,23 @@ T* scratch(int64_t n) {
 }
 
 // Column-layout table (see kernels.h), blocked per vector of L channels, in scratch slot 0.
+// A defined `ic` (intercepts, forward of the continuous form) adds m+1 intercepts per offset.
 template <typename T>
-const T* cols_table(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t L, bool backward) {
+const T* cols_table(const Tensor& bp, const Tensor& lv, const Tensor& ic, const Shape& s, int64_t L,
+                    bool backward) {
   const Tensor bpc = bp.to(s.ct).contiguous();  // (m,) or (C, m)
   const Tensor lvc = lv.to(s.ct).contiguous();
+  const bool aff = ic.defined() && !backward;
+  const Tensor icc = aff ? ic.to(s.ct).contiguous() : Tensor();
   const int64_t m = s.m, m1 = s.m + 1, b = s.b, W = s.W, C = s.C, n_vec = ceil_div(C, L);
-  const int64_t blk = backward ? m + W * m1 : W * (2 * m + 1);
+  const int64_t per_d = 2 * m + 1 + (aff ? m1 : 0);
+  const int64_t blk = backward ? m + W * m1 : W * per_d;
   const int64_t bp_stride = bpc.dim() == 2 ? m : 0;  // shared breakpoints: one row for all
   T* tp = scratch<T, 0>(n_vec * blk * L);
   std::fill(tp, tp + n_vec * blk * L, T(0));
   const T* bps = bpc.data_ptr<T>();
   const T* lvs = lvc.data_ptr<T>();
+  const T* ics = aff ? icc.data_ptr<T>() : nullptr;
   for (int64_t v = 0; v < n_vec; ++v) {
     T* tv = tp + v * blk * L;
     const int64_t lanes = std::min<int64_t>(L, C - v * L);
@@ -244,10 +250,14 @@ const T* cols_table(const Tensor& bp, const Tensor& lv, const Shape& s, int64_t 
         for (int64_t d = -b; d <= b; ++d) {
           const int64_t j = c + d;
           if (j < 0 || j >= C) continue;
-          T* dst = tv + (d + b) * (2 * m + 1) * L + l;
+          T* dst = tv + (d + b) * per_d * L + l;
           for (int64_t k = 0; k < m; ++k) dst[k * L] = bps[j * bp_stride + k];
           const T* src = lvs + (c * W + d + b) * m1;
           for (int64_t k = 0; k < m1; ++k) dst[(m + k) * L] = src[k];
+          if (aff) {
+            const T* isrc = ics + (c * W + d + b) * m1;
+            for (int64_t k = 0; k < m1; ++k) dst[(2 * m + 1 + k) * L] = isrc[k];
+          }
         }
       }
     }
@@ -275,24 +285,29 @@ void rows_geometry(KernelArgs* a, const Shape& s, int64_t outer) {
 }
 
 // Columns geometry: a multiple of 16 channels whose tables (and partial sums) fit the budget.
-int64_t cols_block(const Shape& s, int64_t elem_bytes, bool backward) {
-  const int64_t per_channel = elem_bytes * (backward ? s.m + 2 * s.W * (s.m + 1) : s.W * (2 * s.m + 1));
+int64_t cols_block(const Shape& s, int64_t elem_bytes, bool backward, bool aff) {
+  const int64_t m1 = s.m + 1;
+  const int64_t per_channel = elem_bytes * (backward ? s.m + s.W * m1 * (aff ? 3 : 2)
+                                                     : s.W * (2 * s.m + 1 + (aff ? m1 : 0)));
   const int64_t c = std::max<int64_t>(16, (kL1Budget / per_channel) / 16 * 16);
   return std::min<int64_t>(std::min<int64_t>(c, kMaxColsBlock), ceil_div(s.C, 16) * 16);
 }
 
+// `ic` defined: the continuous form (affine terms with these intercepts), else the jump form.
 template <typename T>
-Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Shape& s) {
+Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Tensor& ic, const Shape& s) {
   const Layout lay = layout_of(x, s);
   const Tensor xc = in_layout(x, s, lay);
   Tensor out = empty_in_layout(x, s, lay, s.ct);
   const KernelSet& ks = kernels();
   const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m);
+  const bool aff = ic.defined();
+  const int form = aff ? 1 : 0;
   KernelArgs a;
   a.x = xc.data_ptr<T>();
   a.out = out.data_ptr<T>();
   a.C = s.C; a.b = s.b; a.m = s.m;
-  Tensor bpt, lvt;
+  Tensor bpt, lvt, ict;
   TaskFn fn;
   int64_t ntask;
   if (!lay.cols) {
@@ -301,18 +316,22 @@ Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Shape
     lvt = lv.to(s.ct).contiguous();
     a.bp = bpt.data_ptr<T>();
     a.lv = lvt.data_ptr<T>();
+    if (aff) {
+      ict = ic.to(s.ct).contiguous();
+      a.ic = ict.data_ptr<T>();
+    }
     rows_geometry(&a, s, lay.outer);
     ntask = ceil_div(lay.outer, a.oblock) * s.C * a.n_sb;
-    fn = ks.fwd_rows[dt][v];
+    fn = ks.fwd_rows[form][dt][v];
   } else {
     a.outer = lay.outer; a.inner = 1;
     a.lanes = ks.lanes[dt];
-    a.lv = a.bp = cols_table<T>(bp, lv, s, a.lanes, /*backward=*/false);
-    a.cblock = cols_block(s, sizeof(T), /*backward=*/false);
+    a.lv = a.bp = cols_table<T>(bp, lv, ic, s, a.lanes, /*backward=*/false);
+    a.cblock = cols_block(s, sizeof(T), /*backward=*/false, aff);
     a.n_cb = ceil_div(s.C, a.cblock);
     a.rblock = std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
     ntask = ceil_div(lay.outer, a.rblock) * a.n_cb;
-    fn = ks.fwd_cols[dt][v];
+    fn = ks.fwd_cols[form][dt][v];
   }
   at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
   return out;
@@ -339,16 +358,18 @@ void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, Out* sum
   });
 }
 
+// aff: the continuous form, which also returns the intercept gradient (sum of g per interval);
+// the jump form returns an undefined third tensor.
 template <typename T>
-std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp, const Tensor& lv,
-                                    const Shape& s) {
+std::tuple<Tensor, Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp,
+                                            const Tensor& lv, const Shape& s, bool aff) {
   const Layout lay = layout_of(x, s);
   const Tensor xc = in_layout(x, s, lay);
   const Tensor gc = in_layout(g, s, lay);
   Tensor gx = empty_in_layout(x, s, lay, s.ct);
   const KernelSet& ks = kernels();
-  const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m);
-  const int64_t W = s.W, m1 = s.m + 1, b = s.b, C = s.C;
+  const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m), form = aff ? 1 : 0;
+  const int64_t W = s.W, m1 = s.m + 1, b = s.b, C = s.C, P = aff ? 2 * m1 : m1;
   KernelArgs a;
   a.x = xc.data_ptr<T>();
   a.g = gc.data_ptr<T>();
@@ -356,10 +377,15 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
   a.C = C; a.b = b; a.m = s.m;
   Tensor bpt, lvt;
   Tensor gl = at::zeros({C, W, m1}, lv.options());
-  // the ordered reduction of the partial sums p(q, j, d, k) into gl
+  Tensor gi = aff ? at::zeros({C, W, m1}, lv.options()) : Tensor();
+  // the ordered reduction of the partial sums p(q, j, d, k) into gl (and p(q, j, d, m1 + k)
+  // into the intercept gradient gi)
   const auto reduce = [&](int64_t n_parts, const auto& part) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gl.scalar_type(), "tmaf_reduce", [&] {
       reduce_partials(C, b, m1, n_parts, gl.data_ptr<scalar_t>(), part);
+      if (aff)
+        reduce_partials(C, b, m1, n_parts, gi.data_ptr<scalar_t>(),
+                        [&](int64_t q, int64_t j, int64_t d, int64_t k) { return part(q, j, d, m1 + k); });
     });
   };
   if (!lay.cols) {
@@ -368,62 +394,95 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
     lvt = lv.to(s.ct).contiguous();
     rows_geometry(&a, s, lay.outer);
     const int64_t n_ob = ceil_div(lay.outer, a.oblock), ntask = n_ob * C * a.n_sb;
-    T* p = scratch<T, 1>(ntask * W * m1);
+    T* p = scratch<T, 1>(ntask * W * P);
     a.partial = p;
     a.bp = bpt.data_ptr<T>();
     a.lv = lvt.data_ptr<T>();
-    const TaskFn fn = ks.bwd_rows[dt][v];
+    const TaskFn fn = ks.bwd_rows[form][dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
     const int64_t n_sb = a.n_sb, n_parts = n_ob * n_sb;
     // part q = (outer block, inner block) in task order; slot of input channel j, offset d, interval k
     reduce(n_parts, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
       const int64_t ob = q / n_sb, sb = q % n_sb;
-      return static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * m1 + k]);
+      return static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * P + k]);
     });
   } else {
     a.outer = lay.outer; a.inner = 1;
     const int64_t L = ks.lanes[dt], n_vec = ceil_div(C, L);
     a.lanes = L;
-    a.lv = a.bp = cols_table<T>(bp, lv, s, L, /*backward=*/true);
-    a.cblock = cols_block(s, sizeof(T), /*backward=*/true);
+    a.lv = a.bp = cols_table<T>(bp, lv, Tensor(), s, L, /*backward=*/true);
+    a.cblock = cols_block(s, sizeof(T), /*backward=*/true, aff);
     a.n_cb = ceil_div(C, a.cblock);
-    a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * m1);
+    a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * P);
     const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb;
-    T* p = scratch<T, 1>(n_rb * n_vec * W * m1 * L);
+    T* p = scratch<T, 1>(n_rb * n_vec * W * P * L);
     a.partial = p;
-    const TaskFn fn = ks.bwd_cols[dt][v];
+    const TaskFn fn = ks.bwd_cols[form][dt][v];
     at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
     // part q = row block, in order; slot of input channel j, offset d, interval k
     reduce(n_rb, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
-      return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * m1 + k) * L + j % L]);
+      return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * P + k) * L + j % L]);
     });
   }
-  return {gx, gl};
+  return {gx, gl, gi};
 }
 
 // ------------------------------------------------------------------------------ ops
 
-Tensor banded_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim) {
+// The forward of either form: `intercepts` defined for the continuous one.
+Tensor forward_of(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, const Tensor& intercepts,
+                  int64_t channel_dim) {
   const Shape s = check_args(x, breakpoints, levels, channel_dim);
+  if (intercepts.defined()) {
+    TORCH_CHECK(intercepts.is_floating_point() && intercepts.device().is_cpu() &&
+                    intercepts.sizes() == levels.sizes(),
+                "tmaf: intercepts must be a floating-point CPU tensor shaped like the levels ",
+                levels.sizes(), ", got ", intercepts.scalar_type(), " ", intercepts.sizes(), " on ",
+                intercepts.device());
+  }
   const Layout lay = layout_of(x, s);
   if (x.numel() == 0) return empty_in_layout(x, s, lay, x.scalar_type());
-  const Tensor r = s.ct == at::kDouble ? fwd_impl<double>(x, breakpoints, levels, s)
-                                       : fwd_impl<float>(x, breakpoints, levels, s);
+  const Tensor r = s.ct == at::kDouble ? fwd_impl<double>(x, breakpoints, levels, intercepts, s)
+                                       : fwd_impl<float>(x, breakpoints, levels, intercepts, s);
   return finish(r, x, s, lay);
 }
 
-std::tuple<Tensor, Tensor> banded_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
-                                      const Tensor& levels, int64_t channel_dim) {
+std::tuple<Tensor, Tensor, Tensor> backward_of(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
+                                               const Tensor& levels, int64_t channel_dim, bool aff) {
   const Shape s = check_args(x, breakpoints, levels, channel_dim);
   TORCH_CHECK(grad.sizes() == x.sizes(), "tmaf: the upstream gradient must have the input's shape ",
               x.sizes(), ", got ", grad.sizes());
   TORCH_CHECK(grad.device().is_cpu(), "tmaf: the upstream gradient must be on the CPU, got ", grad.device());
   const Layout lay = layout_of(x, s);
   if (x.numel() == 0)
-    return {empty_in_layout(x, s, lay, x.scalar_type()), at::zeros(levels.sizes(), levels.options())};
-  auto [gx, gl] = s.ct == at::kDouble ? bwd_impl<double>(grad, x, breakpoints, levels, s)
-                                      : bwd_impl<float>(grad, x, breakpoints, levels, s);
-  return {finish(gx, x, s, lay), gl};
+    return {empty_in_layout(x, s, lay, x.scalar_type()), at::zeros(levels.sizes(), levels.options()),
+            aff ? at::zeros(levels.sizes(), levels.options()) : Tensor()};
+  auto [gx, gl, gi] = s.ct == at::kDouble ? bwd_impl<double>(grad, x, breakpoints, levels, s, aff)
+                                          : bwd_impl<float>(grad, x, breakpoints, levels, s, aff);
+  return {finish(gx, x, s, lay), gl, gi};
+}
+
+Tensor banded_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim) {
+  return forward_of(x, breakpoints, levels, Tensor(), channel_dim);
+}
+
+std::tuple<Tensor, Tensor> banded_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
+                                      const Tensor& levels, int64_t channel_dim) {
+  auto [gx, gl, gi] = backward_of(grad, x, breakpoints, levels, channel_dim, /*aff=*/false);
+  return {gx, gl};
+}
+
+// The continuous form's operators: affine terms alpha(x) x + c(x) with the given intercepts
+// (computed from the levels by tmaf._continuous.intercepts, which autograd differentiates).
+Tensor banded_affine_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
+                         const Tensor& intercepts, int64_t channel_dim) {
+  TORCH_CHECK(intercepts.defined(), "tmaf: banded_affine_fwd needs intercepts");
+  return forward_of(x, breakpoints, levels, intercepts, channel_dim);
+}
+
+std::tuple<Tensor, Tensor, Tensor> banded_affine_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
+                                                     const Tensor& levels, int64_t channel_dim) {
+  return backward_of(grad, x, breakpoints, levels, channel_dim, /*aff=*/true);
 }
 
 // ------------------------------------------------------------------------ autograd
@@ -464,12 +523,50 @@ Tensor banded_fwd_autograd(const Tensor& x, const Tensor& breakpoints, const Ten
   return BandedTmafFunction::apply(x, breakpoints, levels, channel_dim);
 }
 
+// The same for the continuous form: d intercepts = the sum of g per interval (banded_affine_bwd's
+// third output); the chain from the intercepts back to the levels is autograd's (outside).
+class BandedAffineFunction : public torch::autograd::Function<BandedAffineFunction> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& breakpoints,
+                        const Tensor& levels, const Tensor& intercepts, int64_t channel_dim) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    ctx->save_for_backward({x, breakpoints, levels});
+    ctx->saved_data["channel_dim"] = channel_dim;
+    static const auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("tmaf::banded_affine_fwd", "")
+            .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t)>();
+    return op.call(x, breakpoints, levels, intercepts, channel_dim);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("tmaf::banded_affine_bwd", "")
+                               .typed<std::tuple<Tensor, Tensor, Tensor>(
+                                   const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t)>();
+    auto [gx, gl, gi] = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["channel_dim"].toInt());
+    return {ctx->needs_input_grad(0) ? gx : Tensor(), Tensor(), ctx->needs_input_grad(2) ? gl : Tensor(),
+            ctx->needs_input_grad(3) ? gi : Tensor(), Tensor()};
+  }
+};
+
+Tensor banded_affine_fwd_autograd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
+                                  const Tensor& intercepts, int64_t channel_dim) {
+  return BandedAffineFunction::apply(x, breakpoints, levels, intercepts, channel_dim);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tmaf, m) {
   m.def("banded_fwd(Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) -> Tensor");
   m.def("banded_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
         "-> (Tensor, Tensor)");
+  m.def("banded_affine_fwd(Tensor x, Tensor breakpoints, Tensor levels, Tensor intercepts, "
+        "int channel_dim) -> Tensor");
+  m.def("banded_affine_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
+        "-> (Tensor, Tensor, Tensor)");
   m.def("native_isa() -> str", &native_isa);
   m.def("native_isas() -> str[]", &native_isas);
   m.def("set_native_isa(str isa) -> str", &set_native_isa);
@@ -478,10 +575,13 @@ TORCH_LIBRARY(tmaf, m) {
 TORCH_LIBRARY_IMPL(tmaf, CPU, m) {
   m.impl("banded_fwd", &banded_fwd);
   m.impl("banded_bwd", &banded_bwd);
+  m.impl("banded_affine_fwd", &banded_affine_fwd);
+  m.impl("banded_affine_bwd", &banded_affine_bwd);
 }
 
 TORCH_LIBRARY_IMPL(tmaf, Autograd, m) {
   m.impl("banded_fwd", &banded_fwd_autograd);
+  m.impl("banded_affine_fwd", &banded_affine_fwd_autograd);
 }
 
 }  // namespace tmaf_native
