@@ -2,8 +2,9 @@
 
 ``tmaf._C`` registers two operators, ``torch.ops.tmaf.banded_fwd`` and ``torch.ops.tmaf.banded_bwd``,
 and their continuous-form twins ``banded_affine_fwd`` (the terms alpha(x) x + c(x), intercepts c
-an input) and ``banded_affine_bwd`` (which also returns the intercept gradient), with CPU kernels: vectorised per instruction set (AVX-512, AVX2, a portable baseline; the best one
-the CPU runs is picked at load time), parallel over fixed tasks, one pass over memory each way,
+an input) and ``banded_affine_bwd`` (which also returns the intercept gradient), with CPU
+kernels: vectorised per instruction set (AVX-512, AVX2, a portable baseline; the best one the
+CPU runs is picked at load time), parallel over fixed tasks, one pass over memory each way,
 and a level gradient reduced in a fixed order, so it is bit-identical for any thread count.
 Semantics, non-finite inputs included: docs/method.md. This module adds what PyTorch needs to
 treat the forward as one opaque, differentiable operator: a fake (meta) implementation of both ops

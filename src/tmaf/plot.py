@@ -176,14 +176,16 @@ def _panels(n: int, ncols: int, size: tuple[float, float]):
 
 def _kind(layer: nn.Module) -> str:
     b = int(getattr(layer, "bandwidth", 0) or 0)
-    return {0: "diagonal", 1: "tridiagonal"}.get(b, f"banded b={b}")
+    kind = {0: "diagonal", 1: "tridiagonal"}.get(b, f"banded b={b}")
+    return f"continuous {kind}" if getattr(layer, "form", "jump") == "continuous" else kind
 
 
 def activations(model_or_layers: Any, channels: int | Sequence[int] = 4, *,
                 y: torch.Tensor | None = None, offsets: bool = False, reference: bool = True,
                 points: int = 801, ncols: int = 3,
                 panel_size: tuple[float, float] = (3.8, 2.9), title: str | None = None):
-    """Learned 1-D activations alpha_{i,0}(y) y, one panel per TMAF layer.
+    """Learned 1-D activations alpha_{i,0}(y) y (continuous form: F_{i,0}(y)), one panel per
+    TMAF layer.
 
     Args:
         model_or_layers: a model, a TMAF layer, or a mapping name -> TMAF layer.
@@ -212,7 +214,7 @@ def activations(model_or_layers: Any, channels: int | Sequence[int] = 4, *,
             ax.plot(x, x.clip(min=0), color="black", ls="--", lw=1, label="ReLU")
         ax.set_title(f"{name} ({_kind(layer)}, C={curves.shape[0]})", fontsize=9)
         ax.set_xlabel("y" + (" (dotted: off-diagonal terms)" if offsets and b else ""))
-        ax.set_ylabel("alpha(y) y")
+        ax.set_ylabel("F(y)" if getattr(layer, "form", "jump") == "continuous" else "alpha(y) y")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:

@@ -1,10 +1,11 @@
 """Image classifiers that take their activation as a factory (one module per call site).
 
 Every model takes ``act``: an activation name understood by :func:`tmaf.get_act_layer`
-("relu", "prelu", "gelu", "diagonal", "tridiagonal", "banded2", "full", ...), the lab's own
-``pwl`` (:class:`tmaf_lab.pwl.PiecewiseLinear`, the continuous learned rival of diagonal TMAF),
-or a callable ``act(num_channels) -> nn.Module``. The factory is called once at every place an
-activation is applied, so no two call sites share parameters (docs/method.md section 5).
+("relu", "prelu", "gelu", "diagonal", "tridiagonal", "banded2", "full", "continuous_diagonal",
+...), ``pwl`` (the studies' name for ``continuous_diagonal``, the continuous twin of diagonal
+TMAF from the core), or a callable ``act(num_channels) -> nn.Module``. The factory is called
+once at every place an activation is applied, so no two call sites share parameters
+(docs/method.md section 5).
 Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel axis 1.
 
 - ``mlp``: 784-512-512-10 multilayer perceptron (MNIST, Fashion-MNIST).
@@ -19,13 +20,14 @@ Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import partial
 
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
 MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "resnet18", "gpt")
-LAB_ACTIVATIONS = ("pwl",)  # named here, not in the core's tmaf.get_act_layer
+#: the studies' names for core activations: ``pwl`` (the continuous per-channel rival of diagonal
+#: TMAF, same grid and parameters) is the core's continuous_diagonal
+LAB_ACTIVATIONS = {"pwl": "continuous_diagonal"}
 
 
 def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
@@ -33,11 +35,10 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
     into a factory; an unknown name is a ValueError listing the valid ones."""
     if callable(act):
         return act
-    if isinstance(act, str) and act.strip().lower() == "pwl":
-        from .pwl import PiecewiseLinear
-
-        return partial(PiecewiseLinear, **kwargs)
     import tmaf
+
+    if isinstance(act, str):
+        act = LAB_ACTIVATIONS.get(act.strip().lower(), act)
 
     try:
         return tmaf.get_act_layer(act, **kwargs)
@@ -45,15 +46,20 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
         raise ValueError(f"{e}; the lab also knows {', '.join(LAB_ACTIVATIONS)}") from None
 
 
-def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    """Parameters of learned activations: TMAF levels, PReLU slopes, pwl slopes."""
-    import tmaf
+def is_learned_name(name: str) -> bool:
+    """A TMAF name of either form, or one of the lab's names for them (``pwl``)."""
+    from tmaf.factory import is_tmaf_name
 
-    from .pwl import PiecewiseLinear
+    return is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
+
+
+def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Parameters of learned activations: TMAF levels (either form, pwl included), PReLU slopes."""
+    import tmaf
 
     seen = set()
     for m in model.modules():
-        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PiecewiseLinear)):
+        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU)):
             for p in m.parameters(recurse=False):
                 if id(p) not in seen:
                     seen.add(id(p))

@@ -265,23 +265,29 @@ def test_report_renders_in_headless_chromium(runs: Path, tmp_path: Path, capsys)
 def test_pwl_runs_get_learned_shape_figures(tmp_path: Path, capsys):
     import torch
 
-    from tmaf_lab.pwl import PiecewiseLinear
+    from tmaf_lab.models import act_factory
+    from tmaf_lab.report.figures import tmaf_layers_from_checkpoint
 
     root = tmp_path / "runs"
     for seed, (r, p) in enumerate([(0.97, 0.975), (0.96, 0.972)]):
         write_train(root / f"relu-s{seed}", "relu", seed, r)
         write_train(root / f"pwl-s{seed}", "pwl", seed, p)
-    layer = PiecewiseLinear(3)
+    layer = act_factory("pwl")(3)
     with torch.no_grad():
-        layer.slopes[0, 0] = -0.5  # a leaky left half in channel 0
+        layer.levels[0, 0] = -0.5  # a leaky left half in channel 0
     state = {f"1.{k}": v for k, v in layer.state_dict().items()}
     torch.save({"model": state}, root / "pwl-s0" / "checkpoint.pt")
     out = tmp_path / "report"
     code, _, _ = run_report([str(root), "--out", str(out)], capsys)
     assert code == 0
     md = (out / "report.md").read_text()
-    assert "## Learned activations" in md and "pwl / seed 0: f(y)" in md
+    assert "## Learned activations" in md and "pwl / seed 0: F(y)" in md
     assert (out / "figures" / "act00-mnist-mlp-pwl-s0-activations.png").is_file()
+    # a checkpoint of the former lab module (slopes, not levels) rebuilds the same layer
+    old = {"model": {"1.slopes": layer.levels.detach(), "1.breakpoints": layer.breakpoints}}
+    torch.save(old, tmp_path / "old.pt")
+    rebuilt = tmaf_layers_from_checkpoint(tmp_path / "old.pt")["1"]
+    assert rebuilt.form == "continuous" and torch.equal(rebuilt.levels, layer.levels.detach())
     stats = json.loads((out / "stats.json").read_text())["records"]
     assert {r["activation"] for r in stats} == {"relu", "pwl"}
 

@@ -80,10 +80,9 @@ class TargetData:
 def study_act_layer(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
     """Layer factory for activation ``name``; TMAF names and pwl get the study's breakpoints."""
     import tmaf
-    from tmaf.factory import is_tmaf_name
-    from tmaf_lab.models import act_factory
+    from tmaf_lab.models import act_factory, is_learned_name
 
-    if is_tmaf_name(name) or name == "pwl":
+    if is_learned_name(name):
         return act_factory(name, breakpoints=tmaf.uniform_breakpoints(
             cfg.breakpoints, -cfg.bp_range, cfg.bp_range))
     return act_factory(name)
@@ -245,12 +244,10 @@ def train(model: nn.Module, data: TargetData, cfg: ApproxConfig, seed: int,
 
 def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
     """Learned activation shapes of the first/last learned layer: TMAF's diagonal curves
-    alpha_i(y) y, or pwl's f_i(y)."""
+    alpha_i(y) y, or the continuous form's F_i(y) (pwl)."""
     import tmaf
-    from tmaf_lab.pwl import PiecewiseLinear
 
     mods = [m for _, m in tmaf.tmaf_modules(model)]
-    mods = mods or [m for m in model.modules() if isinstance(m, PiecewiseLinear)]
     if not mods:
         return {}
     r = 1.5 * cfg.bp_range
@@ -258,8 +255,8 @@ def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
     out = {}
     for label, mod in (("first layer", mods[0]), ("last layer", mods[-1])):
         with torch.no_grad():
-            c = mod.curves(y)  # TMAF: (C, 2b+1, n); pwl: (C, n)
-        out[label] = (c[:, c.shape[1] // 2, :] if c.dim() == 3 else c).double()
+            c = mod.curves(y)  # (C, 2b+1, n)
+        out[label] = c[:, c.shape[1] // 2, :].double()
     out["y"] = y.double()
     return out
 
@@ -270,9 +267,11 @@ def calibrate_grids(model: nn.Module, data: TargetData, seed: int) -> dict[str, 
     At the study's exact ReLU start the model's function is unchanged; only the grids move."""
     import tmaf
 
-    if next(tmaf.tmaf_modules(model), None) is None:
+    jump = [name for name, m in tmaf.tmaf_modules(model) if m.form == "jump"]
+    if not jump:  # no TMAF, or only the continuous form (pwl), which calibration does not refit
         return None
-    return tmaf.calibrate(model, data.x_train, max_samples=data.x_train.shape[0], seed=seed)
+    return tmaf.calibrate(model, data.x_train, max_samples=data.x_train.shape[0], seed=seed,
+                          layers=jump)
 
 
 def outside_grid(model: nn.Module, data: TargetData) -> list[float]:

@@ -176,12 +176,13 @@ def training_curves(runs_by_act: Mapping[str, Sequence[Any]], title: str,
 
 
 def find_state_dict(obj: Any, depth: int = 0) -> dict | None:
-    """The first (nested) dict whose keys include ``*levels`` with tensor values."""
+    """The first (nested) dict whose keys include ``*levels`` (or the former pwl's ``*slopes``)
+    with tensor values."""
     import torch
 
     if not isinstance(obj, dict) or depth > 3:
         return None
-    if any(isinstance(k, str) and k.endswith("levels") and isinstance(v, torch.Tensor)
+    if any(isinstance(k, str) and k.endswith(("levels", "slopes")) and isinstance(v, torch.Tensor)
            for k, v in obj.items()):
         return obj
     for key in ("model", "model_state", "state_dict", "model_state_dict"):
@@ -214,9 +215,11 @@ def load_checkpoint(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def tmaf_layers_from_checkpoint(path: Path) -> dict[str, Any]:
-    """Rebuild the TMAF layers of a checkpoint from its ``*.levels`` / ``*.breakpoints`` only
-    (no model class needed). Raises ValueError when the file holds no TMAF layer."""
+def tmaf_layers_from_checkpoint(path: Path, form: str = "jump") -> dict[str, Any]:
+    """Rebuild the TMAF layers (of the given ``form``) of a checkpoint from its ``*.levels`` /
+    ``*.breakpoints`` only (no model class needed); ``*.slopes`` of the lab's former pwl module
+    are the levels of a continuous diagonal layer. Raises ValueError when the file holds no
+    TMAF layer."""
     import torch
 
     import tmaf
@@ -227,8 +230,10 @@ def tmaf_layers_from_checkpoint(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: no TMAF levels in checkpoint")
     layers: dict[str, Any] = {}
     for key, levels in state.items():
-        if not (isinstance(key, str) and key.endswith("levels")):
+        if not (isinstance(key, str) and key.endswith(("levels", "slopes"))):
             continue
+        if key.endswith("slopes"):
+            form = "continuous"
         prefix = key[: -len("levels")]
         bp = state.get(prefix + "breakpoints")
         if not isinstance(bp, torch.Tensor) or levels.dim() not in (2, 3):
@@ -236,9 +241,10 @@ def tmaf_layers_from_checkpoint(path: Path) -> dict[str, Any]:
         name = prefix.rstrip(".").removeprefix("module.") or "act"
         c = levels.shape[0]
         if levels.dim() == 2:
-            layer = tmaf.DiagonalTMAF(c, breakpoints=bp.float())
+            layer = tmaf.DiagonalTMAF(c, breakpoints=bp.float(), form=form)
         else:
-            layer = tmaf.BandedTMAF(c, (levels.shape[1] - 1) // 2, breakpoints=bp.float())
+            layer = tmaf.BandedTMAF(c, (levels.shape[1] - 1) // 2, breakpoints=bp.float(),
+                                    form=form)
         layer.load_state_dict({"levels": levels.float(), "breakpoints": bp.float()})
         layers[name] = layer
     if not layers:

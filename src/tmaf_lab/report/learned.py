@@ -1,12 +1,12 @@
-"""Learned-activation section: TMAF layers rebuilt from each TMAF run's checkpoint and
-drawn with :mod:`tmaf.plot` (curves vs ReLU, levels, couplings, dead/linear channels); pwl
-layers rebuilt from a pwl run's checkpoint and drawn as f_i(y) against ReLU."""
+"""Learned-activation section: TMAF layers (either form; pwl is the continuous diagonal one)
+rebuilt from each TMAF run's checkpoint and drawn with :mod:`tmaf.plot` (curves vs ReLU,
+levels, couplings, dead/linear channels)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tmaf.factory import is_tmaf_name
+from tmaf_lab.models import LAB_ACTIVATIONS, is_learned_name
 from tmaf_lab.report import figures
 from tmaf_lab.report.collect import Collection, Skipped, TrainRun
 from tmaf_lab.report.document import Block, Heading, Image, Para, Table
@@ -48,7 +48,9 @@ def activation_figures(run: TrainRun, ckpt: Path, note: str, opt: Options,
     try:
         import tmaf.plot as tplot
 
-        layers = figures.tmaf_layers_from_checkpoint(ckpt)
+        act = LAB_ACTIVATIONS.get(base_activation(run.arm), base_activation(run.arm))
+        form = "continuous" if act.startswith("continuous_") else "jump"
+        layers = figures.tmaf_layers_from_checkpoint(ckpt, form)
     except Exception as e:  # noqa: BLE001 - a bad checkpoint is reported, never fatal
         skipped.append(Skipped(str(ckpt), f"no learned-activation figure ({e})"))
         return []
@@ -60,7 +62,8 @@ def activation_figures(run: TrainRun, ckpt: Path, note: str, opt: Options,
     if note:
         out.append(Para(f"Checkpoint {display(ckpt)}{note}."))
     figs = [("activations", tplot.activations(layers, channels=opt.activation_channels),
-             f"alpha(y)·y of the first {opt.activation_channels} channels per layer "
+             f"{'F(y)' if form == 'continuous' else 'alpha(y)·y'} of the first "
+             f"{opt.activation_channels} channels per layer "
              "(dashed: ReLU)"),
             ("levels", tplot.levels_heatmap(layers, minus_relu=True),
              "levels minus their ReLU start (what training changed), channel x interval")]
@@ -77,60 +80,6 @@ def activation_figures(run: TrainRun, ckpt: Path, note: str, opt: Options,
     return out
 
 
-def pwl_layers_from_checkpoint(path: Path) -> dict:
-    """name -> PiecewiseLinear rebuilt from ``*slopes`` / ``*breakpoints`` of a checkpoint."""
-    import torch
-
-    from tmaf_lab.pwl import PiecewiseLinear
-
-    obj = figures.load_checkpoint(path)
-    state = obj.get("model", obj) if isinstance(obj, dict) else {}
-    layers = {}
-    for key, slopes in state.items():
-        bp = state.get(key[: -len("slopes")] + "breakpoints")
-        if isinstance(key, str) and key.endswith("slopes") and isinstance(bp, torch.Tensor):
-            layer = PiecewiseLinear(slopes.shape[0], breakpoints=bp.float())
-            layer.load_state_dict({"slopes": slopes.float(), "breakpoints": bp.float()})
-            layers[key[: -len("slopes")].rstrip(".").removeprefix("module.") or "act"] = layer
-    if not layers:
-        raise ValueError(f"{path}: no pwl slopes in checkpoint")
-    return layers
-
-
-def pwl_figure(run: TrainRun, ckpt: Path, opt: Options, skipped: list[Skipped],
-               index: int) -> list[Block]:
-    """f_i(y) of the first channels of every pwl layer, against ReLU, from a checkpoint."""
-    try:
-        import torch
-
-        layers = pwl_layers_from_checkpoint(ckpt)
-    except Exception as e:  # noqa: BLE001 - a bad checkpoint is reported, never fatal
-        skipped.append(Skipped(str(ckpt), f"no learned-activation figure ({e})"))
-        return []
-    y = torch.linspace(-3, 3, 241)
-    cols = min(4, len(layers))
-    rows = -(-len(layers) // cols)
-    fig = figures.new_figure(3.2 * cols, 2.8 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
-    for ax in axes[len(layers):]:
-        ax.set_visible(False)
-    for ax, (name, layer) in zip(axes, layers.items(), strict=False):
-        for i, curve in enumerate(layer.curves(y)[:opt.activation_channels]):
-            ax.plot(y, curve, lw=1.2, color=f"C{i}")
-        ax.plot(y, torch.relu(y), "k--", lw=0.8, label="ReLU")
-        ax.set_title(name, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("y")
-    axes[0].legend(fontsize=8)
-    label = (f"{run.dataset} / {run.model} / {setting_label(setting(run))} / {run.arm} "
-             f"/ seed {run.seed}")
-    path = figures.save(fig, opt.out / "figures" / slug(
-        f"act{index:02d}-{run.dataset}-{run.model}-pwl-s{run.seed}-activations.png"))
-    return [Heading(3, label), Image(display_rel(path, opt.out),
-                                     f"{label}: f(y) of the first {opt.activation_channels} "
-                                     f"channels per layer (dashed: ReLU); from {display(ckpt)}")]
-
-
 def activations_section(col: Collection, opt: Options) -> list[Block]:
     blocks: list[Block] = []
     count = 0
@@ -139,11 +88,9 @@ def activations_section(col: Collection, opt: Options) -> list[Block]:
             runs = sorted(by_act[act], key=lambda r: r.seed)
             found = [(r, c) for r in runs if (c := find_checkpoint(r, col.reruns))]
             base = base_activation(act)
-            if (is_tmaf_name(base) or base == "pwl") and found \
-                    and count < opt.max_activation_figures:
+            if is_learned_name(base) and found and count < opt.max_activation_figures:
                 run, (ckpt, note) = found[0]
-                blocks += (pwl_figure(run, ckpt, opt, col.skipped, count) if base == "pwl" else
-                           activation_figures(run, ckpt, note, opt, col.skipped, count))
+                blocks += activation_figures(run, ckpt, note, opt, col.skipped, count)
                 count += 1
             for r in runs[:1]:
                 for src, img in run_images(r.images, opt,
