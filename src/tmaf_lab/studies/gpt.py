@@ -1,14 +1,14 @@
 """The character-level GPT on Shakespeare (recipe cpu-gpt, 3000 steps, one thread per run):
-the MLP activation GELU (the transformer default) against ReLU, the continuous learned rival
-pwl, diagonal and tridiagonal TMAF, seeds 0-4, seed by seed (every arm of seed 0 first), two
-streams. Runs: results/gpt/shakespeare-gpt/<arm>/seed<S>.
+the MLP activation GELU (the transformer default) against ReLU, diagonal and tridiagonal TMAF
+and their continuous forms (pwl = continuous_diagonal, continuous_tridiagonal), seeds 0-4, seed
+by seed (every arm of seed 0 first), two streams. Runs: results/gpt/shakespeare-gpt/<arm>/seed<S>.
 """
 
 from dataclasses import replace
 
 from tmaf_lab.study import Study, train_grid
 
-ARMS = ("gelu", "relu", "pwl", "diagonal", "tridiagonal")
+ARMS = ("gelu", "relu", "pwl", "diagonal", "tridiagonal", "continuous_tridiagonal")
 
 _runs = train_grid("{dataset}-gpt", ("shakespeare",), range(5), ARMS, ("--recipe", "cpu-gpt"))
 
