@@ -1,10 +1,11 @@
 """The native operator library ``tmaf._C`` (C++ sources in src/tmaf/csrc) and its torch.library glue.
 
 ``tmaf._C`` registers two operators, ``torch.ops.tmaf.banded_fwd`` and ``torch.ops.tmaf.banded_bwd``,
-and their continuous-form twins ``banded_affine_fwd`` (the terms alpha(x) x + c(x), intercepts c
-an input) and ``banded_affine_bwd`` (which also returns the intercept gradient), with CPU
-kernels: vectorised per instruction set (AVX-512, AVX2, a portable baseline; the best one the
-CPU runs is picked at load time), parallel over fixed tasks, one pass over memory each way,
+and their continuous-form twins ``banded_cont_fwd`` / ``banded_cont_bwd`` (docs/method.md section
+6: the terms alpha(x) x + c(x), the intercept table built from the levels inside the operator,
+its part of the level gradient added in the backward), with CPU kernels: vectorised per
+instruction set (AVX-512, AVX2, a portable baseline; the best one the CPU runs is picked at
+load time), parallel over fixed tasks, one pass over memory each way,
 and a level gradient reduced in a fixed order, so it is bit-identical for any thread count.
 Semantics, non-finite inputs included: docs/method.md. This module adds what PyTorch needs to
 treat the forward as one opaque, differentiable operator: a fake (meta) implementation of both ops
@@ -91,12 +92,8 @@ def banded_tmaf_native(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_d
 
 
 def banded_continuous_native(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int) -> Tensor:
-    """The continuous form through the native operator: the intercept table is built from the
-    levels by differentiable torch ops (:func:`tmaf._continuous.intercepts`), so autograd adds
-    the kernels' intercept gradient into the level gradient."""
-    from ._continuous import intercepts
-
-    return _banded_affine_fwd(x, breakpoints, levels, intercepts(breakpoints, levels, x), channel_dim)
+    """The continuous form through the native operator (validated input, channel_dim in 0..ndim-1)."""
+    return _banded_cont_fwd(x, breakpoints, levels, channel_dim)
 
 
 def _like_kernel_output(x: Tensor, channel_dim: int) -> Tensor:
@@ -111,7 +108,7 @@ def _like_kernel_output(x: Tensor, channel_dim: int) -> Tensor:
 
 if _unavailable_reason is None:
     _banded_fwd = torch.ops.tmaf.banded_fwd.default
-    _banded_affine_fwd = torch.ops.tmaf.banded_affine_fwd.default
+    _banded_cont_fwd = torch.ops.tmaf.banded_cont_fwd.default
 
     @torch.library.register_fake("tmaf::banded_fwd")
     def _banded_fwd_fake(x, breakpoints, levels, channel_dim):
@@ -122,12 +119,11 @@ if _unavailable_reason is None:
         return (_like_kernel_output(x, channel_dim % x.dim()),
                 torch.empty(levels.shape, dtype=levels.dtype, device=levels.device))
 
-    @torch.library.register_fake("tmaf::banded_affine_fwd")
-    def _banded_affine_fwd_fake(x, breakpoints, levels, intercepts, channel_dim):
+    @torch.library.register_fake("tmaf::banded_cont_fwd")
+    def _banded_cont_fwd_fake(x, breakpoints, levels, channel_dim):
         return _like_kernel_output(x, channel_dim % x.dim())
 
-    @torch.library.register_fake("tmaf::banded_affine_bwd")
-    def _banded_affine_bwd_fake(grad, x, breakpoints, levels, channel_dim):
+    @torch.library.register_fake("tmaf::banded_cont_bwd")
+    def _banded_cont_bwd_fake(grad, x, breakpoints, levels, channel_dim):
         return (_like_kernel_output(x, channel_dim % x.dim()),
-                torch.empty(levels.shape, dtype=levels.dtype, device=levels.device),
                 torch.empty(levels.shape, dtype=levels.dtype, device=levels.device))

@@ -187,9 +187,8 @@ def test_opcheck(cd, shape, b):
     x = torch.randn(shape, requires_grad=True)
     bp = breakpoints(6, True, torch.float32)
     lv = levels(6, b, len(BP)).requires_grad_()
-    ic = intercepts(bp, lv.detach()).requires_grad_()
-    torch.library.opcheck(torch.ops.tmaf.banded_affine_fwd, (x, bp, lv, ic, cd))
-    torch.library.opcheck(torch.ops.tmaf.banded_affine_bwd,
+    torch.library.opcheck(torch.ops.tmaf.banded_cont_fwd, (x, bp, lv, cd))
+    torch.library.opcheck(torch.ops.tmaf.banded_cont_bwd,
                           (torch.randn(shape), x.detach(), bp, lv.detach(), cd))
 
 
@@ -327,14 +326,14 @@ def test_calibrate_refuses_the_continuous_form_clearly():
 
 
 @pytest.mark.skipif(not NATIVE, reason="the native operators are not built")
-def test_export_and_compile_keep_the_affine_op():
+def test_export_keeps_the_continuous_op():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), tmaf.DiagonalTMAF(8, init="random", form="continuous"),
                           nn.Linear(8, 1)).eval()
     x = torch.randn(4, 6)
     ep = torch.export.export(model, (x,))
     targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
-    assert "tmaf.banded_affine_fwd.default" in targets, targets
+    assert "tmaf.banded_cont_fwd.default" in targets, targets
     torch.testing.assert_close(ep.module()(x), model(x))
 
 

@@ -293,16 +293,83 @@ int64_t cols_block(const Shape& s, int64_t elem_bytes, bool backward, bool aff) 
   return std::min<int64_t>(std::min<int64_t>(c, kMaxColsBlock), ceil_div(s.C, 16) * 16);
 }
 
-// `ic` defined: the continuous form (affine terms with these intercepts), else the jump form.
+// ------------------------------------------------------------- the continuous form
+// On interval k its term is a_k t + c_k (docs/method.md section 6). With z = #{s_q < 0} of the
+// input channel's breakpoints s and delta_q = (a_q - a_{q+1}) s_q: c_z = 0,
+// c_k = sum_{z <= q < k} delta_q (k > z), c_k = -sum_{k <= q < z} delta_q (k < z); each sum is
+// taken directly from z outwards, so unchanged slopes (and a change at 0) add an exact 0.
+
+int64_t zero_interval(const double* s, int64_t m) {
+  int64_t z = 0;
+  while (z < m && s[z] < 0) ++z;
+  return z;
+}
+
+// The intercepts (C, W, m+1) in dtype T from breakpoints bpt (C, m) and levels lvt (C, W, m+1),
+// both contiguous in T; entries outside the band stay 0.
 template <typename T>
-Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, const Tensor& ic, const Shape& s) {
+Tensor cont_intercepts(const Tensor& bpt, const Tensor& lvt, const Shape& s) {
+  const int64_t C = s.C, W = s.W, b = s.b, m = s.m, m1 = s.m + 1;
+  Tensor ic = at::zeros({C, W, m1}, lvt.options());
+  const T* bp = bpt.data_ptr<T>();
+  const T* lv = lvt.data_ptr<T>();
+  T* out = ic.data_ptr<T>();
+  std::vector<double> sd(m);
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t d = -b; d <= b; ++d) {
+      const int64_t j = i + d;
+      if (j < 0 || j >= C) continue;
+      const T* sj = bp + j * m;
+      const T* a = lv + (i * W + d + b) * m1;
+      T* c = out + (i * W + d + b) * m1;
+      for (int64_t q = 0; q < m; ++q) sd[q] = static_cast<double>(sj[q]);
+      const int64_t z = zero_interval(sd.data(), m);
+      T acc = T(0);
+      for (int64_t k = z + 1; k <= m; ++k) {
+        acc += (a[k - 1] - a[k]) * sj[k - 1];
+        c[k] = acc + T(0);
+      }
+      acc = T(0);
+      for (int64_t k = z - 1; k >= 0; --k) {
+        acc += (a[k] - a[k + 1]) * sj[k];
+        c[k] = T(0) - acc;
+      }
+    }
+  return ic;
+}
+
+// The level gradient of one continuous term from its interval sums: direct[k] = sum of g t over
+// interval k, gsum[k] = sum of g there (the intercept gradient), s its input channel's
+// breakpoints. d c_k / d a_j = s_j [z <= j < k] - s_{j-1} [z < j <= k] (k > z) and
+// -s_j [k <= j < z] + s_{j-1} [k < j <= z] (k < z), so with R(j) = sum_{k >= j} gsum and
+// L(j) = sum_{k <= j} gsum the chain adds s_j R(j+1) - s_{j-1} R(j) on z's right and
+// -s_j L(j) + s_{j-1} L(j-1) on its left. out[j] = direct[j] + that, all in double.
+void cont_level_grad(const double* direct, const double* gsum, const double* s, int64_t m, double* out) {
+  const int64_t z = zero_interval(s, m), m1 = m + 1;
+  std::vector<double> R(m1 + 1, 0.0), L(m1, 0.0);
+  for (int64_t k = m; k >= 0; --k) R[k] = R[k + 1] + gsum[k];
+  for (int64_t k = 0; k <= m; ++k) L[k] = (k > 0 ? L[k - 1] : 0.0) + gsum[k];
+  for (int64_t j = 0; j <= m; ++j) {
+    double v = direct[j];
+    if (j >= z && j <= m - 1) v += s[j] * R[j + 1];
+    if (j >= z + 1) v -= s[j - 1] * R[j];
+    if (j <= z - 1) v -= s[j] * L[j];
+    if (j >= 1 && j <= z) v += s[j - 1] * L[j - 1];
+    out[j] = v;
+  }
+}
+
+// aff: the continuous form (affine terms, the intercept table built here), else the jump form.
+template <typename T>
+Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, bool aff, const Shape& s) {
   const Layout lay = layout_of(x, s);
   const Tensor xc = in_layout(x, s, lay);
   Tensor out = empty_in_layout(x, s, lay, s.ct);
   const KernelSet& ks = kernels();
   const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m);
-  const bool aff = ic.defined();
   const int form = aff ? 1 : 0;
+  const Tensor ic = aff ? cont_intercepts<T>(rows_breakpoints<T>(bp, s), lv.to(s.ct).contiguous(), s)
+                        : Tensor();
   KernelArgs a;
   a.x = xc.data_ptr<T>();
   a.out = out.data_ptr<T>();
@@ -358,10 +425,9 @@ void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, Out* sum
   });
 }
 
-// aff: the continuous form, which also returns the intercept gradient (sum of g per interval);
-// the jump form returns an undefined third tensor.
+// aff: the continuous form, whose level gradient adds the intercepts' part (section 6).
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp,
+std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp,
                                             const Tensor& lv, const Shape& s, bool aff) {
   const Layout lay = layout_of(x, s);
   const Tensor xc = in_layout(x, s, lay);
@@ -377,15 +443,36 @@ std::tuple<Tensor, Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, co
   a.C = C; a.b = b; a.m = s.m;
   Tensor bpt, lvt;
   Tensor gl = at::zeros({C, W, m1}, lv.options());
-  Tensor gi = aff ? at::zeros({C, W, m1}, lv.options()) : Tensor();
-  // the ordered reduction of the partial sums p(q, j, d, k) into gl (and p(q, j, d, m1 + k)
-  // into the intercept gradient gi)
+  const Tensor bpd = aff ? bp.to(at::kDouble).expand({C, s.m}).contiguous() : Tensor();
+  // the ordered reduction of the partial sums p(q, j, d, k) into gl; the continuous form also
+  // sums p(q, j, d, m1 + k) (the intercept gradient) and adds it through d c / d a
   const auto reduce = [&](int64_t n_parts, const auto& part) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gl.scalar_type(), "tmaf_reduce", [&] {
-      reduce_partials(C, b, m1, n_parts, gl.data_ptr<scalar_t>(), part);
-      if (aff)
-        reduce_partials(C, b, m1, n_parts, gi.data_ptr<scalar_t>(),
-                        [&](int64_t q, int64_t j, int64_t d, int64_t k) { return part(q, j, d, m1 + k); });
+      scalar_t* sums = gl.data_ptr<scalar_t>();
+      if (!aff) {
+        reduce_partials(C, b, m1, n_parts, sums, part);
+        return;
+      }
+      const double* bps = bpd.data_ptr<double>();
+      at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
+        std::vector<double> direct(m1), gsum(m1), out(m1);
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t d = -b; d <= b; ++d) {
+            const int64_t j = i + d;
+            if (j < 0 || j >= C) continue;
+            for (int64_t k = 0; k < m1; ++k) {
+              double acc = 0.0, accg = 0.0;
+              for (int64_t q = 0; q < n_parts; ++q) {
+                acc += part(q, j, d, k);
+                accg += part(q, j, d, m1 + k);
+              }
+              direct[k] = acc;
+              gsum[k] = accg;
+            }
+            cont_level_grad(direct.data(), gsum.data(), bps + j * s.m, s.m, out.data());
+            for (int64_t k = 0; k < m1; ++k) sums[(i * W + d + b) * m1 + k] = static_cast<scalar_t>(out[k]);
+          }
+      });
     });
   };
   if (!lay.cols) {
@@ -424,75 +511,69 @@ std::tuple<Tensor, Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, co
       return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * P + k) * L + j % L]);
     });
   }
-  return {gx, gl, gi};
+  return {gx, gl};
 }
 
 // ------------------------------------------------------------------------------ ops
 
-// The forward of either form: `intercepts` defined for the continuous one.
-Tensor forward_of(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, const Tensor& intercepts,
-                  int64_t channel_dim) {
+// The forward and backward of either form (aff: the continuous one).
+Tensor forward_of(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim,
+                  bool aff) {
   const Shape s = check_args(x, breakpoints, levels, channel_dim);
-  if (intercepts.defined()) {
-    TORCH_CHECK(intercepts.is_floating_point() && intercepts.device().is_cpu() &&
-                    intercepts.sizes() == levels.sizes(),
-                "tmaf: intercepts must be a floating-point CPU tensor shaped like the levels ",
-                levels.sizes(), ", got ", intercepts.scalar_type(), " ", intercepts.sizes(), " on ",
-                intercepts.device());
-  }
   const Layout lay = layout_of(x, s);
   if (x.numel() == 0) return empty_in_layout(x, s, lay, x.scalar_type());
-  const Tensor r = s.ct == at::kDouble ? fwd_impl<double>(x, breakpoints, levels, intercepts, s)
-                                       : fwd_impl<float>(x, breakpoints, levels, intercepts, s);
+  const Tensor r = s.ct == at::kDouble ? fwd_impl<double>(x, breakpoints, levels, aff, s)
+                                       : fwd_impl<float>(x, breakpoints, levels, aff, s);
   return finish(r, x, s, lay);
 }
 
-std::tuple<Tensor, Tensor, Tensor> backward_of(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
-                                               const Tensor& levels, int64_t channel_dim, bool aff) {
+std::tuple<Tensor, Tensor> backward_of(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
+                                       const Tensor& levels, int64_t channel_dim, bool aff) {
   const Shape s = check_args(x, breakpoints, levels, channel_dim);
   TORCH_CHECK(grad.sizes() == x.sizes(), "tmaf: the upstream gradient must have the input's shape ",
               x.sizes(), ", got ", grad.sizes());
   TORCH_CHECK(grad.device().is_cpu(), "tmaf: the upstream gradient must be on the CPU, got ", grad.device());
   const Layout lay = layout_of(x, s);
   if (x.numel() == 0)
-    return {empty_in_layout(x, s, lay, x.scalar_type()), at::zeros(levels.sizes(), levels.options()),
-            aff ? at::zeros(levels.sizes(), levels.options()) : Tensor()};
-  auto [gx, gl, gi] = s.ct == at::kDouble ? bwd_impl<double>(grad, x, breakpoints, levels, s, aff)
-                                          : bwd_impl<float>(grad, x, breakpoints, levels, s, aff);
-  return {finish(gx, x, s, lay), gl, gi};
+    return {empty_in_layout(x, s, lay, x.scalar_type()), at::zeros(levels.sizes(), levels.options())};
+  auto [gx, gl] = s.ct == at::kDouble ? bwd_impl<double>(grad, x, breakpoints, levels, s, aff)
+                                      : bwd_impl<float>(grad, x, breakpoints, levels, s, aff);
+  return {finish(gx, x, s, lay), gl};
 }
 
 Tensor banded_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim) {
-  return forward_of(x, breakpoints, levels, Tensor(), channel_dim);
+  return forward_of(x, breakpoints, levels, channel_dim, /*aff=*/false);
 }
 
 std::tuple<Tensor, Tensor> banded_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
                                       const Tensor& levels, int64_t channel_dim) {
-  auto [gx, gl, gi] = backward_of(grad, x, breakpoints, levels, channel_dim, /*aff=*/false);
-  return {gx, gl};
+  return backward_of(grad, x, breakpoints, levels, channel_dim, /*aff=*/false);
 }
 
-// The continuous form's operators: affine terms alpha(x) x + c(x) with the given intercepts
-// (computed from the levels by tmaf._continuous.intercepts, which autograd differentiates).
-Tensor banded_affine_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
-                         const Tensor& intercepts, int64_t channel_dim) {
-  TORCH_CHECK(intercepts.defined(), "tmaf: banded_affine_fwd needs intercepts");
-  return forward_of(x, breakpoints, levels, intercepts, channel_dim);
+// The continuous form (docs/method.md section 6): the same arguments, the intercept table made
+// from the levels inside the forward, and its part of the level gradient added in the backward.
+Tensor banded_cont_fwd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim) {
+  return forward_of(x, breakpoints, levels, channel_dim, /*aff=*/true);
 }
 
-std::tuple<Tensor, Tensor, Tensor> banded_affine_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
-                                                     const Tensor& levels, int64_t channel_dim) {
+std::tuple<Tensor, Tensor> banded_cont_bwd(const Tensor& grad, const Tensor& x, const Tensor& breakpoints,
+                                           const Tensor& levels, int64_t channel_dim) {
   return backward_of(grad, x, breakpoints, levels, channel_dim, /*aff=*/true);
 }
 
 // ------------------------------------------------------------------------ autograd
 
-// The autograd formula of banded_fwd, registered for the Autograd key so that a differentiable
-// call is one dispatcher call: d x = banded_bwd's input gradient, d levels = its level gradient,
-// none for the breakpoints (zero almost everywhere) or channel_dim. Only the input, breakpoints
-// and levels are saved (like ReLU's one tensor). torch.compile / torch.export trace through it
-// to the two operators and their fake implementations (tmaf/_native.py).
-class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction> {
+// The autograd formula of banded_fwd (Form 0) and banded_cont_fwd (Form 1), registered for the
+// Autograd key so that a differentiable call is one dispatcher call: d x = the backward op's input
+// gradient, d levels = its level gradient, none for the breakpoints (zero almost everywhere) or
+// channel_dim. Only the input, breakpoints and levels are saved (like ReLU's one tensor).
+// torch.compile / torch.export trace through it to the operators and their fake implementations
+// (tmaf/_native.py).
+constexpr const char* kFwdNames[2] = {"tmaf::banded_fwd", "tmaf::banded_cont_fwd"};
+constexpr const char* kBwdNames[2] = {"tmaf::banded_bwd", "tmaf::banded_cont_bwd"};
+
+template <int Form>
+class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction<Form>> {
  public:
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& breakpoints,
                         const Tensor& levels, int64_t channel_dim) {
@@ -500,7 +581,7 @@ class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction> 
     ctx->save_for_backward({x, breakpoints, levels});
     ctx->saved_data["channel_dim"] = channel_dim;
     static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("tmaf::banded_fwd", "")
+                               .findSchemaOrThrow(kFwdNames[Form], "")
                                .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, int64_t)>();
     return op.call(x, breakpoints, levels, channel_dim);
   }
@@ -510,7 +591,7 @@ class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction> 
     const auto saved = ctx->get_saved_variables();
     static const auto op =
         c10::Dispatcher::singleton()
-            .findSchemaOrThrow("tmaf::banded_bwd", "")
+            .findSchemaOrThrow(kBwdNames[Form], "")
             .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t)>();
     auto [gx, gl] = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["channel_dim"].toInt());
     return {ctx->needs_input_grad(0) ? gx : Tensor(), Tensor(), ctx->needs_input_grad(2) ? gl : Tensor(),
@@ -520,41 +601,12 @@ class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction> 
 
 Tensor banded_fwd_autograd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
                            int64_t channel_dim) {
-  return BandedTmafFunction::apply(x, breakpoints, levels, channel_dim);
+  return BandedTmafFunction<0>::apply(x, breakpoints, levels, channel_dim);
 }
 
-// The same for the continuous form: d intercepts = the sum of g per interval (banded_affine_bwd's
-// third output); the chain from the intercepts back to the levels is autograd's (outside).
-class BandedAffineFunction : public torch::autograd::Function<BandedAffineFunction> {
- public:
-  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& breakpoints,
-                        const Tensor& levels, const Tensor& intercepts, int64_t channel_dim) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    ctx->save_for_backward({x, breakpoints, levels});
-    ctx->saved_data["channel_dim"] = channel_dim;
-    static const auto op =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("tmaf::banded_affine_fwd", "")
-            .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t)>();
-    return op.call(x, breakpoints, levels, intercepts, channel_dim);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("tmaf::banded_affine_bwd", "")
-                               .typed<std::tuple<Tensor, Tensor, Tensor>(
-                                   const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t)>();
-    auto [gx, gl, gi] = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["channel_dim"].toInt());
-    return {ctx->needs_input_grad(0) ? gx : Tensor(), Tensor(), ctx->needs_input_grad(2) ? gl : Tensor(),
-            ctx->needs_input_grad(3) ? gi : Tensor(), Tensor()};
-  }
-};
-
-Tensor banded_affine_fwd_autograd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
-                                  const Tensor& intercepts, int64_t channel_dim) {
-  return BandedAffineFunction::apply(x, breakpoints, levels, intercepts, channel_dim);
+Tensor banded_cont_fwd_autograd(const Tensor& x, const Tensor& breakpoints, const Tensor& levels,
+                                int64_t channel_dim) {
+  return BandedTmafFunction<1>::apply(x, breakpoints, levels, channel_dim);
 }
 
 }  // namespace
@@ -563,10 +615,9 @@ TORCH_LIBRARY(tmaf, m) {
   m.def("banded_fwd(Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) -> Tensor");
   m.def("banded_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
         "-> (Tensor, Tensor)");
-  m.def("banded_affine_fwd(Tensor x, Tensor breakpoints, Tensor levels, Tensor intercepts, "
-        "int channel_dim) -> Tensor");
-  m.def("banded_affine_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
-        "-> (Tensor, Tensor, Tensor)");
+  m.def("banded_cont_fwd(Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) -> Tensor");
+  m.def("banded_cont_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
+        "-> (Tensor, Tensor)");
   m.def("native_isa() -> str", &native_isa);
   m.def("native_isas() -> str[]", &native_isas);
   m.def("set_native_isa(str isa) -> str", &set_native_isa);
@@ -575,13 +626,13 @@ TORCH_LIBRARY(tmaf, m) {
 TORCH_LIBRARY_IMPL(tmaf, CPU, m) {
   m.impl("banded_fwd", &banded_fwd);
   m.impl("banded_bwd", &banded_bwd);
-  m.impl("banded_affine_fwd", &banded_affine_fwd);
-  m.impl("banded_affine_bwd", &banded_affine_bwd);
+  m.impl("banded_cont_fwd", &banded_cont_fwd);
+  m.impl("banded_cont_bwd", &banded_cont_bwd);
 }
 
 TORCH_LIBRARY_IMPL(tmaf, Autograd, m) {
   m.impl("banded_fwd", &banded_fwd_autograd);
-  m.impl("banded_affine_fwd", &banded_affine_fwd_autograd);
+  m.impl("banded_cont_fwd", &banded_cont_fwd_autograd);
 }
 
 }  // namespace tmaf_native

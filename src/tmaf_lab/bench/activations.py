@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .candidates import (
+    JUMP_KINDS,
     TMAF_KINDS,
     Candidate,
     Shape,
@@ -32,6 +33,7 @@ from .candidates import (
     check_against_reference,
     check_oracle,
     expected_results,
+    kind_ms,
 )
 from .timing import Timing, paired_ratio, saved_bytes, synchronizer, time_interleaved
 
@@ -47,7 +49,7 @@ def group_specs(ms: Sequence[int], reference_ms: Sequence[int], compile_baseline
     ``compile_baselines``: include the baselines under ``torch.compile`` as well; the TMAF
     backends are those in ``backends``.
     """
-    tmaf = [(k, m) for k in TMAF_KINDS for m in ms]
+    tmaf = [(k, m) for k in TMAF_KINDS for m in kind_ms(k, ms)]
     groups: dict[str, list[Spec]] = {}
     if "native" in backends:
         groups["native"] = [RELU_EAGER] + [Spec(k, "native", m) for k, m in tmaf]
@@ -60,7 +62,7 @@ def group_specs(ms: Sequence[int], reference_ms: Sequence[int], compile_baseline
     if "eager" in backends:
         groups["eager"] = [RELU_EAGER] + [Spec(k, "eager", m) for k, m in tmaf]
     if "reference" in backends and reference_ms:
-        groups["reference"] = [RELU_EAGER] + [Spec(k, "reference", m) for k in TMAF_KINDS
+        groups["reference"] = [RELU_EAGER] + [Spec(k, "reference", m) for k in JUMP_KINDS
                                               for m in reference_ms]
     return groups
 

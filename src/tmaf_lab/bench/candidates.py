@@ -18,10 +18,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .oracle import oracle_outputs_and_grads
+from .oracle import continuous_oracle_outputs_and_grads, oracle_outputs_and_grads
 
 BASELINES = ("relu", "prelu", "gelu")
-TMAF_KINDS = ("diagonal", "tridiagonal")
+TMAF_KINDS = ("diagonal", "tridiagonal", "continuous_diagonal", "continuous_tridiagonal")
+JUMP_KINDS = ("diagonal", "tridiagonal")
+
+
+CONTINUOUS_M = 9  # the continuous form is timed at the targets' m only (against the jump form)
+
+
+def is_continuous(kind: str) -> bool:
+    return kind.startswith("continuous_")
+
+
+def kind_ms(kind: str, ms) -> list[int]:
+    """The grid sizes a kind is timed at: every m for the jump form, CONTINUOUS_M for the
+    continuous one (its target is its ratio to the jump form at that m)."""
+    return [m for m in ms if not is_continuous(kind) or m == CONTINUOUS_M]
 TMAF_BACKENDS = ("native", "compiled", "eager", "reference")  # "native" first: the main column
 
 
@@ -106,10 +120,11 @@ def make_module(spec: Spec, num_channels: int, device: torch.device, seed: int =
                          f"{BASELINES + TMAF_KINDS}")
     import tmaf
 
-    cls = tmaf.DiagonalTMAF if spec.kind == "diagonal" else tmaf.TridiagonalTMAF
+    jump = spec.kind.removeprefix("continuous_")
+    cls = tmaf.DiagonalTMAF if jump == "diagonal" else tmaf.TridiagonalTMAF
     # the module carries its backend (no global switch around every timed call)
     mod = cls(num_channels, breakpoints=breakpoints(spec.m), init="random", device=device,
-              backend=spec.mode)
+              backend=spec.mode, form="continuous" if is_continuous(spec.kind) else "jump")
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         mod.levels.copy_(torch.rand(mod.levels.shape, generator=gen) * 2 - 0.5)
@@ -181,8 +196,9 @@ def expected_results(cand: Candidate) -> list[Tensor]:
     same module run eagerly.
     """
     if cand.spec.uses_tmaf:
-        return oracle_outputs_and_grads(cand.x, cand.g, cand.module.breakpoints,
-                                        cand.module.levels)
+        oracle = (continuous_oracle_outputs_and_grads if is_continuous(cand.spec.kind)
+                  else oracle_outputs_and_grads)
+        return oracle(cand.x, cand.g, cand.module.breakpoints, cand.module.levels)
     return cand.outputs_and_grads(eager=True)
 
 
@@ -253,8 +269,11 @@ def check_oracle(cand: Candidate, rows: int = 2, rtol: float = 1e-6) -> float:
     x, g = cand.x.detach()[:rows].double().requires_grad_(True), cand.g[:rows].double()
     lv = cand.module.levels.detach().double().requires_grad_(True)
     full = lv.view(lv.shape[0], -1, lv.shape[-1])
-    out = F.banded_tmaf(x, cand.module.breakpoints.double(), full, 1, backend="reference")
+    form = "continuous" if is_continuous(cand.spec.kind) else "jump"
+    out = F.banded_tmaf(x, cand.module.breakpoints.double(), full, 1, backend="reference",
+                        form=form)
     out.backward(g)
     want = [out.detach(), x.grad, lv.grad]
-    got = oracle_outputs_and_grads(x, g, cand.module.breakpoints, cand.module.levels)
+    oracle = continuous_oracle_outputs_and_grads if form == "continuous" else oracle_outputs_and_grads
+    got = oracle(x, g, cand.module.breakpoints, cand.module.levels)
     return compare(f"oracle vs tmaf reference ({cand.spec.name})", got, want, rtol)

@@ -6,7 +6,9 @@ on inputs allocated once (no module, no autograd, no ``tmaf.functional`` dispatc
 - forward: ``torch.ops.tmaf.banded_fwd(x, breakpoints, levels, 1)`` against ``torch.relu(x)``;
 - backward: ``torch.ops.tmaf.banded_bwd(g, x, breakpoints, levels, 1)`` (input gradient and
   level gradient in one pass) against ``torch.ops.aten.threshold_backward(g, relu(x), 0)``, the
-  kernel ``nn.ReLU``'s backward runs.
+  kernel ``nn.ReLU``'s backward runs;
+- the continuous form: ``banded_cont_fwd`` (its intercept table made inside) and
+  ``banded_cont_bwd`` (which also sums the intercept gradient), at m = 9.
 
 Each call allocates its output(s) on both sides (the operators have no ``out=`` form), so the
 ratio compares like with like.  Ratios are paired per round against the ReLU kernel of the same
@@ -21,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .candidates import TMAF_KINDS, Shape, Spec, breakpoints
+from .candidates import TMAF_KINDS, Shape, Spec, breakpoints, is_continuous, kind_ms
 from .timing import paired_ratio, synchronizer, time_interleaved
 
 RELU_FWD = "relu"
@@ -46,13 +48,17 @@ def run_shape(shape: Shape, ms: Sequence[int], *, device: torch.device, threads:
         RELU_BWD: lambda: torch.ops.aten.threshold_backward(g, y, 0)}
     specs = {RELU_FWD: Spec("relu", "kernel"), RELU_BWD: Spec("relu", "kernel")}
     for kind in kinds:
-        b = 0 if kind == "diagonal" else 1
-        for m in ms:
+        b = 0 if kind.removeprefix("continuous_") == "diagonal" else 1
+        for m in kind_ms(kind, ms):
             bp = breakpoints(m).to(device)
             lv = (torch.rand(C, 2 * b + 1, m + 1, generator=gen) * 2 - 0.5).to(device)
             spec = Spec(kind, "native", m)
-            fwd[spec.name] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_fwd(x, bp, lv, 1)
-            bwd[spec.name] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_bwd(g, x, bp, lv, 1)
+            if is_continuous(kind):
+                fwd[spec.name] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_cont_fwd(x, bp, lv, 1)
+                bwd[spec.name] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_cont_bwd(g, x, bp, lv, 1)
+            else:
+                fwd[spec.name] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_fwd(x, bp, lv, 1)
+                bwd[spec.name] = lambda bp=bp, lv=lv: torch.ops.tmaf.banded_bwd(g, x, bp, lv, 1)
             specs[spec.name] = spec
     sync = synchronizer(device)
     traffic = {"fwd": 2 * x.numel() * x.element_size(), "bwd": 3 * x.numel() * x.element_size()}

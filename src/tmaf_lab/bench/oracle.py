@@ -70,3 +70,57 @@ def oracle_outputs_and_grads(x: Tensor, g: Tensor, breakpoints: Tensor, levels: 
         return t.reshape(moved).movedim(-1, channel_dim)
 
     return [back(out), back(gx), glv.reshape(lv_shape)]
+
+
+def _anchors(bp: Tensor) -> Tensor:
+    """A point of each interval k = 0..m: its right end s_k, and s_{m-1} for the last one."""
+    return torch.cat([bp, bp[-1:]])
+
+
+def _signed_lengths(t: Tensor, bp: Tensor) -> Tensor:
+    """len_k(t) = clamp(t, I_k) - clamp(0, I_k) for scalar points t (P,) -> (P, m+1)."""
+    inf = torch.tensor([float("inf")], dtype=torch.float64)
+    lo, hi = torch.cat([-inf, bp]), torch.cat([bp, inf])
+    zero = torch.zeros(1, dtype=torch.float64)
+    return torch.minimum(torch.maximum(t[:, None], lo), hi) - torch.minimum(torch.maximum(zero, lo), hi)
+
+
+def continuous_oracle_outputs_and_grads(x: Tensor, g: Tensor, breakpoints: Tensor, levels: Tensor,
+                                        channel_dim: int = 1) -> list[Tensor]:
+    """The continuous form (docs/method.md section 6) in float64: [output, input grad, levels
+    grad]. Restated from the integral: on interval k the term is a_k t + c_k with
+    c_k = F(e_k) - a_k e_k at a point e_k of the interval (F(e) = sum_j a_j len_j(e)), so
+    dc_k/da_j = len_j(e_k) - [j = k] e_k and the level gradient is the sum of g t per interval
+    plus the intercept part, the sum of g per interval through dc/da. Finite inputs only."""
+    lv_shape = levels.shape
+    full = levels.detach().reshape(lv_shape[0], -1, lv_shape[-1]).double()
+    C, W, m1 = full.shape
+    b = W // 2
+    bps = breakpoints.double().reshape(-1, breakpoints.shape[-1]).expand(C, -1)
+    # dc/da per input channel j: (C, m1 intervals k, m1 slopes j')
+    dcda = torch.stack([_signed_lengths(_anchors(bps[j]), bps[j]) - torch.diag(_anchors(bps[j]))
+                        for j in range(C)])
+    intercepts = torch.zeros(C, W, m1, dtype=torch.float64)
+    for i in range(C):
+        for d in range(-b, b + 1):
+            if 0 <= i + d < C:
+                intercepts[i, d + b] = dcda[i + d] @ full[i, d + b]
+    xs, gs = _rows_by_channel(x.detach(), channel_dim), _rows_by_channel(g, channel_dim)
+    out, gx = torch.zeros_like(xs), torch.zeros_like(xs)
+    glv = torch.zeros(C, W, m1, dtype=torch.float64)
+    for d, i0, j0, n, alpha, flat in _terms(xs, breakpoints, full):
+        xj, gi = xs[:, j0:j0 + n], gs[:, i0:i0 + n]
+        c = intercepts[i0:i0 + n, d + b].reshape(-1)[flat]
+        out[:, i0:i0 + n] += alpha * xj + c
+        gx[:, j0:j0 + n] += alpha * gi
+        idx = flat.reshape(-1)
+        direct = torch.zeros(n * m1, dtype=torch.float64).index_add_(0, idx, (gi * xj).reshape(-1))
+        gsum = torch.zeros(n * m1, dtype=torch.float64).index_add_(0, idx, gi.reshape(-1))
+        via_c = torch.einsum("nk,nkj->nj", gsum.view(n, m1), dcda[j0:j0 + n])
+        glv[i0:i0 + n, d + b] = direct.view(n, m1) + via_c
+    moved = x.movedim(channel_dim, -1).shape
+
+    def back(t: Tensor) -> Tensor:
+        return t.reshape(moved).movedim(-1, channel_dim)
+
+    return [back(out), back(gx), glv.reshape(lv_shape)]

@@ -60,11 +60,15 @@ ACT_TARGETS = (
 KERNEL_TARGETS = (("diagonal forward kernel / torch.relu, channels outer", "fwd", 1.10),
                   ("diagonal backward kernel / threshold_backward, channels outer", "bwd", 1.35))
 OVERHEAD_TARGET = "per-call overhead fwd+bwd vs nn.ReLU (small layer)"
+#: the continuous form's native fwd+bwd over the jump form's, same kind of band, same run
+CONTINUOUS_TARGETS = (("continuous / jump diagonal fwd+bwd", "diagonal", 1.15),
+                      ("continuous / jump tridiagonal fwd+bwd", "tridiagonal", 1.15))
 SAVED_TARGET = "saved bytes for backward = ReLU's"
 FIRST_TARGET = "first call of a new shape"
 TRAIN_LIMITS = {"diagonal": 1.05, "tridiagonal": 1.10}
 KERNEL_TARGET_NAMES = [name for name, _, _ in KERNEL_TARGETS]
 TARGET_NAMES = ([t.name for t in ACT_TARGETS] + KERNEL_TARGET_NAMES
+                + [name for name, _, _ in CONTINUOUS_TARGETS]
                 + [OVERHEAD_TARGET, SAVED_TARGET, FIRST_TARGET]
                 + [f"training step, {k}" for k in TRAIN_LIMITS])
 
@@ -144,6 +148,22 @@ def kernel_targets(kernel_rows: Sequence[dict]) -> list[dict]:
     return out
 
 
+def continuous_targets(act_rows: Sequence[dict]) -> list[dict]:
+    """The continuous form's native fwd+bwd time over the jump form's (the ratio of their
+    paired ratios to ReLU, measured in the same rounds), m = 9, every shape and thread count."""
+    groups = _groups(act_rows, ("shape", "threads", "phase", "kind", "mode", "m"))
+    out = []
+    for name, kind, limit in CONTINUOUS_TARGETS:
+        for (shape, t, phase, k, mode, m), rows in groups.items():
+            if (phase, k, mode, m) != ("fwd_bwd", f"continuous_{kind}", "native", TARGET_M):
+                continue
+            jump = groups.get((shape, t, phase, kind, mode, m))
+            if jump:
+                ratio = _median(rows, "ratio_vs_relu_eager") / _median(jump, "ratio_vs_relu_eager")
+                out.append(_target(name, shape, t, "native", ratio, "x", limit, len(rows)))
+    return out
+
+
 def overhead_targets(act_rows: Sequence[dict], backends: Sequence[str]) -> list[dict]:
     """The fixed cost of a call on a small layer: TMAF's fwd+bwd median minus eager ReLU's, in us."""
     groups = _groups(act_rows, ("shape", "threads", "phase", "kind", "mode", "m"))
@@ -207,7 +227,8 @@ def _targets(act_rows, train_rows, first_rows, kernel_rows) -> list[dict]:
                 out.append(_target(FIRST_TARGET, f"{shape}-like, {kind}", t, backend,
                                    _median(rows, "first_call_ms"), "ms", FIRST_CALL_LIMIT_MS,
                                    len(rows)))
-    out += kernel_targets(kernel_rows) + overhead_targets(act_rows, backends)
+    out += (kernel_targets(kernel_rows) + continuous_targets(act_rows)
+            + overhead_targets(act_rows, backends))
     train = _groups(train_rows, ("model", "batch", "threads", "activation"))
     for kind, limit in TRAIN_LIMITS.items():
         for backend in backends:
