@@ -12,10 +12,12 @@
 // Banded (1 <= b <= 3) in one pass: each output (input-gradient) row chunk is written once and
 // the 2b+1 rows it needs are read in the same loop; the backward counts x_j's interval once for
 // all 2b+1 terms: m compares, m kandn, (2b+1)(m+1) masked adds, 2b+1 permutes per 16 floats.
+// Channels innermost, diagonal backward: per-lane tables and accumulators in registers over
+// tiles of 4 rows (bwd_cols_diag below).
 // Semantics are those of kernels_impl.h, non-finite inputs included. Everything else runs the
-// generic kernels: double, b > 3, m > 31, the diagonal forward and the channels-innermost
-// layout, where the same techniques (a counted index and a permute; per-lane tables held in
-// registers over tiles of rows) measured slower on this CPU than the generic select chains.
+// generic kernels: double, b > 3, m > 31, the continuous form, the diagonal forward and the
+// other channels-innermost kernels, where a counted index and a permute measured slower on
+// this CPU than the generic select chains.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -30,6 +32,16 @@
 #define TMAF_ISA_NS isa_avx512
 #define TMAF_VBYTES 64
 #include "kernels_impl.h"
+
+// Markers for a static throughput check of the inner loops (scripts/mca_kernels.sh builds this
+// file with -DTMAF_MCA and runs llvm-mca on the marked regions); empty in the library.
+#ifdef TMAF_MCA
+#define TMAF_MCA_BEGIN(name) asm volatile("# LLVM-MCA-BEGIN " name)
+#define TMAF_MCA_END(name) asm volatile("# LLVM-MCA-END " name)
+#else
+#define TMAF_MCA_BEGIN(name)
+#define TMAF_MCA_END(name)
+#endif
 
 namespace tmaf_native {
 namespace isa_avx512 {
@@ -159,12 +171,14 @@ void bwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
     for (int64_t o = T.o0; o < T.o1; ++o) {
       const int64_t row = (o * C + T.c) * inner;
       for (int64_t s = T.s0; s < T.s1; s += 16) {
+        TMAF_MCA_BEGIN("bwd_rows_diag");
         const __mmask16 k = tail_mask(T.s1 - s);
         const __m512 xv = _mm512_maskz_loadu_ps(k, x + row + s);
         const __m512 v = bwd_vector<MT>(xv, _mm512_maskz_loadu_ps(k, g + row + s), bpv, lk, acc, m);
         const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
         nan = _kor_mask16(nan, bad);
         _mm512_mask_storeu_ps(gx + row + s, k, _mm512_mask_mov_ps(v, bad, xv));
+        TMAF_MCA_END("bwd_rows_diag");
       }
     }
     float* part = static_cast<float*>(A.partial) + t * (m + 1);
@@ -275,6 +289,101 @@ static void bwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t t
   }
 }
 
+// ------------------------------------------ channels innermost (columns layout), b = 0
+// One task is a block of rows x a block of channels (ops.cpp). The rows are taken in tiles of
+// kColsTile; inside a tile, per vector of 16 channels, the tile's rows are walked (a stride of C
+// floats, all within L1: kColsTile rows of the block) with everything per lane in registers: the
+// m breakpoints and m+1 levels of the 16 channels and the m+1 level-gradient accumulators, read
+// from and written to the task's partial sums once per tile (not once per element, as the
+// generic kernel does). Per 16 floats: m compares into masks, m masked blends (the level),
+// m - 1 kandn and m+1 masked adds (the level gradient), 2 multiplies, the NaN and infinity
+// masks, 2 loads and 1 store.
+
+constexpr int64_t kColsTile = 4;
+
+template <int MT>
+void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (!diag_covers(A)) return bwd_cols<float, MT, false>(A, t0, t1);
+  constexpr int L = 16;
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, m1 = m + 1, blk = m + m1, n_vec = (C + L - 1) / L;
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  const float* tab = static_cast<const float*>(A.lv);  // (n_vec, m + m1, L)
+  float* partial = static_cast<float*>(A.partial);      // (n_rb, n_vec, 1, m1, L)
+  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1], acc[kDiagMaxM + 1];
+  __mmask16 nan[kMaxColsBlock / L];
+  const __m512 qnan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
+    const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
+    const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock), nv = (c1 - c0 + L - 1) / L;
+    float* part = partial + (rb * n_vec + c0 / L) * m1 * L;  // this task's vectors
+    std::fill(part, part + nv * m1 * L, 0.0f);
+    std::fill(nan, nan + nv, __mmask16(0));
+    for (int64_t rt = r0; rt < r1; rt += kColsTile) {
+      const int64_t rt1 = std::min(r1, rt + kColsTile);
+      // the next tile's row segments: short runs (c1 - c0 floats a row) the hardware prefetchers
+      // pick up late
+      for (int64_t r = rt1; r < std::min(r1, rt1 + kColsTile); ++r)
+        for (int64_t c = c0; c < c1; c += L) {
+          _mm_prefetch(reinterpret_cast<const char*>(x + r * C + c), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(g + r * C + c), _MM_HINT_T0);
+          _m_prefetchw(gx + r * C + c);
+        }
+      for (int64_t v = 0; v < nv; ++v) {
+        const int64_t j0 = c0 + v * L;
+        const __mmask16 lanes = tail_mask(c1 - j0);
+        const float* tv = tab + (j0 / L) * blk * L;
+        float* pv = part + v * m1 * L;
+#pragma GCC unroll 32
+        for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * L);
+#pragma GCC unroll 32
+        for (int64_t k = 0; k <= m; ++k) {
+          lvv[k] = _mm512_loadu_ps(tv + (m + k) * L);
+          acc[k] = _mm512_loadu_ps(pv + k * L);
+        }
+        __mmask16 bad_any = 0;
+        for (int64_t r = rt; r < rt1; ++r) {
+          TMAF_MCA_BEGIN("bwd_cols_diag");
+          const int64_t at = r * C + j0;
+          const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + at);
+          const __m512 gv = _mm512_maskz_loadu_ps(lanes, g + at);
+          __m512 a = lvv[0];
+          __mmask16 gt[kDiagMaxM];
+#pragma GCC unroll 32
+          for (int64_t k = 0; k < m; ++k) {
+            gt[k] = _mm512_cmp_ps_mask(xv, bpv[k], _CMP_GT_OQ);
+            a = _mm512_mask_mov_ps(a, gt[k], lvv[k + 1]);
+          }
+          // g * x, +0 where the level is 0 and x is infinite (the zero-level rule)
+          const __mmask16 inf = _mm512_fpclass_ps_mask(xv, 0x18);
+          const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, a, _mm512_setzero_ps(), _CMP_EQ_OQ);
+          const __m512 p = _mm512_maskz_mul_ps(_knot_mask16(drop), gv, xv);
+          acc[0] = _mm512_mask_add_ps(acc[0], _knot_mask16(gt[0]), acc[0], p);
+#pragma GCC unroll 32
+          for (int64_t k = 1; k < m; ++k)
+            acc[k] = _mm512_mask_add_ps(acc[k], _kandn_mask16(gt[k], gt[k - 1]), acc[k], p);
+          acc[m] = _mm512_mask_add_ps(acc[m], gt[m - 1], acc[m], p);
+          const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+          bad_any = _kor_mask16(bad_any, bad);
+          _mm512_mask_storeu_ps(gx + at, lanes, _mm512_mask_mov_ps(_mm512_mul_ps(a, gv), bad, xv));
+          TMAF_MCA_END("bwd_cols_diag");
+        }
+        nan[v] = _kor_mask16(nan[v], bad_any);
+#pragma GCC unroll 32
+        for (int64_t k = 0; k <= m; ++k) _mm512_storeu_ps(pv + k * L, acc[k]);
+      }
+    }
+    for (int64_t v = 0; v < nv; ++v)  // NaN input: every level gradient of its channel is NaN
+      if (nan[v])
+        for (int64_t k = 0; k <= m; ++k) {
+          float* q = part + (v * m1 + k) * L;
+          _mm512_storeu_ps(q, _mm512_mask_mov_ps(_mm512_loadu_ps(q), nan[v], qnan));
+        }
+  }
+}
+
 template <int MT>
 void fwd_rows_band(const KernelArgs& A, int64_t t0, int64_t t1) {
   if (!band_covers(A)) return fwd_rows<float, MT, false>(A, t0, t1);  // the generic kernel
@@ -312,6 +421,7 @@ template <int MT>
 static void fill_specialised_variant(KernelSet* set, int v) {
   set->fwd_rows[0][0][v] = &fwd_rows_band<MT>;  // the jump form, float
   set->bwd_rows[0][0][v] = &bwd_rows_band<MT>;
+  set->bwd_cols[0][0][v] = &bwd_cols_diag<MT>;
 }
 
 }  // namespace isa_avx512
