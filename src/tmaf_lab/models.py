@@ -12,6 +12,10 @@ Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel a
 - ``cnn``: two conv blocks + one hidden dense layer (MNIST, Fashion-MNIST).
 - ``fastnet``: a small 4-conv CIFAR net for CPU budgets (after airbench's layout).
 - ``airbench``: airbench94's layout (Jordan 2024) for fast GPU runs on CIFAR-10.
+- ``airbench-white``: the same groups behind a frozen whitening stem (a 2x2 conv whose 24
+  filters are the data's patch-whitening directions, set by :func:`init_whitening` from
+  training images), with airbench's BatchNorm settings (momentum 0.4, no trained scale): the
+  ``cpu-cifar`` recipe's model.
 - ``resnet18``: the CIFAR-style ResNet-18 (3x3 stem, no max-pool; He et al. 2016).
 - ``gpt``: a small causal character-level transformer (:mod:`tmaf_lab.gpt`); its ``in_shape``
   is (context,) and ``num_classes`` the vocabulary size.
@@ -24,7 +28,7 @@ from collections.abc import Callable, Iterator
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
-MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "resnet18", "gpt")
+MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "airbench-white", "resnet18", "gpt")
 #: the studies' names for core activations: ``pwl`` (the continuous per-channel rival of diagonal
 #: TMAF, same grid and parameters) is the core's continuous_diagonal
 LAB_ACTIVATIONS = {"pwl": "continuous_diagonal"}
@@ -140,6 +144,66 @@ def airbench(in_shape: tuple[int, int, int], num_classes: int, act: str | ActFac
         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes, bias=False))
 
 
+WHITEN_BN = {"momentum": 0.4, "eps": 1e-12}  # airbench94's (PyTorch's momentum convention)
+
+
+class WhiteningStem(nn.Conv2d):
+    """A 2x2 convolution (no padding) whose weights are the patch-whitening filters of the
+    training images, frozen (:func:`init_whitening`); its bias trains in the first epochs only
+    (the trainer's ``whiten_bias_epochs``)."""
+
+    def __init__(self, c_in: int):
+        super().__init__(c_in, 2 * 4 * c_in, 2, bias=True)
+        self.weight.requires_grad_(False)
+        nn.init.zeros_(self.bias)
+
+
+def init_whitening(model: nn.Module, images, eps: float = 5e-4) -> None:
+    """Set every :class:`WhiteningStem` of ``model`` from ``images`` (N, C, H, W), normalised as
+    the model will see them: the eigenvectors V and eigenvalues L of the covariance of all 2x2
+    patches give the filters V^T / sqrt(L + eps) and their negatives (so a ReLU-like activation
+    after it keeps both signs). Deterministic given the images."""
+    import torch
+
+    stems = [m for m in model.modules() if isinstance(m, WhiteningStem)]
+    if not stems:
+        raise ValueError(f"init_whitening: {type(model).__name__} has no whitening stem")
+    with torch.no_grad():
+        x = images.double()
+        patches = torch.nn.functional.unfold(x, 2).transpose(1, 2).reshape(-1, 4 * x.shape[1])
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / patches.shape[0]
+        evals, evecs = torch.linalg.eigh(cov)
+        filters = (evecs.T / (evals.clamp_min(0) + eps).sqrt()[:, None])
+        filters = filters.reshape(-1, x.shape[1], 2, 2)
+        for stem in stems:
+            stem.weight.copy_(torch.cat([filters, -filters]).to(stem.weight.dtype))
+
+
+def airbench_white(in_shape: tuple[int, int, int], num_classes: int,
+                   act: str | ActFactory = "relu", width: int = 64) -> nn.Sequential:
+    """airbench94's groups at ``width``, ``4 width``, ``4 width`` behind a frozen whitening stem
+    (24 channels for RGB) and its activation; every BatchNorm has momentum 0.4, eps 1e-12 and
+    a frozen unit scale (its shift trains). Call :func:`init_whitening` before training."""
+    make = act_factory(act)
+    stem = WhiteningStem(in_shape[0])
+
+    def bn(c: int) -> nn.BatchNorm2d:
+        layer = nn.BatchNorm2d(c, **WHITEN_BN)
+        layer.weight.requires_grad_(False)
+        return layer
+
+    def group(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.MaxPool2d(2), bn(c_out),
+                make(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), bn(c_out),
+                make(c_out)]
+
+    c0 = stem.out_channels
+    return nn.Sequential(stem, make(c0), *group(c0, width), *group(width, 4 * width),
+                         *group(4 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(4 * width, num_classes, bias=False))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity (or 1x1 projection) shortcut."""
 
@@ -207,7 +271,7 @@ def _gpt(in_shape: tuple[int, ...], num_classes: int, act: str | ActFactory = "g
 
 
 _BUILDERS = {"mlp": mlp, "cnn": cnn, "fastnet": fastnet, "airbench": airbench,
-             "resnet18": resnet18, "gpt": _gpt}
+             "airbench-white": airbench_white, "resnet18": resnet18, "gpt": _gpt}
 
 
 def create_model(name: str, in_shape: tuple[int, int, int], num_classes: int,

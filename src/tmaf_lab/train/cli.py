@@ -88,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
             ("depth", int, "transformer blocks (gpt; None: 4)"),
             ("heads", int, "attention heads (gpt; None: 4)"),
             ("eval-every", int, "steps between validation-curve points (shakespeare)"),
-            ("eval-windows", int, "fixed validation windows per curve point (shakespeare)")):
+            ("eval-windows", int, "fixed validation windows per curve point (shakespeare)"),
+            ("whiten-bias-epochs", int, "epochs in which the whitening stem's bias trains "
+                                        "(airbench-white)")):
         key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
         alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
         p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
@@ -105,7 +107,10 @@ def _parser() -> argparse.ArgumentParser:
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
              "augment": "on = pad-4 random crop + flip, shift = pad-2 crop without flip; "
                         "auto = on for cifar10",
-             "amp": "mixed precision; auto = bf16 (else fp16) on GPU, off on CPU"}
+             "amp": "mixed precision; auto = bf16 (else fp16) on GPU, off on CPU",
+             "tta": "test-time augmentation: the mean logits over the image and its mirror "
+                    "(flip), and over both shifted one pixel up-left and down-right "
+                    "(flip-translate)"}
     for key, choices in CHOICES.items():
         p.add_argument(f"--{key}", choices=choices, default=getattr(d, key),
                        help=f"{helps[key]} (default %(default)s)")
@@ -139,6 +144,11 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
         raise RunError(f"--val-split must be >= 0 (training images), got {cfg.val_split}")
     if cfg.calibrate < 0:
         raise RunError(f"--calibrate must be >= 0 (training batches), got {cfg.calibrate}")
+    if cfg.whiten_bias_epochs < 0:
+        raise RunError(f"--whiten-bias-epochs must be >= 0, got {cfg.whiten_bias_epochs}")
+    if cfg.whiten_bias_epochs and cfg.model != "airbench-white":
+        raise RunError(f"--whiten-bias-epochs needs --model airbench-white (its whitening "
+                       f"stem), got --model {cfg.model}")
     if not cfg.lr > 0:
         raise RunError(f"--lr must be > 0, got {cfg.lr}")
     if not 0 <= cfg.warmup < 1:

@@ -36,6 +36,9 @@ class TrainConfig:
     dry_run: bool = False             # 2 batches, tiny data: a seconds-long smoke test
     calibrate: int = 0                # tmaf.calibrate on N training batches before step 1 (0: off)
     val_split: int = 0                # evaluate on N held-out training images, not the test set
+    # CIFAR speed techniques (the cpu-cifar recipe; airbench-white model)
+    whiten_bias_epochs: int = 0       # epochs in which the whitening stem's bias trains
+    tta: str = "off"                  # test-time augmentation: off | flip | flip-translate
     # Text (shakespeare + gpt): the budget is optimiser steps of batch_size windows.
     steps: int | None = None          # training steps (text runs; epochs are not used)
     context: int = 64                 # tokens per window (the GPT's context)
@@ -58,7 +61,8 @@ class TrainConfig:
 
 
 CHOICES = {"optimizer": ("adamw", "sgd", "adam"), "schedule": ("onecycle", "cosine", "constant"),
-           "augment": ("auto", "on", "off", "shift"), "amp": ("auto", "off", "bf16", "fp16")}
+           "augment": ("auto", "on", "off", "shift"), "amp": ("auto", "off", "bf16", "fp16"),
+           "tta": ("off", "flip", "flip-translate")}
 
 # Fields that may differ between a checkpoint and the command that resumes it.
 RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
@@ -66,7 +70,8 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 
 # Fields added after runs were checkpointed, with the value those runs implicitly had.
 ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "context": 64,
-               "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128}
+               "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128,
+               "whiten_bias_epochs": 0, "tta": "off"}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..data import ImageData
 from ..files import atomic_write_text, write_json
+from ..models import WhiteningStem, init_whitening
 from ..runmeta import save_config
 from . import checkpoint as ckpt
 from .batches import augment, batch_slices, epoch_indices, normalise, step_generator
@@ -79,6 +80,28 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+WHITEN_IMAGES = 5000  # training images whose 2x2 patches set a whitening stem
+
+
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x moved by (dy, dx) pixels, the uncovered border filled by reflection."""
+    pad = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="reflect")
+    h, w = x.shape[-2:]
+    return pad[..., max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w]
+
+
+def tta_logits(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+    """Logits with test-time augmentation: ``off`` net(x); ``flip`` the mean over x and its
+    mirror image; ``flip-translate`` the mean over those two and both shifted by one pixel
+    up-left and down-right (six views)."""
+    if tta == "off":
+        return net(x)
+    views = [x, x.flip(-1)]
+    if tta == "flip-translate":
+        views += [_shift(v, s, s) for v in views[:2] for s in (-1, 1)]
+    return torch.stack([net(v) for v in views]).mean(0)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: ImageData, out: Path, dist: Dist,
                  device: torch.device, stop: StopFlag, log=print,
@@ -94,6 +117,10 @@ class Trainer:
         self.params = sum(p.numel() for p in self.net.parameters())
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.stems = [m for m in self.net.modules() if isinstance(m, WhiteningStem)]
+        if self.stems:  # from the first WHITEN_IMAGES training images (a checkpoint overrides)
+            init_whitening(self.net, normalise(data.train_x[:WHITEN_IMAGES].to(device),
+                                               self.mean, self.std))
         if cfg.batch_size % dist.world:
             raise RunError(f"--batch-size {cfg.batch_size} is not divisible by the "
                            f"{dist.world} processes")
@@ -202,6 +229,8 @@ class Trainer:
     def train_epoch(self) -> tuple[str, float]:
         cfg, d = self.cfg, self.dist
         self.model.train()
+        for stem in self.stems:  # the whitening bias trains in the first epochs only
+            stem.bias.requires_grad_(self.epoch < cfg.whiten_bias_epochs)
         idx = epoch_indices(len(self.train_y), self.epoch, cfg.seed, d.rank, d.world)
         idx = idx.to(self.device)[: self.steps * self.batch]
         bar = self._bar(len(idx), self.step * self.batch)
@@ -263,7 +292,7 @@ class Trainer:
             y = self.test_y[idx[sl]]
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                                 enabled=self.amp is not None):
-                logits = self.net(x)
+                logits = tta_logits(self.net, x, self.cfg.tta)
             loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
         loss_sum, correct = all_sum(d, [loss_sum, correct], self.device)

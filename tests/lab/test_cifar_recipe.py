@@ -1,0 +1,108 @@
+"""The cpu-cifar recipe's pieces: the whitening stem (whitened patches, frozen filters, a bias
+that trains in the first epochs only), test-time augmentation, and the recipe end to end on a
+2000-image subset (what `tmaf train cifar10 --recipe cpu-cifar --epochs 1 --subset 2000` runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tmaf_lab.data import load_dataset
+from tmaf_lab.data.cache import DataMissing
+from tmaf_lab.models import WhiteningStem, create_model, init_whitening
+from tmaf_lab.train import cli
+from tmaf_lab.train.trainer import _shift, tta_logits
+
+
+def _images(n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 3, 16, 16, generator=g)
+    return base + 0.8 * base.roll(1, dims=-1) + 0.5 * base[:, :1]  # correlated pixels, channels
+
+
+def test_whitening_stem_whitens_the_patches_and_is_frozen():
+    model = create_model("airbench-white", (3, 32, 32), 10, "relu", width=8)
+    stem = model[0]
+    assert isinstance(stem, WhiteningStem) and stem.out_channels == 24
+    assert not stem.weight.requires_grad and stem.bias.requires_grad
+    x = _images()
+    init_whitening(model, x, eps=0.0)
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(x.double(), stem.weight.double())  # no bias
+    half = out[:, :12].transpose(0, 1).reshape(12, -1)
+    cov = torch.cov(half, correction=0)
+    torch.testing.assert_close(cov, torch.eye(12, dtype=torch.float64), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[:, 12:], -out[:, :12])  # both signs
+    with pytest.raises(ValueError, match="no whitening stem"):
+        init_whitening(create_model("airbench", (3, 32, 32), 10, "relu", width=8), x)
+
+
+def test_batchnorm_settings_of_the_whitened_model():
+    model = create_model("airbench-white", (3, 32, 32), 10, "diagonal", width=8)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 6 and all(b.momentum == 0.4 and b.eps == 1e-12 for b in bns)
+    assert all(not b.weight.requires_grad and b.bias.requires_grad for b in bns)
+
+
+def test_shift_and_tta():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    right = _shift(x, 0, 1)
+    assert torch.equal(right[..., 1:], x[..., :-1]) and torch.equal(right[..., 0], x[..., 1])
+    down = _shift(x, 1, 0)
+    assert torch.equal(down[..., 1:, :], x[..., :-1, :])
+    up_left = _shift(x, -1, -1)
+    assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
+
+    class Probe(torch.nn.Module):  # logits = the mean of the left column: flips matter
+        def forward(self, v):
+            return v[..., :, 0].mean((-1, -2), keepdim=False).unsqueeze(-1).repeat(1, 3)
+
+    net = Probe()
+    assert torch.equal(tta_logits(net, x, "off"), net(x))
+    torch.testing.assert_close(tta_logits(net, x, "flip"), (net(x) + net(x.flip(-1))) / 2)
+    views = [x, x.flip(-1)]
+    views += [_shift(v, s, s) for v in views[:2] for s in (-1, 1)]
+    torch.testing.assert_close(tta_logits(net, x, "flip-translate"),
+                               torch.stack([net(v) for v in views]).mean(0))
+
+
+def test_bad_whitening_options_are_clear_errors(capsys):
+    assert cli.main(["cifar10", "--model", "cnn", "--whiten-bias-epochs", "2", "--dry-run",
+                     "--out", "/tmp/never"]) == 2
+    assert "--whiten-bias-epochs needs --model airbench-white" in capsys.readouterr().err
+    assert cli.main(["cifar10", "--tta", "rotate", "--dry-run"]) == 2
+    assert "--tta" in capsys.readouterr().err
+
+
+def _cifar_installed() -> bool:
+    try:
+        load_dataset("cifar10")
+    except DataMissing:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_cpu_cifar_recipe_runs_and_freezes_the_stem_bias(tmp_path: Path):
+    """The recipe on a small subset (the real data when installed, else the dry-run images):
+    config, whitening from the data, the stem bias trained in epoch 1 and frozen from epoch 2
+    (whiten_bias_epochs=1 here), TTA in evaluation, results.json."""
+    out = tmp_path / "run"
+    data = ["--subset", "600", "--test-subset", "200"] if _cifar_installed() else ["--dry-run"]
+    argv = ["cifar10", "--recipe", "cpu-cifar", "--epochs", "2", "--width", "8",
+            "--whiten-bias-epochs", "1", "--batch-size", "100", *data, "--seeds", "0",
+            "--out", str(out)]
+    if "--dry-run" in data:
+        argv[argv.index("--epochs") + 1] = "1"
+    assert cli.main(argv) == 0
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["recipe"] == "cpu-cifar" and cfg["model"] == "airbench-white"
+    assert cfg["tta"] == "flip-translate" and cfg["whiten_bias_epochs"] == 1
+    res = json.loads((out / "results.json").read_text())
+    assert 0.0 <= res["test_acc"] <= 1.0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    w = state["0.weight"]
+    assert w.shape == (24, 3, 2, 2) and torch.equal(w[12:], -w[:12])
