@@ -13,7 +13,8 @@ SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "fastnet": (3, 32, 32), "airbe
           "airbench-white": (3, 32, 32), "resnet18": (3, 32, 32),
           "gpt": (8,)}  # gpt: (context,), 10 = the vocabulary
 SMALL = {"mlp": {"width": 32}, "cnn": {"width": 8}, "fastnet": {"width": 8},
-         "airbench": {"width": 8}, "airbench-white": {"width": 8}, "resnet18": {"width": 8}, "gpt": {"width": 8, "depth": 2, "heads": 2}}
+         "airbench": {"width": 8}, "airbench-white": {"width": 8}, "resnet18": {"width": 8},
+         "gpt": {"width": 8, "depth": 2, "heads": 2}}
 CALL_SITES = {"mlp": 2, "cnn": 3, "fastnet": 4, "airbench": 7, "airbench-white": 7, "resnet18": 17,
               "gpt": 2}
 
