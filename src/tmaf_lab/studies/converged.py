@@ -5,22 +5,29 @@ seeds 0-2; both seed by seed, ReLU first and gated by its competence bar; stream
 and B (Fashion-MNIST). approx: sin(k pi x) k = 1, 4, 16, 32, chirp, sin2d, parameter counts
 matched to ReLU at width 32 and 64, 10000 steps, seeds 0-4; streams A (sin1 sin16 chirp) and
 B (sin4 sin32 sin2d).
+
+Channel mixing in the continuous form (parts not run by default): mixing-approx fits the same
+six targets at width 32 (10000 steps, seeds 0-4) with relu, pwl (= continuous_diagonal),
+tridiagonal and continuous_tridiagonal side by side in approx-mixing/w32/<target>; mixing-cnn
+adds continuous_tridiagonal to the Fashion-MNIST CNN (seeds 0-2, paired with the committed
+pwl and tridiagonal runs of cnn/fashion-mnist).
 """
 
 from tmaf_lab.study import Study, approx_run, train_grid
 
 MLP_ARMS = ("relu", "prelu", "gelu", "pwl", "diagonal", "tridiagonal")
 CNN_ARMS = ("relu", "pwl", "diagonal", "tridiagonal")
+MIXING_ARMS = ("relu", "pwl", "tridiagonal", "continuous_tridiagonal")
 STREAM = {"mnist": "A", "fashion-mnist": "B"}.get
 
 
-def _approx():
-    return tuple(approx_run(f"approx/w{w}/{t}", (
+def _approx(folder: str = "approx", arms=MLP_ARMS, widths=(32, 64)):
+    return tuple(approx_run(f"{folder}/w{w}/{t}", (
         "--target", t, "--width", str(w), "--steps", "10000", "--activations",
-        ",".join(MLP_ARMS), "--seeds", "0,1,2,3,4", "--history-points", "50", "--threads", "1"),
+        ",".join(arms), "--seeds", "0,1,2,3,4", "--history-points", "50", "--threads", "1"),
         stream) for stream, targets in (("A", ("sin1", "sin16", "chirp")),
                                         ("B", ("sin4", "sin32", "sin2d")))
-        for t in targets for w in (32, 64))
+        for t in targets for w in widths)
 
 
 STUDY = Study(
@@ -32,6 +39,9 @@ STUDY = Study(
         "cnn": train_grid("cnn", ("mnist", "fashion-mnist"), range(3), CNN_ARMS,
                           ("--recipe", "converged-cnn"), gate=True, stream_of=STREAM),
         "approx": _approx(),
+        "mixing-approx": _approx("approx-mixing", MIXING_ARMS, (32,)),
+        "mixing-cnn": train_grid("cnn", ("fashion-mnist",), range(3), ("continuous_tridiagonal",),
+                                 ("--recipe", "converged-cnn"), stream_of=STREAM),
     },
     default_parts=("mlp", "cnn", "approx"),
     reports=tuple(("report", f"{{out}}/{p}", "--out", f"{{out}}/{p}/report", "--title",
