@@ -110,20 +110,14 @@ if _unavailable_reason is None:
     _banded_fwd = torch.ops.tmaf.banded_fwd.default
     _banded_cont_fwd = torch.ops.tmaf.banded_cont_fwd.default
 
-    @torch.library.register_fake("tmaf::banded_fwd")
-    def _banded_fwd_fake(x, breakpoints, levels, channel_dim):
+    def _fwd_fake(x, breakpoints, levels, channel_dim):
         return _like_kernel_output(x, channel_dim % x.dim())
 
-    @torch.library.register_fake("tmaf::banded_bwd")
-    def _banded_bwd_fake(grad, x, breakpoints, levels, channel_dim):
+    def _bwd_fake(grad, x, breakpoints, levels, channel_dim):
         return (_like_kernel_output(x, channel_dim % x.dim()),
                 torch.empty(levels.shape, dtype=levels.dtype, device=levels.device))
 
-    @torch.library.register_fake("tmaf::banded_cont_fwd")
-    def _banded_cont_fwd_fake(x, breakpoints, levels, channel_dim):
-        return _like_kernel_output(x, channel_dim % x.dim())
-
-    @torch.library.register_fake("tmaf::banded_cont_bwd")
-    def _banded_cont_bwd_fake(grad, x, breakpoints, levels, channel_dim):
-        return (_like_kernel_output(x, channel_dim % x.dim()),
-                torch.empty(levels.shape, dtype=levels.dtype, device=levels.device))
+    # the jump form's operators and the continuous form's take the same arguments
+    for _form in ("banded", "banded_cont"):
+        torch.library.register_fake(f"tmaf::{_form}_fwd")(_fwd_fake)
+        torch.library.register_fake(f"tmaf::{_form}_bwd")(_bwd_fake)

@@ -71,15 +71,7 @@ class _BandedReference(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        x, breakpoints, levels = ctx.saved_tensors
-        cd = ctx.channel_dim
-        C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
-        dt = _arith_dtype(x, levels, breakpoints)
-        xs, gs = x.movedim(cd, 0).to(dt), g.movedim(cd, 0).to(dt)
-        bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
-        alpha = _alphas(xs, bp, lv, b)
-        gx = torch.zeros_like(xs)
-        gl = torch.zeros(C, 2 * b + 1, m1, dtype=dt, device=xs.device)
+        x, levels, cd, C, b, m1, dt, xs, gs, bp, lv, alpha, gx, gl = _backward_setup(ctx, g)
         for i in range(C):
             for d in range(-b, b + 1):
                 j = i + d
@@ -97,6 +89,19 @@ class _BandedReference(torch.autograd.Function):
                     gl[i, d + b] = float("nan")
         gx = gx.movedim(0, cd).to(x.dtype)
         return gx, None, gl.to(levels.dtype), None
+
+
+def _backward_setup(ctx, g: Tensor):
+    """What both backwards start from: the saved tensors channels-first in the arithmetic dtype,
+    per-channel breakpoints, alpha of every term, and zero input and level gradients."""
+    x, breakpoints, levels = ctx.saved_tensors
+    cd = ctx.channel_dim
+    C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
+    dt = _arith_dtype(x, levels, breakpoints)
+    xs, gs = x.movedim(cd, 0).to(dt), g.movedim(cd, 0).to(dt)
+    bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
+    gl = torch.zeros(C, 2 * b + 1, m1, dtype=dt, device=xs.device)
+    return x, levels, cd, C, b, m1, dt, xs, gs, bp, lv, _alphas(xs, bp, lv, b), torch.zeros_like(xs), gl
 
 
 def _alphas(xs: Tensor, bp: Tensor, lv: Tensor, b: int) -> Tensor:
@@ -167,15 +172,7 @@ class _ContinuousReference(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        x, breakpoints, levels = ctx.saved_tensors
-        cd = ctx.channel_dim
-        C, b, m1 = x.shape[cd], levels.shape[1] // 2, levels.shape[2]
-        dt = _arith_dtype(x, levels, breakpoints)
-        xs, gs = x.movedim(cd, 0).to(dt), g.movedim(cd, 0).to(dt)
-        bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
-        alpha = _alphas(xs, bp, lv, b)
-        gx = torch.zeros_like(xs)
-        gl = torch.zeros(C, 2 * b + 1, m1, dtype=dt, device=xs.device)
+        x, levels, cd, C, b, m1, dt, xs, gs, bp, lv, alpha, gx, gl = _backward_setup(ctx, g)
         for i in range(C):
             for d in range(-b, b + 1):
                 j = i + d

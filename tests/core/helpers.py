@@ -8,6 +8,16 @@ import tmaf.functional as F
 
 BP = [-1.0, -0.25, 0.0, 0.5, 1.5]
 
+C = 5
+#: (shape, channel_dim) of the fast-path-vs-reference grids
+SHAPES = {
+    "NC": ((7, C), 1),
+    "NCL": ((3, C, 6), 1),
+    "NCHW": ((2, C, 3, 4), 1),
+    "NLC": ((3, 6, C), -1),
+    "C": ((C,), 0),
+}
+
 
 def breakpoints(C: int, per_channel: bool, dtype=torch.float64, device="cpu") -> torch.Tensor:
     bp = torch.tensor(BP, dtype=dtype, device=device)

@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 from conftest import assert_close
-from helpers import BP, breakpoints, input_on_breakpoints, levels
+from helpers import BP, C, breakpoints, input_on_breakpoints, levels
+from helpers import SHAPES as BASE_SHAPES
 from torch import nn
 
 import tmaf
@@ -21,16 +22,9 @@ NATIVE = tmaf.native_available()
 FAST = ["eager"] + (["native"] if NATIVE else [])
 ISAS = tmaf.native_isas() if NATIVE else []
 
-C = 5
-SHAPES = {  # (shape, channel_dim)
-    "NC": ((7, C), 1),
-    "NCL": ((3, C, 6), 1),
-    "NCHW": ((2, C, 3, 4), 1),
-    "NLC": ((3, 6, C), -1),
-    "C": ((C,), 0),
-    "NC-wide": ((9, 37), 1),       # several channel vectors, ragged tail (columns kernels)
-    "NCHW-wide": ((2, 37, 5, 7), 1),
-}
+SHAPES = {**BASE_SHAPES,
+          "NC-wide": ((9, 37), 1),       # several channel vectors, ragged tail (columns kernels)
+          "NCHW-wide": ((2, 37, 5, 7), 1)}
 
 
 def run(backend, x, bp, lv, cd, g):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TOL, assert_close
-from helpers import BP, breakpoints, input_on_breakpoints, levels, run
+from helpers import BP, SHAPES, C, breakpoints, input_on_breakpoints, levels, run
 
 import tmaf
 import tmaf.functional as F
@@ -14,14 +14,6 @@ import tmaf.functional as F
 #: Every fast path: each is compared with the reference by every test below that loops over FAST.
 FAST = ["eager"] + (["native"] if tmaf.native_available() else [])
 
-C = 5
-SHAPES = {  # (shape, channel_dim)
-    "NC": ((7, C), 1),
-    "NCL": ((3, C, 6), 1),
-    "NCHW": ((2, C, 3, 4), 1),
-    "NLC": ((3, 6, C), -1),
-    "C": ((C,), 0),
-}
 
 
 @pytest.mark.parametrize("b", [0, 1, 2, C - 1])
