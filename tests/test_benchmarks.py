@@ -347,3 +347,32 @@ def test_percall_table_puts_each_build_and_isa_side_by_side():
     assert lines[0] == "| measurement | shape | phase | kind | m | avx2 before 1t | avx2 after 1t |"
     assert lines[2] == "| overhead | 256x32 | fwd_bwd | diagonal | 9 | +176 us (4.30x) | +60 us (2.10x) |"
     assert lines[3] == "| kernel | 256x32 | bwd | diagonal | 9 | 2.80x |  |"
+
+
+def test_peers_table_times_what_is_installed_and_names_what_is_not(tmp_path, capsys,
+                                                                  monkeypatch):
+    """tmaf bench peers: ReLU, GELU, PReLU and tmaf's four kinds always; each peer when its
+    package imports, otherwise listed as left out with the reason (never an error)."""
+    from tmaf_lab.bench import peers
+
+    real = peers._quiet_import
+
+    def no_deepsplines(name):
+        if name.startswith("deepsplines"):
+            raise peers.PeerMissing(f"{name}: ModuleNotFoundError: not here")
+        return real(name)
+
+    monkeypatch.setattr(peers, "_quiet_import", no_deepsplines)
+    out = tmp_path / "peers"
+    assert cli.main(["peers", "--shapes", "4x8x4x4", "--peers", "deepbspline,aplu",
+                     "--repeats", "2", "--out", str(out)]) == 0
+    data = json.loads((out / "peers.json").read_text())
+    names = {r["candidate"] for r in data["rows"]}
+    assert {"relu", "gelu", "prelu", "tmaf diagonal", "tmaf continuous_tridiagonal"} <= names
+    assert "deepbspline" not in names and "not here" in data["missing"]["4x8x4x4"]["deepbspline"]
+    assert all(r["ratio_vs_relu"] > 0 for r in data["rows"])
+    md = (out / "peers.md").read_text()
+    assert "| tmaf diagonal |" in md and "deepbspline left out" in md
+    assert data["env"]["versions"]["deepsplines"]
+    assert cli.main(["peers", "--peers", "swish"]) == 2
+    assert "unknown ['swish']" in capsys.readouterr().err

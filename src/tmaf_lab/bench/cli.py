@@ -335,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         from .grids import main as grids_main
 
         return grids_main(argv[1:])
+    if argv[:1] == ["peers"]:  # tmaf bench peers: the learnable-activation libraries
+        from .peers import main as peers_main
+
+        return peers_main(argv[1:])
     try:
         cfg = parse_args(argv)
     except SystemExit as e:  # --help
