@@ -223,7 +223,8 @@ def test_gpt_training_step_is_timed_against_gelu_and_checked(tmp_path):
     assert cli.main(["--dry-run", "--parts", "train", "--models", "gpt", "--out",
                      str(tmp_path)]) == 0
     steps = {r["activation"]: r for r in _read(tmp_path / "train_step.csv")}
-    assert {"relu", "gelu", "diagonal/eager", "tridiagonal/eager"} <= set(steps)
+    assert {"relu", "gelu", "diagonal/eager", "tridiagonal/eager", "continuous_diagonal/eager",
+            "continuous_tridiagonal/eager"} <= set(steps)
     assert {r["model"] for r in steps.values()} == {"gpt"}
     assert float(steps["gelu"]["ratio_vs_gelu"]) == 1.0
     for r in steps.values():

@@ -298,7 +298,7 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
             step_backends = [b for b in backends if b != "reference"]
             for model in cfg.train_models:
                 results["train_step"] += train_step.run_model(
-                    model, train_step.step_specs(step_backends, cfg.baselines),
+                    model, train_step.step_specs(step_backends, cfg.baselines, model),
                     batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
                     warmup=1, seed=seed, log=log, threads=cfg.threads,
                     min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),

@@ -38,11 +38,22 @@ class StepSpec:
         return self.act if self.backend is None else f"{self.act}/{self.backend}"
 
 
+TMAF_STEP_KINDS = ("diagonal", "tridiagonal")
+#: the GPT is also timed with GELU (its default) and the continuous forms
+TOKEN_BASELINES = ("gelu",)
+TOKEN_KINDS = ("continuous_diagonal", "continuous_tridiagonal")
+
+
 def step_specs(backends: Sequence[str] = ("native", "compiled", "eager"),
-               baselines: Sequence[str] = ("relu", "prelu", "gelu")) -> list[StepSpec]:
-    """ReLU first (the pairing baseline), the other baselines, then TMAF per backend."""
-    return ([StepSpec("relu")] + [StepSpec(a) for a in baselines if a != "relu"]
-            + [StepSpec(a, b) for b in backends for a in ("diagonal", "tridiagonal")])
+               baselines: Sequence[str] = ("relu", "prelu", "gelu"),
+               model: str | None = None) -> list[StepSpec]:
+    """ReLU first (the pairing baseline), the other baselines, then TMAF per backend (for a
+    token model, GELU among the baselines and the continuous forms among the kinds)."""
+    token = model in TOKEN_MODELS
+    bases = tuple(dict.fromkeys((*baselines, *(TOKEN_BASELINES if token else ()))))
+    kinds = TMAF_STEP_KINDS + (TOKEN_KINDS if token else ())
+    return ([StepSpec("relu")] + [StepSpec(a) for a in bases if a != "relu"]
+            + [StepSpec(a, b) for b in backends for a in kinds])
 
 
 class TrainStepTimer:
