@@ -106,3 +106,33 @@ def test_cpu_cifar_recipe_runs_and_freezes_the_stem_bias(tmp_path: Path):
     state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
     w = state["0.weight"]
     assert w.shape == (24, 3, 2, 2) and torch.equal(w[12:], -w[:12])
+
+
+def test_ema_update_averages_floats_and_copies_counts():
+    from tmaf_lab.train.trainer import ema_update
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = __import__("copy").deepcopy(net).requires_grad_(False)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    net(torch.randn(8, 3))  # moves BatchNorm's statistics and its step count
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    ema_update(ema, net, 0.75)
+    now, src = ema.state_dict(), net.state_dict()
+    for k, v in now.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * before[k] + 0.25 * src[k])
+        else:
+            assert torch.equal(v, src[k])
+
+
+def test_ema_run_evaluates_the_average_and_checkpoints_it(tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["cifar10", "--model", "airbench-white", "--width", "8", "--ema", "0.9",
+                     "--dry-run", "--seeds", "0", "--out", str(out)]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert set(state["ema"]) == set(state["model"])
+    assert not torch.equal(state["ema"]["2.weight"], state["model"]["2.weight"])
+    assert cli.main(["cifar10", "--ema", "1.0", "--dry-run", "--out", str(tmp_path / "x")]) == 2
+    assert "--ema must be in [0, 1)" in capsys.readouterr().err

@@ -97,7 +97,8 @@ def test_text_paired_differences_and_their_intervals(tmp_path):
     assert "**−0.0900 [−0.1557, −0.0243]**" in rows["diagonal"]
     # diagonal - pwl: -0.01, +0.01, 0 -> mean 0, interval across 0, not bold
     assert "+0.0000 [−0.0248, +0.0248]" in rows["diagonal"] and "**+0.0000" not in rows["diagonal"]
-    assert "−0.0500 (n=1)" in rows["relu"] and rows["gelu"].endswith("|  |  |")
+    assert "−0.0500 (n=1)" in rows["relu"] and rows["gelu"].endswith("|  |  |  |")
+    assert "−0.0400 (n=1)" in rows["pwl"].split(" | ")[4]  # pwl - relu on seed 0: 1.61 - 1.65
     curve = tables.text_curve_table(runs)
     assert "gelu, seeds 0-2" in curve and "| 300 | 1.6500 | 1.7000 |" in curve
 

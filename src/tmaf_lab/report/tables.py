@@ -238,8 +238,8 @@ def _loss_cell(values: dict[int, float], ref: dict[int, float] | None) -> str:
 
 def text_paired_table(folder: Path, reference: str = "gelu") -> str:
     """Per arm of ``folder``: the test loss (nats/char) of every seed, the paired difference to
-    the ``reference`` arm and, for TMAF, to its continuous twin, with 95 % t intervals over the
-    common seeds (negative: lower loss, better)."""
+    the ``reference`` arm, to ReLU and, for TMAF, to its continuous twin, with 95 % t intervals
+    over the common seeds (negative: lower loss, better)."""
     runs = _text_results(folder)
     if reference not in runs:
         raise ValueError(f"table source {folder} has no finished {reference} run to pair with")
@@ -248,10 +248,11 @@ def text_paired_table(folder: Path, reference: str = "gelu") -> str:
     for arm, values in loss.items():
         rows.append((arm, _seeds_text(set(values)), ", ".join(f"{values[s]:.4f}" for s in values),
                      "" if arm == reference else _loss_cell(values, loss[reference]),
+                     "" if arm in ("relu", reference) else _loss_cell(values, loss.get("relu")),
                      _loss_cell(values, loss.get(CONTINUOUS_TWIN.get(arm, "")))))
     return markdown_table(["activation", "seeds", "test nats/char per seed",
                            f"− {reference.upper() if reference == 'gelu' else reference}",
-                           "− continuous twin"], rows, align="lllll")
+                           "− ReLU", "− continuous twin"], rows, align="llllll")
 
 
 #: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the

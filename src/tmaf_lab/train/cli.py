@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
             ("eval-every", int, "steps between validation-curve points (shakespeare)"),
             ("eval-windows", int, "fixed validation windows per curve point (shakespeare)"),
             ("whiten-bias-epochs", int, "epochs in which the whitening stem's bias trains "
-                                        "(airbench-white)")):
+                                        "(airbench-white)"),
+            ("ema", float, "decay per step of an exponential moving average of the weights "
+                           "(and BatchNorm statistics) that is evaluated instead (0: off)")):
         key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
         alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
         p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
@@ -144,6 +146,8 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
         raise RunError(f"--val-split must be >= 0 (training images), got {cfg.val_split}")
     if cfg.calibrate < 0:
         raise RunError(f"--calibrate must be >= 0 (training batches), got {cfg.calibrate}")
+    if not 0 <= cfg.ema < 1:
+        raise RunError(f"--ema must be in [0, 1) (a decay per step; 0: off), got {cfg.ema}")
     if cfg.whiten_bias_epochs < 0:
         raise RunError(f"--whiten-bias-epochs must be >= 0, got {cfg.whiten_bias_epochs}")
     if cfg.whiten_bias_epochs and cfg.model != "airbench-white":

@@ -39,6 +39,7 @@ class TrainConfig:
     # CIFAR speed techniques (the cpu-cifar recipe; airbench-white model)
     whiten_bias_epochs: int = 0       # epochs in which the whitening stem's bias trains
     tta: str = "off"                  # test-time augmentation: off | flip | flip-translate
+    ema: float = 0.0                  # per-step decay of a weight average used to evaluate (0: off)
     # Text (shakespeare + gpt): the budget is optimiser steps of batch_size windows.
     steps: int | None = None          # training steps (text runs; epochs are not used)
     context: int = 64                 # tokens per window (the GPT's context)
@@ -71,7 +72,7 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 # Fields added after runs were checkpointed, with the value those runs implicitly had.
 ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "context": 64,
                "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128,
-               "whiten_bias_epochs": 0, "tta": "off"}
+               "whiten_bias_epochs": 0, "tta": "off", "ema": 0.0}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

@@ -83,6 +83,17 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 WHITEN_IMAGES = 5000  # training images whose 2x2 patches set a whitening stem
 
 
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * net for every floating parameter and buffer (BatchNorm
+    running statistics included); integer buffers (BatchNorm's step count) are copied."""
+    for e, p in zip(ema.state_dict().values(), net.state_dict().values(), strict=True):
+        if e.is_floating_point():
+            e.lerp_(p, 1.0 - decay)
+        else:
+            e.copy_(p)
+
+
 def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """x moved by (dy, dx) pixels, the uncovered border filled by reflection."""
     pad = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="reflect")
@@ -137,6 +148,11 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.optimizer = make_optimizer(self.net, cfg)
+        self.ema = None
+        if cfg.ema:  # a frozen copy, averaged after every step and evaluated instead of net
+            import copy
+
+            self.ema = copy.deepcopy(self.net).requires_grad_(False)
         n_rank = math.ceil(len(data.train_y) / dist.world)
         self.steps = math.ceil(n_rank / self.batch)
         if cfg.dry_run:
@@ -204,10 +220,13 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "sampler_epoch": self.epoch, "step": self.step,
                 "partial": self.partial, "metrics": self.metrics,
-                "train_seconds": self.train_seconds, "world": self.dist.world}
+                "train_seconds": self.train_seconds, "world": self.dist.world,
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     def restore(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -249,6 +268,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.ema is not None:
+                ema_update(self.ema, self.net, cfg.ema)
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             loss_v = float(loss.detach())
@@ -283,7 +304,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
-        self.net.eval()
+        net = self.net if self.ema is None else self.ema
+        net.eval()
         d, n = self.dist, len(self.test_y)
         idx = torch.arange(d.rank, n, d.world, device=self.device)
         loss_sum = correct = 0.0
@@ -292,7 +314,7 @@ class Trainer:
             y = self.test_y[idx[sl]]
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                                 enabled=self.amp is not None):
-                logits = tta_logits(self.net, x, self.cfg.tta)
+                logits = tta_logits(net, x, self.cfg.tta)
             loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
         loss_sum, correct = all_sum(d, [loss_sum, correct], self.device)
