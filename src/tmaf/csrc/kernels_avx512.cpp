@@ -95,36 +95,40 @@ static inline __m512 term(__m512 a, __m512 x) {
   return _mm512_maskz_mul_ps(_knot_mask16(zero), a, x);
 }
 
-// acc[k] += p where x lies in interval k (x > s_{k-1} and not x > s_k); returns alpha(x).
-template <int MT, class LK>
-static inline __m512 accumulate(__m512 x, __m512 p, const __m512* bpv, const LK& lk, __m512* acc, int64_t m) {
+// acc[k] += p where x lies in interval k (x > s_{k-1} and not x > s_k); with AFF (the
+// continuous form) also acc[m+1+k] += g there, the intercept sums; returns alpha(x).
+template <int MT, bool AFF, class LK>
+static inline __m512 accumulate(__m512 x, __m512 p, __m512 g, const __m512* bpv, const LK& lk, __m512* acc,
+                                int64_t m) {
   typename LK::State st = lk.start();
+  const int64_t mm = MT > 0 ? MT : m;
   __mmask16 prev = 0xffff;  // x > s_{-1} = -inf: every lane (NaN included)
 #pragma GCC unroll 32
-  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k) {
-    const __mmask16 gt = _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ);
-    acc[k] = _mm512_mask_add_ps(acc[k], _kandn_mask16(gt, prev), acc[k], p);
+  for (int64_t k = 0; k < mm; ++k) {
+    const __mmask16 gt = _mm512_cmp_ps_mask(x, bpv[k], _CMP_GT_OQ), in = _kandn_mask16(gt, prev);
+    acc[k] = _mm512_mask_add_ps(acc[k], in, acc[k], p);
+    if constexpr (AFF) acc[mm + 1 + k] = _mm512_mask_add_ps(acc[mm + 1 + k], in, acc[mm + 1 + k], g);
     st = lk.step(st, gt, k);
     prev = gt;
   }
-  const int64_t mm = MT > 0 ? MT : m;
   acc[mm] = _mm512_mask_add_ps(acc[mm], prev, acc[mm], p);
+  if constexpr (AFF) acc[2 * mm + 1] = _mm512_mask_add_ps(acc[2 * mm + 1], prev, acc[2 * mm + 1], g);
   return lk.level(st);
 }
 
 // One backward vector: accumulates the level gradient, returns alpha(x) * g. The zero-level
 // rule (a term with level 0 adds +0, also at x = +-inf where g * x is not finite) needs alpha
 // before the product: the rare vector with an infinite input takes a second pass.
-template <int MT, class LK>
+template <int MT, bool AFF, class LK>
 static inline __m512 bwd_vector(__m512 x, __m512 g, const __m512* bpv, const LK& lk, __m512* acc, int64_t m) {
   const __mmask16 inf = _mm512_fpclass_ps_mask(x, 0x18);  // +inf, -inf
   if (__builtin_expect(inf != 0, 0)) {
     const __m512 a = level_of<MT>(x, bpv, lk, m);
     const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, a, _mm512_setzero_ps(), _CMP_EQ_OQ);
-    accumulate<MT>(x, _mm512_maskz_mul_ps(_knot_mask16(drop), g, x), bpv, lk, acc, m);
+    accumulate<MT, AFF>(x, _mm512_maskz_mul_ps(_knot_mask16(drop), g, x), g, bpv, lk, acc, m);
     return _mm512_mul_ps(a, g);
   }
-  return _mm512_mul_ps(accumulate<MT>(x, _mm512_mul_ps(g, x), bpv, lk, acc, m), g);
+  return _mm512_mul_ps(accumulate<MT, AFF>(x, _mm512_mul_ps(g, x), g, bpv, lk, acc, m), g);
 }
 
 // ------------------------------------------------- channels outer (rows layout), b = 0
@@ -154,37 +158,47 @@ static inline PermutedLevels<MT> rows_tables(const float* bp, const float* lv, i
   return level_table<MT>(lv, m);
 }
 
-template <int MT>
+// AFF: the continuous form (the intercept sums after the level sums of the task's slot).
+template <int MT, bool AFF = false>
 void bwd_rows_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
-  if (!diag_covers(A)) return bwd_rows<float, MT, false>(A, t0, t1);
-  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner;
+  if (!diag_covers(A)) return bwd_rows<float, MT, AFF>(A, t0, t1);
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, inner = A.inner, P = (AFF ? 2 : 1) * (m + 1);
   const float* x = static_cast<const float*>(A.x);
   const float* g = static_cast<const float*>(A.g);
   float* gx = static_cast<float*>(A.gx);
-  __m512 bpv[kDiagMaxM], acc[kDiagMaxM + 1];
+  __m512 bpv[kDiagMaxM], acc[(AFF ? 2 : 1) * (kDiagMaxM + 1)];
   for (int64_t t = t0; t < t1; ++t) {
     const RowsTask T = rows_task(A, t);
     const auto lk = rows_tables<MT>(static_cast<const float*>(A.bp) + T.c * m,
                                     static_cast<const float*>(A.lv) + T.c * (m + 1), m, bpv);
-    for (int64_t k = 0; k <= m; ++k) acc[k] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < P; ++k) acc[k] = _mm512_setzero_ps();
     __mmask16 nan = 0;
     for (int64_t o = T.o0; o < T.o1; ++o) {
       const int64_t row = (o * C + T.c) * inner;
       for (int64_t s = T.s0; s < T.s1; s += 16) {
-        TMAF_MCA_BEGIN("bwd_rows_diag");
+        if constexpr (AFF) TMAF_MCA_BEGIN("bwd_rows_diag_continuous");
+        else TMAF_MCA_BEGIN("bwd_rows_diag");
         const __mmask16 k = tail_mask(T.s1 - s);
         const __m512 xv = _mm512_maskz_loadu_ps(k, x + row + s);
-        const __m512 v = bwd_vector<MT>(xv, _mm512_maskz_loadu_ps(k, g + row + s), bpv, lk, acc, m);
+        const __m512 v = bwd_vector<MT, AFF>(xv, _mm512_maskz_loadu_ps(k, g + row + s), bpv, lk, acc, m);
         const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
         nan = _kor_mask16(nan, bad);
         _mm512_mask_storeu_ps(gx + row + s, k, _mm512_mask_mov_ps(v, bad, xv));
-        TMAF_MCA_END("bwd_rows_diag");
+        if constexpr (AFF) TMAF_MCA_END("bwd_rows_diag_continuous");
+        else TMAF_MCA_END("bwd_rows_diag");
       }
     }
-    float* part = static_cast<float*>(A.partial) + t * (m + 1);
-    for (int64_t k = 0; k <= m; ++k)
+    float* part = static_cast<float*>(A.partial) + t * P;
+    for (int64_t k = 0; k < P; ++k)
       part[k] = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_add_ps(acc[k]);
   }
+}
+
+// The continuous form's channels-outer backward: diagonal here, banded in the generic kernel.
+template <int MT>
+void bwd_rows_cont(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (A.b != 0) return bwd_rows<float, MT, true>(A, t0, t1);
+  return bwd_rows_diag<MT, true>(A, t0, t1);
 }
 
 // ------------------------------------------- channels outer (rows layout), b > 0, one pass
@@ -422,6 +436,7 @@ static void fill_specialised_variant(KernelSet* set, int v) {
   set->fwd_rows[0][0][v] = &fwd_rows_band<MT>;  // the jump form, float
   set->bwd_rows[0][0][v] = &bwd_rows_band<MT>;
   set->bwd_cols[0][0][v] = &bwd_cols_diag<MT>;
+  set->bwd_rows[1][0][v] = &bwd_rows_cont<MT>;  // the continuous form, float
 }
 
 }  // namespace isa_avx512
