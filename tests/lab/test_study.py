@@ -102,9 +102,10 @@ def test_gpt_study_runs_every_arm_of_a_seed_before_the_next_seed(tmp_path, capsy
     cmds = printed(capsys, "gpt", "--print", "--out", str(tmp_path))
     cfgs = [train_cli._config(train_cli.parse_args(c[2:]), int(c[c.index("--seeds") + 1]))
             for c in cmds]
-    assert len(cfgs) == 5 * 5
-    assert [c.activation for c in cfgs[:5]] == ["gelu", "relu", "pwl", "diagonal", "tridiagonal"]
-    assert [c.seed for c in cfgs] == [s for s in range(5) for _ in range(5)]
+    arms = ["gelu", "relu", "pwl", "diagonal", "tridiagonal", "continuous_tridiagonal"]
+    assert len(cfgs) == 5 * len(arms)
+    assert [c.activation for c in cfgs[:len(arms)]] == arms
+    assert [c.seed for c in cfgs] == [s for s in range(5) for _ in arms]
     assert all(c.recipe == "cpu-gpt" and c.model == "gpt" and c.steps == 3000 and c.threads == 1
                for c in cfgs)
     assert cmds[3][cmds[3].index("--out") + 1] == f"{tmp_path}/shakespeare-gpt/diagonal/seed0"
