@@ -117,7 +117,7 @@ def _act_row(shape, layout, threads, phase, kind, m, ratio, mode="native"):
             "median_ms": 1.0, "ratio_vs_relu_eager": ratio, "saved_act_bytes_vs_relu_eager": 1.0}
 
 
-def test_targets_use_the_issue_limits_per_thread_count():
+def test_targets_use_their_limits_per_thread_count():
     act = [_act_row("64x64x32x32", "outer", 1, "fwd_bwd", "diagonal", 9, 1.2),
            _act_row("64x64x32x32", "outer", 2, "fwd_bwd", "diagonal", 9, 1.2),
            _act_row("64x64x32x32", "outer", 2, "fwd", "diagonal", 9, 1.04),
