@@ -52,21 +52,10 @@ class _BandedReference(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, breakpoints, levels, channel_dim: int):
-        ctx.save_for_backward(x, breakpoints, levels)
-        ctx.channel_dim = channel_dim
-        C, b = x.shape[channel_dim], levels.shape[1] // 2
-        dt = _arith_dtype(x, levels, breakpoints)
-        xs = x.movedim(channel_dim, 0).to(dt)  # (C, ...)
-        bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
+        b, xs, bp, lv = _forward_setup(ctx, x, breakpoints, levels, channel_dim)
         alpha = _alphas(xs, bp, lv, b)
-        outs = []
-        for i in range(C):
-            acc = torch.zeros_like(xs[i])
-            for d in range(-b, b + 1):
-                if 0 <= i + d < C:
-                    acc = acc + _term(alpha[i, d + b], xs[i + d])
-            outs.append(acc)
-        return torch.stack(outs).movedim(0, channel_dim).to(x.dtype)
+        out = _band_sum(xs, b, lambda i, d, j: _term(alpha[i, d + b], xs[j]))
+        return out.movedim(0, channel_dim).to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -89,6 +78,28 @@ class _BandedReference(torch.autograd.Function):
                     gl[i, d + b] = float("nan")
         gx = gx.movedim(0, cd).to(x.dtype)
         return gx, None, gl.to(levels.dtype), None
+
+
+def _forward_setup(ctx, x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int):
+    """Saves what the backward needs; returns b, x channels-first in the arithmetic dtype, and
+    per-channel breakpoints and levels in that dtype."""
+    ctx.save_for_backward(x, breakpoints, levels)
+    ctx.channel_dim = channel_dim
+    C, b = x.shape[channel_dim], levels.shape[1] // 2
+    dt = _arith_dtype(x, levels, breakpoints)
+    return b, x.movedim(channel_dim, 0).to(dt), _per_channel(breakpoints, C, dt), levels.to(dt)
+
+
+def _band_sum(xs: Tensor, b: int, term) -> Tensor:
+    """out[i] = sum over |d| <= b with 0 <= j = i+d < C of term(i, d, j); xs channels-first."""
+    C, outs = xs.shape[0], []
+    for i in range(C):
+        acc = torch.zeros_like(xs[i])
+        for d in range(-b, b + 1):
+            if 0 <= i + d < C:
+                acc = acc + term(i, d, i + d)
+        outs.append(acc)
+    return torch.stack(outs)
 
 
 def _backward_setup(ctx, g: Tensor):
@@ -152,22 +163,10 @@ class _ContinuousReference(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, breakpoints, levels, channel_dim: int):
-        ctx.save_for_backward(x, breakpoints, levels)
-        ctx.channel_dim = channel_dim
-        C, b = x.shape[channel_dim], levels.shape[1] // 2
-        dt = _arith_dtype(x, levels, breakpoints)
-        xs = x.movedim(channel_dim, 0).to(dt)
-        bp, lv = _per_channel(breakpoints, C, dt), levels.to(dt)
-        outs = []
-        for i in range(C):
-            acc = torch.zeros_like(xs[i])
-            for d in range(-b, b + 1):
-                j = i + d
-                if 0 <= j < C:
-                    a = lv[i, d + b]
-                    acc = acc + (_lengths(xs[j], bp[j], a) * a).sum(-1)
-            outs.append(acc)
-        return torch.stack(outs).movedim(0, channel_dim).to(x.dtype)
+        b, xs, bp, lv = _forward_setup(ctx, x, breakpoints, levels, channel_dim)
+        out = _band_sum(xs, b, lambda i, d, j: (_lengths(xs[j], bp[j], lv[i, d + b])
+                                                * lv[i, d + b]).sum(-1))
+        return out.movedim(0, channel_dim).to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
