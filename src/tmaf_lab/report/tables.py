@@ -157,7 +157,8 @@ def fitting_ratio_table(stats_json: Path, activation: str = "diagonal") -> str:
                      " / ".join(_ratio_text(c["ratio_vs_pwl"]) for c in cells)))
     if not rows:
         raise ValueError(f"{stats_json} has no fitting records of {activation!r} at every width")
-    return markdown_table(["target", "TMAF / ReLU", "verdict vs ReLU", "TMAF / pwl"], rows,
+    name = "TMAF" if activation == "diagonal" else activation
+    return markdown_table(["target", f"{name} / ReLU", "verdict vs ReLU", f"{name} / pwl"], rows,
                           align="llll")
 
 
@@ -262,7 +263,9 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "tuning": lambda here, arg: tuning_table(here / arg),
     "paired_accuracy": lambda here, arg: paired_accuracy_table([here / a for a in arg.split(",")]),
     # ARG: a tmaf report stats.json over fitting groups w<W>/<target>
-    "fitting_ratios": lambda here, arg: fitting_ratio_table(here / arg),
+    # ARG: STATS[:ACTIVATION] (default diagonal)
+    "fitting_ratios": lambda here, arg: fitting_ratio_table(here / arg.split(":")[0],
+                                                            *arg.split(":")[1:2]),
     # ARG: a folder of text runs <arm>/seed<S>
     "text_runs": lambda here, arg: text_run_table(here / arg),
     "text_curve": lambda here, arg: text_curve_table(here / arg),
