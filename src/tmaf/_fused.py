@@ -294,39 +294,24 @@ def _call(name: str, compiled: bool, *args, **form):
 
 
 class BandedTMAFFunction(torch.autograd.Function):
-    """Autograd glue only: saves (x, breakpoints, levels) and calls the helpers above."""
+    """Autograd glue only: saves (x, breakpoints, levels) and calls the helpers above. ``ic``
+    (the continuous form's intercepts, an input so that autograd carries their gradient back
+    to the levels that made them) selects the affine terms; None is the jump form."""
 
     @staticmethod
-    def forward(ctx, x, breakpoints, levels, channel_dim: int, compiled: bool):
+    def forward(ctx, x, breakpoints, levels, channel_dim: int, compiled: bool, ic=None):
         ctx.save_for_backward(x, breakpoints, levels)
-        ctx.channel_dim, ctx.compiled = channel_dim, compiled
-        return _call("fwd", compiled, x, breakpoints, levels, channel_dim)
+        ctx.channel_dim, ctx.compiled, ctx.affine = channel_dim, compiled, ic is not None
+        form = {"intercepts": ic} if ic is not None else {}
+        return _call("fwd", compiled, x, breakpoints, levels, channel_dim, **form)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
         x, breakpoints, levels = ctx.saved_tensors
-        gx, gl = _call("bwd", ctx.compiled, g.contiguous(), x, breakpoints, levels, ctx.channel_dim)
-        return (gx if ctx.needs_input_grad[0] else None, None,
-                gl if ctx.needs_input_grad[2] else None, None, None)
-
-
-class BandedAffineFunction(torch.autograd.Function):
-    """The continuous form's autograd glue: the terms alpha(x) x + c(x) with the intercepts
-    ``ic`` an input (autograd carries their gradient back to the levels that made them)."""
-
-    @staticmethod
-    def forward(ctx, x, breakpoints, levels, ic, channel_dim: int, compiled: bool):
-        ctx.save_for_backward(x, breakpoints, levels)
-        ctx.channel_dim, ctx.compiled = channel_dim, compiled
-        return _call("fwd", compiled, x, breakpoints, levels, channel_dim, intercepts=ic)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        x, breakpoints, levels = ctx.saved_tensors
-        gx, gl, gic = _call("bwd", ctx.compiled, g.contiguous(), x, breakpoints, levels,
-                            ctx.channel_dim, affine=True)
-        return (gx if ctx.needs_input_grad[0] else None, None,
-                gl if ctx.needs_input_grad[2] else None,
-                gic if ctx.needs_input_grad[3] else None, None, None)
+        form = {"affine": True} if ctx.affine else {}
+        grads = _call("bwd", ctx.compiled, g.contiguous(), x, breakpoints, levels,
+                      ctx.channel_dim, **form)
+        gic = grads[2] if ctx.affine and ctx.needs_input_grad[5] else None
+        return (grads[0] if ctx.needs_input_grad[0] else None, None,
+                grads[1] if ctx.needs_input_grad[2] else None, None, None, gic)

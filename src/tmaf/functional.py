@@ -43,7 +43,7 @@ from torch import Tensor
 
 from . import _checks, _native
 from ._continuous import intercepts
-from ._fused import BandedAffineFunction, BandedTMAFFunction
+from ._fused import BandedTMAFFunction
 from ._reference import banded_continuous_reference, banded_tmaf_reference
 
 __all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "resolve_backend", "BACKENDS",
@@ -112,20 +112,16 @@ def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: 
               form: str = "jump") -> Tensor:
     """Run the selected implementation on validated input; levels (C, 2b+1, m+1)."""
     impl = resolve_backend(x, backend, breakpoints)
-    native = impl == "native" and not torch.onnx.is_in_onnx_export()
-    if form == "continuous":
-        if impl == "reference":
-            return banded_continuous_reference(x, breakpoints, levels, cd)
-        if native:
-            return _native.banded_continuous_native(x, breakpoints, levels, cd)
-        bp = breakpoints.detach()
-        return BandedAffineFunction.apply(x, bp, levels, intercepts(bp, levels, x), cd,
-                                          impl == "compiled")
+    continuous = form == "continuous"
     if impl == "reference":
-        return banded_tmaf_reference(x, breakpoints, levels, cd)
-    if native:
-        return _native.banded_tmaf_native(x, breakpoints, levels, cd)
-    return BandedTMAFFunction.apply(x, breakpoints.detach(), levels, cd, impl == "compiled")
+        reference = banded_continuous_reference if continuous else banded_tmaf_reference
+        return reference(x, breakpoints, levels, cd)
+    if impl == "native" and not torch.onnx.is_in_onnx_export():
+        op = _native.banded_continuous_native if continuous else _native.banded_tmaf_native
+        return op(x, breakpoints, levels, cd)
+    bp = breakpoints.detach()
+    ic = intercepts(bp, levels, x) if continuous else None
+    return BandedTMAFFunction.apply(x, bp, levels, cd, impl == "compiled", ic)
 
 
 def module_call(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None,
