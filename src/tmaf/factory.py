@@ -44,11 +44,15 @@ _BANDED = re.compile(r"banded(\d+)")
 _CONTINUOUS = "continuous_"
 
 
+def _is_jump_name(key: str) -> bool:
+    return key in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(key) is not None
+
+
 def _form(key: str, kwargs: dict) -> tuple[str, dict]:
     """A continuous_<TMAF name> key -> (the TMAF name, kwargs with form="continuous")."""
     if key.startswith(_CONTINUOUS):
         tmaf_key = key[len(_CONTINUOUS):]
-        if tmaf_key in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(tmaf_key):
+        if _is_jump_name(tmaf_key):
             if kwargs.get("form", "continuous") != "continuous":
                 raise ValueError(f"tmaf: {key!r} is the continuous form; got form={kwargs['form']!r}")
             return tmaf_key, {**kwargs, "form": "continuous"}
@@ -75,8 +79,7 @@ def _full(num_channels: int, **kwargs) -> nn.Module:
 
 def is_tmaf_name(name: str) -> bool:
     """Whether ``name`` is a TMAF name of either form (diagonal, continuous_banded3, ...)."""
-    key, _ = _form(_key(name), {})
-    return key in ("diagonal", "tridiagonal", "full") or _BANDED.fullmatch(key) is not None
+    return _is_jump_name(_form(_key(name), {})[0])
 
 
 def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
