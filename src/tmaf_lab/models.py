@@ -14,8 +14,8 @@ Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel a
 - ``airbench``: airbench94's layout (Jordan 2024) for fast GPU runs on CIFAR-10.
 - ``airbench-white``: the same groups behind a frozen whitening stem (a 2x2 conv whose 24
   filters are the data's patch-whitening directions, set by :func:`init_whitening` from
-  training images), with airbench's BatchNorm settings (momentum 0.4, no trained scale): the
-  ``cpu-cifar`` recipe's model.
+  training images), with airbench's BatchNorm settings (momentum 0.4, no trained scale),
+  identity-initialised convolutions and logits scaled by 1/9: the ``cpu-cifar`` recipe's model.
 - ``resnet18``: the CIFAR-style ResNet-18 (3x3 stem, no max-pool; He et al. 2016).
 - ``gpt``: a small causal character-level transformer (:mod:`tmaf_lab.gpt`); its ``in_shape``
   is (context,) and ``num_classes`` the vocabulary size.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import torch
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
@@ -163,8 +164,6 @@ def init_whitening(model: nn.Module, images, eps: float = 5e-4) -> None:
     the model will see them: the eigenvectors V and eigenvalues L of the covariance of all 2x2
     patches give the filters V^T / sqrt(L + eps) and their negatives (so a ReLU-like activation
     after it keeps both signs). Deterministic given the images."""
-    import torch
-
     stems = [m for m in model.modules() if isinstance(m, WhiteningStem)]
     if not stems:
         raise ValueError(f"init_whitening: {type(model).__name__} has no whitening stem")
@@ -180,11 +179,39 @@ def init_whitening(model: nn.Module, images, eps: float = 5e-4) -> None:
             stem.weight.copy_(torch.cat([filters, -filters]).to(stem.weight.dtype))
 
 
+class Scale(nn.Module):
+    """Multiply by a fixed factor (airbench's 1/9 on the logits)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
+LOGIT_SCALE = 1 / 9  # airbench94's output scaling
+
+
+def _dirac_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    """A bias-free 3x3 convolution whose first min(c_in, c_out) filters start as the identity
+    (a Dirac kernel; the other filters keep PyTorch's default initialisation)."""
+    conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[:min(c_in, c_out)])
+    return conv
+
+
 def airbench_white(in_shape: tuple[int, int, int], num_classes: int,
                    act: str | ActFactory = "relu", width: int = 64) -> nn.Sequential:
     """airbench94's groups at ``width``, ``4 width``, ``4 width`` behind a frozen whitening stem
     (24 channels for RGB) and its activation; every BatchNorm has momentum 0.4, eps 1e-12 and
-    a frozen unit scale (its shift trains). Call :func:`init_whitening` before training."""
+    a frozen unit scale (its shift trains); every 3x3 convolution starts with identity filters
+    for its first input channels (:func:`_dirac_conv`); the logits are scaled by 1/9. Call
+    :func:`init_whitening` before training."""
     make = act_factory(act)
     stem = WhiteningStem(in_shape[0])
 
@@ -194,14 +221,13 @@ def airbench_white(in_shape: tuple[int, int, int], num_classes: int,
         return layer
 
     def group(c_in: int, c_out: int) -> list[nn.Module]:
-        return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.MaxPool2d(2), bn(c_out),
-                make(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), bn(c_out),
-                make(c_out)]
+        return [_dirac_conv(c_in, c_out), nn.MaxPool2d(2), bn(c_out), make(c_out),
+                _dirac_conv(c_out, c_out), bn(c_out), make(c_out)]
 
     c0 = stem.out_channels
     return nn.Sequential(stem, make(c0), *group(c0, width), *group(width, 4 * width),
                          *group(4 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-                         nn.Linear(4 * width, num_classes, bias=False))
+                         nn.Linear(4 * width, num_classes, bias=False), Scale(LOGIT_SCALE))
 
 
 class BasicBlock(nn.Module):

@@ -136,3 +136,96 @@ def test_ema_run_evaluates_the_average_and_checkpoints_it(tmp_path: Path, capsys
     assert not torch.equal(state["ema"]["2.weight"], state["model"]["2.weight"])
     assert cli.main(["cifar10", "--ema", "1.0", "--dry-run", "--out", str(tmp_path / "x")]) == 2
     assert "--ema must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_airbench_white_convs_start_as_identity_and_logits_are_scaled():
+    from tmaf_lab.models import LOGIT_SCALE, Scale, _dirac_conv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 6)
+    conv = _dirac_conv(5, 8)
+    out = conv(x)
+    torch.testing.assert_close(out[:, :5], x)  # the first c_in filters pass their channel
+    assert out[:, 5:].abs().sum() > 0  # the others keep a random start
+    square = _dirac_conv(8, 8)
+    z = torch.randn(1, 8, 4, 4)
+    torch.testing.assert_close(square(z), z)
+    model = create_model("airbench-white", (3, 32, 32), 10, "relu", width=8)
+    assert isinstance(model[-1], Scale) and model[-1].factor == LOGIT_SCALE == 1 / 9
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 6
+    for c in convs:
+        k = min(c.in_channels, c.out_channels)
+        torch.testing.assert_close(c.weight[:k], torch.nn.init.dirac_(torch.empty(k, *c.weight.shape[1:])))
+
+
+def _recipe_config(**over):
+    from tmaf_lab.train.config import TrainConfig
+    from tmaf_lab.train.recipes import RECIPES
+
+    return TrainConfig(dataset="cifar10", **{**RECIPES["cpu-cifar"], **over})
+
+
+def test_batchnorm_shifts_get_their_own_learning_rate_and_the_same_decay_per_step():
+    from tmaf_lab.train.trainer import make_optimizer
+
+    model = create_model("airbench-white", (3, 32, 32), 10, "diagonal", width=8)
+    cfg = _recipe_config()
+    assert cfg.bn_bias_lr_scale == 64.0
+    groups = {g["name"]: g for g in make_optimizer(model, cfg).param_groups}
+    assert set(groups) == {"weights", "norm shifts", "activation"}
+    shifts = [m.bias for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in groups["norm shifts"]["params"]} == {id(p) for p in shifts}
+    assert groups["norm shifts"]["lr"] == pytest.approx(64 * cfg.lr)
+    assert groups["norm shifts"]["lr"] * groups["norm shifts"]["weight_decay"] == pytest.approx(
+        groups["weights"]["lr"] * groups["weights"]["weight_decay"])
+    every = [id(p) for g in groups.values() for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    plain = make_optimizer(model, _recipe_config(bn_bias_lr_scale=1.0)).param_groups
+    assert [g["name"] for g in plain] == ["weights", "activation"]
+
+
+def test_flip_shift_augmentation_is_a_two_pixel_crop_with_flips():
+    assert _recipe_config().augment_mode() == (2, True)
+    assert _recipe_config(augment="shift").augment_mode() == (2, False)
+    assert _recipe_config(augment="on").augment_mode() == (4, True)
+
+
+def test_final_evaluation_reports_every_tta_level_of_net_and_average(tmp_path: Path):
+    out = tmp_path / "run"
+    assert cli.main(["cifar10", "--recipe", "cpu-cifar", "--width", "8", "--dry-run",
+                     "--seeds", "0", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    final = res["final"]
+    assert set(final) == {"net", "ema"}
+    assert all(set(v) == {"off", "flip", "flip-translate"} for v in final.values())
+    assert res["test_acc"] == final["ema"]["flip-translate"]["acc"]
+    assert res["test_loss"] == final["ema"]["flip-translate"]["loss"]
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["test_acc"] == final["ema"]["off"]["acc"]  # per-epoch evaluations: no TTA
+    plain = tmp_path / "plain"
+    assert cli.main(["cifar10", "--model", "airbench-white", "--width", "8", "--dry-run",
+                     "--seeds", "0", "--out", str(plain)]) == 0
+    res = json.loads((plain / "results.json").read_text())
+    last = json.loads((plain / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "final" not in res and res["test_acc"] == last["test_acc"]
+
+
+def test_channels_last_trains_the_same_model(tmp_path: Path, capsys):
+    states = {}
+    for fmt in ("contiguous", "channels-last"):
+        out = tmp_path / fmt
+        assert cli.main(["cifar10", "--model", "airbench-white", "--width", "8", "--dry-run",
+                         "--activation", "diagonal", "--memory-format", fmt, "--seeds", "0",
+                         "--optimizer", "sgd", "--lr", "0.1", "--out", str(out)]) == 0
+        states[fmt] = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    conv = states["channels-last"]["2.weight"]
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    for key, value in states["contiguous"].items():
+        torch.testing.assert_close(states["channels-last"][key], value, atol=1e-5, rtol=1e-4)
+    assert cli.main(["shakespeare", "--memory-format", "channels-last", "--steps", "2",
+                     "--dry-run", "--out", str(tmp_path / "t")]) == 2
+    assert "--memory-format channels-last needs image data" in capsys.readouterr().err
+    assert cli.main(["cifar10", "--bn-bias-lr-scale", "0", "--dry-run",
+                     "--out", str(tmp_path / "b")]) == 2
+    assert "--bn-bias-lr-scale must be > 0" in capsys.readouterr().err

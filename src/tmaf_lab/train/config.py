@@ -23,6 +23,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = "auto"             # auto (on for cifar10) | on: pad-4 crop + flip | off
                                       # | shift: pad-2 crop, no flip (digits)
+                                      # | flip-shift: pad-2 crop + flip
     width: int | None = None          # model width (None: the model's default)
     seed: int = 0
     subset: int | None = None         # first N training images (None: all)
@@ -40,6 +41,8 @@ class TrainConfig:
     whiten_bias_epochs: int = 0       # epochs in which the whitening stem's bias trains
     tta: str = "off"                  # test-time augmentation: off | flip | flip-translate
     ema: float = 0.0                  # per-step decay of a weight average used to evaluate (0: off)
+    bn_bias_lr_scale: float = 1.0     # BatchNorm shifts: lr times this, weight decay divided by it
+    memory_format: str = "contiguous"  # contiguous | channels-last (images and conv weights)
     # Text (shakespeare + gpt): the budget is optimiser steps of batch_size windows.
     steps: int | None = None          # training steps (text runs; epochs are not used)
     context: int = 64                 # tokens per window (the GPT's context)
@@ -55,15 +58,16 @@ class TrainConfig:
 
     def augment_mode(self) -> tuple[int, bool] | None:
         """(pad, flip) of the random crop, or None for no augmentation."""
-        if self.augment == "shift":
-            return 2, False
+        if self.augment in ("shift", "flip-shift"):
+            return 2, self.augment == "flip-shift"
         on = self.augment == "on" or (self.augment == "auto" and self.dataset == "cifar10")
         return (4, True) if on else None
 
 
 CHOICES = {"optimizer": ("adamw", "sgd", "adam"), "schedule": ("onecycle", "cosine", "constant"),
-           "augment": ("auto", "on", "off", "shift"), "amp": ("auto", "off", "bf16", "fp16"),
-           "tta": ("off", "flip", "flip-translate")}
+           "augment": ("auto", "on", "off", "shift", "flip-shift"), "amp": ("auto", "off", "bf16", "fp16"),
+           "tta": ("off", "flip", "flip-translate"),
+           "memory_format": ("contiguous", "channels-last")}
 
 # Fields that may differ between a checkpoint and the command that resumes it.
 RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
@@ -72,7 +76,8 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 # Fields added after runs were checkpointed, with the value those runs implicitly had.
 ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "context": 64,
                "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128,
-               "whiten_bias_epochs": 0, "tta": "off", "ema": 0.0}
+               "whiten_bias_epochs": 0, "tta": "off", "ema": 0.0,
+               "bn_bias_lr_scale": 1.0, "memory_format": "contiguous"}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

@@ -47,11 +47,23 @@ class StopFlag:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD; learned-activation parameters (TMAF, PReLU, pwl) in their own group
-    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.optimizer_groups)."""
+    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.optimizer_groups); with
+    ``bn_bias_lr_scale`` s != 1 the BatchNorm shifts in a group of their own at s times the
+    learning rate and 1/s times the weight decay (the same decay per step)."""
     from ..models import optimizer_groups
 
     groups = optimizer_groups(model, weight_decay=cfg.weight_decay,
                           act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr)
+    scale = cfg.bn_bias_lr_scale
+    shifts = {id(m.bias) for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    if scale != 1.0 and groups[0]["name"] == "weights":  # BatchNorm shifts: lr x s, decay / s
+        weights = groups[0]["params"]
+        groups[0] = {**groups[0], "params": [p for p in weights if id(p) not in shifts]}
+        groups.insert(1, {"params": [p for p in weights if id(p) in shifts],
+                          "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay / scale,
+                          "name": "norm shifts"})
+        groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -101,16 +113,26 @@ def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return pad[..., max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w]
 
 
+TTA_VIEWS = {"off": 1, "flip": 2, "flip-translate": 6}  # the first N of tta_views
+
+
+def tta_views(x: torch.Tensor, tta: str = "flip-translate") -> list[torch.Tensor]:
+    """The views of a test-time augmentation, in an order whose first ``TTA_VIEWS[t]`` views
+    are those of every level t: x, its mirror image, then both shifted by one pixel up-left
+    and down-right."""
+    views = [x, x.flip(-1)][:TTA_VIEWS[tta]]
+    if tta == "flip-translate":
+        views += [_shift(v, s, s) for v in views[:2] for s in (-1, 1)]
+    return views
+
+
 def tta_logits(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
     """Logits with test-time augmentation: ``off`` net(x); ``flip`` the mean over x and its
     mirror image; ``flip-translate`` the mean over those two and both shifted by one pixel
     up-left and down-right (six views)."""
     if tta == "off":
         return net(x)
-    views = [x, x.flip(-1)]
-    if tta == "flip-translate":
-        views += [_shift(v, s, s) for v in views[:2] for s in (-1, 1)]
-    return torch.stack([net(v) for v in views]).mean(0)
+    return torch.stack([net(v) for v in tta_views(x, tta)]).mean(0)
 
 
 class Trainer:
@@ -126,6 +148,9 @@ class Trainer:
         self.net = create_model(cfg.model, data.image_shape, data.num_classes,
                                 cfg.activation, **kwargs).to(device)
         self.params = sum(p.numel() for p in self.net.parameters())
+        self.layout = (torch.channels_last if cfg.memory_format == "channels-last"
+                       else torch.contiguous_format)
+        self.net = self.net.to(memory_format=self.layout)
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
         self.stems = [m for m in self.net.modules() if isinstance(m, WhiteningStem)]
@@ -260,6 +285,7 @@ class Trainer:
             if cfg.augment_on():
                 pad, flip = cfg.augment_mode()
                 x = augment(x, step_generator(cfg.seed, self.epoch, step, d.rank), pad, flip)
+            x = x.contiguous(memory_format=self.layout)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                                 enabled=self.amp is not None):
                 logits = self.model(x)
@@ -303,22 +329,39 @@ class Trainer:
                     desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        net = self.net if self.ema is None else self.ema
+    def evaluate(self, net: nn.Module | None = None,
+                 levels: tuple[str, ...] = ("off",)) -> dict[str, tuple[float, float]]:
+        """(loss, accuracy) on the evaluation set for each test-time augmentation level in
+        ``levels`` (the views are computed once, shared by the levels); ``net`` defaults to
+        the evaluated model (the weight average with ``ema``)."""
+        net = net or (self.net if self.ema is None else self.ema)
         net.eval()
         d, n = self.dist, len(self.test_y)
         idx = torch.arange(d.rank, n, d.world, device=self.device)
-        loss_sum = correct = 0.0
+        sums = {t: [0.0, 0.0] for t in levels}
+        top = max(levels, key=TTA_VIEWS.get)
         for _, sl in batch_slices(len(idx), self.cfg.eval_batch_size):
             x = normalise(self.test_x[idx[sl]], self.mean, self.std)
             y = self.test_y[idx[sl]]
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                                 enabled=self.amp is not None):
-                logits = tta_logits(net, x, self.cfg.tta)
-            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-            correct += float((logits.argmax(1) == y).sum())
-        loss_sum, correct = all_sum(d, [loss_sum, correct], self.device)
-        return loss_sum / n, correct / n
+                outs = [net(v.contiguous(memory_format=self.layout)).float()
+                        for v in tta_views(x, top)]
+            for t in levels:
+                logits = torch.stack(outs[:TTA_VIEWS[t]]).mean(0)
+                sums[t][0] += float(F.cross_entropy(logits, y, reduction="sum"))
+                sums[t][1] += float((logits.argmax(1) == y).sum())
+        flat = all_sum(d, [v for t in levels for v in sums[t]], self.device)
+        return {t: (flat[2 * i] / n, flat[2 * i + 1] / n) for i, t in enumerate(levels)}
+
+    def final_evaluation(self) -> dict[str, dict[str, dict[str, float]]]:
+        """The trained model (and its weight average, with ``ema``) at every test-time
+        augmentation level up to the configured one: {"net"|"ema": {level: {loss, acc}}}."""
+        levels = tuple(t for t in TTA_VIEWS if TTA_VIEWS[t] <= TTA_VIEWS[self.cfg.tta])
+        nets = {"net": self.net, **({"ema": self.ema} if self.ema is not None else {})}
+        return {name: {t: {"loss": loss, "acc": acc}
+                       for t, (loss, acc) in self.evaluate(net, levels).items()}
+                for name, net in nets.items()}
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> str:
@@ -333,7 +376,7 @@ class Trainer:
                 return status
             p = all_sum(self.dist, self.partial[:3], self.device)
             t_train = self.partial[3]
-            test_loss, test_acc = self.evaluate()
+            test_loss, test_acc = self.evaluate()["off"]
             ev = self.eval_name
             row = {"epoch": self.epoch + 1, "train_loss": p[0] / p[2], "train_acc": p[1] / p[2],
                    f"{ev}_loss": test_loss, f"{ev}_acc": test_acc, "lr": lr,
@@ -351,14 +394,21 @@ class Trainer:
         return "done"
 
     def results(self) -> dict:
+        """The run's results.json. Its accuracy and loss are the last epoch's evaluation; with
+        test-time augmentation or a weight average they come from :meth:`final_evaluation`
+        (the average's, at the configured level), which is stored whole under ``final``."""
+        cfg, ev = self.cfg, self.eval_name
         last = self.metrics[-1]
-        return {"dataset": self.cfg.dataset, "model": self.cfg.model,
-                "activation": self.cfg.activation, "epochs": self.cfg.epochs,
-                "seed": self.cfg.seed, "params": self.params,
-                f"{self.eval_name}_acc": last[f"{self.eval_name}_acc"],
-                f"{self.eval_name}_loss": last[f"{self.eval_name}_loss"],
+        acc, loss, extra = last[f"{ev}_acc"], last[f"{ev}_loss"], {}
+        if cfg.tta != "off" or self.ema is not None:
+            final = self.final_evaluation()
+            chosen = final["ema" if self.ema is not None else "net"][cfg.tta]
+            acc, loss, extra = chosen["acc"], chosen["loss"], {"final": final}
+        return {"dataset": cfg.dataset, "model": cfg.model, "activation": cfg.activation,
+                "epochs": cfg.epochs, "seed": cfg.seed, "params": self.params,
+                f"{ev}_acc": acc, f"{ev}_loss": loss,
                 "train_seconds": round(self.train_seconds, 3),
-                **({"calibrate": self.cfg.calibrate} if self.cfg.calibrate else {})}
+                **({"calibrate": cfg.calibrate} if cfg.calibrate else {}), **extra}
 
 
 def prepare_out(out: Path, resume: bool) -> str:
