@@ -4,7 +4,7 @@ about 8 minutes.
     tmaf reproduce --budget gpu [--out results/gpu] [--minutes 8] [--seeds 0,...,9]
                    [--activations relu,gelu,pwl,diagonal,tridiagonal] [--no-bench] [--dry-run]
 
-1. CIFAR-10 with recipe ``gpu-cifar`` (airbench94 layout, 10 epochs; train/recipes.py) for
+1. CIFAR-10 with recipe ``gpu-cifar`` (cpu-cifar at width 64, 10 epochs; train/recipes.py) for
    every activation and seed, seed by seed (every activation of seed 0, then seed 1, ...), into
    OUT/train/cifar10-airbench/<activation>/seed<S>/ (config.json, metrics.jsonl, results.json).
    Once a round of seeds has been timed, a new round starts only if it is expected to end

@@ -25,7 +25,8 @@ def test_dry_run_end_to_end_then_resume(tmp_path: Path, capsys):
         for seed in (0, 1):
             assert all((runs / act / f"seed{seed}" / f).is_file() for f in FILES), (act, seed)
     cfg = json.loads((runs / "pwl" / "seed1" / "config.json").read_text())["config"]
-    assert cfg["recipe"] == "gpu-cifar" and cfg["model"] == "airbench" and cfg["dry_run"]
+    assert cfg["recipe"] == "gpu-cifar" and cfg["model"] == "airbench-white" and cfg["dry_run"]
+    assert cfg["width"] == 8 and cfg["tta"] == "flip-translate" and cfg["ema"] == 0.99  # dry run
     study = json.loads((out / "study.json").read_text())
     assert [s["status"] for s in study["steps"]] == ["done"] * 6
     assert study["note"] == "all seeds done" and study["config"]["seeds"] == [0, 1]

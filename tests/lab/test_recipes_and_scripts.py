@@ -69,7 +69,8 @@ def test_competence_check(tmp_path: Path, capsys):
     (tmp_path / "d" / "results.json").unlink()
     assert recipes_main(["check", str(tmp_path)]) == 0
     assert recipes_main(["check", str(tmp_path / "nope")]) == 2
-    assert set(COMPETENCE) == {(d, m) for d in ("mnist", "fashion-mnist") for m in ("mlp", "cnn")}
+    assert set(COMPETENCE) == {(d, m) for d in ("mnist", "fashion-mnist")
+                               for m in ("mlp", "cnn")} | {("cifar10", "airbench-white")}
 
 
 def test_shift_augmentation_translates_without_flipping():
@@ -82,3 +83,15 @@ def test_shift_augmentation_translates_without_flipping():
     assert TrainConfig(augment="shift").augment_mode() == (2, False)
     assert TrainConfig(dataset="cifar10").augment_mode() == (4, True)
     assert TrainConfig(dataset="mnist").augment_mode() is None
+
+
+def test_cifar_recipes_are_pinned_and_the_gpu_one_is_the_cpu_one_scaled_up():
+    assert RECIPES["cpu-cifar"] == {
+        "model": "airbench-white", "width": 32, "epochs": 15, "batch_size": 512,
+        "optimizer": "sgd", "lr": 0.75, "momentum": 0.85, "weight_decay": 1.33e-3,
+        "bn_bias_lr_scale": 64.0, "schedule": "onecycle", "warmup": 0.23,
+        "label_smoothing": 0.2, "augment": "flip-shift", "whiten_bias_epochs": 3,
+        "tta": "flip-translate", "ema": 0.99, "memory_format": "channels-last",
+        "eval_batch_size": 1000}
+    assert RECIPES["gpu-cifar"] == {**RECIPES["cpu-cifar"], "width": 64, "epochs": 10,
+                                    "eval_batch_size": 2000}

@@ -110,3 +110,47 @@ def test_gpt_study_runs_every_arm_of_a_seed_before_the_next_seed(tmp_path, capsy
                for c in cfgs)
     assert cmds[3][cmds[3].index("--out") + 1] == f"{tmp_path}/shakespeare-gpt/diagonal/seed0"
     assert {r.stream for r in STUDIES["gpt"].runs("main", tmp_path)} == {"A", "B"}
+
+
+def _train_configs(cmds):
+    return [train_cli._config(train_cli.parse_args(c[2:]), int(c[c.index("--seeds") + 1]))
+            for c in cmds]
+
+
+def test_cifar_study_pilot_then_gated_main(tmp_path, capsys):
+    pilot = _train_configs(printed(capsys, "cifar", "--part", "pilot", "--print", "--out",
+                                   str(tmp_path)))
+    recipe = pilot[0]
+    assert recipe.recipe == "cpu-cifar" and recipe.model == "airbench-white"
+    assert all(c.activation == "relu" and c.seed == 0 and c.threads == 1 for c in pilot)
+    changed = [{f for f in ("model", "bn_bias_lr_scale", "augment", "whiten_bias_epochs")
+                if getattr(c, f) != getattr(recipe, f)} for c in pilot[1:]]
+    assert changed == [{"model", "whiten_bias_epochs"}, {"bn_bias_lr_scale"}, {"augment"}]
+    cmds = printed(capsys, "cifar", "--part", "main", "--print", "--out", str(tmp_path))
+    main = _train_configs(cmds)
+    arms = ["relu", "gelu", "pwl", "diagonal", "tridiagonal"]
+    assert [c.activation for c in main] == [a for _ in range(3) for a in arms]
+    assert [c.seed for c in main] == [s for s in range(3) for _ in arms]
+    assert all(c.recipe == "cpu-cifar" and c.memory_format == "channels-last" for c in main)
+    assert cmds[0][cmds[0].index("--out") + 1] == f"{tmp_path}/cifar10-airbench/relu/seed0"
+    runs = STUDIES["cifar"].runs("main", tmp_path)
+    assert [r.gate for r in runs[:2]] == ["cifar10-airbench", None]
+    assert {r.stream for r in runs} == {"A", "B"}
+    calibrated = _train_configs(printed(capsys, "cifar", "--part", "calibrated", "--print",
+                                        "--out", str(tmp_path)))
+    assert {(c.activation, c.calibrate) for c in calibrated} == {("diagonal", 8)}
+
+
+def test_cifar_competence_bar(tmp_path):
+    import json
+
+    from tmaf_lab.train.recipes import check
+
+    for seed, acc in enumerate((0.915, 0.90)):
+        run = tmp_path / "cifar10-airbench" / "relu" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps(
+            {"activation": "relu", "dataset": "cifar10", "model": "airbench-white",
+             "test_acc": acc}))
+    assert check(tmp_path) == ["BELOW cifar10 airbench-white: relu 90.75 % over 2 seed(s), "
+                               "bar 91.0 %"]

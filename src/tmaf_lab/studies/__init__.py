@@ -7,7 +7,7 @@ import importlib
 
 from tmaf_lab.study import Study
 
-NAMES = ("approx", "train", "converged", "tuning", "calibration", "gpt")
+NAMES = ("approx", "train", "converged", "tuning", "calibration", "gpt", "cifar")
 STUDIES: dict[str, Study] = {
     name: importlib.import_module(f"tmaf_lab.studies.{name}").STUDY for name in NAMES}
 
