@@ -55,9 +55,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = optimizer_groups(model, weight_decay=cfg.weight_decay,
                           act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr)
     scale = cfg.bn_bias_lr_scale
-    shifts = {id(m.bias) for m in model.modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
     if scale != 1.0 and groups[0]["name"] == "weights":  # BatchNorm shifts: lr x s, decay / s
+        shifts = {id(m.bias) for m in model.modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
         weights = groups[0]["params"]
         groups[0] = {**groups[0], "params": [p for p in weights if id(p) not in shifts]}
         groups.insert(1, {"params": [p for p in weights if id(p) in shifts],
