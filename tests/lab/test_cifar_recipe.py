@@ -14,7 +14,7 @@ from tmaf_lab.data import load_dataset
 from tmaf_lab.data.cache import DataMissing
 from tmaf_lab.models import WhiteningStem, create_model, init_whitening
 from tmaf_lab.train import cli
-from tmaf_lab.train.trainer import _shift, tta_logits
+from tmaf_lab.train.trainer import _shift, tta_views
 
 
 def _images(n=400, seed=0):
@@ -56,17 +56,50 @@ def test_shift_and_tta():
     up_left = _shift(x, -1, -1)
     assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
 
-    class Probe(torch.nn.Module):  # logits = the mean of the left column: flips matter
-        def forward(self, v):
-            return v[..., :, 0].mean((-1, -2), keepdim=False).unsqueeze(-1).repeat(1, 3)
-
-    net = Probe()
-    assert torch.equal(tta_logits(net, x, "off"), net(x))
-    torch.testing.assert_close(tta_logits(net, x, "flip"), (net(x) + net(x.flip(-1))) / 2)
     views = [x, x.flip(-1)]
     views += [_shift(v, s, s) for v in views[:2] for s in (-1, 1)]
-    torch.testing.assert_close(tta_logits(net, x, "flip-translate"),
-                               torch.stack([net(v) for v in views]).mean(0))
+    for level, n in (("off", 1), ("flip", 2), ("flip-translate", 6)):
+        got = tta_views(x, level)
+        assert len(got) == n and all(torch.equal(a, b) for a, b in zip(got, views, strict=False))
+
+
+def test_evaluate_averages_the_logits_of_each_levels_views():
+    """Trainer.evaluate at every level against the mean of the model's logits over that
+    level's views, computed here by hand (a model whose logits depend on the left column, so
+    that flips and shifts change them)."""
+    from tmaf_lab.data import synthetic
+    from tmaf_lab.train.batches import normalise
+    from tmaf_lab.train.config import TrainConfig
+    from tmaf_lab.train.distributed import Dist
+    from tmaf_lab.train.trainer import StopFlag, Trainer
+
+    data = synthetic(n_train=32, n_test=24, shape=(3, 8, 8))
+    cfg = TrainConfig(dataset="synthetic", model="cnn", width=4, activation="relu",
+                      batch_size=8, eval_batch_size=10)
+    trainer = Trainer(cfg, data, None, Dist(), torch.device("cpu"), StopFlag())
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(1)
+            self.w = torch.nn.Parameter(torch.randn(3, 8, 10, generator=g))
+
+        def forward(self, v):
+            return torch.einsum("bch,chk->bk", v[..., :, 0], self.w)
+
+    net = Probe()
+    levels = ("off", "flip", "flip-translate")
+    got = trainer.evaluate(net, levels)
+    x = normalise(trainer.test_x, trainer.mean, trainer.std)
+    y = trainer.test_y
+    with torch.no_grad():
+        for level in levels:
+            logits = torch.stack([net(v) for v in tta_views(x, level)]).mean(0)
+            loss = float(torch.nn.functional.cross_entropy(logits, y))
+            acc = int((logits.argmax(1) == y).sum()) / len(y)
+            assert got[level][0] == pytest.approx(loss, rel=1e-5)
+            assert got[level][1] == acc
+    assert got["off"] != got["flip-translate"]
 
 
 def test_bad_whitening_options_are_clear_errors(capsys):

@@ -126,15 +126,6 @@ def tta_views(x: torch.Tensor, tta: str = "flip-translate") -> list[torch.Tensor
     return views
 
 
-def tta_logits(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
-    """Logits with test-time augmentation: ``off`` net(x); ``flip`` the mean over x and its
-    mirror image; ``flip-translate`` the mean over those two and both shifted by one pixel
-    up-left and down-right (six views)."""
-    if tta == "off":
-        return net(x)
-    return torch.stack([net(v) for v in tta_views(x, tta)]).mean(0)
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: ImageData, out: Path, dist: Dist,
                  device: torch.device, stop: StopFlag, log=print,
