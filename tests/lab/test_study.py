@@ -112,6 +112,15 @@ def test_gpt_study_runs_every_arm_of_a_seed_before_the_next_seed(tmp_path, capsy
     assert {r.stream for r in STUDIES["gpt"].runs("main", tmp_path)} == {"A", "B"}
 
 
+def test_gpt_schedule_part_doubles_the_steps_of_gelu_and_relu(tmp_path, capsys):
+    cmds = printed(capsys, "gpt", "--part", "schedule", "--print", "--out", str(tmp_path))
+    cfgs = [train_cli._config(train_cli.parse_args(c[2:]), 0) for c in cmds]
+    assert [c.activation for c in cfgs] == ["gelu", "relu"]
+    assert all(c.steps == 6000 and c.recipe == "cpu-gpt" and c.warmup == 0.02 for c in cfgs)
+    assert cmds[0][cmds[0].index("--out") + 1] == f"{tmp_path}/shakespeare-gpt-6000/gelu/seed0"
+    assert {r.stream for r in STUDIES["gpt"].runs("schedule", tmp_path)} == {"A", "B"}
+
+
 def _train_configs(cmds):
     return [train_cli._config(train_cli.parse_args(c[2:]), int(c[c.index("--seeds") + 1]))
             for c in cmds]
