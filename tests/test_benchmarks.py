@@ -234,6 +234,26 @@ def test_gpt_training_step_is_timed_against_gelu_and_checked(tmp_path):
     assert "| vs GELU |" in (tmp_path / "summary.md").read_text()
 
 
+def test_memory_formats_time_the_cifar_net_side_by_side_and_checked(tmp_path):
+    """The cpu-cifar net (frozen whitening stem) in NCHW and channels-last in one run: each row
+    paired with ReLU in its own format and with its own NCHW step, every trainable gradient
+    checked against the reference; only the NCHW rows feed the targets."""
+    assert cli.main(["--dry-run", "--parts", "train", "--models", "airbench", "--backends",
+                     "native", "--memory-formats", "contiguous,channels-last", "--out",
+                     str(tmp_path)]) == 0
+    rows = _read(tmp_path / "train_step.csv")
+    steps = {(r["activation"], r["memory_format"]): r for r in rows}
+    assert {(a, f) for a in ("relu", "diagonal/native", "tridiagonal/native")
+            for f in ("contiguous", "channels-last")} <= set(steps)
+    assert float(steps["relu", "channels-last"]["ratio_vs_relu"]) == 1.0
+    assert float(steps["diagonal/native", "contiguous"]["ratio_vs_contiguous"]) == 1.0
+    for r in rows:
+        assert float(r["ratio_vs_contiguous"]) > 0 and float(r["check_max_rel_err"]) < 1e-4
+    targets = _read(tmp_path / "targets.csv")
+    assert len([t for t in targets if "training step" in t["target"]]) == 2  # diagonal, tri
+    assert "| memory format |" in (tmp_path / "summary.md").read_text()
+
+
 def test_presets_and_cli_conventions():
     assert cli.parse_args(["--dry-run"]).threads == (DEFAULT_THREADS,)
     assert cli.parse_args([]).threads == (DEFAULT_THREADS,)
@@ -266,6 +286,9 @@ def test_presets_and_cli_conventions():
     (["--dry-run", "--shapes", "4x"], "--shapes"),
     (["--dry-run", "--seed", "1", "--seeds", "2"], "give the seeds once"),
     (["--dry-run", "--no-such-option"], "unrecognized arguments"),
+    (["--dry-run", "--memory-formats", "nhwc"], "--memory-formats"),
+    (["--dry-run", "--models", "mlp,resnet18", "--memory-formats", "channels-last"],
+     "needs image models"),
 ])
 def test_bad_options_are_one_line_errors(argv, message, capsys):
     with pytest.raises(UsageError, match=message.replace(".", r"\.")):

@@ -30,7 +30,7 @@ from tmaf_lab.cli import (
 
 from . import report
 from .candidates import TMAF_BACKENDS, Shape
-from .train_step import MODELS
+from .train_step import IMAGE_MODELS, MEMORY_FORMATS, MODELS
 
 PARTS = ("act", "kernels", "first", "train", "compile")
 BASELINES = ("relu", "prelu", "gelu")
@@ -65,6 +65,7 @@ class BenchConfig:
     compile_probe_specs: tuple[str, ...]
     threads: tuple[int, ...]  # torch intra-op thread counts, each timed in turn
     seeds: tuple[int, ...] = (0,)
+    train_memory_formats: tuple[str, ...] = ("contiguous",)  # image models: NCHW, channels-last
 
 
 PRESETS = {
@@ -72,8 +73,8 @@ PRESETS = {
                  baselines=BASELINES, compile_baselines=True, repeats=15, slow_repeats=3,
                  reference_ms=(9,), warmup=2, min_sample_s=0.02,
                  train_models=("mlp", "resnet18"),
-                 train_batch={"mlp": 256, "resnet18": 32, "gpt": 32},
-                 train_width={}, train_image={}, train_repeats=11,
+                 train_batch={"mlp": 256, "resnet18": 32, "airbench": 512, "gpt": 32},
+                 train_width={"airbench": 32}, train_image={}, train_repeats=11,
                  first_call_shapes=("8x64x16x16", "200x512"),
                  compile_probe_shape=(128, 64, 32, 32),
                  compile_probe_specs=("relu/compile", "diagonal-m9/native",
@@ -82,8 +83,8 @@ PRESETS = {
     "quick": dict(shapes=TARGET_SHAPES, ms=(9, 17), backends=("native",), baselines=("relu",),
                   compile_baselines=False, repeats=21, slow_repeats=3, reference_ms=(),
                   warmup=2, min_sample_s=0.02, train_models=("mlp", "resnet18"),
-                  train_batch={"mlp": 256, "resnet18": 32, "gpt": 32}, train_width={},
-                  train_image={},
+                  train_batch={"mlp": 256, "resnet18": 32, "airbench": 512, "gpt": 32},
+                  train_width={"airbench": 32}, train_image={},
                   train_repeats=11, first_call_shapes=("8x64x16x16", "200x512"),
                   compile_probe_shape=(64, 64, 32, 32),
                   compile_probe_specs=("diagonal-m9/native",), threads=(1, 2)),
@@ -91,8 +92,10 @@ PRESETS = {
                     backends=("native", "eager", "reference"), baselines=BASELINES,
                     compile_baselines=False, repeats=3, slow_repeats=2, reference_ms=(1, 9),
                     warmup=1, min_sample_s=0.0, train_models=("mlp", "resnet18"),
-                    train_batch={"mlp": 4, "resnet18": 2, "gpt": 2},
-                    train_width={"mlp": 16, "resnet18": 4, "gpt": 16},
+                    train_batch={"mlp": 4, "resnet18": 2, "airbench": 2, "gpt": 2},
+                    # ResNet-18 at width 4 in channels-last aborts inside torch 2.13.0+cpu at one
+                    # thread (heap corruption with the ReLU, PReLU and GELU models alike)
+                    train_width={"mlp": 16, "resnet18": 8, "airbench": 4, "gpt": 16},
                     train_image={"resnet18": 8}, train_repeats=2,
                     first_call_shapes=("2x4x5x5", "3x16"), compile_probe_shape=(8, 16),
                     compile_probe_specs=("diagonal-m1/compiled",), threads=(DEFAULT_THREADS,)),
@@ -103,7 +106,8 @@ PRESETS = {
 # (shape, m, kind): the one shape and m of the earlier quick preset, one thread (the GPU study
 # runs this with a 120 s limit).
 CUDA_QUICK = dict(shapes=("128x64x32x32",), ms=(9,), threads=(DEFAULT_THREADS,),
-                  train_models=("resnet18",), train_batch={"mlp": 256, "resnet18": 16, "gpt": 32})
+                  train_models=("resnet18",),
+                  train_batch={"mlp": 256, "resnet18": 16, "airbench": 512, "gpt": 32})
 
 
 def _int_list(option: str, text: str, low: int) -> tuple[int, ...]:
@@ -150,7 +154,11 @@ def _parser() -> OneLineErrorParser:
                    help="input shapes, channels on dim 1, e.g. 64x64x32x32,4096x1024,"
                         "32x64x56x56-cl (-cl: torch.channels_last) (default: the preset's)")
     p.add_argument("--models", default=None,
-                   help="training-step models, comma list of mlp,resnet18,gpt (default: mlp,resnet18)")
+                   help="training-step models, comma list of mlp,resnet18,airbench,gpt (default: "
+                        "mlp,resnet18; airbench: the cpu-cifar recipe's net, batch 512)")
+    p.add_argument("--memory-formats", default=None, metavar="FORMAT[,FORMAT...]",
+                   help="memory formats of the image models' training step, comma list of "
+                        "contiguous,channels-last, timed side by side (default: contiguous)")
     p.add_argument("--compile", action="store_true",
                    help="with --dry-run: include torch.compile candidates (slow to compile)")
     p.add_argument("--repeats", type=int, default=None,
@@ -197,6 +205,14 @@ def parse_args(argv: list[str]) -> BenchConfig:
         settings["shapes"] = shapes
     if a.models is not None:
         settings["train_models"] = _names("--models", a.models, tuple(MODELS))
+    if a.memory_formats is not None:
+        formats = _names("--memory-formats", a.memory_formats, tuple(MEMORY_FORMATS))
+        flat = [m for m in settings["train_models"] if m not in IMAGE_MODELS]
+        if formats != ("contiguous",) and flat:
+            raise UsageError(f"--memory-formats {a.memory_formats} needs image models "
+                             f"({', '.join(IMAGE_MODELS)}), got --models "
+                             f"{','.join(settings['train_models'])}")
+        settings["train_memory_formats"] = formats
     if a.repeats is not None:
         if a.repeats < 1:
             raise UsageError(f"--repeats: expected >= 1, got {a.repeats}")
@@ -302,7 +318,8 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
                     batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
                     warmup=1, seed=seed, log=log, threads=cfg.threads,
                     min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),
-                    image_size=cfg.train_image.get(model))
+                    image_size=cfg.train_image.get(model),
+                    memory_formats=cfg.train_memory_formats)
                 report.write_csv(out / "train_step.csv", results["train_step"])
     if "compile" in cfg.parts:
         specs = [spec for spec in map(compile_cost.parse_spec, cfg.compile_probe_specs)

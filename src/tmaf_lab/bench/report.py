@@ -23,7 +23,8 @@ from .candidates import TMAF_BACKENDS
 TARGET_M = 9  # tmaf.DEFAULT_BREAKPOINTS
 TARGET_M_HIGH = 17
 FIRST_CALL_LIMIT_MS = 10.0
-MODEL_NAMES = {"mlp": "MNIST MLP", "resnet18": "CIFAR ResNet-18"}
+MODEL_NAMES = {"mlp": "MNIST MLP", "resnet18": "CIFAR ResNet-18",
+               "airbench": "CIFAR airbench (cpu-cifar)"}
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ def _targets(act_rows, train_rows, first_rows, kernel_rows) -> list[dict]:
                                    len(rows)))
     out += (kernel_targets(kernel_rows) + continuous_targets(act_rows)
             + overhead_targets(act_rows, backends))
-    train = _groups(train_rows, ("model", "batch", "threads", "activation"))
+    contiguous = [r for r in train_rows if r.get("memory_format", "contiguous") == "contiguous"]
+    train = _groups(contiguous, ("model", "batch", "threads", "activation"))
     for kind, limit in TRAIN_LIMITS.items():
         for backend in backends:
             for (model, batch, t, activation), rows in train.items():
@@ -338,12 +340,17 @@ def markdown(act_rows: Sequence[dict], train_rows: Sequence[dict], target_rows: 
               f"{r['steady_ms']:.2f} ms", f"{r['extra_ms']:.2f} ms"] for r in first_rows],
             align="lrlrrr"))
     if train_rows:
-        parts.append("## Training step\n\n" + markdown_table(
-            ["model", "batch", "threads", "activation", "median step", "vs ReLU", "vs GELU"],
+        parts.append("## Training step\n\nvs ReLU and vs GELU: in the same memory format; vs "
+                     "contiguous: the same activation's NCHW step.\n\n" + markdown_table(
+            ["model", "batch", "threads", "activation", "memory format", "median step",
+             "vs ReLU", "vs GELU", "vs contiguous"],
             [[r["model"], r["batch"], r.get("threads", ""), r["activation"],
-              f"{r['median_ms']:.1f} ms", f"{r['ratio_vs_relu']:.2f}x",
-              _value(float(r.get("ratio_vs_gelu", "nan") or "nan"), "x")] for r in train_rows],
-            align="lrrlrrr"))
+              r.get("memory_format", "contiguous"), f"{r['median_ms']:.1f} ms",
+              f"{r['ratio_vs_relu']:.2f}x",
+              _value(float(r.get("ratio_vs_gelu", "nan") or "nan"), "x"),
+              _value(float(r.get("ratio_vs_contiguous", "nan") or "nan"), "x")]
+             for r in train_rows],
+            align="lrrllrrrr"))
     if compile_rows:
         parts.append("## Compile cost (fresh processes)\n\n" + markdown_table(
             ["candidate", "shape", "inductor cache", "first call", "second call"],

@@ -1,14 +1,17 @@
 """Whole training-step time (forward, cross-entropy, backward, optimizer step) per activation.
 
-Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18 with SGD; the
-character-level GPT of the ``cpu-gpt`` recipe, 4 x 4 heads x 128 wide, context 64, vocabulary 85,
-with AdamW), built with the same seed for every activation, on a fixed synthetic batch (token ids
+Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18 and the
+``cpu-cifar`` recipe's whitened airbench net at width 32, both with SGD; the character-level
+GPT of the ``cpu-gpt`` recipe, 4 x 4 heads x 128 wide, context 64, vocabulary 85, with AdamW), built with the same seed for every activation, on a fixed synthetic batch (token ids
 for the GPT, whose TMAF runs on channels innermost).  Every row carries its ratio to ReLU's step
 and, where GELU is timed, to GELU's (the transformer default).  TMAF models use the library
 defaults (``tmaf.DEFAULT_BREAKPOINTS``: m = 9, ReLU initialisation) and run once per fast backend
 (``native`` first).  Before timing, each TMAF fast backend's loss and every parameter gradient are
 compared with the ``reference`` backend on a small batch.  The models are built once; the steps
 are then timed, interleaved and paired with the ReLU model's step, at each thread count.
+An image model may be timed in both memory formats (``contiguous``, NCHW, and ``channels-last``)
+in the same interleaved rounds: each step is then paired with ReLU's in its own format
+(``ratio_vs_relu``) and with its own activation's contiguous step (``ratio_vs_contiguous``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,14 @@ from .candidates import tmaf_backend
 from .timing import paired_ratio, synchronizer, time_interleaved
 
 #: model -> (input shape, classes); the GPT's input is ``context`` token ids over ``classes``
-MODELS = {"mlp": ((1, 28, 28), 10), "resnet18": ((3, 32, 32), 10), "gpt": ((64,), 85)}
+MODELS = {"mlp": ((1, 28, 28), 10), "resnet18": ((3, 32, 32), 10),
+          "airbench": ((3, 32, 32), 10), "gpt": ((64,), 85)}
 TOKEN_MODELS = ("gpt",)
+#: the model of :mod:`tmaf_lab.models` each name builds (default: the name itself)
+BUILDS = {"airbench": "airbench-white"}
+#: models whose inputs are images (the ones a channels-last layout applies to)
+IMAGE_MODELS = ("resnet18", "airbench")
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,8 @@ class TrainStepTimer:
     """One model + SGD optimizer + fixed batch; ``step()`` is one timed training step."""
 
     def __init__(self, model_name: str, spec: StepSpec, batch: int, device: torch.device,
-                 seed: int = 0, width: int | None = None, image_size: int | None = None):
+                 seed: int = 0, width: int | None = None, image_size: int | None = None,
+                 memory_format: str = "contiguous"):
         import tmaf
         from tmaf_lab.models import create_model
 
@@ -77,10 +87,13 @@ class TrainStepTimer:
             self.x = torch.randint(0, classes, (batch, *in_shape), generator=gen).to(device)
             self.y = torch.randint(0, classes, (batch, *in_shape), generator=gen).to(device)
         else:
-            self.model = create_model(model_name, in_shape, classes,
-                                      tmaf.get_act_layer(spec.act), **kwargs).to(device)
+            layout = MEMORY_FORMATS[memory_format]
+            self.model = create_model(BUILDS.get(model_name, model_name), in_shape, classes,
+                                      tmaf.get_act_layer(spec.act), **kwargs
+                                      ).to(device, memory_format=layout)
             self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
-            self.x = torch.randn((batch, *in_shape), generator=gen).to(device)
+            self.x = torch.randn((batch, *in_shape), generator=gen).to(
+                device, memory_format=layout)
             self.y = torch.randint(0, classes, (batch,), generator=gen).to(device)
         self.backend = spec.backend
 
@@ -105,7 +118,8 @@ class TrainStepTimer:
             self.model.zero_grad(set_to_none=True)
             loss = self.loss(x, y, backend)
             loss.backward()
-            results.append([loss.detach()] + [p.grad.clone() for p in self.model.parameters()])
+            results.append([loss.detach()] + [p.grad.clone() for p in self.model.parameters()
+                                              if p.requires_grad])  # the frozen stem has none
         self.model.zero_grad(set_to_none=True)
         worst = 0.0
         for i, (a, b) in enumerate(zip(*results, strict=True)):
@@ -121,42 +135,68 @@ class TrainStepTimer:
 def run_model(model_name: str, specs: list[StepSpec], *, batch: int, device: torch.device,
               repeats: int, warmup: int, seed: int, log: Callable[[str], None],
               threads: Sequence[int] = (1,), min_sample_s: float = 0.0,
-              width: int | None = None, image_size: int | None = None) -> list[dict]:
-    """Interleaved step times of one model across activations; one row per (activation, threads).
+              width: int | None = None, image_size: int | None = None,
+              memory_formats: Sequence[str] = ("contiguous",)) -> list[dict]:
+    """Interleaved step times of one model across activations (and memory formats); one row
+    per (activation, memory format, threads).
 
     The first step and the reference check run at ``threads[0]``.  ``min_sample_s``: each sample
     runs enough steps to last that long (for millisecond steps such as the MLP's).
     """
+    formats = tuple(dict.fromkeys(memory_formats))
+    unknown = [f for f in formats if f not in MEMORY_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"memory formats: expected some of {', '.join(MEMORY_FORMATS)}, "
+                         f"got {', '.join(formats) or 'none'}")
+    if formats != ("contiguous",) and model_name not in IMAGE_MODELS:
+        raise ValueError(f"memory format channels-last needs an image model "
+                         f"({', '.join(IMAGE_MODELS)}), got {model_name!r}")
     sync = synchronizer(device)
     timers, info = {}, {}
     torch.set_num_threads(threads[0])
-    for spec in specs:
-        tr = TrainStepTimer(model_name, spec, batch, device, seed, width, image_size)
-        t0 = time.perf_counter()
-        tr.step()
-        sync()
-        first = time.perf_counter() - t0
-        err = tr.check()
-        timers[spec.name] = tr
-        info[spec.name] = {"first_step_s": first, "check_max_rel_err": err}
-        log(f"  ready {model_name} {spec.name:<24} first step {first:6.2f} s  check err {err:.1e}")
+    for fmt in formats:
+        for spec in specs:
+            key = _key(spec.name, fmt)
+            tr = TrainStepTimer(model_name, spec, batch, device, seed, width, image_size, fmt)
+            t0 = time.perf_counter()
+            tr.step()
+            sync()
+            first = time.perf_counter() - t0
+            err = tr.check()
+            timers[key] = tr
+            info[key] = {"first_step_s": first, "check_max_rel_err": err}
+            log(f"  ready {model_name} {key:<36} first step {first:6.2f} s  check err {err:.1e}")
     rows = []
     for t in threads:
         torch.set_num_threads(t)
         t0 = time.perf_counter()
         timings = time_interleaved({n: tr.step for n, tr in timers.items()}, repeats=repeats,
                                    warmup=warmup, sync=sync, min_sample_s=min_sample_s)
-        base, gelu = timings["relu"], timings.get("gelu")
-        new = [{"model": model_name, "batch": batch, "threads": t, "seed": seed, "activation": n,
-                "median_ms": 1e3 * tm.median, "q25_ms": 1e3 * tm.quantile(0.25),
-                "q75_ms": 1e3 * tm.quantile(0.75), "repeats": len(tm.samples),
-                "steps_per_sample": tm.number, "ratio_vs_relu": paired_ratio(tm, base),
-                "ratio_vs_gelu": paired_ratio(tm, gelu) if gelu is not None else float("nan"),
-                **info[n]}
-               for n, tm in timings.items()]
+        new = []
+        for fmt in formats:
+            base, gelu = timings[_key("relu", fmt)], timings.get(_key("gelu", fmt))
+            for spec in specs:
+                tm = timings[_key(spec.name, fmt)]
+                contiguous = timings.get(_key(spec.name, "contiguous"))
+                new.append({
+                    "model": model_name, "batch": batch, "threads": t, "seed": seed,
+                    "activation": spec.name, "memory_format": fmt,
+                    "median_ms": 1e3 * tm.median, "q25_ms": 1e3 * tm.quantile(0.25),
+                    "q75_ms": 1e3 * tm.quantile(0.75), "repeats": len(tm.samples),
+                    "steps_per_sample": tm.number, "ratio_vs_relu": paired_ratio(tm, base),
+                    "ratio_vs_gelu": paired_ratio(tm, gelu) if gelu is not None else float("nan"),
+                    "ratio_vs_contiguous": (paired_ratio(tm, contiguous)
+                                            if contiguous is not None else float("nan")),
+                    **info[_key(spec.name, fmt)]})
         rows += new
         key = "ratio_vs_gelu" if model_name in TOKEN_MODELS and gelu is not None else "ratio_vs_relu"
         log(f"  {model_name} {t} thread(s) steps in {time.perf_counter() - t0:.1f} s: relu "
             f"{new[0]['median_ms']:.1f} ms; {key}: "
-            + ", ".join(f"{r['activation']} {r[key]:.2f}x" for r in new[1:]))
+            + ", ".join(f"{_key(r['activation'], r['memory_format'])} {r[key]:.2f}x"
+                        for r in new[1:]))
     return rows
+
+
+def _key(activation: str, memory_format: str) -> str:
+    """The timer's name: the activation, and its memory format where it is not contiguous."""
+    return activation if memory_format == "contiguous" else f"{activation} {memory_format}"
