@@ -2,8 +2,9 @@
 
 Models come from :mod:`tmaf_lab.models` (MNIST MLP 784-512-512-10, CIFAR ResNet-18 and the
 ``cpu-cifar`` recipe's whitened airbench net at width 32, both with SGD; the character-level
-GPT of the ``cpu-gpt`` recipe, 4 x 4 heads x 128 wide, context 64, vocabulary 85, with AdamW), built with the same seed for every activation, on a fixed synthetic batch (token ids
-for the GPT, whose TMAF runs on channels innermost).  Every row carries its ratio to ReLU's step
+GPT of the ``cpu-gpt`` recipe, 4 x 4 heads x 128 wide, context 64, vocabulary 85, with AdamW),
+built with the same seed for every activation, on a fixed synthetic batch (token ids for the
+GPT, whose TMAF runs on channels innermost).  Every row carries its ratio to ReLU's step
 and, where GELU is timed, to GELU's (the transformer default).  TMAF models use the library
 defaults (``tmaf.DEFAULT_BREAKPOINTS``: m = 9, ReLU initialisation) and run once per fast backend
 (``native`` first).  Before timing, each TMAF fast backend's loss and every parameter gradient are
