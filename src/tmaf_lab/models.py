@@ -23,6 +23,7 @@ Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -36,19 +37,31 @@ LAB_ACTIVATIONS = {"pwl": "continuous_diagonal"}
 
 
 def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
-    """Turn an activation name (``pwl``, or any ``tmaf.get_act_layer`` name) or a callable
-    into a factory; an unknown name is a ValueError listing the valid ones."""
+    """Turn an activation name (``pwl``, a peer library's activation of
+    :mod:`tmaf_lab.peers`, or any ``tmaf.get_act_layer`` name) or a callable into a factory; an
+    unknown name, or a peer whose package is not installed, is a ValueError that says so."""
     if callable(act):
         return act
     import tmaf
+    from tmaf_lab import peers
 
     if isinstance(act, str):
         act = LAB_ACTIVATIONS.get(act.strip().lower(), act)
+        if peers.is_peer_name(act):
+            if kwargs:
+                raise ValueError(f"activation {act!r} (a peer library's) takes no options, got "
+                                 f"{', '.join(kwargs)}")
+            try:
+                peers.build_peer(act, 1)  # the package imports here, or a clear error now
+            except peers.PeerMissing as e:
+                raise ValueError(f"activation {act!r} needs its library: {e}") from None
+            return functools.partial(peers.build_peer, act)
 
     try:
         return tmaf.get_act_layer(act, **kwargs)
     except ValueError as e:
-        raise ValueError(f"{e}; the lab also knows {', '.join(LAB_ACTIVATIONS)}") from None
+        raise ValueError(f"{e}; the lab also knows {', '.join(LAB_ACTIVATIONS)} and the peer "
+                         f"libraries' {', '.join(peers.DISTRIBUTIONS)}") from None
 
 
 def is_learned_name(name: str) -> bool:
@@ -59,13 +72,15 @@ def is_learned_name(name: str) -> bool:
 
 
 def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    """Parameters of learned activations: TMAF levels (either form, pwl included), PReLU slopes."""
+    """Parameters of learned activations: TMAF levels (either form, pwl included), PReLU slopes,
+    the peer libraries' activations."""
     import tmaf
+    from tmaf_lab.peers import PeerActivation
 
     seen = set()
     for m in model.modules():
-        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU)):
-            for p in m.parameters(recurse=False):
+        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation)):
+            for p in m.parameters(recurse=isinstance(m, PeerActivation)):
                 if id(p) not in seen:
                     seen.add(id(p))
                     yield p
@@ -74,8 +89,9 @@ def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
 def optimizer_groups(model: nn.Module, weight_decay: float = 0.0, act_weight_decay: float = 0.0,
                  act_lr: float | None = None) -> list[dict]:
     """Optimiser groups: weights (``weight_decay``), then every learned-activation parameter
-    (TMAF, PReLU, pwl alike) with ``act_weight_decay`` and, if given, ``act_lr``. Treating the
-    three families the same keeps the comparison fair (decay would pull pwl slopes to 0)."""
+    (TMAF, PReLU, pwl and the peer libraries' alike) with ``act_weight_decay`` and, if given,
+    ``act_lr``. Treating them the same keeps the comparison fair (decay would pull pwl slopes
+    to 0)."""
     acts = {id(p) for p in activation_parameters(model)}
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if id(p) not in acts], "weight_decay": weight_decay,

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", type=_domain, default=d.domain, metavar="a,b",
                    help="input interval (per axis), default -1,1")
     p.add_argument("--activations", type=_names, default=d.activations, metavar="A,B,...",
-                   help="activation names for tmaf.get_act_layer, or pwl "
+                   help="activation names for tmaf.get_act_layer, pwl, or a peer library's "
+                        "(deepbspline, aplu, pau, rational, fourier, hermite, kan) "
                         f"(default: {','.join(d.activations)})")
     p.add_argument("--width", type=_positive_int, default=d.width,
                    help="hidden width; the ReLU reference width with --match-params "

@@ -104,7 +104,9 @@ def build_mlp(name: str, in_dim: int, width: int, cfg: ApproxConfig) -> nn.Seque
                 nn.init.zeros_(m.bias)
     elif cfg.init != "torch":
         raise ValueError(f"init must be 'he' or 'torch', got {cfg.init!r}")
-    return nn.Sequential(*layers).to(DTYPES[cfg.dtype])
+    model = nn.Sequential(*layers)
+    # built in float32; rational-activations' Rational cannot be moved, even to float32
+    return model if DTYPES[cfg.dtype] == torch.float32 else model.to(DTYPES[cfg.dtype])
 
 
 def count_params(model: nn.Module) -> int:

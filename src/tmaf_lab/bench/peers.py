@@ -4,131 +4,35 @@
 Each candidate is one activation module over the same input (channels on dim 1), timed on a
 forward and a backward of a fixed upstream gradient (input and parameter gradients), interleaved
 with ``nn.ReLU`` in the same rounds: the ratio is a paired median (:mod:`.timing`). The peers are
-optional (``pip install --no-deps`` of the versions below; their own pins conflict with this
-torch): a peer whose package is missing is listed as not installed, never an error.
+optional (``pip install --no-deps`` of the versions in ``tmaf_lab.peers.INSTALL``; their own
+pins conflict with this torch): a peer whose package is missing is listed as not installed, never an error.
 
-- ``deepbspline``: DeepSplines' DeepBSpline (Bohra et al.), per-channel linear B-splines,
-  ``size=11`` knots on [-2, 2] (tmaf's grid, 10 intervals), ReLU start;
-- ``aplu``, ``pau``: torch-activation's APLU (2 hinges) and PAU (Padé, degrees 5/4);
-- ``rational``: rational-activations' Rational (degrees 5/4, leaky-ReLU start, CPU path);
-- ``fourier``, ``hermite``: torchortho's activations (degree 8);
-- ``kan``: pykan's KANLayer(C, C) (a dense spline layer, grid 5, order 3) on the (rows, C)
-  view, loaded from its file without the package's optional imports (sklearn, sympy, yaml are
-  needed only by ``kan.utils``; the layer uses one helper of it, for ``sparse_init``); only
-  where rows x C x C <= 2^28 (its per-call tensors are rows x C x C).
+The peers and their settings: :mod:`tmaf_lab.peers`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import math
 import sys
 import time
-import types
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from tmaf_lab import peers as peer_lib
+from tmaf_lab.peers import DISTRIBUTIONS
+
 from .candidates import Shape
 from .timing import paired_ratio, synchronizer, time_interleaved
-
-#: peer -> PyPI distribution whose version is recorded
-DISTRIBUTIONS = {"deepbspline": "deepsplines", "aplu": "torch-activation",
-                 "pau": "torch-activation", "rational": "rational-activations",
-                 "fourier": "torchortho", "hermite": "torchortho", "kan": "pykan"}
-INSTALL = ("pip install --no-deps deepsplines==1.0.0 torch-activation==1.0.0 "
-           "rational-activations==0.2.0 torchortho==0.1.2 pykan==0.2.8")
-KAN_MAX = 1 << 28
-
-
-class PeerMissing(RuntimeError):
-    """The peer's package is not installed (or does not import here)."""
-
-
-def _quiet_import(name: str):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module(name)
-    except Exception as e:  # noqa: BLE001 - any import failure means: not available here
-        raise PeerMissing(f"{name}: {type(e).__name__}: {e}") from None
-
-
-def _kan_layer_class():
-    """pykan's KANLayer, loaded from kan/KANLayer.py with kan.spline and a stand-in for
-    kan.utils (whose imports pull sklearn, sympy and yaml) that only fails if used."""
-    spec = importlib.util.find_spec("kan")
-    if spec is None or not spec.submodule_search_locations:
-        raise PeerMissing("kan: pykan is not installed")
-    root = Path(spec.submodule_search_locations[0])
-    pkg = types.ModuleType("_tmaf_kan")
-    pkg.__path__ = [str(root)]
-    utils = types.ModuleType("_tmaf_kan.utils")
-
-    def sparse_mask(*args, **kwargs):
-        raise RuntimeError("pykan's sparse_init needs kan.utils (sklearn, sympy, yaml)")
-
-    utils.sparse_mask = sparse_mask
-    sys.modules.setdefault("_tmaf_kan", pkg)
-    sys.modules.setdefault("_tmaf_kan.utils", utils)
-    for name in ("spline", "KANLayer"):
-        full = f"_tmaf_kan.{name}"
-        if full not in sys.modules:
-            sub = importlib.util.spec_from_file_location(full, root / f"{name}.py")
-            mod = importlib.util.module_from_spec(sub)
-            sys.modules[full] = mod
-            try:
-                sub.loader.exec_module(mod)
-            except Exception as e:  # noqa: BLE001
-                del sys.modules[full]
-                raise PeerMissing(f"kan.{name}: {type(e).__name__}: {e}") from None
-    return sys.modules["_tmaf_kan.KANLayer"].KANLayer
-
-
-class _RowsOf(nn.Module):
-    """Runs ``inner`` on the (rows, C) view of a channels-on-dim-1 input and returns the input's
-    shape; ``first`` keeps the first output of a module that returns a tuple (pykan)."""
-
-    def __init__(self, inner: nn.Module, first: bool = False):
-        super().__init__()
-        self.inner, self.first = inner, first
-
-    def forward(self, x):
-        rows = x.movedim(1, -1).reshape(-1, x.shape[1])
-        y = self.inner(rows)
-        y = y[0] if self.first else y
-        return y.reshape(*x.movedim(1, -1).shape).movedim(-1, 1)
 
 
 def build_peer(name: str, shape: Shape) -> nn.Module:
     """The peer's activation module for inputs of ``shape`` (channels on dim 1)."""
-    C, four_d = shape.dims[1], len(shape.dims) == 4
-    if name == "deepbspline":
-        mod = _quiet_import("deepsplines.ds_modules")
-        return mod.DeepBSpline("conv" if four_d else "fc", C, size=11, range_=4, init="relu")
-    if name in ("aplu", "pau"):
-        ta = _quiet_import("torch_activation")
-        return ta.APLU(n_hinges=2) if name == "aplu" else ta.PAU(m=5, n=4)
-    if name == "rational":
-        rt = _quiet_import("rational.torch")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return rt.Rational(approx_func="leaky_relu", degrees=(5, 4), cuda=False)
-    if name in ("fourier", "hermite"):
-        to = _quiet_import("torchortho")
-        cls = to.FourierActivation if name == "fourier" else to.HermiteActivation
-        return cls(8)
-    if name == "kan":
-        rows = math.prod(shape.dims) // C
-        if rows * C * C > KAN_MAX:
-            raise PeerMissing(f"kan: rows x C x C = {rows * C * C} > {KAN_MAX} (memory)")
-        return _RowsOf(_kan_layer_class()(in_dim=C, out_dim=C, num=5, k=3), first=True)
-    raise ValueError(f"unknown peer {name!r}; expected one of {', '.join(DISTRIBUTIONS)}")
+    C = shape.dims[1]
+    return peer_lib.build_peer(name, C, rows=math.prod(shape.dims) // C, conv=len(shape.dims) == 4)
 
 
 def _tmaf(kind: str, C: int) -> nn.Module:
@@ -148,7 +52,7 @@ def candidates(shape: Shape, peers, log) -> tuple[dict[str, nn.Module], dict[str
     for name in peers:
         try:
             mods[name] = build_peer(name, shape)
-        except PeerMissing as e:
+        except peer_lib.PeerMissing as e:
             missing[name] = str(e)
             log(f"  {name}: left out ({e})")
     return mods, missing
