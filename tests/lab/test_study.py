@@ -112,6 +112,18 @@ def test_gpt_study_runs_every_arm_of_a_seed_before_the_next_seed(tmp_path, capsy
     assert {r.stream for r in STUDIES["gpt"].runs("main", tmp_path)} == {"A", "B"}
 
 
+def test_converged_peers_part_fits_the_six_targets_with_the_peers(tmp_path, capsys):
+    cmds = printed(capsys, "converged", "--part", "peers-approx", "--print", "--out",
+                   str(tmp_path))
+    assert len(cmds) == 6
+    for c in cmds:
+        assert c[c.index("--activations") + 1] == "relu,pwl,diagonal,deepbspline,rational,kan"
+        assert c[c.index("--steps") + 1] == "10000" and c[c.index("--width") + 1] == "32"
+    assert {c[c.index("--target") + 1] for c in cmds} == {"sin1", "sin4", "sin16", "sin32",
+                                                          "chirp", "sin2d"}
+    assert cmds[0][cmds[0].index("--out") + 1] == f"{tmp_path}/approx-peers/w32/sin1"
+
+
 def test_gpt_schedule_part_doubles_the_steps_of_gelu_and_relu(tmp_path, capsys):
     cmds = printed(capsys, "gpt", "--part", "schedule", "--print", "--out", str(tmp_path))
     cfgs = [train_cli._config(train_cli.parse_args(c[2:]), 0) for c in cmds]

@@ -11,6 +11,11 @@ six targets at width 32 (10000 steps, seeds 0-4) with relu, pwl (= continuous_di
 tridiagonal and continuous_tridiagonal side by side in approx-mixing/w32/<target>; mixing-cnn
 adds continuous_tridiagonal to the Fashion-MNIST CNN (seeds 0-2, paired with the committed
 pwl and tridiagonal runs of cnn/fashion-mnist).
+
+The peer libraries (part peers-approx, not run by default; needs the optional peers of
+tmaf_lab.peers): the same six fits at width 32 (10000 steps, seeds 0-4) with relu, pwl,
+diagonal, DeepSplines' deepbspline, rational-activations' rational and pykan's kan layer, each
+parameter-matched to ReLU, side by side in approx-peers/w32/<target>.
 """
 
 from tmaf_lab.study import Study, approx_run, train_grid
@@ -18,6 +23,7 @@ from tmaf_lab.study import Study, approx_run, train_grid
 MLP_ARMS = ("relu", "prelu", "gelu", "pwl", "diagonal", "tridiagonal")
 CNN_ARMS = ("relu", "pwl", "diagonal", "tridiagonal")
 MIXING_ARMS = ("relu", "pwl", "tridiagonal", "continuous_tridiagonal")
+PEER_ARMS = ("relu", "pwl", "diagonal", "deepbspline", "rational", "kan")
 STREAM = {"mnist": "A", "fashion-mnist": "B"}.get
 
 
@@ -42,6 +48,7 @@ STUDY = Study(
         "mixing-approx": _approx("approx-mixing", MIXING_ARMS, (32,)),
         "mixing-cnn": train_grid("cnn", ("fashion-mnist",), range(3), ("continuous_tridiagonal",),
                                  ("--recipe", "converged-cnn"), stream_of=STREAM),
+        "peers-approx": _approx("approx-peers", PEER_ARMS, (32,)),
     },
     default_parts=("mlp", "cnn", "approx"),
     reports=tuple(("report", f"{{out}}/{p}", "--out", f"{{out}}/{p}/report", "--title",
