@@ -109,3 +109,32 @@ def test_text_paired_without_the_reference_is_a_clear_error(tmp_path):
         tables.text_paired_table(tmp_path)
     with pytest.raises(ValueError, match="no finished text run"):
         tables.text_paired_table(tmp_path / "missing")
+
+
+def _image_run(root: Path, name: str, accs: dict, seconds: float = 100.0, final: bool = True):
+    folder = root / name
+    folder.mkdir(parents=True)
+    levels = {"net": {t: {"loss": 0.5, "acc": accs[f"net-{t}"]} for t in
+                      ("off", "flip", "flip-translate")},
+              "ema": {t: {"loss": 0.5, "acc": accs[f"ema-{t}"]} for t in
+                      ("off", "flip", "flip-translate")}}
+    record = {"epochs": 15, "train_seconds": seconds, "test_acc": accs["ema-flip-translate"]}
+    (folder / "results.json").write_text(json.dumps({**record, **({"final": levels}
+                                                                  if final else {})}))
+
+
+def test_final_levels_table_reads_every_level_of_each_run(tmp_path):
+    accs = {"net-off": 0.9140, "net-flip": 0.9214, "net-flip-translate": 0.9244,
+            "ema-off": 0.9164, "ema-flip": 0.9217, "ema-flip-translate": 0.9248}
+    _image_run(tmp_path, "relu/seed0", accs, 1880.2)
+    _image_run(tmp_path, "gelu/seed0", {k: v - 0.01 for k, v in accs.items()}, 2000.0)
+    lines = tables.final_level_table(tmp_path).splitlines()
+    assert lines[0].startswith("| run | final (average, flips + shifts) | net, no TTA |")
+    assert lines[2] == ("| [gelu/seed0](gelu/seed0/results.json) | 91.48 % | 90.40 % | 91.14 % "
+                        "| 91.44 % | 90.64 % | 15 | 2000 |")
+    assert lines[3].endswith("| 92.48 % | 91.40 % | 92.14 % | 92.44 % | 91.64 % | 15 | 1880 |")
+    _image_run(tmp_path, "plain/seed0", accs, final=False)
+    with pytest.raises(ValueError, match="plain/seed0/results.json has no final evaluation"):
+        tables.final_level_table(tmp_path)
+    with pytest.raises(ValueError, match="has no finished run"):
+        tables.final_level_table((tmp_path / "empty").mkdir() or tmp_path / "empty")

@@ -216,6 +216,35 @@ def text_curve_table(folder: Path, every: int = 300) -> str:
                           rows)
 
 
+#: the final evaluation's columns: (model, test-time augmentation level) -> heading
+FINAL_LEVELS = {("ema", "flip-translate"): "final (average, flips + shifts)",
+                ("net", "off"): "net, no TTA", ("net", "flip"): "net, flips",
+                ("net", "flip-translate"): "net, flips + shifts",
+                ("ema", "off"): "average, no TTA"}
+
+
+def final_level_table(folder: Path) -> str:
+    """One row per finished image run below ``folder`` (its ``results.json``, named by its path
+    there): test accuracy at each level of the final evaluation (the trained net and the
+    weight average, without and with test-time augmentation), epochs and training seconds."""
+    if not folder.is_dir():
+        raise ValueError(f"table source {folder} is not a folder")
+    rows = []
+    for path in sorted(folder.glob("**/results.json")):
+        r = json.loads(path.read_text())
+        if "final" not in r:
+            raise ValueError(f"{path} has no final evaluation (results.json 'final')")
+        name = path.parent.relative_to(folder).as_posix()
+        rows.append((f"[{name}]({name}/results.json)",
+                     *(f"{100 * r['final'][net][level]['acc']:.2f} %"
+                       for net, level in FINAL_LEVELS), r["epochs"],
+                     f"{r['train_seconds']:.0f}"))
+    if not rows:
+        raise ValueError(f"table source {folder} has no finished run (results.json)")
+    return markdown_table(["run", *FINAL_LEVELS.values(), "epochs", "train s"], rows,
+                          align="l" + "r" * (len(FINAL_LEVELS) + 2))
+
+
 #: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
 CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
 
@@ -270,6 +299,8 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "text_runs": lambda here, arg: text_run_table(here / arg),
     "text_curve": lambda here, arg: text_curve_table(here / arg),
     "text_paired": lambda here, arg: text_paired_table(here / arg),
+    # ARG: a folder of image runs with a final evaluation (recipe cpu-cifar)
+    "final_levels": lambda here, arg: final_level_table(here / arg),
 }
 
 
