@@ -47,6 +47,14 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
 
     if isinstance(act, str):
         act = LAB_ACTIVATIONS.get(act.strip().lower(), act)
+        if act == "pwl_knots":
+            from tmaf_lab.knot_values import KnotValuePWL
+
+            unknown = set(kwargs) - {"breakpoints"}
+            if unknown:
+                raise ValueError(f"activation 'pwl_knots' takes breakpoints only, got "
+                                 f"{', '.join(sorted(unknown))}")
+            return functools.partial(KnotValuePWL, **kwargs)
         if peers.is_peer_name(act):
             if kwargs:
                 raise ValueError(f"activation {act!r} (a peer library's) takes no options, got "
@@ -65,21 +73,22 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
 
 
 def is_learned_name(name: str) -> bool:
-    """A TMAF name of either form, or one of the lab's names for them (``pwl``)."""
+    """A TMAF name of either form, or one of the lab's names for them (``pwl``, ``pwl_knots``)."""
     from tmaf.factory import is_tmaf_name
 
-    return is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
+    return name == "pwl_knots" or is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
 
 
 def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     """Parameters of learned activations: TMAF levels (either form, pwl included), PReLU slopes,
     the peer libraries' activations."""
     import tmaf
+    from tmaf_lab.knot_values import KnotValuePWL
     from tmaf_lab.peers import PeerActivation
 
     seen = set()
     for m in model.modules():
-        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation)):
+        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation, KnotValuePWL)):
             for p in m.parameters(recurse=isinstance(m, PeerActivation)):
                 if id(p) not in seen:
                     seen.add(id(p))
