@@ -73,3 +73,36 @@ def test_installed_peers_fit_parameter_matched(tmp_path):
     params = {r["activation"]: r["params"] for r in runs}
     assert abs(params["deepbspline"] - params["relu"]) / params["relu"] < 0.05
     assert all(r["rel_l2"] == r["rel_l2"] for r in runs)  # finite fits, no NaN
+
+
+def test_pwl_knots_is_pwl_reparameterised():
+    """pwl_knots starts as ReLU (random, +-inf, NaN), its levels are the slopes between its knot
+    values, its forward equals the core's continuous form on those levels, and gradcheck holds
+    through the reparameterisation."""
+    import tmaf
+    from tmaf_lab.knot_values import KnotValuePWL
+
+    bp = tmaf.uniform_breakpoints(9, -2.0, 2.0)
+    act = act_factory("pwl_knots", breakpoints=bp)(3)
+    x = 3 * torch.randn(5, 3)
+    x[0, 0], x[1, 1], x[2, 2] = float("inf"), float("-inf"), float("nan")
+    assert torch.equal(act(x).nan_to_num(7.0), torch.relu(x).nan_to_num(7.0))
+    with torch.no_grad():
+        act.values.normal_()
+        act.left.normal_()
+    lv = act.levels()
+    torch.testing.assert_close(lv[:, 1:-1], (act.values[:, 1:] - act.values[:, :-1]) / 0.5)
+    core = tmaf.DiagonalTMAF(3, breakpoints=bp, form="continuous")
+    with torch.no_grad():
+        core.levels.copy_(lv)
+    torch.testing.assert_close(act(x[3:]), core(x[3:]))
+    small = KnotValuePWL(2, bp.double()).double()
+    inp = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, t: torch.func.functional_call(
+        small, {"values": v, "left": small.left, "right": small.right,
+                "breakpoints": small.breakpoints}, (t,)), (small.values.detach().requires_grad_(),
+                                                          inp))
+    with pytest.raises(ValueError, match="increasing shared breakpoints"):
+        KnotValuePWL(2, torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="takes breakpoints only"):
+        act_factory("pwl_knots", bandwidth=1)
