@@ -53,3 +53,34 @@ def intercepts(breakpoints: Tensor, levels: Tensor, x: Tensor | None = None) -> 
     left = torch.where(q < z, delta, zero).flip(-1).cumsum(-1).flip(-1)  # sum_{k <= q < z}, at k
     pad = delta.new_zeros((C, W, 1))
     return torch.cat([pad, right], -1) - torch.cat([left, pad], -1) + 0.0  # + 0.0: no -0.0
+
+
+def _term_grid(breakpoints: Tensor, shape: torch.Size, dtype) -> Tensor:
+    """The breakpoints of each term's input channel, broadcastable to ``shape`` (C, [W,] m)."""
+    C, W = shape[0], (shape[1] if len(shape) == 3 else 1)
+    s = term_breakpoints(breakpoints.detach().to(dtype), C, W)
+    return s[:, 0] if s.dim() == 3 and len(shape) == 2 else s
+
+
+def levels_from_knots(breakpoints: Tensor, knot_values: Tensor, end_slopes: Tensor) -> Tensor:
+    """The slopes (C, [2b+1,] m+1) of the continuous terms whose values at the breakpoints of
+    their input channel are ``knot_values`` (C, [2b+1,] m), with slopes ``end_slopes`` (..., 2)
+    left of the first and right of the last breakpoint: a_0 = end_slopes[..., 0],
+    a_k = (u_{k+1} - u_k) / (s_{k+1} - s_k) for k = 1..m-1, a_m = end_slopes[..., 1].
+    F(0) = 0 fixes the function, so a common shift of the u changes nothing."""
+    s = _term_grid(breakpoints, knot_values.shape, knot_values.dtype)
+    inner = torch.diff(knot_values, dim=-1) / torch.diff(s, dim=-1)
+    return torch.cat([end_slopes[..., :1], inner, end_slopes[..., 1:]], dim=-1)
+
+
+def knots_from_levels(breakpoints: Tensor, levels: Tensor) -> tuple[Tensor, Tensor]:
+    """The inverse of :func:`levels_from_knots`: (knot_values F(s_q), end_slopes) of levels
+    (C, [2b+1,] m+1). Exact for the ReLU, identity and leaky starts (all intercepts are +0)."""
+    lv = levels if levels.dim() == 3 else levels[:, None]
+    c = intercepts(breakpoints, lv)
+    s = _term_grid(breakpoints, lv.shape[:-1] + (lv.shape[-1] - 1,), lv.dtype)
+    values = lv[..., :-1] * s + c[..., :-1]  # breakpoint q closes interval q
+    ends = torch.stack([lv[..., 0], lv[..., -1]], dim=-1)
+    if levels.dim() == 2:
+        values, ends = values[:, 0], ends[:, 0]
+    return values, ends

@@ -5,7 +5,10 @@
     BandedTMAF(C, b)       any band; b = C-1 is the full matrix            levels (C, 2b+1, m+1)
 
 ``form="continuous"`` makes each term the integral of its levels (docs/method.md section 6):
-the same parameters and initialisations, a continuous piecewise-linear activation.
+the same parameters and initialisations, a continuous piecewise-linear activation. With
+``parameterization="knot_values"`` the continuous form trains the values of each term at the
+breakpoints and its two end slopes instead of the levels (section 6.3): the same function
+class and kernels, different gradients for the optimiser; ``levels`` is then computed.
 
 ``num_channels=1`` shares one set of levels across all channels (like ``nn.PReLU()``). The Lazy*
 variants infer C from the first input. Breakpoints are a (non-trainable) buffer; levels a Parameter.
@@ -30,9 +33,13 @@ from . import functional as F
 from ._grid import interval_index
 
 __all__ = ["DEFAULT_BREAKPOINTS", "uniform_breakpoints", "BandedTMAF", "DiagonalTMAF",
-           "TridiagonalTMAF", "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "INITS"]
+           "TridiagonalTMAF", "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "INITS",
+           "PARAMETERIZATIONS"]
 
 INITS = ("relu", "identity", "leaky_relu", "random")
+#: What a module trains: "levels" (the slopes / values of alpha, default) or, for the
+#: continuous form, "knot_values" (each term's values at the breakpoints and its end slopes).
+PARAMETERIZATIONS = ("levels", "knot_values")
 
 
 def uniform_breakpoints(m: int, low: float, high: float) -> Tensor:
@@ -75,12 +82,16 @@ class BandedTMAF(nn.Module):
         backend: None (global :func:`tmaf.set_backend`) or one of ``tmaf.BACKENDS``.
         form: "jump" (alpha(y) y, the paper's; default) or "continuous" (the integral of the
             levels: continuous piecewise linear, the levels its slopes).
+        parameterization: "levels" (default) or "knot_values" (continuous form only): train
+            ``knot_values`` (C, [2b+1,] m), each term's values at the breakpoints, and
+            ``end_slopes`` (C, [2b+1,] 2); ``levels`` is then computed from them.
     Shape: input (..., C, ...) -> output of the same shape and dtype.
     """
 
     def __init__(self, num_channels: int, bandwidth: int, breakpoints=None, init: str = "relu",
                  channel_dim: int = 1, negative_slope: float = 0.01, init_scale: float = 1.0,
-                 backend: str | None = None, device=None, dtype=None, form: str = "jump") -> None:
+                 backend: str | None = None, device=None, dtype=None, form: str = "jump",
+                 parameterization: str = "levels") -> None:
         super().__init__()
         for name, v, lo in (("num_channels", num_channels, 1), ("bandwidth", bandwidth, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -93,6 +104,13 @@ class BandedTMAF(nn.Module):
         if backend is not None:
             F._validate_backend(backend)
         self.form = F.validate_form(form)
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"tmaf: unknown parameterization {parameterization!r}; expected one "
+                             f"of {PARAMETERIZATIONS}")
+        if parameterization == "knot_values" and form != "continuous":
+            raise ValueError(f"tmaf: parameterization='knot_values' is the continuous form's "
+                             f"(values at the breakpoints); got form={form!r}")
+        self.parameterization = parameterization
         self.num_channels, self.bandwidth, self.channel_dim = num_channels, bandwidth, channel_dim
         self.init, self.negative_slope, self.init_scale, self.backend = (
             init, negative_slope, init_scale, backend)
@@ -102,8 +120,8 @@ class BandedTMAF(nn.Module):
                              f"(1, m), got {tuple(bp.shape)}")
         self.register_buffer("breakpoints", bp.to(device))
         if not self._is_lazy():
-            self.levels = nn.Parameter(torch.empty(self._levels_shape(num_channels),
-                                                   device=device, dtype=dtype))
+            for name, shape in self._param_shapes(num_channels).items():
+                setattr(self, name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
             self.reset_parameters()
 
     def _is_lazy(self) -> bool:
@@ -112,14 +130,48 @@ class BandedTMAF(nn.Module):
     def _levels_shape(self, C: int) -> tuple[int, ...]:
         return (C, 2 * self.bandwidth + 1, self.breakpoints.shape[-1] + 1)
 
+    def _param_shapes(self, C: int) -> dict[str, tuple[int, ...]]:
+        shape = self._levels_shape(C)
+        if self.parameterization == "levels":
+            return {"levels": shape}
+        return {"knot_values": shape[:-1] + (shape[-1] - 1,), "end_slopes": shape[:-1] + (2,)}
+
     @property
     def num_breakpoints(self) -> int:
         return self.breakpoints.shape[-1]
 
+    def __getattr__(self, name: str):
+        # knot_values: ``levels`` is computed (differentiably) from the trained parameters
+        if name == "levels" and self.__dict__.get("parameterization") == "knot_values":
+            from ._continuous import levels_from_knots
+
+            return levels_from_knots(self.breakpoints, self.knot_values, self.end_slopes)
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "levels" and self.__dict__.get("parameterization") == "knot_values":
+            raise AttributeError("tmaf: this module trains knot_values and end_slopes "
+                                 "(parameterization='knot_values'); its levels are computed from "
+                                 "them and cannot be assigned")
+        super().__setattr__(name, value)
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Fill levels according to ``init``; "relu"/"leaky_relu" need 0 among the breakpoints."""
-        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1])  # (C, 2b+1, m+1)
+        """Fill levels according to ``init``; "relu"/"leaky_relu" need 0 among the breakpoints.
+        With knot_values, the values and end slopes of the function those levels define."""
+        if self.parameterization == "levels":
+            self._init_levels(self.levels)
+            return
+        from ._continuous import knots_from_levels
+
+        lv = self.knot_values.new_empty(self._levels_shape(self.knot_values.shape[0]))
+        self._init_levels(lv)
+        values, ends = knots_from_levels(self.breakpoints.to(lv.dtype), lv)
+        self.knot_values.copy_(values)
+        self.end_slopes.copy_(ends)
+
+    def _init_levels(self, levels: Tensor) -> None:
+        lv = levels.view(levels.shape[0], -1, levels.shape[-1])  # (C, 2b+1, m+1)
         if self.init == "random":
             lv.uniform_(-self.init_scale, self.init_scale)
             return
@@ -197,7 +249,9 @@ class BandedTMAF(nn.Module):
         return (f"num_channels={self.num_channels}, bandwidth={self.bandwidth}, "
                 f"breakpoints={self.num_breakpoints} {kind} in [{bp.min().item():g}, "
                 f"{bp.max().item():g}], init={self.init!r}, channel_dim={self.channel_dim}"
-                + (f", form={self.form!r}" if self.form != "jump" else ""))
+                + (f", form={self.form!r}" if self.form != "jump" else "")
+                + (f", parameterization={self.parameterization!r}"
+                   if self.parameterization != "levels" else ""))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "breakpoints"
@@ -235,7 +289,8 @@ class _LazyMixin(LazyModuleMixin):
         return True
 
     def _lazy_setup(self, bandwidth: int | str) -> None:
-        self.levels = UninitializedParameter()
+        for name in self._param_shapes(1):
+            setattr(self, name, UninitializedParameter())
         self._lazy_bandwidth = bandwidth
 
     def reset_parameters(self) -> None:
@@ -252,7 +307,8 @@ class _LazyMixin(LazyModuleMixin):
                 raise ValueError(f"tmaf: bandwidth {self.bandwidth} exceeds C-1 = {C - 1}")
             self.num_channels = C
             with torch.no_grad():
-                self.levels.materialize(self._levels_shape(C))
+                for name, shape in self._param_shapes(C).items():
+                    getattr(self, name).materialize(shape)
                 self.reset_parameters()
 
 

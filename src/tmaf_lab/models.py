@@ -32,8 +32,10 @@ import torch.nn as nn
 ActFactory = Callable[[int], nn.Module]
 MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "airbench-white", "resnet18", "gpt")
 #: the studies' names for core activations: ``pwl`` (the continuous per-channel rival of diagonal
-#: TMAF, same grid and parameters) is the core's continuous_diagonal
-LAB_ACTIVATIONS = {"pwl": "continuous_diagonal"}
+#: TMAF, same grid and parameters) is the core's continuous_diagonal; ``pwl_knots`` is the same
+#: function trained through its values at the breakpoints (DeepSplines' parameterisation)
+LAB_ACTIVATIONS = {"pwl": "continuous_diagonal", "pwl_knots": "continuous_diagonal"}
+LAB_OPTIONS = {"pwl_knots": {"parameterization": "knot_values"}}
 
 
 def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
@@ -46,15 +48,12 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
     from tmaf_lab import peers
 
     if isinstance(act, str):
-        act = LAB_ACTIVATIONS.get(act.strip().lower(), act)
-        if act == "pwl_knots":
-            from tmaf_lab.knot_values import KnotValuePWL
-
-            unknown = set(kwargs) - {"breakpoints"}
-            if unknown:
-                raise ValueError(f"activation 'pwl_knots' takes breakpoints only, got "
-                                 f"{', '.join(sorted(unknown))}")
-            return functools.partial(KnotValuePWL, **kwargs)
+        key = act.strip().lower()
+        for name, value in LAB_OPTIONS.get(key, {}).items():
+            if kwargs.get(name, value) != value:
+                raise ValueError(f"activation {key!r} is {name}={value!r}; got {kwargs[name]!r}")
+            kwargs = {**kwargs, name: value}
+        act = LAB_ACTIVATIONS.get(key, act)
         if peers.is_peer_name(act):
             if kwargs:
                 raise ValueError(f"activation {act!r} (a peer library's) takes no options, got "
@@ -76,19 +75,18 @@ def is_learned_name(name: str) -> bool:
     """A TMAF name of either form, or one of the lab's names for them (``pwl``, ``pwl_knots``)."""
     from tmaf.factory import is_tmaf_name
 
-    return name == "pwl_knots" or is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
+    return is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
 
 
 def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     """Parameters of learned activations: TMAF levels (either form, pwl included), PReLU slopes,
     the peer libraries' activations."""
     import tmaf
-    from tmaf_lab.knot_values import KnotValuePWL
     from tmaf_lab.peers import PeerActivation
 
     seen = set()
     for m in model.modules():
-        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation, KnotValuePWL)):
+        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation)):
             for p in m.parameters(recurse=isinstance(m, PeerActivation)):
                 if id(p) not in seen:
                     seen.add(id(p))

@@ -75,34 +75,19 @@ def test_installed_peers_fit_parameter_matched(tmp_path):
     assert all(r["rel_l2"] == r["rel_l2"] for r in runs)  # finite fits, no NaN
 
 
-def test_pwl_knots_is_pwl_reparameterised():
-    """pwl_knots starts as ReLU (random, +-inf, NaN), its levels are the slopes between its knot
-    values, its forward equals the core's continuous form on those levels, and gradcheck holds
-    through the reparameterisation."""
+def test_pwl_knots_is_the_cores_knot_valued_continuous_diagonal():
+    """The lab's pwl_knots is tmaf.DiagonalTMAF(form="continuous",
+    parameterization="knot_values"), ReLU at the start (random, +-inf, NaN), and it refuses
+    options that contradict its name."""
     import tmaf
-    from tmaf_lab.knot_values import KnotValuePWL
 
-    bp = tmaf.uniform_breakpoints(9, -2.0, 2.0)
-    act = act_factory("pwl_knots", breakpoints=bp)(3)
+    act = act_factory("pwl_knots")(3)
+    assert isinstance(act, tmaf.DiagonalTMAF)
+    assert (act.form, act.parameterization, act.bandwidth) == ("continuous", "knot_values", 0)
     x = 3 * torch.randn(5, 3)
     x[0, 0], x[1, 1], x[2, 2] = float("inf"), float("-inf"), float("nan")
     assert torch.equal(act(x).nan_to_num(7.0), torch.relu(x).nan_to_num(7.0))
-    with torch.no_grad():
-        act.values.normal_()
-        act.left.normal_()
-    lv = act.levels()
-    torch.testing.assert_close(lv[:, 1:-1], (act.values[:, 1:] - act.values[:, :-1]) / 0.5)
-    core = tmaf.DiagonalTMAF(3, breakpoints=bp, form="continuous")
-    with torch.no_grad():
-        core.levels.copy_(lv)
-    torch.testing.assert_close(act(x[3:]), core(x[3:]))
-    small = KnotValuePWL(2, bp.double()).double()
-    inp = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v, t: torch.func.functional_call(
-        small, {"values": v, "left": small.left, "right": small.right,
-                "breakpoints": small.breakpoints}, (t,)), (small.values.detach().requires_grad_(),
-                                                          inp))
-    with pytest.raises(ValueError, match="increasing shared breakpoints"):
-        KnotValuePWL(2, torch.tensor([1.0, 0.0]))
-    with pytest.raises(ValueError, match="takes breakpoints only"):
-        act_factory("pwl_knots", bandwidth=1)
+    assert {id(p) for p in activation_parameters(torch.nn.Sequential(act))} == {
+        id(act.knot_values), id(act.end_slopes)}
+    with pytest.raises(ValueError, match="parameterization='knot_values'; got 'levels'"):
+        act_factory("pwl_knots", parameterization="levels")

@@ -117,7 +117,7 @@ def test_converged_peers_part_fits_the_six_targets_with_the_peers(tmp_path, caps
                    str(tmp_path))
     assert len(cmds) == 6
     for c in cmds:
-        assert c[c.index("--activations") + 1] == "relu,pwl,diagonal,deepbspline,rational,kan"
+        assert c[c.index("--activations") + 1] == "pwl_knots,deepbspline,rational,kan"
         assert c[c.index("--steps") + 1] == "10000" and c[c.index("--width") + 1] == "32"
     assert {c[c.index("--target") + 1] for c in cmds} == {"sin1", "sin4", "sin16", "sin32",
                                                           "chirp", "sin2d"}

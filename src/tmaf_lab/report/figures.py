@@ -218,11 +218,13 @@ def load_checkpoint(path: Path) -> Any:
 def tmaf_layers_from_checkpoint(path: Path, form: str = "jump") -> dict[str, Any]:
     """Rebuild the TMAF layers (of the given ``form``) of a checkpoint from its ``*.levels`` /
     ``*.breakpoints`` only (no model class needed); ``*.slopes`` of the lab's former pwl module
-    are the levels of a continuous diagonal layer. Raises ValueError when the file holds no
-    TMAF layer."""
+    are the levels of a continuous diagonal layer, and ``*.knot_values`` / ``*.end_slopes``
+    (parameterization="knot_values") give the levels of a continuous layer. Raises ValueError
+    when the file holds no TMAF layer."""
     import torch
 
     import tmaf
+    from tmaf._continuous import levels_from_knots
 
     obj = load_checkpoint(path)
     state = find_state_dict(obj)
@@ -230,10 +232,18 @@ def tmaf_layers_from_checkpoint(path: Path, form: str = "jump") -> dict[str, Any
         raise ValueError(f"{path}: no TMAF levels in checkpoint")
     layers: dict[str, Any] = {}
     for key, levels in state.items():
+        if isinstance(key, str) and key.endswith("knot_values"):
+            prefix = key[: -len("knot_values")]
+            bp, ends = state.get(prefix + "breakpoints"), state.get(prefix + "end_slopes")
+            if not (isinstance(bp, torch.Tensor) and isinstance(ends, torch.Tensor)):
+                continue
+            key, levels, form = prefix + "levels", levels_from_knots(bp, levels, ends), "continuous"
         if not (isinstance(key, str) and key.endswith(("levels", "slopes"))):
             continue
-        if key.endswith("slopes"):
+        if key.endswith("slopes") and not key.endswith("end_slopes"):
             form = "continuous"
+        elif key.endswith("end_slopes"):
+            continue
         prefix = key[: -len("levels")]
         bp = state.get(prefix + "breakpoints")
         if not isinstance(bp, torch.Tensor) or levels.dim() not in (2, 3):

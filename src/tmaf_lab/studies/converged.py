@@ -13,9 +13,11 @@ adds continuous_tridiagonal to the Fashion-MNIST CNN (seeds 0-2, paired with the
 pwl and tridiagonal runs of cnn/fashion-mnist).
 
 The peer libraries (part peers-approx, not run by default; needs the optional peers of
-tmaf_lab.peers): the same six fits at width 32 (10000 steps, seeds 0-4) with relu, pwl,
-diagonal, DeepSplines' deepbspline, rational-activations' rational and pykan's kan layer, each
-parameter-matched to ReLU, side by side in approx-peers/w32/<target>.
+tmaf_lab.peers): the same six fits at width 32 (10000 steps, seeds 0-4) with pwl_knots (the
+core's continuous_diagonal trained through its knot values), DeepSplines' deepbspline,
+rational-activations' rational and pykan's kan layer, each parameter-matched to ReLU, in
+approx-peers/w32/<target>; they pair by seed with relu, pwl and diagonal of approx/w32/<target>
+(the same protocol, widths and data, deterministic).
 """
 
 from tmaf_lab.study import Study, approx_run, train_grid
@@ -23,7 +25,7 @@ from tmaf_lab.study import Study, approx_run, train_grid
 MLP_ARMS = ("relu", "prelu", "gelu", "pwl", "diagonal", "tridiagonal")
 CNN_ARMS = ("relu", "pwl", "diagonal", "tridiagonal")
 MIXING_ARMS = ("relu", "pwl", "tridiagonal", "continuous_tridiagonal")
-PEER_ARMS = ("relu", "pwl", "diagonal", "deepbspline", "rational", "kan")
+PEER_ARMS = ("pwl_knots", "deepbspline", "rational", "kan")
 STREAM = {"mnist": "A", "fashion-mnist": "B"}.get
 
 
