@@ -138,3 +138,36 @@ def test_final_levels_table_reads_every_level_of_each_run(tmp_path):
         tables.final_level_table(tmp_path)
     with pytest.raises(ValueError, match="has no finished run"):
         tables.final_level_table((tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+def _fit_target(folder: Path, target: str, errors: dict[str, list[float]], steps: int = 1000):
+    runs = [{"activation": act, "seed": seed, "width": 8, "params": 100, "rel_l2": e,
+             "train_seconds": 2.0, "diverged": False}
+            for act, es in errors.items() for seed, e in enumerate(es)]
+    (folder / target).mkdir(parents=True)
+    (folder / target / "results.json").write_text(json.dumps({"steps": steps, "runs": runs}))
+
+
+def test_fit_ratios_pair_arms_across_folders_by_seed(tmp_path):
+    """Arms in two folders of one protocol pair by seed: geometric-mean ratio exp(mean log r)
+    with its 95 % t interval, bold where it excludes 1; an arm in both folders is an error."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _fit_target(a, "sin16", {"relu": [1.0, 1.0, 1.0], "pwl": [0.5, 0.5, 0.5]})
+    _fit_target(b, "sin16", {"kan": [0.1, 0.2, 0.4], "pwl_knots": [1.0, 1.1, 0.9]})
+    table = tables.fit_ratio_table([a, b], ["pwl", "kan", "pwl_knots"])
+    row = table.splitlines()[2]
+    # kan / relu: logs -2.303, -1.609, -0.916: mean -1.609 (0.20), sd 0.693, half-width
+    # 4.303 * 0.693 / sqrt 3 = 1.722 -> [0.036, 1.1], across 1; pwl_knots: 0.997 [0.78, 1.3]
+    assert row == ("| sin(16 pi x) | 1 | **0.50 [0.50, 0.50]** | 0.20 [0.036, 1.1] | "
+                   "1.0 [0.78, 1.3] |")
+    vs_pwl = tables.fit_ratio_table([a, b], ["kan"], "pwl")
+    assert "kan / pwl" in vs_pwl and "| 0.5 |" in vs_pwl
+    costs = tables.fit_cost_table([a, b])
+    assert "| kan | 8 | 100 | 2.00 | 3 |" in costs
+    _fit_target(tmp_path / "c", "sin16", {"relu": [1.0]})
+    with pytest.raises(ValueError, match="'relu' of sin16 is in"):
+        tables.fit_ratio_table([a, tmp_path / "c"])
+    with pytest.raises(ValueError, match="no runs of rational"):
+        tables.fit_ratio_table([a, b], ["rational"])
+    with pytest.raises(ValueError, match="is not a folder"):
+        tables.fit_ratio_table([tmp_path / "missing"])

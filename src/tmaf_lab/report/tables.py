@@ -285,6 +285,89 @@ def text_paired_table(folder: Path, reference: str = "gelu") -> str:
                            "− ReLU", "− continuous twin"], rows, align="llllll")
 
 
+def _fit_runs(folders: list[Path]) -> dict[str, dict[str, list[dict]]]:
+    """target -> activation -> runs, merged over ``folders`` (each holding <target>/results.json
+    of ``tmaf approx`` runs of one protocol); an activation found in two folders is an error."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"table source {folder} is not a folder")
+        for key in TARGETS:
+            path = folder / key / "results.json"
+            if not path.is_file():
+                continue
+            arms = out.setdefault(key, {})
+            for r in json.loads(path.read_text())["runs"]:
+                act = r["activation"]
+                if act in arms and arms[act][0]["_folder"] != folder:
+                    raise ValueError(f"activation {act!r} of {key} is in {folder} and "
+                                     f"{arms[act][0]['_folder']}")
+                arms.setdefault(act, []).append({**r, "_folder": folder})
+    return out
+
+
+def _ratio_cell(values: dict[int, float], ref: dict[int, float]) -> str:
+    """Geometric-mean ratio [95 % interval] over the paired seeds, bold when it excludes 1."""
+    from tmaf_lab.report.stats import ratio_record
+
+    rec = ratio_record(values, ref, lower_is_better=True)
+    if rec["n"] < 2 or rec["ratio"] != rec["ratio"]:
+        return f"{rec['ratio']:#.2g} (n={rec['n']})"
+    text = f"{rec['ratio']:#.2g} [{rec['low']:#.2g}, {rec['high']:#.2g}]"
+    return f"**{text}**" if rec["verdict"] in ("better", "worse") else text
+
+
+def fit_ratio_table(folders: list[Path], arms: list[str] | None = None,
+                    reference: str = "relu") -> str:
+    """Per fitting target: the reference's mean relative L2 error and each activation's (of
+    ``arms``, default all) geometric-mean error ratio to it over the paired seeds, 95 % t
+    intervals (bold where the interval excludes 1), from ``tmaf approx`` runs of one protocol
+    in several folders."""
+    runs = _fit_runs(folders)
+    acts: list[str] = []
+    for found in runs.values():
+        acts += [a for a in found if a not in acts and a != reference]
+    if arms:
+        missing = [a for a in arms if a not in acts and a != reference]
+        if missing:
+            raise ValueError(f"no runs of {', '.join(missing)} in {', '.join(map(str, folders))}")
+        acts = [a for a in arms if a != reference]
+    rows = []
+    for key, arms in runs.items():
+        if reference not in arms:
+            continue
+        err = {a: {int(r["seed"]): float(r["rel_l2"]) for r in rs if not r.get("diverged")}
+               for a, rs in arms.items()}
+        ref = err[reference]
+        rows.append((TARGETS[key], f"{sum(ref.values()) / len(ref):.3g}",
+                     *(_ratio_cell(err[a], ref) if a in err else "" for a in acts)))
+    if not rows:
+        raise ValueError(f"no {reference} runs in {', '.join(map(str, folders))}")
+    return markdown_table(["target", f"{reference} rel L2", *(f"{a} / {reference}" for a in acts)],
+                          rows, align="l" * (2 + len(acts)))
+
+
+def fit_cost_table(folders: list[Path]) -> str:
+    """Per activation: width, parameters (of the 1-D targets) and the mean training seconds per
+    1000 steps over all its runs (runs made at different times: orientation, not a paired
+    speed measurement)."""
+    runs = _fit_runs(folders)
+    per: dict[str, list[dict]] = {}
+    for key, arms in runs.items():
+        for act, rs in arms.items():
+            per.setdefault(act, []).extend({**r, "_target": key} for r in rs)
+    rows = []
+    for act, rs in per.items():
+        one_d = [r for r in rs if r["_target"] != "sin2d"] or rs
+        steps = {int(json.loads((r["_folder"] / r["_target"] / "results.json").read_text())
+                     ["steps"]) for r in rs[:1]}
+        per_k = [float(r["train_seconds"]) for r in rs]
+        rows.append((act, str(one_d[0]["width"]), str(one_d[0]["params"]),
+                     f"{1000 * sum(per_k) / len(per_k) / steps.pop():.2f}", str(len(rs))))
+    return markdown_table(["activation", "width", "parameters", "train s / 1000 steps", "runs"],
+                          rows, align="lrrrr")
+
+
 #: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the
 #: --val-split runs; paired_accuracy: ARG is a comma list of run folders, one per data set
 #: (side by side), e.g. ``cnn/mnist,cnn/fashion-mnist``.
@@ -299,6 +382,12 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "text_runs": lambda here, arg: text_run_table(here / arg),
     "text_curve": lambda here, arg: text_curve_table(here / arg),
     "text_paired": lambda here, arg: text_paired_table(here / arg),
+    # ARG: a comma list of folders of <target>/results.json of one fitting protocol
+    # [:ARMS[:REFERENCE]]: the activations shown (comma list) and the one they are divided by
+    "fit_ratios": lambda here, arg: fit_ratio_table(
+        [here / a for a in arg.split(":")[0].split(",")],
+        *([a.split(",") if a else None for a in arg.split(":")[1:2]] + arg.split(":")[2:3])),
+    "fit_costs": lambda here, arg: fit_cost_table([here / a for a in arg.split(":")[0].split(",")]),
     # ARG: a folder of image runs with a final evaluation (recipe cpu-cifar)
     "final_levels": lambda here, arg: final_level_table(here / arg),
 }
