@@ -27,7 +27,7 @@ def test_a_changed_number_is_caught(tmp_path, capsys):
     src = ROOT / "results/converged/README.md"
     copy = tmp_path / "README.md"
     copy.write_text(src.read_text().replace("| MNIST | prelu | 98.59 |", "| MNIST | prelu | 98.60 |"))
-    for source in ("tuning", "mlp", "cnn", "approx-mixing"):
+    for source in ("tuning", "mlp", "cnn", "approx-mixing", "approx", "approx-peers"):
         (tmp_path / source).symlink_to(src.parent / source)
     assert tables.main([str(copy), "--check"]) == 1 and "differs" in capsys.readouterr().out
     assert tables.main([str(copy)]) == 0 and copy.read_text() == src.read_text()
@@ -42,7 +42,7 @@ def test_a_changed_paired_difference_is_caught(tmp_path, capsys):
     assert edited != text
     copy = tmp_path / "README.md"
     copy.write_text(edited)
-    for source in ("tuning", "mlp", "cnn", "approx-mixing"):
+    for source in ("tuning", "mlp", "cnn", "approx-mixing", "approx", "approx-peers"):
         (tmp_path / source).symlink_to(src.parent / source)
     assert tables.main([str(copy), "--check"]) == 1 and "differs" in capsys.readouterr().out
     assert tables.main([str(copy)]) == 0 and copy.read_text() == text

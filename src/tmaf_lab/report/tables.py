@@ -310,10 +310,13 @@ def _ratio_cell(values: dict[int, float], ref: dict[int, float]) -> str:
     """Geometric-mean ratio [95 % interval] over the paired seeds, bold when it excludes 1."""
     from tmaf_lab.report.stats import ratio_record
 
+    def num(x: float) -> str:
+        return f"{x:#.2g}" if x < 10 else f"{x:.0f}"
+
     rec = ratio_record(values, ref, lower_is_better=True)
     if rec["n"] < 2 or rec["ratio"] != rec["ratio"]:
-        return f"{rec['ratio']:#.2g} (n={rec['n']})"
-    text = f"{rec['ratio']:#.2g} [{rec['low']:#.2g}, {rec['high']:#.2g}]"
+        return f"{num(rec['ratio'])} (n={rec['n']})"
+    text = f"{num(rec['ratio'])} [{num(rec['low'])}, {num(rec['high'])}]"
     return f"**{text}**" if rec["verdict"] in ("better", "worse") else text
 
 
@@ -322,7 +325,7 @@ def fit_ratio_table(folders: list[Path], arms: list[str] | None = None,
     """Per fitting target: the reference's mean relative L2 error and each activation's (of
     ``arms``, default all) geometric-mean error ratio to it over the paired seeds, 95 % t
     intervals (bold where the interval excludes 1), from ``tmaf approx`` runs of one protocol
-    in several folders."""
+    in several folders; a target enters once every activation shown has run on it."""
     runs = _fit_runs(folders)
     acts: list[str] = []
     for found in runs.values():
@@ -334,13 +337,13 @@ def fit_ratio_table(folders: list[Path], arms: list[str] | None = None,
         acts = [a for a in arms if a != reference]
     rows = []
     for key, arms in runs.items():
-        if reference not in arms:
-            continue
+        if reference not in arms or any(a not in arms for a in acts):
+            continue  # a target not yet run with every activation shown
         err = {a: {int(r["seed"]): float(r["rel_l2"]) for r in rs if not r.get("diverged")}
                for a, rs in arms.items()}
         ref = err[reference]
         rows.append((TARGETS[key], f"{sum(ref.values()) / len(ref):.3g}",
-                     *(_ratio_cell(err[a], ref) if a in err else "" for a in acts)))
+                     *(_ratio_cell(err[a], ref) for a in acts)))
     if not rows:
         raise ValueError(f"no {reference} runs in {', '.join(map(str, folders))}")
     return markdown_table(["target", f"{reference} rel L2", *(f"{a} / {reference}" for a in acts)],
