@@ -111,6 +111,41 @@ static inline typename Simd<T>::V form_term(typename Simd<T>::V x, const BP& bp,
   else return term_of<T, MT>(x, bp, lv, m_rt);
 }
 
+// form_term for R vectors at once (R rows of one channel vector in the columns layout): each
+// table vector is read once for all R, the selects and the zero-level rule are form_term's.
+template <typename T, int MT, bool AFF, int R, class BP, class LV, class IC>
+static inline void form_terms(const typename Simd<T>::V* x, typename Simd<T>::V* y, const BP& bp,
+                              const LV& lv, const IC& ic, int64_t m_rt) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const int64_t m = MT > 0 ? MT : m_rt;
+  V a[R], c[R];
+  const V l0 = lv(0);
+  for (int r = 0; r < R; ++r) a[r] = l0;
+  if constexpr (AFF) {
+    const V c0 = ic(0);
+    for (int r = 0; r < R; ++r) c[r] = c0;
+  }
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < m; ++k) {
+    const V s = bp(k), l = lv(k + 1);
+    if constexpr (AFF) {
+      const V ck = ic(k + 1);
+      for (int r = 0; r < R; ++r) {
+        const typename S::I gt = x[r] > s;
+        a[r] = S::sel(gt, l, a[r]);
+        c[r] = S::sel(gt, ck, c[r]);
+      }
+    } else {
+      for (int r = 0; r < R; ++r) a[r] = S::sel(x[r] > s, l, a[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    y[r] = S::drop((a[r] == S::zero()) & (x[r] == x[r]), a[r] * x[r]);
+    if constexpr (AFF) y[r] += c[r];
+  }
+}
+
 // Interval masks of x: gt[k] = x > s_k.
 template <typename T, int MT, class BP>
 static inline void compare_all(typename Simd<T>::V x, const BP& bp, typename Simd<T>::I* gt, int64_t m_rt) {
@@ -286,7 +321,34 @@ void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
     const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
     const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock);
     if (b == 0) {  // diagonal: one term, no neighbours
-      for (int64_t r = r0; r < r1; ++r) {
+      constexpr int R = 4;  // rows per tile: each table vector read once for R rows
+      int64_t r = r0;
+      for (; r + R <= r1; r += R) {
+        const T* xr = x + r * C;
+        T* yr = out + r * C;
+        int64_t i0 = c0;
+        for (; i0 + L <= c1; i0 += L) {
+          const T* tv = tab + (i0 / L) * blk * L;
+          V xv[R], yv[R];
+          for (int q = 0; q < R; ++q) {
+            __builtin_prefetch(xr + (q + R) * C + i0);  // the same channels R rows on
+            xv[q] = S::load(xr + q * C + i0);
+          }
+          form_terms<T, MT, AFF, R>(xv, yv, [&](int64_t k) { return S::load(tv + k * L); },
+                                    [&](int64_t k) { return S::load(tv + (m + k) * L); },
+                                    [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m);
+          for (int q = 0; q < R; ++q) S::store(yr + q * C + i0, yv[q]);
+        }
+        if (i0 < c1) {
+          const T* tv = tab + (i0 / L) * blk * L;
+          for (int q = 0; q < R; ++q)
+            S::storew(yr + q * C, i0, c1, form_term<T, MT, AFF>(
+                S::loadw(xr + q * C, i0, c1), [&](int64_t k) { return S::load(tv + k * L); },
+                [&](int64_t k) { return S::load(tv + (m + k) * L); },
+                [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m));
+        }
+      }
+      for (; r < r1; ++r) {
         const T* xr = x + r * C;
         T* yr = out + r * C;
         int64_t i0 = c0;
@@ -355,38 +417,93 @@ void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
     T* part = partial + (rb * n_vec + c0 / L) * W * P * L;  // this task's vectors
     std::fill(part, part + ((c1 - c0 + L - 1) / L) * W * P * L, T(0));
     for (int64_t v = 0; v < (c1 - c0 + L - 1) / L; ++v) nan[v] = I{};
-    for (int64_t r = r0; r < r1; ++r) {
+    // One row r and channel vector j0, any band: the 2b+1 terms that read x_j.
+    const auto row_vec = [&](int64_t r, int64_t j0) {
       const T* xr = x + r * C;
       const T* gr = g + r * C;
       T* gxr = gx + r * C;
-      for (int64_t j0 = c0; j0 < c1; j0 += L) {
-        __builtin_prefetch(xr + C + j0);  // the same channels of the next row
-        __builtin_prefetch(gr + C + j0);
-        const T* tv = tab + (j0 / L) * blk * L;
-        T* pv = part + ((j0 - c0) / L) * W * P * L;
-        const V xv = S::loadw(xr, j0, c1);
-        compare_all<T, MT>(xv, [&](int64_t k) { return S::load(tv + k * L); }, gt, m);
-        V gxv = S::zero();
-        for (int64_t d = -b; d <= b; ++d) {
-          if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
-          const T* td = tv + (m + (d + b) * m1) * L;
-          T* pd = pv + (d + b) * P * L;
-          struct Acc {  // accumulator k of this vector and offset, in the task's partial sums
-            T* p;
-            struct Ref {
-              T* q;
-              Ref& operator+=(V v) { S::store(q, S::load(q) + v); return *this; }
-            };
-            Ref operator()(int64_t k) const { return Ref{p + k * L}; }
-          } acca{pd};
-          gxv += bwd_step<T, MT, AFF>(xv, S::loadw(gr, j0 - d, C), gt,
-                                 [&](int64_t k) { return S::load(td + k * L); }, acca, m);
+      __builtin_prefetch(xr + C + j0);  // the same channels of the next row
+      __builtin_prefetch(gr + C + j0);
+      const T* tv = tab + (j0 / L) * blk * L;
+      T* pv = part + ((j0 - c0) / L) * W * P * L;
+      const V xv = S::loadw(xr, j0, c1);
+      compare_all<T, MT>(xv, [&](int64_t k) { return S::load(tv + k * L); }, gt, m);
+      V gxv = S::zero();
+      for (int64_t d = -b; d <= b; ++d) {
+        if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
+        const T* td = tv + (m + (d + b) * m1) * L;
+        T* pd = pv + (d + b) * P * L;
+        struct Acc {  // accumulator k of this vector and offset, in the task's partial sums
+          T* p;
+          struct Ref {
+            T* q;
+            Ref& operator+=(V v) { S::store(q, S::load(q) + v); return *this; }
+          };
+          Ref operator()(int64_t k) const { return Ref{p + k * L}; }
+        } acca{pd};
+        gxv += bwd_step<T, MT, AFF>(xv, S::loadw(gr, j0 - d, C), gt,
+                               [&](int64_t k) { return S::load(td + k * L); }, acca, m);
+      }
+      const I bad = S::isnan(xv);
+      nan[(j0 - c0) / L] |= bad;
+      S::storew(gxr, j0, c1, S::sel(bad, xv, gxv));
+    };
+    int64_t r = r0;
+    if (b == 0) {  // diagonal: tiles of R rows, each accumulator read and written once per tile
+      constexpr int R = 2;
+      for (; r + R <= r1; r += R) {
+        for (int64_t j0 = c0; j0 < c1; j0 += L) {
+          V xv[R], gv[R];
+          I inf = I{};
+          for (int q = 0; q < R; ++q) {
+            __builtin_prefetch(x + (r + q + R) * C + j0);
+            __builtin_prefetch(g + (r + q + R) * C + j0);
+            xv[q] = S::loadw(x + (r + q) * C, j0, c1);
+            gv[q] = S::loadw(g + (r + q) * C, j0, c1);
+            inf |= S::isinf(xv[q]);
+          }
+          if (S::any(inf)) {  // the zero-level rule at +-inf needs alpha(x) first: row by row
+            for (int q = 0; q < R; ++q) row_vec(r + q, j0);
+            continue;
+          }
+          const T* tv = tab + (j0 / L) * blk * L;  // m breakpoints, then the m+1 levels
+          T* pv = part + ((j0 - c0) / L) * P * L;
+          const auto acc = [&](int64_t k, V v) { S::store(pv + k * L, S::load(pv + k * L) + v); };
+          V p[R], a[R];
+          I prev[R];
+          const V l0 = S::load(tv + m * L);
+          for (int q = 0; q < R; ++q) { p[q] = gv[q] * xv[q]; a[q] = l0; prev[q] = ~I{}; }
+#pragma GCC unroll 32
+          for (int64_t k = 0; k < m; ++k) {  // interval k: x > s_{k-1} and not x > s_k
+            const V sk = S::load(tv + k * L), lk = S::load(tv + (m + k + 1) * L);
+            V sp = S::zero(), sg = S::zero();
+            for (int q = 0; q < R; ++q) {
+              const I gt = xv[q] > sk;
+              sp += S::keep(prev[q] & ~gt, p[q]);
+              if constexpr (AFF) sg += S::keep(prev[q] & ~gt, gv[q]);
+              a[q] = S::sel(gt, lk, a[q]);
+              prev[q] = gt;
+            }
+            acc(k, sp);
+            if constexpr (AFF) acc(m1 + k, sg);
+          }
+          V sp = S::zero(), sg = S::zero();
+          for (int q = 0; q < R; ++q) {
+            sp += S::keep(prev[q], p[q]);
+            if constexpr (AFF) sg += S::keep(prev[q], gv[q]);
+          }
+          acc(m, sp);
+          if constexpr (AFF) acc(m1 + m, sg);
+          for (int q = 0; q < R; ++q) {
+            const I bad = S::isnan(xv[q]);
+            nan[(j0 - c0) / L] |= bad;
+            S::storew(gx + (r + q) * C, j0, c1, S::sel(bad, xv[q], a[q] * gv[q]));
+          }
         }
-        const I bad = S::isnan(xv);
-        nan[(j0 - c0) / L] |= bad;
-        S::storew(gxr, j0, c1, S::sel(bad, xv, gxv));
       }
     }
+    for (; r < r1; ++r)
+      for (int64_t j0 = c0; j0 < c1; j0 += L) row_vec(r, j0);
     for (int64_t j0 = c0; j0 < c1; j0 += L) {  // NaN input: every level gradient reading it is NaN
       const I bad = nan[(j0 - c0) / L];
       if (!S::any(bad)) continue;
