@@ -7,8 +7,9 @@
 ``form="continuous"`` makes each term the integral of its levels (docs/method.md section 6):
 the same parameters and initialisations, a continuous piecewise-linear activation. With
 ``parameterization="knot_values"`` the continuous form trains the values of each term at the
-breakpoints and its two end slopes instead of the levels (section 6.3): the same function
-class and kernels, different gradients for the optimiser; ``levels`` is then computed.
+breakpoints and its two end slopes instead of the levels (section 6, "Trained through the
+values at the breakpoints"): the same function class and kernels, different gradients for the
+optimiser; ``levels`` is then computed.
 
 ``num_channels=1`` shares one set of levels across all channels (like ``nn.PReLU()``). The Lazy*
 variants infer C from the first input. Breakpoints are a (non-trainable) buffer; levels a Parameter.

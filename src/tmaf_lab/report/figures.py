@@ -232,18 +232,18 @@ def tmaf_layers_from_checkpoint(path: Path, form: str = "jump") -> dict[str, Any
         raise ValueError(f"{path}: no TMAF levels in checkpoint")
     layers: dict[str, Any] = {}
     for key, levels in state.items():
-        if isinstance(key, str) and key.endswith("knot_values"):
+        if not isinstance(key, str) or key.endswith("end_slopes"):  # read with its knot_values
+            continue
+        if key.endswith("knot_values"):
             prefix = key[: -len("knot_values")]
             bp, ends = state.get(prefix + "breakpoints"), state.get(prefix + "end_slopes")
             if not (isinstance(bp, torch.Tensor) and isinstance(ends, torch.Tensor)):
                 continue
             key, levels, form = prefix + "levels", levels_from_knots(bp, levels, ends), "continuous"
-        if not (isinstance(key, str) and key.endswith(("levels", "slopes"))):
+        if not key.endswith(("levels", "slopes")):
             continue
-        if key.endswith("slopes") and not key.endswith("end_slopes"):
+        if key.endswith("slopes"):
             form = "continuous"
-        elif key.endswith("end_slopes"):
-            continue
         prefix = key[: -len("levels")]
         bp = state.get(prefix + "breakpoints")
         if not isinstance(bp, torch.Tensor) or levels.dim() not in (2, 3):

@@ -126,10 +126,14 @@ TARGETS = {"sin1": "sin(pi x)", "sin4": "sin(4 pi x)", "sin16": "sin(16 pi x)",
            "sin32": "sin(32 pi x)", "chirp": "chirp", "sin2d": "sin2d"}
 
 
+def _ratio_number(r: float) -> str:
+    """A ratio to 2 significant digits, whole numbers from 10 on."""
+    return f"{r:#.2g}" if r < 10 else f"{r:.0f}"
+
+
 def _ratio_text(rec: dict) -> str:
     """2 significant digits, ``(n.s.)`` where the 95 % interval contains 1."""
-    r = rec["ratio"]
-    text = f"{r:#.2g}" if r < 10 else f"{r:.0f}"
+    text = _ratio_number(rec["ratio"])
     return text if rec["verdict"] in ("better", "worse") else f"{text} (n.s.)"
 
 
@@ -287,7 +291,8 @@ def text_paired_table(folder: Path, reference: str = "gelu") -> str:
 
 def _fit_runs(folders: list[Path]) -> dict[str, dict[str, list[dict]]]:
     """target -> activation -> runs, merged over ``folders`` (each holding <target>/results.json
-    of ``tmaf approx`` runs of one protocol); an activation found in two folders is an error."""
+    of ``tmaf approx`` runs of one protocol), each run with its ``_folder``, ``_target`` and
+    ``_steps``; an activation found in two folders is an error."""
     out: dict[str, dict[str, list[dict]]] = {}
     for folder in folders:
         if not folder.is_dir():
@@ -297,12 +302,14 @@ def _fit_runs(folders: list[Path]) -> dict[str, dict[str, list[dict]]]:
             if not path.is_file():
                 continue
             arms = out.setdefault(key, {})
-            for r in json.loads(path.read_text())["runs"]:
+            study = json.loads(path.read_text())
+            for r in study["runs"]:
                 act = r["activation"]
                 if act in arms and arms[act][0]["_folder"] != folder:
                     raise ValueError(f"activation {act!r} of {key} is in {folder} and "
                                      f"{arms[act][0]['_folder']}")
-                arms.setdefault(act, []).append({**r, "_folder": folder})
+                arms.setdefault(act, []).append({**r, "_folder": folder, "_target": key,
+                                                 "_steps": int(study["steps"])})
     return out
 
 
@@ -310,9 +317,7 @@ def _ratio_cell(values: dict[int, float], ref: dict[int, float]) -> str:
     """Geometric-mean ratio [95 % interval] over the paired seeds, bold when it excludes 1."""
     from tmaf_lab.report.stats import ratio_record
 
-    def num(x: float) -> str:
-        return f"{x:#.2g}" if x < 10 else f"{x:.0f}"
-
+    num = _ratio_number
     rec = ratio_record(values, ref, lower_is_better=True)
     if rec["n"] < 2 or rec["ratio"] != rec["ratio"]:
         return f"{num(rec['ratio'])} (n={rec['n']})"
@@ -336,11 +341,11 @@ def fit_ratio_table(folders: list[Path], arms: list[str] | None = None,
             raise ValueError(f"no runs of {', '.join(missing)} in {', '.join(map(str, folders))}")
         acts = [a for a in arms if a != reference]
     rows = []
-    for key, arms in runs.items():
-        if reference not in arms or any(a not in arms for a in acts):
+    for key, found in runs.items():
+        if reference not in found or any(a not in found for a in acts):
             continue  # a target not yet run with every activation shown
         err = {a: {int(r["seed"]): float(r["rel_l2"]) for r in rs if not r.get("diverged")}
-               for a, rs in arms.items()}
+               for a, rs in found.items()}
         ref = err[reference]
         rows.append((TARGETS[key], f"{sum(ref.values()) / len(ref):.3g}",
                      *(_ratio_cell(err[a], ref) for a in acts)))
@@ -354,19 +359,16 @@ def fit_cost_table(folders: list[Path]) -> str:
     """Per activation: width, parameters (of the 1-D targets) and the mean training seconds per
     1000 steps over all its runs (runs made at different times: orientation, not a paired
     speed measurement)."""
-    runs = _fit_runs(folders)
     per: dict[str, list[dict]] = {}
-    for key, arms in runs.items():
-        for act, rs in arms.items():
-            per.setdefault(act, []).extend({**r, "_target": key} for r in rs)
+    for found in _fit_runs(folders).values():
+        for act, rs in found.items():
+            per.setdefault(act, []).extend(rs)
     rows = []
     for act, rs in per.items():
         one_d = [r for r in rs if r["_target"] != "sin2d"] or rs
-        steps = {int(json.loads((r["_folder"] / r["_target"] / "results.json").read_text())
-                     ["steps"]) for r in rs[:1]}
-        per_k = [float(r["train_seconds"]) for r in rs]
+        per_k = [1000 * float(r["train_seconds"]) / r["_steps"] for r in rs]
         rows.append((act, str(one_d[0]["width"]), str(one_d[0]["params"]),
-                     f"{1000 * sum(per_k) / len(per_k) / steps.pop():.2f}", str(len(rs))))
+                     f"{sum(per_k) / len(per_k):.2f}", str(len(rs))))
     return markdown_table(["activation", "width", "parameters", "train s / 1000 steps", "runs"],
                           rows, align="lrrrr")
 
