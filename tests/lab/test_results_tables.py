@@ -128,16 +128,52 @@ def test_final_levels_table_reads_every_level_of_each_run(tmp_path):
             "ema-off": 0.9164, "ema-flip": 0.9217, "ema-flip-translate": 0.9248}
     _image_run(tmp_path, "relu/seed0", accs, 1880.2)
     _image_run(tmp_path, "gelu/seed0", {k: v - 0.01 for k, v in accs.items()}, 2000.0)
-    lines = tables.final_level_table(tmp_path).splitlines()
+    lines = tables.final_level_table([tmp_path], tmp_path).splitlines()
     assert lines[0].startswith("| run | final (average, flips + shifts) | net, no TTA |")
     assert lines[2] == ("| [gelu/seed0](gelu/seed0/results.json) | 91.48 % | 90.40 % | 91.14 % "
                         "| 91.44 % | 90.64 % | 15 | 2000 |")
     assert lines[3].endswith("| 92.48 % | 91.40 % | 92.14 % | 92.44 % | 91.64 % | 15 | 1880 |")
     _image_run(tmp_path, "plain/seed0", accs, final=False)
     with pytest.raises(ValueError, match="plain/seed0/results.json has no final evaluation"):
-        tables.final_level_table(tmp_path)
-    with pytest.raises(ValueError, match="has no finished run"):
-        tables.final_level_table((tmp_path / "empty").mkdir() or tmp_path / "empty")
+        tables.final_level_table([tmp_path], tmp_path)
+    with pytest.raises(ValueError, match="have no finished run"):
+        tables.final_level_table([(tmp_path / "empty").mkdir() or tmp_path / "empty"], tmp_path)
+    with pytest.raises(ValueError, match="missing is not a folder"):
+        tables.final_level_table([tmp_path / "missing"], tmp_path)
+
+
+def test_final_levels_table_names_runs_of_several_folders_below_the_root(tmp_path):
+    accs = dict.fromkeys(("net-off", "net-flip", "net-flip-translate", "ema-off", "ema-flip",
+                          "ema-flip-translate"), 0.9)
+    _image_run(tmp_path / "pilot", "no-ema/relu/seed0", accs, 10.0)
+    _image_run(tmp_path / "main", "relu/seed0", accs, 20.0)
+    _image_run(tmp_path / "main", "gelu/seed0", accs, 30.0)
+    text = tables.regenerate("<!-- table:final_levels pilot,main/relu -->\n<!-- /table -->",
+                             tmp_path)
+    names = [line.split("]")[0][3:] for line in text.splitlines()[3:-1]]
+    assert names == ["main/relu/seed0", "pilot/no-ema/relu/seed0"]
+
+
+def test_image_paired_table_pairs_to_relu_gelu_and_the_continuous_twin(tmp_path):
+    accs = {"relu": (0.9240, 0.9250, 0.9230), "gelu": (0.9270, 0.9260, 0.9280),
+            "pwl": (0.9260, 0.9255), "diagonal": (0.9265, 0.9262, 0.9250)}
+    for arm, values in accs.items():
+        for seed, acc in enumerate(values):
+            _image_run(tmp_path, f"{arm}/seed{seed}", {"ema-flip-translate": acc} | dict.fromkeys(
+                ("net-off", "net-flip", "net-flip-translate", "ema-off", "ema-flip"), acc), 1.0)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")
+            for line in tables.image_paired_table(tmp_path).splitlines()[2:]}
+    assert list(rows) == ["relu", "gelu", "pwl", "diagonal"]
+    assert rows["relu"][1:4] == ["0-2", "92.40, 92.50, 92.30", "92.40"]
+    assert rows["relu"][4] == "" and rows["gelu"][5] == ""
+    # gelu - relu: +0.3, +0.1, +0.5 points: mean +0.3, t(2) = 4.303, sd 0.2 -> +-0.497
+    assert rows["gelu"][4] == "+0.300 [−0.197, +0.797]"
+    # diagonal - pwl over the common seeds 0, 1: +0.05, +0.07
+    assert rows["diagonal"][6].rstrip(" |").startswith("+0.060 [")
+    assert rows["diagonal"][5].startswith("**−") or rows["diagonal"][5].startswith("−")
+    assert rows["gelu"][6].rstrip(" |") == ""
+    with pytest.raises(ValueError, match="no finished relu run"):
+        tables.image_paired_table((tmp_path / "gelu"))
 
 
 def _fit_target(folder: Path, target: str, errors: dict[str, list[float]], steps: int = 1000):

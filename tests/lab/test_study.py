@@ -157,6 +157,13 @@ def test_cifar_study_pilot_then_gated_main(tmp_path, capsys):
     runs = STUDIES["cifar"].runs("main", tmp_path)
     assert [r.gate for r in runs[:2]] == ["cifar10-airbench", None]
     assert {r.stream for r in runs} == {"A", "B"}
+    # the pilot's recipe run is the main part's relu/seed0: listed by both, planned once
+    pilot_cmds = printed(capsys, "cifar", "--part", "pilot", "--print", "--out", str(tmp_path))
+    assert pilot_cmds[0] == cmds[0]
+    both = printed(capsys, "cifar", "--print", "--out", str(tmp_path))
+    outs = [c[c.index("--out") + 1] for c in both]
+    assert len(both) == 3 + 15 and len(set(outs)) == len(outs)
+    assert outs[0] == f"{tmp_path}/cifar10-airbench/relu/seed0"
     calibrated = _train_configs(printed(capsys, "cifar", "--part", "calibrated", "--print",
                                         "--out", str(tmp_path)))
     assert {(c.activation, c.calibrate) for c in calibrated} == {("diagonal", 8)}

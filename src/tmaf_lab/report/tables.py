@@ -227,26 +227,47 @@ FINAL_LEVELS = {("ema", "flip-translate"): "final (average, flips + shifts)",
                 ("ema", "off"): "average, no TTA"}
 
 
-def final_level_table(folder: Path) -> str:
-    """One row per finished image run below ``folder`` (its ``results.json``, named by its path
-    there): test accuracy at each level of the final evaluation (the trained net and the
-    weight average, without and with test-time augmentation), epochs and training seconds."""
-    if not folder.is_dir():
-        raise ValueError(f"table source {folder} is not a folder")
+def final_level_table(folders: list[Path], root: Path) -> str:
+    """One row per finished image run below each of ``folders`` (its ``results.json``, named by
+    its path below ``root``): test accuracy at each level of the final evaluation (the trained
+    net and the weight average, without and with test-time augmentation), epochs and training
+    seconds."""
     rows = []
-    for path in sorted(folder.glob("**/results.json")):
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"table source {folder} is not a folder")
+    for path in sorted(p for folder in folders for p in folder.glob("**/results.json")):
         r = json.loads(path.read_text())
         if "final" not in r:
             raise ValueError(f"{path} has no final evaluation (results.json 'final')")
-        name = path.parent.relative_to(folder).as_posix()
+        name = path.parent.relative_to(root).as_posix()
         rows.append((f"[{name}]({name}/results.json)",
                      *(f"{100 * r['final'][net][level]['acc']:.2f} %"
                        for net, level in FINAL_LEVELS), r["epochs"],
                      f"{r['train_seconds']:.0f}"))
     if not rows:
-        raise ValueError(f"table source {folder} has no finished run (results.json)")
+        raise ValueError(f"table sources {', '.join(map(str, folders))} have no finished run "
+                         "(results.json)")
     return markdown_table(["run", *FINAL_LEVELS.values(), "epochs", "train s"], rows,
                           align="l" + "r" * (len(FINAL_LEVELS) + 2))
+
+
+def image_paired_table(folder: Path) -> str:
+    """Per arm of ``folder`` (``<arm>/seed<S>/results.json`` of image runs): the test accuracy
+    in % of every seed and its mean, the paired difference to ReLU, to GELU and, for TMAF, to
+    its continuous twin, in points with 95 % t intervals over the common seeds."""
+    runs = _seed_accuracies(folder)
+    rows = []
+    for arm, values in runs.items():
+        twin = runs.get(CONTINUOUS_TWIN.get(arm, ""))
+        rows.append((arm, _seeds_text(set(values)),
+                     ", ".join(f"{100 * values[s]:.2f}" for s in sorted(values)),
+                     f"{100 * sum(values.values()) / len(values):.2f}",
+                     "" if arm == "relu" else _paired_cell(values, runs["relu"]),
+                     "" if arm == "gelu" or "gelu" not in runs else _paired_cell(values, runs["gelu"]),
+                     _paired_cell(values, twin) if twin else ""))
+    return markdown_table(["activation", "seeds", "test % per seed", "mean %", "− ReLU", "− GELU",
+                           "− continuous twin"], rows, align="lllrlll")
 
 
 #: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
@@ -393,8 +414,10 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
         [here / a for a in arg.split(":")[0].split(",")],
         *([a.split(",") if a else None for a in arg.split(":")[1:2]] + arg.split(":")[2:3])),
     "fit_costs": lambda here, arg: fit_cost_table([here / a for a in arg.split(":")[0].split(",")]),
-    # ARG: a folder of image runs with a final evaluation (recipe cpu-cifar)
-    "final_levels": lambda here, arg: final_level_table(here / arg),
+    # ARG: a comma list of folders of image runs with a final evaluation (recipe cpu-cifar)
+    "final_levels": lambda here, arg: final_level_table([here / a for a in arg.split(",")], here),
+    # ARG: a folder of image runs <arm>/seed<S>
+    "image_paired": lambda here, arg: image_paired_table(here / arg),
 }
 
 

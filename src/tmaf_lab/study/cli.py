@@ -51,7 +51,9 @@ def plan(args) -> tuple[object, Path, list]:
                              f"{', '.join(study.parts)}")
     out = args.out or Path(study.out)
     arms = tuple(a for a in args.arms.split(",") if a)
-    runs = [r for part in parts for r in study.runs(part, out)]
+    runs = []
+    for part in parts:  # a run that two parts list runs once, where it first appears
+        runs += [r for r in study.runs(part, out) if r.folder not in {q.folder for q in runs}]
     extra = tuple(args.command_option)
     runs = [replace(r, options=(*r.options, *extra)) if r.command != "sweep" else r
             for r in runs]
@@ -85,7 +87,9 @@ def run(args) -> int:
         return report(study, out)
     if args.dry_run or args.print:
         for r in runs:
-            state = "skip (data not installed)" if run_data_missing(r) else status(r, out)
+            state = status(r, out)  # a finished run is done whether or not its data are here
+            if state != "done" and run_data_missing(r):
+                state = "skip (data not installed)"
             if args.print:
                 print(f"done: {out / r.folder}" if state == "done" else shown(r, out))
             else:
