@@ -11,7 +11,16 @@ import sys
 import pytest
 import torch
 from conftest import assert_close
-from helpers import BP, breakpoints, input_on_breakpoints, levels, run
+from helpers import (
+    BP,
+    GRID_KINDS,
+    breakpoints,
+    grid_by_spacing,
+    input_near_breakpoints,
+    input_on_breakpoints,
+    levels,
+    run,
+)
 from torch import nn
 
 import tmaf
@@ -92,6 +101,25 @@ def test_native_breakpoint_counts_and_layouts(isa, m, layout, b):
     bp = torch.sort(torch.randn(C, m, dtype=torch.float64), dim=-1).values * 1.5
     x = _layout(input_on_breakpoints((4, C, 3, 5), cd, bp, torch.float32), cd, layout)
     _check(x, bp.float(), levels(C, b, m), cd, f"{isa} m={m} {layout} b={b}")
+
+
+@pytest.mark.parametrize("m", [2, 9, 16, 17, 31])  # one breakpoint register (m < 16), two
+@pytest.mark.parametrize("kind", GRID_KINDS)
+@pytest.mark.parametrize("b", [0, 1])
+def test_native_grids_by_spacing(isa, m, kind, b):
+    """Evenly spaced grids (indexed at once by the avx512 channels-outer forwards) and grids just
+    past the rule (compare chains), on ties, float neighbours of breakpoints and non-finite input."""
+    C, cd = 6, 1
+    bp = grid_by_spacing(kind, C, m)
+    x = input_near_breakpoints((3, C, 2, 21), cd, bp)
+    lv = levels(C, b, m)
+    lv[1, :, 2] = 0.0  # zero levels: the zero-level rule at +-inf
+    g = torch.randn_like(x)
+    ref = run("reference", x.double(), bp, lv.double(), cd, g.double())
+    fast = run("native", x, bp.float(), lv, cd, g)
+    for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
+        torch.testing.assert_close(a.double(), r, atol=2e-5, rtol=2e-5, equal_nan=True,
+                                   msg=lambda s, name=name: f"{isa} m={m} {kind} b={b} {name}: {s}")
 
 
 def test_native_keeps_channels_last_without_copy():

@@ -1,7 +1,9 @@
 // Banded TMAF kernels for the avx2 instruction set (see kernels_impl.h).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "kernels.h"
 

@@ -2,8 +2,10 @@
 // the compiler maps to SSE4.2 on x86-64 (GCC 12 cannot lower the 64-bit lane selects to plain
 // SSE2; the dispatcher checks the CPU for SSE4.2) and to the native vector unit elsewhere.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "kernels.h"
 

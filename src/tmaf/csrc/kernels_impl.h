@@ -182,6 +182,58 @@ static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<
   return a * g;
 }
 
+// ------------------------------------------------ evenly spaced breakpoints: a computed index
+// Where a channel's m breakpoints are evenly spaced (each s_k within h/4 of s_0 + k h, h = (s_{m-1}
+// - s_0) / (m-1): DEFAULT_BREAKPOINTS, any linspace grid), e = floor((x - s_0) / h + 1/2) clamped
+// to 0..m is k(x) or k(x) - 1 (deviation <= 1/4 plus rounding ~1e-6 < 1/2), and one compare
+// with s_e, looked up by a shuffle (s_m = NaN: never exceeded), gives k(x) exactly, by the same
+// compare (x > s_k in T) as the chains: ties, infinities and NaN (index 0) land alike. The
+// levels (and intercepts) are looked up by the same shuffle: 10 operations per vector for any m
+// up to 2L - 1 (two table vectors), against 2m + 3. float, L >= 8 (avx2, avx512) only: on fewer
+// lanes a shuffle with a run-time index is not one instruction.
+template <typename T>
+struct UniformLookup {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  static constexpr bool enabled = std::is_same<T, float>::value && S::L >= 8;
+  V s0, inv_h, top, half, slo, shi, llo, lhi, clo, chi;
+  I index(V x) const {
+    V u = (x - s0) * inv_h + half;
+    u = u > S::zero() ? u : S::zero();  // NaN -> 0
+    u = u < top ? u : top;
+    const I e = __builtin_convertvector(u, I);  // truncation: floor of u >= 0
+    return e - (I)(x > __builtin_shuffle(slo, shi, e));
+  }
+  V level(I k) const { return __builtin_shuffle(llo, lhi, k); }
+  V intercept(I k) const { return __builtin_shuffle(clo, chi, k); }
+};
+
+// The lookup tables of one term (breakpoints s, m+1 levels lv, intercepts ic or nullptr) in *u;
+// false where the grid is not evenly spaced or does not fit two vectors (then the chains).
+template <typename T>
+static inline bool uniform_lookup(const T* s, const T* lv, const T* ic, int64_t m, UniformLookup<T>* u) {
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  if (!UniformLookup<T>::enabled || m < 2 || m + 1 > 2 * L) return false;
+  const double s0 = s[0], h = (double(s[m - 1]) - s0) / double(m - 1);
+  const T inv_h = static_cast<T>(1.0 / h);
+  if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(inv_h)) return false;
+  for (int64_t k = 1; k < m - 1; ++k)
+    if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
+  T st[2 * L], lt[2 * L], ct[2 * L];
+  for (int64_t k = 0; k < 2 * L; ++k) {
+    st[k] = k < m ? s[k] : std::numeric_limits<T>::quiet_NaN();
+    lt[k] = k <= m ? lv[k] : T(0);
+    ct[k] = ic != nullptr && k <= m ? ic[k] : T(0);
+  }
+  u->s0 = S::bc(s[0]); u->inv_h = S::bc(inv_h); u->top = S::bc(T(m)); u->half = S::bc(T(0.5));
+  u->slo = S::load(st); u->shi = S::load(st + L);
+  u->llo = S::load(lt); u->lhi = S::load(lt + L);
+  u->clo = S::load(ct); u->chi = S::load(ct + L);
+  return true;
+}
+
 // ---------------------------------------------------------------- rows layout (inner > 1)
 
 template <typename T, int MT, bool AFF>
@@ -208,6 +260,28 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
       if constexpr (AFF)
         for (int64_t k = 0; k <= m; ++k) icv[k] = S::bc(ic[(i * W + d + b) * (m + 1) + k]);
       const bool first = d == dlo;
+      UniformLookup<T> ul;
+      if (UniformLookup<T>::enabled &&
+          uniform_lookup<T>(bp + j * m, lv + (i * W + d + b) * (m + 1),
+                            AFF ? ic + (i * W + d + b) * (m + 1) : nullptr, m, &ul)) {
+        for (int64_t o = o0; o < o1; ++o) {
+          const T* xr = x + (o * C + j) * inner;
+          T* yr = out + (o * C + i) * inner;
+          for (int64_t s = s0; s < s1; s += L) {
+            const bool full = s + L <= s1;
+            __builtin_prefetch(xr + s + kPrefetchBytes / sizeof(T));
+            const V xv = full ? S::load(xr + s) : S::loadw(xr, s, s1);
+            const typename S::I k = ul.index(xv);
+            const V a = ul.level(k);
+            V y = S::drop((a == S::zero()) & (xv == xv), a * xv);
+            if constexpr (AFF) y += ul.intercept(k);
+            if (!first) y += full ? S::load(yr + s) : S::loadw(yr, s, s1);
+            if (full) S::store(yr + s, y);
+            else S::storew(yr, s, s1, y);
+          }
+        }
+        continue;
+      }
       const auto bpa = [&](int64_t k) { return bpv[k]; };
       const auto lva = [&](int64_t k) { return lvv[k]; };
       const auto ica = [&](int64_t k) { return icv[AFF ? k : 0]; };
