@@ -17,6 +17,24 @@ from tmaf_lab.bench.oracle import oracle_outputs_and_grads
 from tmaf_lab.cli import DEFAULT_THREADS, UsageError
 
 
+def test_thread_clock_leaves_out_time_the_thread_does_not_run():
+    """A sample that sleeps 20 ms: 20 ms of wall time, almost no CPU time of the thread."""
+    import time
+
+    fns = {"sleep": lambda: time.sleep(0.02)}
+    try:
+        timing.set_clock("thread")
+        thread = timing.time_interleaved(fns, repeats=3, warmup=0, sync=lambda: None, min_sample_s=0.0)
+    finally:
+        timing.set_clock("wall")
+    wall = timing.time_interleaved(fns, repeats=3, warmup=0, sync=lambda: None, min_sample_s=0.0)
+    assert wall["sleep"].median >= 0.02 and thread["sleep"].median < 0.005
+    assert cli.parse_args(["--quick", "--threads", "1", "--clock", "thread"]).clock == "thread"
+    assert cli.parse_args(["--quick"]).clock == "wall"
+    with pytest.raises(ValueError, match="unknown clock"):
+        timing.set_clock("cycles")
+
+
 def test_time_interleaved_rotates_order_and_counts_samples():
     calls: list[str] = []
     fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
@@ -289,6 +307,8 @@ def test_presets_and_cli_conventions():
     (["--dry-run", "--memory-formats", "nhwc"], "--memory-formats"),
     (["--dry-run", "--models", "mlp,resnet18", "--memory-formats", "channels-last"],
      "needs image models"),
+    (["--quick", "--clock", "thread"], "needs --device cpu and --threads 1"),
+    (["--dry-run", "--clock", "cpu"], "--clock"),
 ])
 def test_bad_options_are_one_line_errors(argv, message, capsys):
     with pytest.raises(UsageError, match=message.replace(".", r"\.")):

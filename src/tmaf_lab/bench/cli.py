@@ -30,6 +30,7 @@ from tmaf_lab.cli import (
 
 from . import report
 from .candidates import TMAF_BACKENDS, Shape
+from .timing import set_clock
 from .train_step import IMAGE_MODELS, MEMORY_FORMATS, MODELS
 
 PARTS = ("act", "kernels", "first", "train", "compile")
@@ -66,6 +67,7 @@ class BenchConfig:
     threads: tuple[int, ...]  # torch intra-op thread counts, each timed in turn
     seeds: tuple[int, ...] = (0,)
     train_memory_formats: tuple[str, ...] = ("contiguous",)  # image models: NCHW, channels-last
+    clock: str = "wall"  # timing.CLOCKS: wall time, or the timing thread's CPU time (1 thread)
 
 
 PRESETS = {
@@ -167,6 +169,10 @@ def _parser() -> OneLineErrorParser:
                    help=f"torch CPU thread counts to time, each in turn, e.g. 1,2 (default "
                         f"{DEFAULT_THREADS}; --quick: 1,2, the counts the targets name; "
                         "0 = torch's default)")
+    p.add_argument("--clock", default="wall", choices=("wall", "thread"),
+                   help="what a sample measures: wall time (default), or the timing thread's "
+                        "CPU time, which leaves out the time other processes take on a shared "
+                        "machine (CPU, --threads 1 only)")
     add_seed_options(p, (0,))
     return p
 
@@ -221,6 +227,11 @@ def parse_args(argv: list[str]) -> BenchConfig:
         default = torch.get_num_threads()
         settings["threads"] = tuple(dict.fromkeys(
             t or default for t in _int_list("--threads", a.threads, 0)))
+    if a.clock == "thread" and (device != "cpu" or settings["threads"] != (1,)):
+        raise UsageError(f"--clock thread times the calling thread's CPU time: it needs --device "
+                         f"cpu and --threads 1, got {device} and threads "
+                         f"{','.join(map(str, settings['threads']))}")
+    settings["clock"] = a.clock
     suffix = "-quick" if a.quick else ""
     out = a.out or ("runs/bench-dry-run" if a.dry_run else f"results/bench/{device}{suffix}")
     return BenchConfig(preset=preset, device=device, out=out, parts=parts, seeds=a.seeds,
@@ -273,6 +284,8 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
 
     backends = _device_backends(cfg, log)
     import tmaf_lab.models  # noqa: F401  (imported before the freeze below)
+
+    set_clock(cfg.clock)
 
     # time_interleaved collects garbage before it times; with torch loaded a full collection
     # walks ~10^6 objects (0.25 s): move everything alive now out of the collector's sight.
@@ -378,5 +391,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         torch.set_num_threads(old_threads)
+        set_clock("wall")
         gc.unfreeze()
     return 0

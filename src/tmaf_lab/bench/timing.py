@@ -18,6 +18,21 @@ from dataclasses import dataclass
 
 import torch
 
+#: the clock of every timed sample: ``wall`` (time.perf_counter) or ``thread``
+#: (time.thread_time, the calling thread's CPU time: it leaves out the time the scheduler gives
+#: other processes on a shared machine, and counts only one thread, so it needs torch at 1 thread
+#: on the CPU)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+_clock = CLOCKS["wall"]
+
+
+def set_clock(name: str) -> None:
+    """Time every later sample with clock ``name`` (a key of :data:`CLOCKS`)."""
+    global _clock
+    if name not in CLOCKS:
+        raise ValueError(f"unknown clock {name!r}; expected one of {', '.join(CLOCKS)}")
+    _clock = CLOCKS[name]
+
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
     """A function that waits for queued work on ``device`` (a no-op on CPU)."""
@@ -85,11 +100,11 @@ def time_interleaved(candidates: dict[str, Callable[[], None]], *, repeats: int,
             for name in names[k:] + names[:k]:
                 fn, n = candidates[name], number[name]
                 sync()
-                t0 = time.perf_counter()
+                t0 = _clock()
                 for _ in range(n):
                     fn()
                 sync()
-                samples[name].append((time.perf_counter() - t0) / n)
+                samples[name].append((_clock() - t0) / n)
             gc.collect(0)  # the youngest generation only, between rounds (milliseconds)
     finally:
         if gc_was_enabled:
