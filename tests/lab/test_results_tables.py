@@ -173,7 +173,35 @@ def test_image_paired_table_pairs_to_relu_gelu_and_the_continuous_twin(tmp_path)
     assert rows["diagonal"][5].startswith("**−") or rows["diagonal"][5].startswith("−")
     assert rows["gelu"][6].rstrip(" |") == ""
     with pytest.raises(ValueError, match="no finished relu run"):
-        tables.image_paired_table((tmp_path / "gelu"))
+        tables.image_paired_table(tmp_path / "gelu")
+
+
+def _kernels_csv(folder: Path, ratios: dict[str, float]) -> None:
+    folder.mkdir(parents=True)
+    lines = ["shape,phase,candidate,kind,ratio_vs_relu_kernel", "64x64,fwd,relu,relu,1.0"]
+    lines += [f"64x64,{key.split('/')[0]},{key.split('/')[1]},diagonal,{r}" for key, r in ratios.items()]
+    (folder / "kernels.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_kernel_rounds_pair_builds_round_by_round(tmp_path):
+    """One column per label and round, the last label over the first as the geometric mean of
+    the per-round quotients; baselines left out; a round folder without kernels.csv is an error."""
+    _kernels_csv(tmp_path / "old-avx512-1", {"fwd/diag": 2.0, "bwd/diag": 1.5})
+    _kernels_csv(tmp_path / "new-avx512-1", {"fwd/diag": 1.0, "bwd/diag": 1.5})
+    _kernels_csv(tmp_path / "old-avx512-2", {"fwd/diag": 4.0})
+    _kernels_csv(tmp_path / "new-avx512-2", {"fwd/diag": 1.0})
+    _kernels_csv(tmp_path / "other-avx512-1", {"fwd/diag": 9.0})  # a label not asked for
+    lines = tables.kernel_rounds_table(tmp_path, ["old", "new"]).splitlines()
+    assert lines[0] == "| isa | shape | phase | kernel | old 1 | new 1 | old 2 | new 2 | new / old |"
+    # fwd: quotients 0.5 and 0.25 -> geometric mean 0.354; bwd: one round, 1.00
+    assert lines[2] == "| avx512 | 64x64 | fwd | diag | 2.00x | 1.00x | 4.00x | 1.00x | 0.35 |"
+    assert lines[3] == "| avx512 | 64x64 | bwd | diag | 1.50x | 1.50x |  |  | 1.00 |"
+    assert len(lines) == 4
+    (tmp_path / "old-avx2-1").mkdir()
+    with pytest.raises(ValueError, match="no kernels.csv"):
+        tables.kernel_rounds_table(tmp_path, ["old", "new"])
+    with pytest.raises(ValueError, match="no <label>"):
+        tables.kernel_rounds_table(tmp_path / "new-avx512-1", ["old", "new"])
 
 
 def _fit_target(folder: Path, target: str, errors: dict[str, list[float]], steps: int = 1000):

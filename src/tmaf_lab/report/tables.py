@@ -270,6 +270,50 @@ def image_paired_table(folder: Path) -> str:
                            "− continuous twin"], rows, align="lllrlll")
 
 
+ROUND_FOLDER = re.compile(r"(?P<label>[a-z]+)-(?P<isa>[a-z0-9]+)-(?P<round>\d+)")
+
+
+def kernel_rounds_table(folder: Path, labels: list[str]) -> str:
+    """Kernel-only ratios (to ``torch.relu`` / ``threshold_backward``, same run) of builds timed in
+    alternating rounds: ``folder/<label>-<isa>-<round>/kernels.csv`` (``tmaf bench --parts
+    kernels``), one column per label and round, and the last label over the first (geometric
+    mean over the rounds). Rows: ISA, shape, phase, candidate."""
+    import csv
+    import math
+
+    ratios: dict[tuple, dict[tuple[str, int], float]] = {}
+    rounds: set[int] = set()
+    if not folder.is_dir():
+        raise ValueError(f"table source {folder} is not a folder")
+    for sub in sorted(folder.iterdir()):
+        m = ROUND_FOLDER.fullmatch(sub.name)
+        if not (m and sub.is_dir() and m["label"] in labels):
+            continue
+        path = sub / "kernels.csv"
+        if not path.is_file():
+            raise ValueError(f"{sub} has no kernels.csv")
+        rounds.add(int(m["round"]))
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row["kind"] == "relu":
+                    continue
+                key = (m["isa"], row["shape"], row["phase"], row["candidate"])
+                ratios.setdefault(key, {})[(m["label"], int(m["round"]))] = float(row["ratio_vs_relu_kernel"])
+    if not ratios:
+        raise ValueError(f"{folder} has no <label>-<isa>-<round>/kernels.csv for labels {labels}")
+    cols = [(label, r) for r in sorted(rounds) for label in labels]
+    rows = []
+    for key in sorted(ratios, key=lambda k: (k[0] != "avx512", k[1], k[2] != "fwd", k[3])):
+        got = ratios[key]
+        cells = [f"{got[c]:.2f}x" if c in got else "" for c in cols]
+        pairs = [got[(labels[-1], r)] / got[(labels[0], r)] for r in sorted(rounds)
+                 if (labels[-1], r) in got and (labels[0], r) in got]
+        change = f"{math.exp(sum(map(math.log, pairs)) / len(pairs)):.2f}" if pairs else ""
+        rows.append((*key, *cells, change))
+    return markdown_table(["isa", "shape", "phase", "kernel", *(f"{label} {r}" for label, r in cols),
+                           f"{labels[-1]} / {labels[0]}"], rows, align="llll" + "r" * (len(cols) + 1))
+
+
 #: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
 CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
 
@@ -418,6 +462,9 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "final_levels": lambda here, arg: final_level_table([here / a for a in arg.split(",")], here),
     # ARG: a folder of image runs <arm>/seed<S>
     "image_paired": lambda here, arg: image_paired_table(here / arg),
+    # ARG: FOLDER:LABELS, LABELS a comma list (before first, after last) of <label>-<isa>-<round>
+    "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.split(":")[0],
+                                                           arg.split(":")[1].split(",")),
 }
 
 

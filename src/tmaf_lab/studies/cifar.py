@@ -3,11 +3,12 @@ width 32, 15 epochs, one thread per run).
 
 pilot: ReLU, seed 0, the recipe (the main part's relu/seed0, one run serving both) and the
 recipe with one technique taken out (the effect of test-time augmentation and of the weight
-average are read from every run's final evaluation, results.json ``final``). main: relu (gated: mean >= 91.0 %), gelu (airbench's own
-activation), pwl (= continuous_diagonal), diagonal and tridiagonal TMAF, seeds 0-2, seed by
-seed, two streams. more: prelu and continuous_tridiagonal, seeds 0-2, and every main arm's
-seeds 3-4. calibrated: diagonal TMAF with its grids calibrated on 8 batches before the first
-step, seeds 0-2. Runs: results/cifar/cifar10-airbench/<arm>/seed<S>.
+average are read from every run's final evaluation, results.json ``final``). main: relu
+(gated: mean >= 91.0 %), gelu (airbench's own activation), pwl (= continuous_diagonal),
+diagonal and tridiagonal TMAF, seeds 0-2, seed by seed, two streams. more: prelu and
+continuous_tridiagonal, seeds 0-2, and every main arm's seeds 3-4. calibrated: diagonal TMAF
+with its grids calibrated on 8 batches before the first step, seeds 0-2. Runs:
+results/cifar/cifar10-airbench/<arm>/seed<S>.
 """
 
 from dataclasses import replace
