@@ -122,6 +122,27 @@ def test_native_grids_by_spacing(isa, m, kind, b):
                                    msg=lambda s, name=name: f"{isa} m={m} {kind} b={b} {name}: {s}")
 
 
+@pytest.mark.parametrize("op", ["banded_fwd", "banded_cont_fwd"])
+@pytest.mark.parametrize("kind", GRID_KINDS)
+def test_forward_is_the_same_bits_on_every_isa(op, kind):
+    """The computed index (evenly spaced grids, avx512 and avx2) selects the level the compare
+    chains select (the portable kernel): forwards agree bit for bit, NaN where NaN."""
+    for m, b in ((2, 0), (9, 0), (9, 1), (17, 0), (31, 1)):
+        bp = grid_by_spacing(kind, 6, m)
+        x = input_near_breakpoints((3, 6, 2, 21), 1, bp)
+        lv = levels(6, b, m)
+        outs = {}
+        for isa in ISAS:
+            prev = tmaf.set_native_isa(isa)
+            try:
+                outs[isa] = getattr(torch.ops.tmaf, op)(x, bp.float(), lv, 1)
+            finally:
+                tmaf.set_native_isa(prev)
+        for isa, y in outs.items():
+            assert torch.equal(y.isnan(), outs["default"].isnan()), f"{isa} m={m} b={b}"
+            assert torch.equal(y.nan_to_num(0.0), outs["default"].nan_to_num(0.0)), f"{isa} m={m} b={b}"
+
+
 def test_native_keeps_channels_last_without_copy():
     x = torch.randn(2, 8, 4, 4).to(memory_format=torch.channels_last)
     y = tmaf.DiagonalTMAF(8, backend="native")(x)
