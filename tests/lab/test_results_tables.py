@@ -204,6 +204,27 @@ def test_kernel_rounds_pair_builds_round_by_round(tmp_path):
         tables.kernel_rounds_table(tmp_path / "new-avx512-1", ["old", "new"])
 
 
+def test_targets_of_two_runs_side_by_side(tmp_path):
+    """A column per (run, threads) named with the run's ISA, a missed limit in bold, limits that
+    differ by thread count listed each; a folder without targets.csv is an error."""
+    head = "target,where,threads,backend,measured,unit,limit,met,seeds,isa"
+    for name, isa, fb in (("a", "avx512", (1.2, 1.3)), ("b", "avx2", (1.6, 1.1))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "targets.csv").write_text("\n".join([
+            head,
+            f'"diag fwd+bwd",64x64,1,native,{fb[0]},x,1.25,{fb[0] <= 1.25},1,{isa}',
+            f'"diag fwd+bwd",64x64,2,native,{fb[1]},x,1.15,{fb[1] <= 1.15},1,{isa}',
+            f"first call,8x64,1,native,1.5,ms,10,True,1,{isa}"]) + "\n")
+    lines = tables.targets_table([tmp_path / "a", tmp_path / "b"], tmp_path).splitlines()
+    assert lines[0] == ("| target | where | a (avx512, 1 t) | a (avx512, 2 t) | b (avx2, 1 t) | "
+                        "b (avx2, 2 t) | limit |")
+    assert lines[2] == ("| diag fwd+bwd | 64x64 | 1.20x | **1.30x** | **1.60x** | 1.10x | "
+                        "<= 1.25x (1 t), <= 1.15x (2 t) |")
+    assert lines[3] == "| first call | 8x64 | 1.50 ms |  | 1.50 ms |  | <= 10 ms |"
+    with pytest.raises(ValueError, match="has no targets.csv"):
+        tables.targets_table([tmp_path / "c"], tmp_path)
+
+
 def _fit_target(folder: Path, target: str, errors: dict[str, list[float]], steps: int = 1000):
     runs = [{"activation": act, "seed": seed, "width": 8, "params": 100, "rel_l2": e,
              "train_seconds": 2.0, "diverged": False}

@@ -314,6 +314,50 @@ def kernel_rounds_table(folder: Path, labels: list[str]) -> str:
                            f"{labels[-1]} / {labels[0]}"], rows, align="llll" + "r" * (len(cols) + 1))
 
 
+def targets_table(folders: list[Path], root: Path) -> str:
+    """The speed targets of ``tmaf bench --quick`` runs side by side: one row per (target,
+    where), one column per (run folder, threads) with the measured value (bold where the limit
+    is missed), then the limit. Folders (relative to ``root``) hold targets.csv; a column is
+    named by the folder and the ISA its kernels used."""
+    import csv
+
+    cols: list[tuple[str, str]] = []
+    values: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
+    for folder in folders:
+        path = folder / "targets.csv"
+        if not path.is_file():
+            raise ValueError(f"{folder} has no targets.csv (tmaf bench --quick --out {folder})")
+        name = folder.relative_to(root).as_posix()
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                col = (name, row["threads"])
+                if col not in cols:
+                    cols.append(col)
+                values.setdefault((row["target"], row["where"]), {})[col] = row
+    isa = {name: next(r["isa"] for rows in values.values() for (n, _), r in rows.items() if n == name)
+           for name, _ in cols}
+    rows = []
+    for (target, where), got in values.items():
+        cells, limits = [], {}
+        for col in cols:
+            r = got.get(col)
+            if r is None:
+                cells.append("")
+                continue
+            unit = "x" if r["unit"] == "x" else f" {r['unit']}"
+            text = f"{float(r['measured']):.2f}{unit}"
+            cells.append(f"**{text}**" if r["met"] == "False" else text)
+            if r["limit"]:
+                sign = "= " if target.startswith("saved") else "<= "
+                limits.setdefault(f"{sign}{float(r['limit']):g}{unit}", []).append(col[1])
+        limit = (next(iter(limits), "") if len(limits) <= 1 else
+                 ", ".join(f"{text} ({'/'.join(dict.fromkeys(ts))} t)" for text, ts in limits.items()))
+        rows.append((target, where, *cells, limit))
+    header = [f"{name} ({isa[name]}, {t} t)" for name, t in cols]
+    return markdown_table(["target", "where", *header, "limit"], rows,
+                          align="ll" + "r" * (len(cols) + 1))
+
+
 #: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
 CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
 
@@ -462,6 +506,8 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "final_levels": lambda here, arg: final_level_table([here / a for a in arg.split(",")], here),
     # ARG: a folder of image runs <arm>/seed<S>
     "image_paired": lambda here, arg: image_paired_table(here / arg),
+    # ARG: a comma list of tmaf bench --quick output folders (targets.csv)
+    "targets": lambda here, arg: targets_table([here / a for a in arg.split(",")], here),
     # ARG: FOLDER:LABELS, LABELS a comma list (before first, after last) of <label>-<isa>-<round>
     "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.split(":")[0],
                                                            arg.split(":")[1].split(",")),
