@@ -189,14 +189,17 @@ static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<
 // with s_e, looked up by a shuffle (s_m = NaN: never exceeded), gives k(x) exactly, by the same
 // compare (x > s_k in T) as the chains: ties, infinities and NaN (index 0) land alike. The
 // levels (and intercepts) are looked up by the same shuffle: 10 operations per vector for any m
-// up to 2L - 1 (two table vectors), against 2m + 3. float, L >= 8 (avx2, avx512) only: on fewer
-// lanes a shuffle with a run-time index is not one instruction.
+// up to 2L - 1 (two table vectors), against 2m + 3. float with 16 lanes (avx512: the banded terms
+// its own kernels leave to these) only: with 8 lanes (avx2) a two-vector shuffle is two permutes
+// and a blend, and the forward measured no faster than the compare chain (128x64x32x32, m = 9:
+// diagonal 1.03x, tridiagonal 1.19x the chain's time; results/bench/uniform-index); with 4, a
+// shuffle with a run-time index is not one instruction.
 template <typename T>
 struct UniformLookup {
   using S = Simd<T>;
   using V = typename S::V;
   using I = typename S::I;
-  static constexpr bool enabled = std::is_same<T, float>::value && S::L >= 8;
+  static constexpr bool enabled = std::is_same<T, float>::value && S::L >= 16;
   V s0, inv_h, top, half, slo, shi, llo, lhi, clo, chi;
   I index(V x) const {
     V u = (x - s0) * inv_h + half;
