@@ -10,16 +10,7 @@ import math
 import pytest
 import torch
 from conftest import assert_close
-from helpers import (
-    BP,
-    GRID_KINDS,
-    C,
-    breakpoints,
-    grid_by_spacing,
-    input_near_breakpoints,
-    input_on_breakpoints,
-    levels,
-)
+from helpers import BP, C, breakpoints, input_on_breakpoints, levels
 from helpers import SHAPES as BASE_SHAPES
 from torch import nn
 
@@ -158,30 +149,6 @@ def test_native_every_isa_and_layout(isa, m, layout, b):
     for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
         torch.testing.assert_close(a.double(), r, atol=2e-5, rtol=2e-5,
                                    msg=lambda s, name=name: f"{isa} m={m} {layout} {name}: {s}")
-
-
-@pytest.mark.skipif(not NATIVE, reason="the native operators are not built")
-@pytest.mark.parametrize("m", [2, 9, 16, 17, 31])
-@pytest.mark.parametrize("kind", GRID_KINDS)
-@pytest.mark.parametrize("b", [0, 1])
-def test_native_grids_by_spacing(isa, m, kind, b):
-    """Evenly spaced grids (indexed at once by the avx512 channels-outer forward) and grids just
-    past the rule, on ties, float neighbours of breakpoints and non-finite input."""
-    Cs, cd = 6, 1
-    bp = grid_by_spacing(kind, Cs, m)
-    x = input_near_breakpoints((3, Cs, 2, 21), cd, bp)
-    lv = levels(Cs, b, m, torch.float32)
-    lv[1, :, 2] = 0.0
-    g = torch.randn_like(x)
-    ref = run("reference", x.double(), bp, lv.double(), cd, g.double())
-    fast = run("native", x, bp.float(), lv, cd, g)
-    # the output a x + c and the level gradient (g x summed, g s subtracted through the
-    # intercepts) cancel float32 terms the size of the breakpoints (1000 on the far-offset grid)
-    scale = dict.fromkeys(("output", "grad levels"), max(1.0, bp.abs().max().item()))
-    for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
-        tol = 2e-5 * scale.get(name, 1.0)
-        torch.testing.assert_close(a.double(), r, atol=tol, rtol=2e-5, equal_nan=True,
-                                   msg=lambda s, name=name: f"{isa} m={m} {kind} b={b} {name}: {s}")
 
 
 @pytest.mark.slow
