@@ -192,12 +192,8 @@ struct UniformIndex {
 // outside 2..kDiagMaxM): then the compare chain.
 template <int MT>
 static inline bool uniform_index(const float* s, int64_t m, UniformIndex<MT>* u) {
-  if (m < 2 || m > kDiagMaxM) return false;
-  const double s0 = s[0], h = (double(s[m - 1]) - s0) / double(m - 1);
-  const float inv_h = static_cast<float>(1.0 / h);
-  if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(inv_h)) return false;
-  for (int64_t k = 1; k < m - 1; ++k)
-    if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
+  float inv_h;
+  if (m > kDiagMaxM || !evenly_spaced(s, m, &inv_h)) return false;
   alignas(64) float tab[32];
   for (int k = 0; k < 32; ++k) tab[k] = k < m ? s[k] : std::numeric_limits<float>::quiet_NaN();
   *u = {_mm512_set1_ps(s[0]), _mm512_set1_ps(inv_h), _mm512_set1_ps(float(m)), _mm512_load_ps(tab),

@@ -194,6 +194,20 @@ static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<
 // and a blend, and the forward measured no faster than the compare chain (128x64x32x32, m = 9:
 // diagonal 1.03x, tridiagonal 1.19x the chain's time; results/bench/uniform-index); with 4, a
 // shuffle with a run-time index is not one instruction.
+// Whether m >= 2 breakpoints s are evenly spaced: each s_k within h/4 of s_0 + k h, h = (s_{m-1} -
+// s_0) / (m - 1) > 0, with 1/h finite in T (*inv_h). The rule under which e = floor((x - s_0)/h
+// + 1/2) is k(x) or k(x) - 1 (see below and kernels_avx512.cpp).
+template <typename T>
+static inline bool evenly_spaced(const T* s, int64_t m, T* inv_h) {
+  if (m < 2) return false;
+  const double s0 = s[0], h = (double(s[m - 1]) - s0) / double(m - 1);
+  *inv_h = static_cast<T>(1.0 / h);
+  if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(*inv_h)) return false;
+  for (int64_t k = 1; k < m - 1; ++k)
+    if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
+  return true;
+}
+
 template <typename T>
 struct UniformLookup {
   using S = Simd<T>;
@@ -218,12 +232,9 @@ template <typename T>
 static inline bool uniform_lookup(const T* s, const T* lv, const T* ic, int64_t m, UniformLookup<T>* u) {
   using S = Simd<T>;
   constexpr int L = S::L;
-  if (!UniformLookup<T>::enabled || m < 2 || m + 1 > 2 * L) return false;
-  const double s0 = s[0], h = (double(s[m - 1]) - s0) / double(m - 1);
-  const T inv_h = static_cast<T>(1.0 / h);
-  if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(inv_h)) return false;
-  for (int64_t k = 1; k < m - 1; ++k)
-    if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
+  if (!UniformLookup<T>::enabled || m + 1 > 2 * L) return false;
+  T inv_h;
+  if (!evenly_spaced(s, m, &inv_h)) return false;
   T st[2 * L], lt[2 * L], ct[2 * L];
   for (int64_t k = 0; k < 2 * L; ++k) {
     st[k] = k < m ? s[k] : std::numeric_limits<T>::quiet_NaN();
@@ -258,10 +269,6 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
     const int64_t dlo = std::max(-b, -i), dhi = std::min(b, C - 1 - i);
     for (int64_t d = dlo; d <= dhi; ++d) {
       const int64_t j = i + d;
-      for (int64_t k = 0; k < m; ++k) bpv[k] = S::bc(bp[j * m + k]);
-      for (int64_t k = 0; k <= m; ++k) lvv[k] = S::bc(lv[(i * W + d + b) * (m + 1) + k]);
-      if constexpr (AFF)
-        for (int64_t k = 0; k <= m; ++k) icv[k] = S::bc(ic[(i * W + d + b) * (m + 1) + k]);
       const bool first = d == dlo;
       UniformLookup<T> ul;
       if (UniformLookup<T>::enabled &&
@@ -285,6 +292,10 @@ void fwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
         }
         continue;
       }
+      for (int64_t k = 0; k < m; ++k) bpv[k] = S::bc(bp[j * m + k]);
+      for (int64_t k = 0; k <= m; ++k) lvv[k] = S::bc(lv[(i * W + d + b) * (m + 1) + k]);
+      if constexpr (AFF)
+        for (int64_t k = 0; k <= m; ++k) icv[k] = S::bc(ic[(i * W + d + b) * (m + 1) + k]);
       const auto bpa = [&](int64_t k) { return bpv[k]; };
       const auto lva = [&](int64_t k) { return lvv[k]; };
       const auto ica = [&](int64_t k) { return icv[AFF ? k : 0]; };

@@ -14,7 +14,9 @@ nothing and exits 1 when a committed table differs from what its source files gi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -278,9 +280,6 @@ def kernel_rounds_table(folder: Path, labels: list[str]) -> str:
     alternating rounds: ``folder/<label>-<isa>-<round>/kernels.csv`` (``tmaf bench --parts
     kernels``), one column per label and round, and the last label over the first (geometric
     mean over the rounds). Rows: ISA, shape, phase, candidate."""
-    import csv
-    import math
-
     ratios: dict[tuple, dict[tuple[str, int], float]] = {}
     rounds: set[int] = set()
     if not folder.is_dir():
@@ -319,8 +318,6 @@ def targets_table(folders: list[Path], root: Path) -> str:
     where), one column per (run folder, threads) with the measured value (bold where the limit
     is missed), then the limit. Folders (relative to ``root``) hold targets.csv; a column is
     named by the folder and the ISA its kernels used."""
-    import csv
-
     cols: list[tuple[str, str]] = []
     values: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
     for folder in folders:

@@ -51,9 +51,12 @@ def plan(args) -> tuple[object, Path, list]:
                              f"{', '.join(study.parts)}")
     out = args.out or Path(study.out)
     arms = tuple(a for a in args.arms.split(",") if a)
-    runs = []
+    runs, seen = [], set()
     for part in parts:  # a run that two parts list runs once, where it first appears
-        runs += [r for r in study.runs(part, out) if r.folder not in {q.folder for q in runs}]
+        for r in study.runs(part, out):
+            if r.folder not in seen:
+                seen.add(r.folder)
+                runs.append(r)
     extra = tuple(args.command_option)
     runs = [replace(r, options=(*r.options, *extra)) if r.command != "sweep" else r
             for r in runs]
