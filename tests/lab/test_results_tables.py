@@ -202,6 +202,8 @@ def test_kernel_rounds_pair_builds_round_by_round(tmp_path):
         tables.kernel_rounds_table(tmp_path, ["old", "new"])
     with pytest.raises(ValueError, match="no <label>"):
         tables.kernel_rounds_table(tmp_path / "new-avx512-1", ["old", "new"])
+    with pytest.raises(ValueError, match="expected FOLDER:BEFORE,AFTER"):
+        tables.regenerate("<!-- table:kernel_rounds . -->\n<!-- /table -->", tmp_path)
 
 
 def test_targets_of_two_runs_side_by_side(tmp_path):

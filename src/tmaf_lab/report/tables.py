@@ -313,6 +313,15 @@ def kernel_rounds_table(folder: Path, labels: list[str]) -> str:
                            f"{labels[-1]} / {labels[0]}"], rows, align="llll" + "r" * (len(cols) + 1))
 
 
+def _labels(arg: str) -> list[str]:
+    """The LABELS of a kernel_rounds marker's ``FOLDER:LABELS`` (two or more, comma list)."""
+    labels = [a for a in arg.partition(":")[2].split(",") if a]
+    if len(labels) < 2:
+        raise ValueError(f"table:kernel_rounds {arg}: expected FOLDER:BEFORE,AFTER (two or more "
+                         "labels of <label>-<isa>-<round> folders)")
+    return labels
+
+
 def targets_table(folders: list[Path], root: Path) -> str:
     """The speed targets of ``tmaf bench --quick`` runs side by side: one row per (target,
     where), one column per (run folder, threads) with the measured value (bold where the limit
@@ -506,8 +515,8 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     # ARG: a comma list of tmaf bench --quick output folders (targets.csv)
     "targets": lambda here, arg: targets_table([here / a for a in arg.split(",")], here),
     # ARG: FOLDER:LABELS, LABELS a comma list (before first, after last) of <label>-<isa>-<round>
-    "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.split(":")[0],
-                                                           arg.split(":")[1].split(",")),
+    "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.partition(":")[0],
+                                                           _labels(arg)),
 }
 
 
