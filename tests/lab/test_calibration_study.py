@@ -184,6 +184,43 @@ def test_coverage_of_trained_runs(tmp_path, capsys):
     assert "no finished TMAF training run" in capsys.readouterr().err
 
 
+def test_coverage_keeps_earlier_rows_of_runs_without_a_checkpoint(tmp_path, capsys):
+    """tmaf coverage --out DIR keeps the rows already in DIR/coverage.json of runs it does
+    not measure again (their checkpoints are elsewhere); --fresh drops them; a malformed
+    coverage.json is a clear error, not a lost file."""
+    from tmaf_lab.report import coverage
+    from tmaf_lab.train import checkpoint as ckpt
+
+    base = ["synthetic", "--width", "32", "--batch-size", "64", "--subset", "256",
+            "--test-subset", "128", "--threads", "1", "--device", "cpu", "--activation",
+            "diagonal"]
+    for seed in ("0", "1"):
+        assert train_cli.main([*base, "--seeds", seed, "--out", str(tmp_path / f"s{seed}")]) == 0
+    cov = tmp_path / "cov"
+    assert coverage.main([str(tmp_path / "s0"), "--out", str(cov)]) == 0
+    first = json.loads((cov / "coverage.json").read_text())["runs"]
+    assert [Path(r["run"]).name for r in first] == ["s0"]
+    (tmp_path / "s0" / ckpt.NAME).unlink()
+    assert coverage.main([str(tmp_path), "--out", str(cov)]) == 0
+    data = json.loads((cov / "coverage.json").read_text())
+    rows = {Path(r["run"]).name: r for r in data["runs"]}
+    assert set(rows) == {"s0", "s1"} and data["skipped"] == []
+    assert rows["s0"] == first[0]  # kept as measured, with the command that measured it
+    assert rows["s0"]["argv"] != rows["s1"]["argv"]
+    md = (cov / "coverage.md").read_text()
+    assert "| 2 |" in md and "1 run(s) measured by this command, 1 kept" in md
+    assert coverage.main([str(tmp_path), "--out", str(cov), "--fresh"]) == 0
+    data = json.loads((cov / "coverage.json").read_text())
+    assert [Path(r["run"]).name for r in data["runs"]] == ["s1"]
+    assert [Path(s["run"]).name for s in data["skipped"]] == ["s0"]
+    capsys.readouterr()
+    (cov / "coverage.json").write_text('{"rows": []}')
+    assert coverage.main([str(tmp_path), "--out", str(cov)]) == 2
+    err = capsys.readouterr().err
+    assert "coverage.json" in err and "'runs'" in err and "--fresh" in err
+    assert (cov / "coverage.json").read_text() == '{"rows": []}'
+
+
 def test_tuning_search_and_table(tmp_path, capsys, monkeypatch):
     """tmaf study tuning: the same --act-lr grid for every learned activation, validation
     split only; tmaf tuning picks the best rate and refuses test runs."""

@@ -9,6 +9,10 @@ checkpoint's, so calibrated (C, m) grids load), run in eval mode on the test set
 channel's first or above its last breakpoint (where the layer is linear). Runs without TMAF
 layers or without a checkpoint are listed as skipped. Writes ``DIR/coverage.json`` (per run)
 and ``DIR/coverage.md`` (mean over seeds per data set, activation and calibration setting).
+
+Checkpoints are not committed, so a run measured earlier may have none here: the rows already
+in ``DIR/coverage.json`` are kept unless the run is measured again (``--fresh`` drops them).
+Each row records the command that measured it (``argv``).
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ def _parser() -> OneLineErrorParser:
                            description=__doc__.split("\n")[0])
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--fresh", action="store_true",
+                   help="drop the rows of an existing OUT/coverage.json instead of keeping the "
+                        "runs not measured this time")
     return p
 
 
@@ -93,26 +100,51 @@ def main(argv: list[str] | None = None) -> int:
     return command_main(_parser, lambda args: _coverage(args, argv), argv)
 
 
+def earlier_rows(path: Path) -> list[dict]:
+    """The per-run rows of an existing coverage.json (none if the file is absent)."""
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text())["runs"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: expected a coverage.json with a 'runs' list ({e}); "
+                         "rerun with --fresh to replace it") from e
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "run" in r for r in rows):
+        raise ValueError(f"{path}: 'runs' must be a list of rows with a 'run' folder; "
+                         "rerun with --fresh to replace it")
+    return rows
+
+
 def _coverage(args, argv: list[str] | None) -> int:
     folders = sorted({r.parent for path in args.paths for r in path.rglob("results.json")})
+    invocation = list(sys.argv if argv is None else argv)
+    kept = [] if args.fresh else earlier_rows(args.out / "coverage.json")
     rows, skipped = [], []
     for folder in folders:
         if not (folder / "config.json").is_file():
             continue
         try:
-            rows.append(run_coverage(folder))
+            rows.append({**run_coverage(folder), "argv": invocation})
         except (ValueError, KeyError, OSError, DataError) as e:
             skipped.append({"run": str(folder), "reason": str(e)})
+    measured = {r["run"] for r in rows}
+    kept = [r for r in kept if r["run"] not in measured]
+    skipped = [s for s in skipped if s["run"] not in {r["run"] for r in kept}]
     if not rows:
         return usage_error(f"no finished TMAF training run with a checkpoint under "
                            f"{', '.join(map(str, args.paths))}")
+    rows = sorted(rows + kept, key=lambda r: r["run"])
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "coverage.json", {"runs": rows, "skipped": skipped,
-                                            "argv": sys.argv if argv is None else argv})
+                                            "argv": invocation})
     text = ("# Inputs outside the TMAF grids, trained models, test set\n\n"
             "Fraction of each TMAF layer's input values below the channel's first or above its "
             "last breakpoint (there the layer is linear), mean over the runs.\n\n"
-            + summary_table(rows) + f"\n{len(skipped)} run folder(s) skipped (coverage.json).\n")
+            + summary_table(rows)
+            + f"\n{len(rows) - len(kept)} run(s) measured by this command, {len(kept)} kept "
+              f"from the earlier coverage.json; {len(skipped)} run folder(s) skipped "
+              "(coverage.json lists each run, the command that measured it and the skipped "
+              "folders' reasons).\n")
     atomic_write_text(args.out / "coverage.md", text)
     print(text)
     return 0
