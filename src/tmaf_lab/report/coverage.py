@@ -101,18 +101,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def earlier_rows(path: Path) -> list[dict]:
-    """The per-run rows of an existing coverage.json (none if the file is absent)."""
+    """The per-run rows of an existing coverage.json (none if the file is absent), each with
+    the command that measured it."""
     if not path.is_file():
         return []
     try:
-        rows = json.loads(path.read_text())["runs"]
+        data = json.loads(path.read_text())
+        rows = data["runs"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: expected a coverage.json with a 'runs' list ({e}); "
                          "rerun with --fresh to replace it") from e
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "run" in r for r in rows):
         raise ValueError(f"{path}: 'runs' must be a list of rows with a 'run' folder; "
                          "rerun with --fresh to replace it")
-    return rows
+    # rows written before each row recorded its command: the file's command measured them
+    return [{"argv": data.get("argv"), **r} for r in rows]
 
 
 def _coverage(args, argv: list[str] | None) -> int:
