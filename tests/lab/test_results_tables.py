@@ -258,3 +258,55 @@ def test_fit_ratios_pair_arms_across_folders_by_seed(tmp_path):
         tables.fit_ratio_table([a, b], ["rational"])
     with pytest.raises(ValueError, match="is not a folder"):
         tables.fit_ratio_table([tmp_path / "missing"])
+
+
+def _with_argv(folder: Path, *options: str) -> None:
+    (folder / "config.json").write_text(json.dumps({"argv": [
+        "tmaf", "train", "cifar10", "--recipe", "cpu-cifar", *options, "--seeds", "0",
+        "--threads", "1", "--device", "cpu", "--out", str(folder), "--resume"]}))
+
+
+def test_pilot_effects_reads_each_technique_from_the_runs(tmp_path):
+    levels = ("net-off", "net-flip", "net-flip-translate", "ema-off", "ema-flip",
+              "ema-flip-translate")
+    recipe = {"net-off": 0.9140, "net-flip": 0.9214, "net-flip-translate": 0.9244,
+              "ema-off": 0.9164, "ema-flip": 0.9217, "ema-flip-translate": 0.9248}
+    _image_run(tmp_path, "main/relu/seed0", recipe)
+    _with_argv(tmp_path / "main/relu/seed0", "--activation", "relu")
+    # a second study run: TTA adds 1.00 point there (recipe run: 0.84)
+    _image_run(tmp_path, "main/gelu/seed0", {**dict.fromkeys(levels, 0.9200),
+                                             "ema-flip-translate": 0.9300})
+    _image_run(tmp_path, "pilot/plain/relu/seed0", dict.fromkeys(levels, 0.9000))
+    _with_argv(tmp_path / "pilot/plain/relu/seed0", "--model", "airbench",
+               "--whiten-bias-epochs", "0")
+    _image_run(tmp_path, "pilot/crop/relu/seed0", dict.fromkeys(levels, 0.9260))
+    _with_argv(tmp_path / "pilot/crop/relu/seed0", "--augment", "on", "--activation", "relu")
+    text = tables.regenerate("<!-- table:pilot_effects main/relu/seed0:pilot:main -->\n"
+                             "<!-- /table -->", tmp_path)
+    rows = [line.split(" | ") for line in text.splitlines()[3:-1]]
+    assert [r[0][2:] for r in rows] == [
+        "none (the recipe)",
+        "without test-time augmentation (weight average, no flips or shifts)",
+        "without the one-pixel shifts of the TTA (weight average, flips only)",
+        "without the weight average (trained net, flips + shifts)",
+        "`--augment on`", "`--model airbench --whiten-bias-epochs 0`"]
+    assert rows[0][1:4] == ["[main/relu/seed0](main/relu/seed0/results.json)", "92.48", ""]
+    assert rows[1][2:4] == ["91.64", "+0.840"]
+    # over both study runs: +0.84 and +1.00 points, mean +0.92, t(1) = 12.706, sd 0.1131
+    assert rows[1][4].startswith("+0.920 [−0.") and rows[1][4].endswith("(n=2) |")
+    assert rows[3][2:4] == ["92.44", "+0.040"]
+    assert rows[4][1:4] == ["[pilot/crop/relu/seed0](pilot/crop/relu/seed0/results.json)",
+                            "92.60", "−0.120"]
+    assert rows[5][2:4] == ["90.00", "+2.480"] and rows[5][4] == " |"
+    # bad sources: a clear error naming what was expected
+    with pytest.raises(ValueError, match="expected RECIPE_RUN:ABLATIONS"):
+        tables.regenerate("<!-- table:pilot_effects main/relu/seed0 -->\n<!-- /table -->",
+                          tmp_path)
+    with pytest.raises(ValueError, match="not a finished run: no config.json"):
+        tables.pilot_effects_table(tmp_path / "main/gelu/seed0", tmp_path / "pilot", None,
+                                   tmp_path)
+    _image_run(tmp_path, "pilot/same/relu/seed0", dict.fromkeys(levels, 0.9))
+    _with_argv(tmp_path / "pilot/same/relu/seed0", "--activation", "relu")
+    with pytest.raises(ValueError, match="changes nothing in the recipe"):
+        tables.pilot_effects_table(tmp_path / "main/relu/seed0", tmp_path / "pilot", None,
+                                   tmp_path)

@@ -254,6 +254,96 @@ def final_level_table(folders: list[Path], root: Path) -> str:
                           align="l" + "r" * (len(FINAL_LEVELS) + 2))
 
 
+#: (level of the final evaluation, what it leaves out of the recipe)
+IN_RUN_EFFECTS = ((("ema", "off"), "test-time augmentation (weight average, no flips or shifts)"),
+                  (("ema", "flip"), "the one-pixel shifts of the TTA (weight average, flips only)"),
+                  (("net", "flip-translate"), "the weight average (trained net, flips + shifts)"))
+#: options that name a run, not what it trains
+_RUN_OPTIONS = {"--out", "--seeds", "--seed", "--resume", "--threads", "--device"}
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    """{option: value} of a ``tmaf train`` argv (a flag: ''), run-naming options left out."""
+    opts, i = {}, 0
+    while i < len(argv):
+        if argv[i].startswith("--"):
+            has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            opts[argv[i]] = argv[i + 1] if has_value else ""
+            i += 2 if has_value else 1
+        else:
+            i += 1
+    return {k: v for k, v in opts.items() if k not in _RUN_OPTIONS}
+
+
+def _finished_image_run(folder: Path) -> tuple[dict, list[str]]:
+    """(results.json, config.json argv) of a finished image run with a final evaluation."""
+    results, config = folder / "results.json", folder / "config.json"
+    for path in (results, config):
+        if not path.is_file():
+            raise ValueError(f"{folder} is not a finished run: no {path.name}")
+    r = json.loads(results.read_text())
+    if "final" not in r:
+        raise ValueError(f"{results} has no final evaluation (results.json 'final')")
+    return r, json.loads(config.read_text())["argv"]
+
+
+def _run_link(folder: Path, root: Path) -> str:
+    name = folder.relative_to(root).as_posix()
+    return f"[{name}]({name}/results.json)"
+
+
+def _pilot_sources(here: Path, arg: str) -> tuple[Path, Path, Path | None]:
+    """The folders of a pilot_effects marker's ``RECIPE_RUN:ABLATIONS[:STUDY]``."""
+    parts = arg.split(":")
+    if not 2 <= len(parts) <= 3 or not all(parts):
+        raise ValueError(f"table:pilot_effects {arg}: expected RECIPE_RUN:ABLATIONS[:STUDY] "
+                         "(folders relative to the README)")
+    return here / parts[0], here / parts[1], here / parts[2] if len(parts) == 3 else None
+
+
+def pilot_effects_table(recipe: Path, ablations: Path, study: Path | None, root: Path) -> str:
+    """The measured effect of each technique of a recipe on one run: rows for what the final
+    evaluation of the ``recipe`` run leaves out in turn (TTA, its shifts, the weight average;
+    with ``study``, a folder of ``<arm>/seed<S>`` runs, also that effect over all its runs with
+    a 95 % t interval), then one row per finished run below ``ablations`` (the recipe with the
+    options its config.json argv changes). Effect: the recipe's test accuracy minus the
+    changed one's, in points (positive: the technique helps)."""
+    from tmaf_lab.report.stats import paired
+
+    if not ablations.is_dir():
+        raise ValueError(f"table source {ablations} is not a folder")
+    base, base_argv = _finished_image_run(recipe)
+    base_opts = _options(base_argv)
+    final = 100 * base["final"]["ema"]["flip-translate"]["acc"]
+    study_runs = [json.loads(p.read_text()) for p in sorted(study.glob("*/seed*/results.json"))
+                  ] if study else []
+    if study and not study_runs:
+        raise ValueError(f"table source {study} has no finished run (<arm>/seed<S>/results.json)")
+    if any("final" not in r for r in study_runs):
+        raise ValueError(f"a run below {study} has no final evaluation (results.json 'final')")
+    rows = [("none (the recipe)", _run_link(recipe, root), f"{final:.2f}", "", "")]
+    for (net, level), what in IN_RUN_EFFECTS:
+        over = ""
+        if study_runs:
+            p = paired(*({i: 100 * r["final"][n][lv]["acc"] for i, r in enumerate(study_runs)}
+                         for n, lv in (("ema", "flip-translate"), (net, level))))
+            over = (f"{_pp(p.mean)} [{_pp(p.low)}, {_pp(p.high)}] (n={p.n})" if p.n > 1
+                    else f"{_pp(p.mean)} (n=1)")
+        acc = 100 * base["final"][net][level]["acc"]
+        rows.append((f"without {what}", _run_link(recipe, root), f"{acc:.2f}", _pp(final - acc), over))
+    for path in sorted(ablations.glob("**/results.json")):
+        r, argv = _finished_image_run(path.parent)
+        changed = {k: v for k, v in _options(argv).items() if base_opts.get(k) != v}
+        if not changed:
+            raise ValueError(f"{path.parent}: its command changes nothing in the recipe run's "
+                             f"({recipe})")
+        text = " ".join(f"{k} {v}".strip() for k, v in changed.items())
+        acc = 100 * r["final"]["ema"]["flip-translate"]["acc"]
+        rows.append((f"`{text}`", _run_link(path.parent, root), f"{acc:.2f}", _pp(final - acc), ""))
+    return markdown_table(["change from the recipe", "run", "test %", "recipe − this (pp)",
+                           "over the study's runs (pp, 95 % t)"], rows, align="llrrl")
+
+
 def image_paired_table(folder: Path) -> str:
     """Per arm of ``folder`` (``<arm>/seed<S>/results.json`` of image runs): the test accuracy
     in % of every seed and its mean, the paired difference to ReLU, to GELU and, for TMAF, to
@@ -510,6 +600,9 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "fit_costs": lambda here, arg: fit_cost_table([here / a for a in arg.split(":")[0].split(",")]),
     # ARG: a comma list of folders of image runs with a final evaluation (recipe cpu-cifar)
     "final_levels": lambda here, arg: final_level_table([here / a for a in arg.split(",")], here),
+    # ARG: RECIPE_RUN:ABLATIONS[:STUDY]: the recipe's run folder, a folder of runs of the recipe
+    # with one change each, and optionally the study's folder of <arm>/seed<S> runs
+    "pilot_effects": lambda here, arg: pilot_effects_table(*_pilot_sources(here, arg), here),
     # ARG: a folder of image runs <arm>/seed<S>
     "image_paired": lambda here, arg: image_paired_table(here / arg),
     # ARG: a comma list of tmaf bench --quick output folders (targets.csv)
