@@ -132,7 +132,8 @@ def _coverage(args, argv: list[str] | None) -> int:
             skipped.append({"run": str(folder), "reason": str(e)})
     measured = {r["run"] for r in rows}
     kept = [r for r in kept if r["run"] not in measured]
-    skipped = [s for s in skipped if s["run"] not in {r["run"] for r in kept}]
+    kept_runs = {r["run"] for r in kept}
+    skipped = [s for s in skipped if s["run"] not in kept_runs]
     if not rows:
         return usage_error(f"no finished TMAF training run with a checkpoint under "
                            f"{', '.join(map(str, args.paths))}")

@@ -239,11 +239,8 @@ def final_level_table(folders: list[Path], root: Path) -> str:
         if not folder.is_dir():
             raise ValueError(f"table source {folder} is not a folder")
     for path in sorted(p for folder in folders for p in folder.glob("**/results.json")):
-        r = json.loads(path.read_text())
-        if "final" not in r:
-            raise ValueError(f"{path} has no final evaluation (results.json 'final')")
-        name = path.parent.relative_to(root).as_posix()
-        rows.append((f"[{name}]({name}/results.json)",
+        r = _with_final(path)
+        rows.append((_run_link(path.parent, root),
                      *(f"{100 * r['final'][net][level]['acc']:.2f} %"
                        for net, level in FINAL_LEVELS), r["epochs"],
                      f"{r['train_seconds']:.0f}"))
@@ -281,10 +278,15 @@ def _finished_image_run(folder: Path) -> tuple[dict, list[str]]:
     for path in (results, config):
         if not path.is_file():
             raise ValueError(f"{folder} is not a finished run: no {path.name}")
-    r = json.loads(results.read_text())
+    return _with_final(results), json.loads(config.read_text())["argv"]
+
+
+def _with_final(path: Path) -> dict:
+    """An image run's results.json, which must hold its final evaluation."""
+    r = json.loads(path.read_text())
     if "final" not in r:
-        raise ValueError(f"{results} has no final evaluation (results.json 'final')")
-    return r, json.loads(config.read_text())["argv"]
+        raise ValueError(f"{path} has no final evaluation (results.json 'final')")
+    return r
 
 
 def _run_link(folder: Path, root: Path) -> str:
@@ -315,18 +317,19 @@ def pilot_effects_table(recipe: Path, ablations: Path, study: Path | None, root:
     base, base_argv = _finished_image_run(recipe)
     base_opts = _options(base_argv)
     final = 100 * base["final"]["ema"]["flip-translate"]["acc"]
-    study_runs = [json.loads(p.read_text()) for p in sorted(study.glob("*/seed*/results.json"))
+    study_runs = [_with_final(p) for p in sorted(study.glob("*/seed*/results.json"))
                   ] if study else []
     if study and not study_runs:
         raise ValueError(f"table source {study} has no finished run (<arm>/seed<S>/results.json)")
-    if any("final" not in r for r in study_runs):
-        raise ValueError(f"a run below {study} has no final evaluation (results.json 'final')")
+    def level_accs(net: str, level: str) -> dict[int, float]:
+        return {i: 100 * r["final"][net][level]["acc"] for i, r in enumerate(study_runs)}
+
+    study_final = level_accs("ema", "flip-translate")
     rows = [("none (the recipe)", _run_link(recipe, root), f"{final:.2f}", "", "")]
     for (net, level), what in IN_RUN_EFFECTS:
         over = ""
         if study_runs:
-            p = paired(*({i: 100 * r["final"][n][lv]["acc"] for i, r in enumerate(study_runs)}
-                         for n, lv in (("ema", "flip-translate"), (net, level))))
+            p = paired(study_final, level_accs(net, level))
             over = (f"{_pp(p.mean)} [{_pp(p.low)}, {_pp(p.high)}] (n={p.n})" if p.n > 1
                     else f"{_pp(p.mean)} (n=1)")
         acc = 100 * base["final"][net][level]["acc"]
