@@ -12,38 +12,24 @@ treat the forward as one opaque, differentiable operator: a fake (meta) implemen
 for torch.compile / torch.export. The autograd formula (the backward op) is registered in C++ for
 the Autograd key (ops.cpp), so a differentiable call costs one dispatcher call and no Python.
 
-If the extension was not built (no C++ compiler at install time), ``native_available()`` is
-False, one warning says so, and the functional API falls back to the pure-PyTorch backends.
+Loading, and the checks that the extension matches the running torch, are in ``tmaf/_loader.py``:
+if it is missing, fails to load or was built for another torch release, ``native_available()``
+is False, one warning says why, and the functional API falls back to the pure-PyTorch backends.
 ``TMAF_NO_NATIVE=1`` hides the extension deliberately (no warning); at install time the same
 variable skips building it (setup.py).
 """
 
 from __future__ import annotations
 
-import os
-import warnings
-
 import torch
 from torch import Tensor
+
+from . import _loader
 
 #: The native kernels accept at most this many breakpoints per grid.
 MAX_BREAKPOINTS = 256
 
-_unavailable_reason: str | None = None
-if os.environ.get("TMAF_NO_NATIVE", "") not in ("", "0"):
-    _unavailable_reason = "disabled by TMAF_NO_NATIVE"
-else:
-    try:
-        from . import _C  # noqa: F401  (registers torch.ops.tmaf.*)
-    except ImportError as e:
-        _unavailable_reason = f"the extension tmaf._C is not built ({e})"
-        warnings.warn(f"tmaf: native operators unavailable: {_unavailable_reason}. Falling back to "
-                      "the 'eager' (CPU) and 'compiled' backends, which are slower. To build them, "
-                      "reinstall with a C++ compiler: pip install --no-build-isolation -e .",
-                      RuntimeWarning, stacklevel=2)
-    else:
-        if torch.ops.tmaf.native_isa() == "none":
-            _unavailable_reason = "this CPU lacks the vector instructions the kernels need (SSE4.2)"
+_unavailable_reason, _built_for = _loader.load()  # (why the native path is off, the build record)
 
 
 def native_available(device: str | torch.device = "cpu") -> bool:
@@ -54,10 +40,16 @@ def native_available(device: str | torch.device = "cpu") -> bool:
 
 
 def native_status() -> str:
-    """One line: which native kernels run here, or why none do."""
+    """One line: which native kernels run here, or why none do; the torch the extension was built
+    for (and its C++ ABI flag) and the torch running."""
+    run = _loader.running()
+    built = (f"built for torch {_built_for['torch']} (C++11 ABI {_built_for.get('cxx11_abi', '?')})"
+             if _built_for else "no build record")
+    torches = f"{built}, running torch {run['torch']} (C++11 ABI {run['cxx11_abi']})"
     if _unavailable_reason is not None:
-        return f"unavailable: {_unavailable_reason}"
-    return f"cpu kernels: {torch.ops.tmaf.native_isa()} (this CPU runs: {', '.join(native_isas())})"
+        return f"unavailable: {_unavailable_reason}; {torches}"
+    isas = ", ".join(native_isas())
+    return f"cpu kernels: {torch.ops.tmaf.native_isa()} (this CPU runs: {isas}); {torches}"
 
 
 def native_isas() -> list[str]:
