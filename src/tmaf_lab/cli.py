@@ -140,9 +140,28 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         return usage_error(f"unknown command {name!r}; expected one of {', '.join(COMMANDS)} "
                            "(tmaf --help lists them)")
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except ModuleNotFoundError as e:
+        extra = next((x for x, mods in EXTRAS.items() if (e.name or "").split(".")[0] in mods), None)
+        if extra is None:
+            raise
+        return usage_error(f"tmaf {name} needs the {extra!r} extra (missing module {e.name!r}): "
+                           f"pip install 'tmaf[{extra}]', or from the tmaf source: "
+                           f"pip install --no-build-isolation '.[{extra}]'")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+#: The modules of each optional extra (pyproject.toml), for the error when one is missing.
+EXTRAS = {"lab": ("numpy", "matplotlib", "tqdm", "PIL"), "export": ("onnx", "onnxruntime", "onnxscript")}
+
+
+def output_folder(command: str, given, default):
+    """The folder ``command`` writes to: ``given`` (its --out) or ``default``, announced on stderr
+    as an absolute path, so that a default relative to the current folder is never a surprise."""
+    from pathlib import Path
+
+    out = given or default
+    note = "" if given else " (the default, under the current folder; --out DIR writes elsewhere)"
+    print(f"tmaf {command}: writing to {Path(out).resolve()}{note}", file=sys.stderr)
+    return out

@@ -19,6 +19,7 @@ from tmaf_lab.cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
+    output_folder,
     reason,
     usage_error,
 )
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_non_negative_int, default=d.threads, help=THREADS_HELP)
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=d.plots,
                    help="write the PNG plots (default: on)")
-    p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {d.out})")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny sizes: a few steps, one seed, to check the pipeline in seconds")
     return p
@@ -168,7 +169,7 @@ def config_from_args(args: argparse.Namespace) -> ApproxConfig:
         recalibrate_every=args.recalibrate_every, n_train=args.n_train,
         history_points=args.history_points,
         threads=args.threads, plots=args.plots,
-        out=args.out, dry_run=args.dry_run)
+        out=output_folder("approx", args.out, DEFAULTS.out), dry_run=args.dry_run)
     if args.dry_run:  # at most two targets: still exercises the multi-target layout
         cfg = dataclasses.replace(cfg, width=min(cfg.width, 8), targets=cfg.targets[:2],
                                   seeds=cfg.seeds[:1], **DRY_RUN)

@@ -24,6 +24,7 @@ from tmaf_lab.cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
+    output_folder,
     reason,
     usage_error,
 )
@@ -233,7 +234,8 @@ def parse_args(argv: list[str]) -> BenchConfig:
                          f"{','.join(map(str, settings['threads']))}")
     settings["clock"] = a.clock
     suffix = "-quick" if a.quick else ""
-    out = a.out or ("runs/bench-dry-run" if a.dry_run else f"results/bench/{device}{suffix}")
+    out = output_folder("bench", a.out,
+                        "runs/bench-dry-run" if a.dry_run else f"results/bench/{device}{suffix}")
     return BenchConfig(preset=preset, device=device, out=out, parts=parts, seeds=a.seeds,
                        **settings)
 

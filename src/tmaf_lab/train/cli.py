@@ -30,6 +30,7 @@ from ..cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
+    output_folder,
     reason,
     usage_error,
 )
@@ -261,7 +262,7 @@ def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
         if device.type == "cuda":  # cuBLAS needs this set before its first use to be deterministic
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-    out = args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.activation}"
+    out = output_folder("train", args.out, Path("runs") / f"{args.dataset}-{args.model}-{args.activation}")
     dist = setup(str(device))
     log = print if dist.main else (lambda *a, **k: None)
     try:
