@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 import warnings
 
 import torch
@@ -76,8 +77,23 @@ def load() -> tuple[str | None, dict[str, str]]:
         return "this CPU lacks the vector instructions the kernels need (SSE4.2)", built
     if reason is not None:
         warnings.warn(f"tmaf: native operators unavailable, running on the slower pure-PyTorch "
-                      f"backends: {reason}", RuntimeWarning, stacklevel=4)
+                      f"backends: {reason}", RuntimeWarning, stacklevel=_importer_level())
     return reason, built
+
+
+def _importer_level() -> int:
+    """The ``stacklevel`` of the first frame outside tmaf (the user's ``import tmaf``), counted
+    as warnings.warn counts from load(): importlib's own frames are skipped, not counted."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 1, sys._getframe(2)  # load()'s caller
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not ("importlib" in name and "_bootstrap" in name):
+            level += 1
+            if not os.path.abspath(name).startswith(package):
+                return level
+        frame = frame.f_back
+    return level
 
 
 def _import() -> tuple[str | None, dict[str, str]]:
