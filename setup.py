@@ -30,6 +30,7 @@ import sys
 import time
 
 from setuptools import Extension, setup
+from setuptools.command.build import build
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import SetupError
 
@@ -72,13 +73,22 @@ class Refuse(build_ext):
     commands: list[str] = []
 
     def run(self):
-        raise _fail(self.why, self.commands)
+        editable = "editable_wheel" in self.distribution.commands  # pip install -e
+        raise _fail(self.why, [c.replace("build-isolation .", "build-isolation -e .") if editable else c
+                               for c in self.commands])
+
+
+class BuildExtFirst(build):
+    """``build`` with build_ext first, so that a refusal is the first thing pip shows."""
+
+    sub_commands = sorted(build.sub_commands, key=lambda c: c[0] != "build_ext")
 
 
 def refuse(why: str, commands: list[str]) -> dict:
     cls = type("RefuseBuild", (Refuse,), {"why": why, "commands": commands})
     placeholder = Extension("tmaf._C", [os.path.join(CSRC, s) for s in SOURCES])
-    return {"ext_modules": [placeholder], "cmdclass": {"build_ext": cls}, "install_requires": [TORCH_RANGE]}
+    return {"ext_modules": [placeholder], "cmdclass": {"build_ext": cls, "build": BuildExtFirst},
+            "install_requires": [TORCH_RANGE]}
 
 
 def native_build() -> dict:

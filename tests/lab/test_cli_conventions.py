@@ -103,3 +103,23 @@ def test_singular_target_is_refused_with_the_reason(tmp_path, capsys):
     # away from the pole the same expression is an ordinary target
     assert tmaf_main([*APPROX_TINY[:1], "--target", "1/x", "--domain", "0.1,1",
                       *APPROX_TINY[3:], "--dry-run", "--out", str(out)]) == 0
+
+
+def test_missing_extra_names_the_extra_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)  # as without the lab extra
+    monkeypatch.setattr("tmaf_lab.cli.COMMANDS", {"x": ("tqdm", "a command that needs tqdm")})
+    assert tmaf_main(["x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: tmaf x needs the 'lab' extra (missing module 'tqdm'): pip install "
+                   "'tmaf[lab]', or from the tmaf source: pip install --no-build-isolation '.[lab]'")
+
+
+def test_default_output_folder_is_announced_as_an_absolute_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert tmaf_main([*APPROX_TINY]) == 0
+    err = capsys.readouterr().err
+    assert (f"tmaf approx: writing to {tmp_path / 'runs' / 'approx'} (the default, under the current "
+            "folder; --out DIR writes elsewhere)") in err
+    assert (tmp_path / "runs" / "approx").is_dir()
+    assert tmaf_main([*APPROX_TINY, "--out", "elsewhere"]) == 0
+    assert f"tmaf approx: writing to {tmp_path / 'elsewhere'}\n" in capsys.readouterr().err
