@@ -154,14 +154,3 @@ def main(argv: list[str] | None = None) -> int:
 
 #: The modules of each optional extra (pyproject.toml), for the error when one is missing.
 EXTRAS = {"lab": ("numpy", "matplotlib", "tqdm", "PIL"), "export": ("onnx", "onnxruntime", "onnxscript")}
-
-
-def output_folder(command: str, given, default):
-    """The folder ``command`` writes to: ``given`` (its --out) or ``default``, announced on stderr
-    as an absolute path, so that a default relative to the current folder is never a surprise."""
-    from pathlib import Path
-
-    out = given or default
-    note = "" if given else " (the default, under the current folder; --out DIR writes elsewhere)"
-    print(f"tmaf {command}: writing to {Path(out).resolve()}{note}", file=sys.stderr)
-    return out

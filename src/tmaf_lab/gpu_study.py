@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, UsageError, add_seed_options, output_folder, usage_error
+from tmaf_lab.cli import OneLineErrorParser, UsageError, add_seed_options, usage_error
 
 ACTIVATIONS = ("relu", "gelu", "pwl", "diagonal", "tridiagonal")
 SEEDS = tuple(range(10))
@@ -83,6 +83,8 @@ def parse_args(argv: list[str], prog: str) -> GpuStudyConfig:
     if not (a.minutes > 0 and a.bench_timeout > 0):
         p.error("--minutes and --bench-timeout must be > 0")
     seeds = a.seeds if not a.dry_run or "--seeds" in argv or "--seed" in argv else DRY_SEEDS
+    from tmaf_lab.runmeta import output_folder
+
     out = output_folder("reproduce --budget gpu", a.out, "runs/gpu-dry-run" if a.dry_run else "results/gpu")
     return GpuStudyConfig(out, acts, tuple(seeds), a.minutes, a.bench, a.bench_timeout,
                           "cpu" if a.dry_run else a.device, a.dry_run)

@@ -112,6 +112,19 @@ def save_config(out_dir: str | os.PathLike, config: Any, argv: list[str] | None 
     return record
 
 
+_ANNOUNCE: dict[Path, str] = {}  # output folder -> the line check_writable prints for it
+
+
+def output_folder(command: str, given, default):
+    """The folder ``command`` writes to: ``given`` (its --out) or ``default``. When the command
+    starts writing there (:func:`check_writable`) one stderr line gives its absolute path, and says
+    when it is the default under the current folder, so that is never a surprise."""
+    out = given or default
+    note = "" if given else " (the default, under the current folder; --out DIR writes elsewhere)"
+    _ANNOUNCE[Path(out).resolve()] = f"tmaf {command}: writing to {Path(out).resolve()}{note}"
+    return out
+
+
 def check_writable(out_dir: str | os.PathLike) -> Path:
     """Prove that ``out_dir`` can be created and written, without creating it.
 
@@ -132,4 +145,6 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     except OSError as e:
         raise OutputFolderError(f"output folder {str(out)!r} is not writable "
                                 f"({e.strerror or e} in {str(probe_dir)!r})") from e
+    if (line := _ANNOUNCE.pop(out.resolve(), None)) is not None:
+        print(line, file=sys.stderr)
     return out

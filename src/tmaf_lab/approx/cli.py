@@ -19,7 +19,6 @@ from tmaf_lab.cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
-    output_folder,
     reason,
     usage_error,
 )
@@ -156,6 +155,8 @@ def _fix_negative_domain(argv: list[str]) -> list[str]:
 
 def config_from_args(args: argparse.Namespace) -> ApproxConfig:
     """Options -> frozen config (dry run shrinks sizes but keeps every code path)."""
+    from tmaf_lab.runmeta import output_folder
+
     if args.breakpoints % 2 == 0:
         raise UsageError(f"--breakpoints must be odd so that 0 is a breakpoint (ReLU init), "
                          f"got {args.breakpoints}")

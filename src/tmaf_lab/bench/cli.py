@@ -24,7 +24,6 @@ from tmaf_lab.cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
-    output_folder,
     reason,
     usage_error,
 )
@@ -234,6 +233,7 @@ def parse_args(argv: list[str]) -> BenchConfig:
                          f"{','.join(map(str, settings['threads']))}")
     settings["clock"] = a.clock
     suffix = "-quick" if a.quick else ""
+    from tmaf_lab.runmeta import output_folder
     out = output_folder("bench", a.out,
                         "runs/bench-dry-run" if a.dry_run else f"results/bench/{device}{suffix}")
     return BenchConfig(preset=preset, device=device, out=out, parts=parts, seeds=a.seeds,

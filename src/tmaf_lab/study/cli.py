@@ -14,7 +14,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, add_seed_options, command_main, output_folder
+from tmaf_lab.cli import OneLineErrorParser, add_seed_options, command_main
 from tmaf_lab.studies import STUDIES, get
 from tmaf_lab.study.run import execute, run_data_missing, select, shown, status
 
@@ -49,7 +49,7 @@ def plan(args) -> tuple[object, Path, list]:
         if part not in study.parts:
             raise ValueError(f"--part {part!r}: study {study.name!r} has parts "
                              f"{', '.join(study.parts)}")
-    out = output_folder(f"study {study.name}", args.out, Path(study.out))
+    out = args.out or Path(study.out)
     arms = tuple(a for a in args.arms.split(",") if a)
     runs, seen = [], set()
     for part in parts:  # a run that two parts list runs once, where it first appears

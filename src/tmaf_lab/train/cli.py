@@ -30,7 +30,6 @@ from ..cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
-    output_folder,
     reason,
     usage_error,
 )
@@ -45,7 +44,7 @@ from ..data import (
     synthetic,
 )
 from ..models import MODEL_NAMES
-from ..runmeta import OutputFolderError, check_writable
+from ..runmeta import OutputFolderError, check_writable, output_folder
 from .config import CHOICES, TrainConfig
 from .distributed import setup, teardown
 from .recipes import RECIPES, TEXT_DEFAULTS
