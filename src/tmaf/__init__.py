@@ -17,6 +17,9 @@ see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab``
 from . import functional
 from ._native import native_available, native_isas, native_status, set_native_isa
 from .calibrate import calibrate, outside_fraction
+from ._activations import DEFAULT_ACTIVATIONS, RECOGNISED
+from ._report import conversion_report
+from ._spec import apply_conversion, conversion_spec
 from .convert import CallSites, convert, is_tmaf, param_groups, tmaf_modules
 from .factory import ACTIVATION_NAMES, create_act, get_act_layer
 from .functional import BACKENDS, get_backend, resolve_backend, set_backend
@@ -36,7 +39,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "functional", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf",
-    "tmaf_modules", "CallSites",
+    "tmaf_modules", "CallSites", "conversion_report", "conversion_spec", "apply_conversion",
+    "DEFAULT_ACTIVATIONS", "RECOGNISED",
     "ACTIVATION_NAMES", "create_act", "get_act_layer", "BACKENDS", "get_backend", "set_backend",
     "resolve_backend", "native_available", "native_status", "native_isas", "set_native_isa",
     "DEFAULT_BREAKPOINTS", "INITS", "BandedTMAF", "DiagonalTMAF", "TridiagonalTMAF",

@@ -52,7 +52,7 @@ def test_reused_relu_gets_one_tmaf_per_call_site(kind):
 
 
 def test_without_example_input_reuse_raises_clearly():
-    model = tmaf.convert(resnet_like(), "diagonal")
+    model = tmaf.convert(resnet_like(), "diagonal", channel_dim=1)
     with pytest.raises(RuntimeError, match="called 2 times in one forward pass.*example_input"):
         model(torch.randn(2, 3, 8, 8))
 
@@ -107,6 +107,6 @@ def test_param_groups():
     total = sum(len(g["params"]) for g in groups)
     assert total == len(list(model.parameters()))
     torch.optim.SGD(groups, lr=0.1)  # accepted by a real optimiser
-    lazy = tmaf.convert(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), "diagonal")
+    lazy = tmaf.convert(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), "diagonal", channel_dim=-1)
     with pytest.raises(ValueError, match="uninitialised"):
         tmaf.param_groups(lazy)
