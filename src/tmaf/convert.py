@@ -134,7 +134,9 @@ def _find_places(model, activations, include, exclude):
 
 
 def _nothing_converted(model, strict: bool, activations) -> None:
-    seen = sorted({type(m).__name__ for m in model.modules() if looks_like_activation(m)})
+    seen = sorted({type(m).__name__ + (f" ({k[0]}, not converted by default)" if k else "")
+                   for m in model.modules()
+                   if (k := recognise(m)) is not None or looks_like_activation(m)})
     msg = (f"tmaf.convert: no activation converted in {type(model).__name__} (activations="
            f"{activations if activations is not None else 'the recognised defaults'}); activation-like "
            f"modules in the model: {seen or 'none'}. Recognised names: {', '.join(RECOGNISED)}; pass "

@@ -50,10 +50,11 @@ def record(model: nn.Module) -> dict:
 
 def save_pretrained(model: nn.Module, save_directory, **kwargs) -> None:
     """``model.save_pretrained(save_directory, **kwargs)`` with the TMAF layout recorded first."""
-    spec = record(model)
-    if not spec:
-        raise ValueError("tmaf: cannot save a model whose TMAF layers are still lazy; run one forward "
-                         "pass first")
+    try:
+        conversion_spec(model)
+    except ValueError as err:
+        raise ValueError(f"{err}; tmaf cannot save a model whose TMAF layers are still lazy") from None
+    record(model)
     model.save_pretrained(save_directory, **kwargs)
 
 
