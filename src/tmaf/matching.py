@@ -19,7 +19,7 @@ breakpoint s (the term then meets f just outside the grid), or f'(0) if s = 0.
 
 The asymptotic slope of f is measured, not declared: the secant slopes of f over [R, 2R] at
 R = 1e3 S and R = 1e4 S (S = max(1, max |s|)) must agree within 1e-3 (relative, or absolute
-below 1); otherwise the slope counts as not finite.
+below 1); otherwise the slope counts as not finite. A slope below 1e-6 in size is taken as 0.
 
 The error of a fit, :func:`fit_error`, is sup |term(y) - f(y)| over the grid's range
 (s_1, s_m], the union of the inner intervals, measured on the same dense sample of each
@@ -152,7 +152,8 @@ def asymptotic_slopes(f: Callable, breakpoints: Tensor) -> tuple[float | None, f
         r = side * scale * torch.tensor([[1e3, 2e3], [1e4, 2e4]], dtype=s.dtype, device=s.device)
         near, far = _secant(f, r).tolist()
         ok = math.isfinite(near) and math.isfinite(far) and abs(near - far) <= 1e-3 * max(1.0, abs(far))
-        out.append(far + 0.0 if ok else None)  # + 0.0: no -0.0
+        # below 1e-6 a slope is 0 within the probe's accuracy (softsign's decays as 1/R^2)
+        out.append((0.0 if abs(far) < 1e-6 else far) if ok else None)
     return out[0], out[1]
 
 
