@@ -149,7 +149,7 @@ def gpt2(out: Path, cfg: Gpt2Config) -> dict:
         opt.step()
         losses.append(loss.item())
     batch = _windows(val, cfg.eval_batch, cfg.context, torch.Generator().manual_seed(cfg.seed + 2))
-    pre = _site_inputs(model, batch, NewGELUActivation)
+    pre, inputs = _site_inputs(model, batch, NewGELUActivation)
     logits, loss = _eval(model, batch)
     starts = {}
     for label, kind, options in STARTS:
@@ -160,6 +160,7 @@ def gpt2(out: Path, cfg: Gpt2Config) -> dict:
         new_logits, new_loss = _eval(converted, batch)
         starts[label] = {"kind": kind, "options": {**options, **match},
                          **_changes(logits, new_logits),
+                         "activation_error": _activation_errors(converted, inputs),
                          "loss": new_loss, "loss_change": new_loss - loss,
                          "match_error": [m.match_error for _, m in tmaf.tmaf_modules(converted)]}
     record = {"config": asdict(cfg), "data": source, "train_loss_last": losses[-10:],
@@ -185,18 +186,31 @@ def _changes(before: torch.Tensor, after: torch.Tensor) -> dict:
 def _site_inputs(model, batch, cls) -> list[dict]:
     """Per replaced activation: its input's range and the share outside the default grid."""
     lo, hi = (float(tmaf.DEFAULT_BREAKPOINTS[0]), float(tmaf.DEFAULT_BREAKPOINTS[-1]))
-    seen, handles = [], []
+    seen, inputs, handles = [], {}, []
     for name, m in model.named_modules():
         if isinstance(m, cls):
             def hook(mod, args, name=name):
                 x = args[0]
+                inputs[name] = (x.detach().clone(), mod.forward(x).detach())  # no hooks
                 seen.append({"site": name, "min": float(x.min()), "max": float(x.max()),
                              "outside_grid": float(((x <= lo) | (x > hi)).float().mean())})
             handles.append(m.register_forward_pre_hook(hook))
     _eval(model, batch)
     for h in handles:
         h.remove()
-    return seen
+    return seen, inputs
+
+
+def _activation_errors(converted, inputs: dict) -> dict:
+    """Per converted site, its output minus the replaced activation's on that site's inputs
+    in the trained model (the batch's own pre-activations): mean, mean abs and max abs."""
+    out = {}
+    with torch.no_grad():
+        for name, (x, want) in inputs.items():
+            e = converted.get_submodule(name)(x) - want
+            out[name] = {"mean": float(e.mean()), "mean_abs": float(e.abs().mean()),
+                         "max_abs": float(e.abs().max())}
+    return out
 
 
 def gpt2_table(path: Path) -> str:
