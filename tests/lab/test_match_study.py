@@ -34,9 +34,10 @@ def test_fits_records_each_function_and_form(tmp_path):
 
 def test_gpt2_dry_run(tmp_path):
     pytest.importorskip("transformers")
-    assert main(["match", "gpt2", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert main(["match", "gpt2", "--dry-run", "--seeds", "4", "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "gpt2.json").read_text())
-    starts = r["starts"]
+    assert [run["seed"] for run in r["runs"]] == [4]
+    starts = r["runs"][0]["starts"]
     relu = starts["diagonal, relu start"]
     for label in ("continuous_diagonal, match", "diagonal (jump), match"):
         s = starts[label]
