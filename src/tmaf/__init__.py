@@ -14,7 +14,7 @@ The core imports only torch (and its own compiled operators, ``tmaf._C``, when t
 see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab`` extra).
 """
 
-from . import functional
+from . import functional, matching
 from ._native import native_available, native_isas, native_status, set_native_isa
 from .calibrate import calibrate, outside_fraction
 from ._activations import DEFAULT_ACTIVATIONS, RECOGNISED
@@ -38,7 +38,7 @@ from .modules import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf",
+    "functional", "matching", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf",
     "tmaf_modules", "CallSites", "conversion_report", "conversion_spec", "apply_conversion",
     "DEFAULT_ACTIVATIONS", "RECOGNISED",
     "ACTIVATION_NAMES", "create_act", "get_act_layer", "BACKENDS", "get_backend", "set_backend",

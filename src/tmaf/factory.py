@@ -7,7 +7,9 @@ Names: relu, prelu (``nn.PReLU(C)``, one slope per channel), gelu, silu, leaky_r
 identity, diagonal, tridiagonal, banded<b> (e.g. ``banded2``), full (banded with b = C-1), and
 the continuous form of each TMAF name: continuous_diagonal, continuous_tridiagonal,
 continuous_banded<b>, continuous_full (``form="continuous"``, docs/method.md section 6).
-TMAF names accept the :class:`~tmaf.BandedTMAF` keyword arguments (breakpoints, init, ...).
+TMAF names accept the :class:`~tmaf.BandedTMAF` keyword arguments (breakpoints, init, ...),
+e.g. ``get_act_layer("continuous_diagonal", init="match", match="gelu")`` for a start fitted
+to GELU (docs/method.md section 7).
 """
 
 from __future__ import annotations
