@@ -15,11 +15,11 @@ see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab``
 """
 
 from . import functional, matching
-from ._native import native_available, native_isas, native_status, set_native_isa
-from .calibrate import calibrate, outside_fraction
 from ._activations import DEFAULT_ACTIVATIONS, RECOGNISED
+from ._native import native_available, native_isas, native_status, set_native_isa
 from ._report import conversion_report
 from ._spec import apply_conversion, conversion_spec
+from .calibrate import calibrate, outside_fraction
 from .convert import CallSites, convert, is_tmaf, param_groups, tmaf_modules
 from .factory import ACTIVATION_NAMES, create_act, get_act_layer
 from .functional import BACKENDS, get_backend, resolve_backend, set_backend

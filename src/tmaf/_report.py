@@ -59,8 +59,9 @@ def conversion_report(model: nn.Module) -> str:
             what = r["replaced"] + (f" ({r['function']})" if r["function"] else "")
             rows.append((site, what, _fmt(s["input_shape"]), _fmt(s["channel_dim"]),
                          _fmt(s["num_channels"]), _fmt(s["params"]), _fmt(s["match_error"]), s["via"]))
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in (head, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+             for row in (head, *rows)]
     total = sum(s["params"] or 0 for r in records for s in r["sites"])
     lines.append(f"{len(rows)} site(s) converted, {total} parameters added")
     return "\n".join(lines)

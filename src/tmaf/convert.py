@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 
-import torch
 from torch import Tensor, nn
 
 from ._activations import DEFAULT_ACTIVATIONS, RECOGNISED, looks_like_activation, recognise
 from ._example import hf_dummy_input, run_example, sequential_call
 from ._report import conversion_report, site_record
 from .factory import create_lazy_tmaf, get_act_layer
+from .matching import resolve as resolve_match
 from .modules import BandedTMAF
 
 __all__ = ["convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites", "conversion_report",
@@ -176,8 +176,9 @@ def _site_module(factory, call, channel_dim, name, options):
         return factory(call.shape[channel_dim], channel_dim=channel_dim, **options)
     if call is None or call.axis is None:
         where = f"input of shape {call.shape}" if call and call.shape else "no example pass"
+        why = call.via if call else "not inside an nn.Sequential after a known layer"
         raise ValueError(f"tmaf.convert: cannot infer the channel axis of the activation at {name!r} "
-                         f"({where}; {call.via if call else 'not inside an nn.Sequential after a known layer'}"
+                         f"({where}; {why}"
                          "); pass channel_dim= (1 for (N, C, ...), -1 for (..., C)) or an example_input "
                          "whose pass shows the layer producing its input")
     return factory(call.size, channel_dim=call.axis, **options)
@@ -190,7 +191,13 @@ def _match_options(options, known, name, module):
         raise ValueError(f"tmaf.convert: init='match' needs the function of the activation at "
                          f"{name!r}, but {type(module).__name__} is not a recognised activation; pass "
                          f"match=NAME or a callable (recognised: {', '.join(RECOGNISED)})")
-    return {**options, "match": known[1] if known[1] is not None else known[0]}
+    match = known[1] if known[1] is not None else known[0]
+    try:
+        resolve_match(match)
+    except ValueError as err:
+        raise ValueError(f"tmaf.convert: init='match' at {name!r} ({type(module).__name__}): {err}; "
+                         "pass match= or exclude= for this site") from None
+    return {**options, "match": match}
 
 
 def convert(model: nn.Module, kind="diagonal", activations=None, example_input=None,

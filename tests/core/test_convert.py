@@ -110,3 +110,55 @@ def test_param_groups():
     lazy = tmaf.convert(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), "diagonal", channel_dim=-1)
     with pytest.raises(ValueError, match="uninitialised"):
         tmaf.param_groups(lazy)
+
+
+def test_example_pass_has_no_side_effects():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Flatten(), nn.LazyLinear(3), nn.GELU()).train()
+    model(torch.randn(2, 3, 5, 5))
+    model[3].eval()  # a mixed mode must come back as it was
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    example = (torch.randn(1, 3, 5, 5),)  # batch 1, a tuple of arguments
+    rng = torch.get_rng_state()
+    tmaf.convert(model, "diagonal", example_input=example)
+    assert [m.training for m in model.modules()] == modes
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in state.items():  # BatchNorm running stats and num_batches_tracked unchanged
+        assert torch.equal(model.state_dict()[k], v), k
+    assert [(m.channel_dim, m.num_channels) for _, m in tmaf.tmaf_modules(model)] == [(1, 4), (-1, 3)]
+    assert not any(p.grad is not None for p in model.parameters())
+
+
+def test_nothing_converted_warns_and_strict_raises():
+    with pytest.warns(UserWarning, match=r"no activation converted in Sequential.*Tanh"):
+        tmaf.convert(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "diagonal")
+    with pytest.raises(ValueError, match="no activation converted in Sequential"):
+        tmaf.convert(nn.Sequential(nn.Linear(2, 2)), "diagonal", strict=True)
+    model = tmaf.convert(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "diagonal", activations=("tanh",))
+    assert isinstance(model[1], tmaf.DiagonalTMAF)
+
+
+def test_init_match_needs_a_known_function():
+    class Mine(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    model = nn.Sequential(nn.Linear(3, 4), Mine())
+    with pytest.raises(ValueError, match=r"init='match'.*'1'.*not a recognised activation"):
+        tmaf.convert(model, "diagonal", activations=(Mine,), init="match")
+    tmaf.convert(model, "continuous_diagonal", activations=(Mine,), init="match", match="silu")
+    assert model[1].match_error < 0.05
+    with pytest.raises(ValueError, match=r"init='match' at '1' \(PReLU\).*unknown function"):
+        tmaf.convert(nn.Sequential(nn.Linear(3, 4), nn.PReLU()), "diagonal", activations=("prelu",),
+                     init="match")
+
+
+def test_recognised_functions_and_non_default_settings():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 4), nn.GELU("tanh"),
+                          nn.Linear(4, 4), nn.Sigmoid())
+    tmaf.convert(model, "continuous_diagonal", init="match")
+    assert [r["function"] for r in model.tmaf_conversion] == ["leaky_relu", "gelu_tanh"]
+    assert isinstance(model[5], nn.Sigmoid)  # a gate: converted only when named
+    y = torch.linspace(-2, 2, 41).reshape(-1, 1).expand(-1, 4)
+    torch.testing.assert_close(model[1](y), nn.functional.leaky_relu(y, 0.2))  # its own slope

@@ -55,7 +55,7 @@ def test_default_convert_finds_every_mlp_activation_on_the_last_axis(arch):
         assert [m.num_channels for m in got.values()] == [48, 48, 32]
     assert {r["replaced"] for r in model.tmaf_conversion} == {replaced}
     assert all(r["sites"][0]["params"] == m.levels.numel()
-               for r, m in zip(model.tmaf_conversion, got.values()))
+               for r, m in zip(model.tmaf_conversion, got.values(), strict=True))
 
 
 def test_llama_gated_mlp_keeps_act_times_up():
@@ -76,27 +76,10 @@ def test_report_filters_and_dict_example_input(capsys):
     assert type(model.cls.predictions.transform.transform_act_fn).__name__ == "GELUActivation"
     assert tmaf.conversion_report(model) in out
     only = tmaf.convert(bert(), "diagonal", include=["*.layer.1.*"])
-    assert [n for n, _ in tmaf.tmaf_modules(only)] == ["bert.encoder.layer.1.intermediate.intermediate_act_fn"]
+    assert [n for n, _ in tmaf.tmaf_modules(only)] == [
+        "bert.encoder.layer.1.intermediate.intermediate_act_fn"]
     with pytest.warns(UserWarning, match="pattern 'cls.nothing' matches none"):
         tmaf.convert(bert(), "diagonal", exclude="cls.nothing")
-
-
-def test_example_pass_has_no_side_effects():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                          nn.Flatten(), nn.LazyLinear(3), nn.GELU()).train()
-    model(torch.randn(2, 3, 5, 5))
-    model[3].eval()  # a mixed mode must come back as it was
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    modes = [m.training for m in model.modules()]
-    example = (torch.randn(1, 3, 5, 5),)  # batch 1, a tuple of arguments
-    rng = torch.get_rng_state()
-    tmaf.convert(model, "diagonal", example_input=example)
-    assert [m.training for m in model.modules()] == modes
-    assert torch.equal(torch.get_rng_state(), rng)
-    for k, v in state.items():  # BatchNorm running stats and num_batches_tracked unchanged
-        assert torch.equal(model.state_dict()[k], v), k
-    assert [(m.channel_dim, m.num_channels) for _, m in tmaf.tmaf_modules(model)] == [(1, 4), (-1, 3)]
-    assert not any(p.grad is not None for p in model.parameters())
 
 
 def test_one_state_dict_layout_however_convert_was_called():
@@ -114,19 +97,10 @@ def test_one_state_dict_layout_however_convert_was_called():
     assert not any(".sites." in k for k in a.state_dict())
 
 
-def test_nothing_converted_warns_and_strict_raises():
-    with pytest.warns(UserWarning, match=r"no activation converted in Sequential.*Tanh"):
-        tmaf.convert(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "diagonal")
-    with pytest.raises(ValueError, match="no activation converted in Sequential"):
-        tmaf.convert(nn.Sequential(nn.Linear(2, 2)), "diagonal", strict=True)
-    model = tmaf.convert(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "diagonal", activations=("tanh",))
-    assert isinstance(model[1], tmaf.DiagonalTMAF)
-
-
 def test_bad_input_is_named():
     first = nn.ModuleDict({"act": nn.GELU()})
     first.forward = lambda x: first["act"](x)
-    with pytest.raises(ValueError, match=r"channel axis of the activation at 'act'.*\(2, 3, 4\).*channel_dim="):
+    with pytest.raises(ValueError, match=r"axis of the activation at 'act'.*\(2, 3, 4\).*channel_dim="):
         tmaf.convert(first, "diagonal", example_input=torch.randn(2, 3, 4))
     with pytest.raises(ValueError, match="unknown init 'bogus'"):
         tmaf.convert(gpt2(), "diagonal", init="bogus")
@@ -221,3 +195,43 @@ def test_compiled_converted_mlp_matches_eager():
     x = torch.randn(2, 5, 64, requires_grad=True)
     compiled = torch.compile(mlp, backend="aot_eager", fullgraph=False)
     torch.testing.assert_close(compiled(x), mlp(x))
+
+
+def _trained_gpt2(seed: int, steps: int = 20):
+    """A tiny GPT-2 trained ``steps`` AdamW steps on a repeating random sequence (loss 5.5 -> ~2)."""
+    torch.manual_seed(seed)
+    model = gpt2()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(0, 256, (64,), generator=g)
+    for _ in range(steps):
+        batch = torch.stack([text.roll(-int(k))[:16] for k in torch.randint(0, 48, (4,), generator=g)])
+        loss = model(batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), torch.randint(0, 256, (4, 32), generator=g), loss.item()
+
+
+#: max |logit change| when a briefly trained tiny GPT-2 is converted with init="match": the largest
+#: over seeds 0-7 was 1.255 (results/integrations/convert-match-gpt2.txt, the ReLU start's 3.718);
+#: every seed's change was at most 1/2.19 of the ReLU start's
+MATCH_BOUND = 1.3
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_init_match_keeps_a_trained_gpt2_within_the_bound(seed):
+    import copy
+
+    model, ids, loss = _trained_gpt2(seed)
+    assert loss < 3.0
+    with torch.no_grad():
+        expected = model(ids).logits
+        matched = tmaf.convert(copy.deepcopy(model), "continuous_diagonal", init="match")
+        relu = tmaf.convert(copy.deepcopy(model), "continuous_diagonal")
+        change = (matched(ids).logits - expected).abs().max().item()
+        relu_change = (relu(ids).logits - expected).abs().max().item()
+    errors = [r["sites"][0]["match_error"] for r in matched.tmaf_conversion]
+    assert errors == [pytest.approx(0.0232, abs=1e-3)] * 2
+    assert all(m.match == "gelu_tanh" for _, m in tmaf.tmaf_modules(matched))  # NewGELUActivation's
+    assert change < MATCH_BOUND and change < relu_change / 2, (change, relu_change)

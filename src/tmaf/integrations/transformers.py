@@ -17,7 +17,7 @@ unexpected keys: load it with this module's ``from_pretrained``.
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 
 from torch import nn
 
@@ -58,7 +58,7 @@ def save_pretrained(model: nn.Module, save_directory, **kwargs) -> None:
     model.save_pretrained(save_directory, **kwargs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _with_tmaf(cls: type) -> type:
     """A subclass of ``cls`` that rebuilds ``config.tmaf`` after the original ``__init__``."""
 
@@ -111,7 +111,7 @@ def from_pretrained(pretrained_model_name_or_path, model_class=None, **kwargs) -
     return model
 
 
-@lru_cache(maxsize=None)
+@cache
 def trainer_class(base: type | None = None) -> type:
     """A subclass of ``base`` (default ``transformers.Trainer``; any Trainer subclass works) whose
     ``get_decay_parameter_names`` leaves out every TMAF parameter, so ``weight_decay`` never
