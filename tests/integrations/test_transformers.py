@@ -224,7 +224,7 @@ def test_init_match_keeps_a_trained_gpt2_within_the_bound(seed):
     import copy
 
     model, ids, loss = _trained_gpt2(seed)
-    assert loss < 3.0
+    assert loss < 4.0  # from ln 256 = 5.5
     with torch.no_grad():
         expected = model(ids).logits
         matched = tmaf.convert(copy.deepcopy(model), "continuous_diagonal", init="match")
