@@ -187,6 +187,14 @@ def test_act_layer_calling_conventions_and_errors():
     assert not tt._Watch.pending
 
 
+def test_plain_layer_factories_refuse_timms_calls():
+    factory = tmaf.get_act_layer("diagonal")
+    assert factory(5).num_channels == 5
+    for call in (lambda: factory(), lambda: factory(inplace=True), lambda: factory(5, inplace=True)):
+        with pytest.raises(TypeError, match=r"factory\(num_channels\).*integrations.timm.act_layer"):
+            call()
+
+
 def test_no_weight_decay_for_timms_optimiser_factory():
     model = ViTish(tt.act_layer("diagonal"))
     with pytest.raises(ValueError, match="run one forward pass"):
