@@ -276,14 +276,14 @@ def convert(model: nn.Module, kind="diagonal", activations=None, example_input=N
             model.register_forward_pre_hook(_reset_call_sites)
             model._tmaf_call_site_hook = True
     model.tmaf_conversion = list(getattr(model, "tmaf_conversion", [])) + records
-    _after_convert(model)
+    _record_layout(model)
     if report:
         print(conversion_report(model))
     return model
 
 
-def _after_convert(model: nn.Module) -> None:
-    """Record the conversion in a Hugging Face model's config, so save_pretrained keeps it."""
+def _record_layout(model: nn.Module) -> None:
+    """Record the TMAF layout in a Hugging Face model's config, so save_pretrained keeps it."""
     if any(c.__name__ == "PreTrainedModel" for c in type(model).__mro__):
         from .integrations.transformers import record
 

@@ -235,3 +235,14 @@ def test_init_match_keeps_a_trained_gpt2_within_the_bound(seed):
     assert errors == [pytest.approx(0.0232, abs=1e-3)] * 2
     assert all(m.match == "gelu_tanh" for _, m in tmaf.tmaf_modules(matched))  # NewGELUActivation's
     assert change < MATCH_BOUND and change < relu_change / 2, (change, relu_change)
+
+
+def test_calibrated_layout_survives_plain_save_pretrained(tmp_path):
+    model = tmaf.convert(gpt2(), "diagonal").eval()
+    batch = {"input_ids": torch.randint(0, 256, (2, 16))}
+    tmaf.calibrate(model, [batch])  # per-channel breakpoints (C, m): a new layout, recorded
+    assert model.config.tmaf["sites"][0]["modules"][0]["breakpoints_shape"] == [256, 9]
+    expected = model(**batch).logits
+    model.save_pretrained(tmp_path)
+    loaded = tt.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded(**batch).logits, expected)
