@@ -162,3 +162,25 @@ def test_recognised_functions_and_non_default_settings():
     assert isinstance(model[5], nn.Sigmoid)  # a gate: converted only when named
     y = torch.linspace(-2, 2, 41).reshape(-1, 1).expand(-1, 4)
     torch.testing.assert_close(model[1](y), nn.functional.leaky_relu(y, 0.2))  # its own slope
+
+
+def test_conversion_spec_rebuilds_the_layout_on_a_fresh_model():
+    import json
+
+    model = tmaf.convert(resnet_like().eval(), "continuous_tridiagonal",
+                         example_input=torch.randn(1, 3, 8, 8))
+    with torch.no_grad():
+        for _, m in tmaf.tmaf_modules(model):
+            m.levels.add_(0.1 * torch.randn_like(m.levels))
+    spec = json.loads(json.dumps(tmaf.conversion_spec(model)))  # plain JSON data
+    fresh = tmaf.apply_conversion(resnet_like().eval(), spec)
+    assert list(fresh.state_dict()) == list(model.state_dict())
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(fresh(x), model(x))
+    assert isinstance(fresh[3].relu, tmaf.CallSites) and len(fresh[3].relu.sites) == 2
+    with pytest.raises(ValueError, match="names '9.act'.*another architecture"):
+        bad = {**spec, "sites": [{**spec["sites"][0], "names": ["9.act"]}]}
+        tmaf.apply_conversion(resnet_like(), bad)
+    with pytest.raises(ValueError, match="expected a conversion spec"):
+        tmaf.apply_conversion(resnet_like(), {"sites": []})
