@@ -10,16 +10,19 @@ Face model is stored in ``config.json`` (``config.tmaf``) and rebuilt in ``from_
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from .convert import CallSites, _reset_call_sites, is_tmaf
+from ._sites import CallSites, _reset_call_sites, is_tmaf
 from .modules import BandedTMAF, DiagonalTMAF, TridiagonalTMAF, uniform_breakpoints
 
-__all__ = ["conversion_spec", "apply_conversion", "SPEC_FORMAT"]
+__all__ = ["conversion_spec", "apply_conversion", "record_layout", "SPEC_FORMAT", "CONFIG_KEY"]
 
 SPEC_FORMAT = 1
+CONFIG_KEY = "tmaf"  # the attribute of a Hugging Face config (a key of config.json)
 _CLASSES = {"BandedTMAF": BandedTMAF, "DiagonalTMAF": DiagonalTMAF, "TridiagonalTMAF": TridiagonalTMAF}
 
 
@@ -96,3 +99,25 @@ def apply_conversion(model: nn.Module, spec: dict) -> nn.Module:
         model.register_forward_pre_hook(_reset_call_sites)
         model._tmaf_call_site_hook = True
     return model
+
+
+def _is_hf_model(model: nn.Module) -> bool:
+    return any(c.__name__ == "PreTrainedModel" for c in type(model).__mro__) and hasattr(
+        getattr(model, "config", None), "to_dict")
+
+
+def record_layout(model: nn.Module, force: bool = False) -> dict:
+    """Write ``conversion_spec(model)`` into a Hugging Face model's ``config.tmaf`` (what
+    ``save_pretrained`` stores in config.json); other models are left alone unless ``force``.
+    Lazy TMAFs that have not seen an input cannot be recorded: that warns and returns {}."""
+    if not (force or _is_hf_model(model)):
+        return {}
+    try:
+        spec = conversion_spec(model)
+    except ValueError as err:
+        warnings.warn(f"{err}; save_pretrained will not keep TMAF until "
+                      "tmaf.integrations.transformers.record(model) runs after a forward pass",
+                      stacklevel=3)
+        return {}
+    setattr(model.config, CONFIG_KEY, spec)
+    return spec

@@ -23,7 +23,8 @@ from torch.nn.parameter import UninitializedParameter
 from . import _checks
 from . import functional as F
 from ._grid import interval_index
-from .convert import _record_layout, tmaf_modules
+from ._sites import tmaf_modules
+from ._spec import record_layout
 
 __all__ = ["calibrate", "outside_fraction"]
 
@@ -255,7 +256,7 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
             _all_ok(False)
         raise
     stats = _share_rank0(found, names, stats) if distributed else stats
-    _record_layout(model)  # per-channel breakpoints change a Hugging Face model's saved layout
+    record_layout(model)  # per-channel breakpoints change a Hugging Face model's saved layout
     return stats
 
 

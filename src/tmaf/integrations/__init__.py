@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..convert import tmaf_modules
+from .._sites import tmaf_modules
 
 __all__ = ["tmaf_parameter_names"]
 

@@ -21,31 +21,21 @@ from functools import cache
 
 from torch import nn
 
-from .._spec import apply_conversion, conversion_spec
+from .._spec import CONFIG_KEY, apply_conversion, conversion_spec, record_layout
 from . import tmaf_parameter_names
 
 __all__ = ["record", "save_pretrained", "from_pretrained", "trainer_class", "tmaf_parameter_names"]
 
-CONFIG_KEY = "tmaf"
-
-
 def record(model: nn.Module) -> dict:
     """Write the model's current TMAF layout into ``model.config.tmaf`` (what ``save_pretrained``
-    stores in config.json); ``tmaf.convert`` calls it. Call it again after anything that changes
-    the layout (``tmaf.calibrate`` giving per-channel breakpoints), or save with
-    :func:`save_pretrained`. Returns the layout."""
+    stores in config.json); ``tmaf.convert`` and ``tmaf.calibrate`` call it. Call it again after
+    anything else that changes the layout, or save with :func:`save_pretrained`. Returns the
+    layout ({} with a warning while TMAF layers are still lazy)."""
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict"):
         raise TypeError(f"tmaf: expected a Hugging Face PreTrainedModel (with a .config), got "
                         f"{type(model).__name__}")
-    try:
-        spec = conversion_spec(model)
-    except ValueError as err:  # lazy sites: nothing to record until they have seen an input
-        warnings.warn(f"{err}; save_pretrained will not keep TMAF until "
-                      "tmaf.integrations.transformers.record(model) runs after a forward pass", stacklevel=3)
-        return {}
-    setattr(config, CONFIG_KEY, spec)
-    return spec
+    return record_layout(model, force=True)
 
 
 def save_pretrained(model: nn.Module, save_directory, **kwargs) -> None:
