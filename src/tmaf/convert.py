@@ -114,6 +114,12 @@ def _site_module(factory, call, channel_dim, name, options):
         if not -len(call.shape) <= channel_dim < len(call.shape):
             raise ValueError(f"tmaf.convert: channel_dim={channel_dim} is out of range for the "
                              f"input of shape {call.shape} at {name!r}")
+        n = len(call.shape)
+        if call.axis is not None and call.axis % n != channel_dim % n:
+            warnings.warn(f"tmaf.convert: channel_dim={channel_dim} at {name!r} gives C = "
+                          f"{call.shape[channel_dim]} (input {call.shape}), but its input comes "
+                          f"{call.via}, which writes channels on axis {call.axis} (C = "
+                          f"{call.size}); the explicit channel_dim is used", stacklevel=4)
         return factory(call.shape[channel_dim], channel_dim=channel_dim, **options)
     if call is None or call.axis is None:
         where = f"input of shape {call.shape}" if call and call.shape else "no example pass"
