@@ -124,7 +124,7 @@ def test_bad_input_is_named():
 
 
 def test_explicit_channel_dim_still_wins():
-    with pytest.warns(UserWarning, match=r"channel_dim=1 at 'transformer.h.0.mlp.act' gives C = 5 "
+    with pytest.warns(UserWarning, match=r"channel_dim=1 at 'transformer.h.\d.mlp.act' gives C = 5 "
                       r"\(input \(1, 5, 256\)\), but its input comes after .*c_fc \(Conv1D\).*axis -1"):
         model = tmaf.convert(gpt2(), "diagonal", channel_dim=1,
                              example_input=torch.randint(0, 256, (1, 5)))
