@@ -249,3 +249,13 @@ def test_calibrated_layout_survives_plain_save_pretrained(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = tt.from_pretrained(tmp_path).eval()
     assert torch.equal(loaded(**batch).logits, expected)
+
+
+def test_integrations_doc_first_recipe_prints_what_the_doc_shows(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "integrations.md").read_text()
+    code, shown = re.search(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", text, flags=re.S).groups()
+    exec(compile(code, "docs/integrations.md", "exec"), {})
+    assert capsys.readouterr().out == shown
