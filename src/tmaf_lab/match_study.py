@@ -71,6 +71,12 @@ def fits(out: Path) -> dict:
     return record
 
 
+def _num(v: float) -> str:
+    if v < 1e-12:  # rounding of an exact fit
+        return "0" if v == 0 else "< 1e-12"
+    return f"{v:.2g}" if v < 0.01 else f"{v:.3f}"
+
+
 def _slope(v) -> str:
     return "inf (tangent / f(s)/s)" if v is None else f"{v:g}"
 
@@ -82,8 +88,7 @@ def fits_table(path: Path) -> str:
 
     rows = []
     for name, r in json.loads(path.read_text())["functions"].items():
-        cells = [f"{r[form][k]:.2g}" if r[form][k] < 0.01 else f"{r[form][k]:.3f}"
-                 for form in FORMS
+        cells = [_num(r[form][k]) for form in FORMS
                  for k in ("match_error", "max_error_wide", "normal_mean_abs_error")]
         rows.append((name, f"{r['f0']:g}", " / ".join(map(_slope, r["asymptotic_slopes"])), *cells))
     heads = ["f", "f(0)", "end slopes"] + [f"{form}: {k}" for form in FORMS
