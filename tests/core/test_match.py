@@ -6,6 +6,7 @@ on breakpoints, and the errors."""
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 
 import pytest
@@ -192,6 +193,11 @@ def test_reset_parameters_redoes_the_fit_and_state_dict_round_trips(form, par):
     x = 2 * torch.randn(10, 3, dtype=torch.float64)
     assert torch.equal(other(x), m(x))
     assert copy.deepcopy(m).match_error == m.match_error
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    assert torch.equal(again(x), m(x)) and again.match == "mish"
 
 
 @pytest.mark.parametrize("form,par", FORMS, ids=FORM_IDS)
