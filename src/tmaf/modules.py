@@ -87,6 +87,8 @@ class BandedTMAF(nn.Module):
         match: with ``init="match"``, the function to fit: a name of
             :data:`tmaf.matching.FUNCTIONS` ("gelu", "gelu_tanh", "silu", "relu2", ...) or a
             callable Tensor -> Tensor, elementwise (e.g. the activation module being replaced).
+            A callable is kept (never as a submodule: no parameters or state_dict keys) so that
+            ``reset_parameters()`` can refit; pickling the whole module needs it picklable.
         channel_dim: channel axis of the input (1 for (N, C, ...), -1 for (N, ..., C)).
         backend: None (global :func:`tmaf.set_backend`) or one of ``tmaf.BACKENDS``.
         form: "jump" (alpha(y) y, the paper's; default) or "continuous" (the integral of the

@@ -32,7 +32,7 @@ from tmaf import matching
 from tmaf_lab.cli import OneLineErrorParser, add_seed_options, command_main
 from tmaf_lab.files import write_json
 from tmaf_lab.mdtable import markdown_table
-from tmaf_lab.runmeta import environment, git_commit
+from tmaf_lab.runmeta import check_writable, environment, git_commit
 
 FORMS = ("jump", "continuous")
 WIDE = 8.0  # the range of the wide max error and of the N(0, 1) quadrature
@@ -71,6 +71,12 @@ def fits(out: Path) -> dict:
     return record
 
 
+def _num(v: float) -> str:
+    if v < 1e-12:  # rounding of an exact fit
+        return "0" if v == 0 else "< 1e-12"
+    return f"{v:.2g}" if v < 0.01 else f"{v:.3f}"
+
+
 def _slope(v) -> str:
     return "inf (tangent / f(s)/s)" if v is None else f"{v:g}"
 
@@ -82,8 +88,7 @@ def fits_table(path: Path) -> str:
 
     rows = []
     for name, r in json.loads(path.read_text())["functions"].items():
-        cells = [f"{r[form][k]:.2g}" if r[form][k] < 0.01 else f"{r[form][k]:.3f}"
-                 for form in FORMS
+        cells = [_num(r[form][k]) for form in FORMS
                  for k in ("match_error", "max_error_wide", "normal_mean_abs_error")]
         rows.append((name, f"{r['f0']:g}", " / ".join(map(_slope, r["asymptotic_slopes"])), *cells))
     heads = ["f", "f(0)", "end slopes"] + [f"{form}: {k}" for form in FORMS
@@ -269,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    check_writable(args.out)
     if args.part == "fits":
         record = fits(args.out)
         print(fits_table(args.out / "fits.json"), end="")
@@ -279,6 +285,11 @@ def run(args) -> int:
     cfg = Gpt2Config(steps=3 if args.dry_run else args.steps, seeds=args.seeds,
                      threads=args.threads, dry_run=args.dry_run,
                      **({"batch": 4, "eval_batch": 4} if args.dry_run else {}))
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise ValueError("tmaf match gpt2 needs transformers (pip install transformers)") from None
+    print(f"config: {asdict(cfg)}", flush=True)
     record = gpt2(args.out, cfg)
     print(gpt2_table(args.out / "gpt2.json"), end="")
     return 0 if all(math.isfinite(s["loss"]) for r in record["runs"]
@@ -286,4 +297,6 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command_main(build_parser, run, argv)
+    from tmaf_lab.data.cache import DataError
+
+    return command_main(build_parser, run, argv, errors=(ValueError, OSError, DataError))

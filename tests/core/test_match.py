@@ -6,6 +6,7 @@ on breakpoints, and the errors."""
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 
 import pytest
@@ -192,6 +193,11 @@ def test_reset_parameters_redoes_the_fit_and_state_dict_round_trips(form, par):
     x = 2 * torch.randn(10, 3, dtype=torch.float64)
     assert torch.equal(other(x), m(x))
     assert copy.deepcopy(m).match_error == m.match_error
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    assert torch.equal(again(x), m(x)) and again.match == "mish"
 
 
 @pytest.mark.parametrize("form,par", FORMS, ids=FORM_IDS)
@@ -218,6 +224,14 @@ def test_factory_and_convert_pass_init_match():
                  init="match", match="gelu")
     assert isinstance(model[1], tmaf.DiagonalTMAF)
     assert (model(x) - before).abs().max() < 0.03
+    lazy = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.SiLU())  # no example input
+    want = lazy(x)
+    tmaf.convert(lazy, "diagonal", activations=(torch.nn.SiLU,), channel_dim=-1, init="match",
+                 match=torch.nn.SiLU())
+    got = lazy(x)
+    site = lazy[1].sites[0]
+    assert (got - want).abs().max() <= site.match_error + 1e-6
+    assert "match" in tmaf.INITS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -240,6 +254,18 @@ def test_gradients_from_the_match_start_equal_the_literal_reference(backend, for
         grads[be] = (y.detach(), x.grad, *(p.grad for p in m.parameters()))
     for a, b in zip(grads["reference"], grads[backend], strict=True):
         assert_close(b, a)
+
+
+@pytest.mark.parametrize("form,par", FORMS, ids=FORM_IDS)
+def test_fit_on_the_device_equals_the_cpu_fit(device, form, par):
+    kw = dict(init="match", match="gelu_tanh", form=form, parameterization=par,
+              breakpoints=_grid("per-channel", 4), dtype=torch.float64)
+    here = tmaf.TridiagonalTMAF(4, device=device, **kw)
+    cpu = tmaf.TridiagonalTMAF(4, **kw)
+    for a, b in zip(here.parameters(), cpu.parameters(), strict=True):
+        assert a.device.type == device.type
+        assert_close(a.cpu(), b)
+    assert here.match_error == pytest.approx(cpu.match_error, abs=1e-12)
 
 
 def test_functions_not_zero_at_zero_warn():

@@ -51,3 +51,12 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert main(["match", "gpt3", "--out", str(tmp_path)]) == 2
     assert main(["match", "gpt2", "--steps", "-1", "--out", str(tmp_path)]) == 2
     assert "--steps must be >= 0" in capsys.readouterr().err
+
+
+def test_missing_text_names_the_fix_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "empty-cache"))
+    out = tmp_path / "out"
+    assert main(["match", "gpt2", "--steps", "1", "--out", str(out)]) == 2
+    assert "tmaf data install shakespeare" in capsys.readouterr().err
+    assert not out.exists()
