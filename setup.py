@@ -57,9 +57,12 @@ def _installed_torch() -> str | None:
     return out.stdout.strip() or None
 
 
-def _fail(why: str, commands: list[str]) -> SetupError:
+def _fail(why: str, commands: list[str], editable: bool = False) -> SetupError:
     lines = [f"tmaf: cannot build the native operators (tmaf._C): {why}.", "tmaf: type instead:"]
     lines += [f"    {c}" for c in commands] + ["tmaf: or, without them:", f"    {PURE}"]
+    if editable:  # pip install -e: the same commands, editable
+        lines = [ln.replace("install .", "install -e .").replace("isolation .", "isolation -e .")
+                 for ln in lines]
     bar = "*" * 78
     print(f"\n{bar}\n" + "\n".join(lines) + f"\n{bar}\n", file=sys.stderr)
     return SetupError(" ".join(lines[:1]))
@@ -73,9 +76,7 @@ class Refuse(build_ext):
     commands: list[str] = []
 
     def run(self):
-        editable = "editable_wheel" in self.distribution.commands  # pip install -e
-        raise _fail(self.why, [c.replace("build-isolation .", "build-isolation -e .") if editable else c
-                               for c in self.commands])
+        raise _fail(self.why, self.commands, editable="editable_wheel" in self.distribution.commands)
 
 
 class BuildExtFirst(build):
