@@ -13,7 +13,7 @@ linear in g and in a, piecewise constant in x (gx) and linear in x on each inter
 x-derivative is g_i [k(x_{i+d}) = k] in both forms). Given upstream gradients (ugx, ugl) of
 (gx, gl), the vector-Jacobian product is therefore three forward-like passes:
 
-    d g_i  = sum_d a_{i,d,k(x_{i+d})} ugx_{i+d}  +  sigma(x; levels = ugl)_i   (input_jvp + the form's forward)
+    d g_i  = sum_d a_{i,d,k(x_{i+d})} ugx_{i+d}  +  sigma(x; levels = ugl)_i  (input_jvp + forward)
     d x_j  = sum_d ugl[j-d,d,k(x_j)] g_{j-d}     (the backward's input gradient with levels ugl)
     d a    = sum over positions of g_i ugx_{i+d} [k(x_{i+d}) = k]          (level_sums)
 

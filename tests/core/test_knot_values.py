@@ -182,7 +182,7 @@ def test_what_the_starts_keep_on_any_grid():
     (u = 2^-24 in float32) of the slope relative to it, and exact on DEFAULT_BREAKPOINTS."""
     gen = torch.Generator().manual_seed(0)
     u = 2.0 ** -24
-    for trial in range(60):
+    for _ in range(60):
         m = int(torch.randint(2, 40, (), generator=gen))
         scale = 10 ** (6 * torch.rand((), generator=gen).item() - 3)
         bp = torch.sort(torch.randn(m, generator=gen) * scale).values
