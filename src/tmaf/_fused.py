@@ -18,7 +18,9 @@ contiguous channel axis, and sums the level gradient per interval from the same 
 leading dims second, so torch.compile fuses the backward into one pointwise + reduction pass.
 Arithmetic runs in float32 at least (float64 if input or levels are float64): under autocast a
 float16/bfloat16 input gives a float16/bfloat16 output and gradient, while the level gradient is
-accumulated in float32. Double backward is not supported (the backward is once-differentiable).
+accumulated in float32. The backward is written in differentiable tensor operations, so under
+``create_graph=True`` autograd differentiates it (double backward: the compiled path then runs the
+same formulation uncompiled); its derivatives are those of docs/method.md section 4.
 
 The continuous form (docs/method.md, section 6) runs the same helpers with an intercept table
 ``ic`` (C, 2b+1, m+1) (:func:`tmaf._continuous.intercepts`): each term is alpha(x) x + c(x), and
@@ -37,7 +39,6 @@ import warnings
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._grid import compute_dtype
 
@@ -281,7 +282,9 @@ def _get_compiled(name: str):
 def _call(name: str, compiled: bool, *args, **form):
     """``form``: ``intercepts=`` (forward) or ``affine=True`` (backward) for the continuous form."""
     eager = banded_tmaf_fwd if name == "fwd" else banded_tmaf_bwd
-    if not compiled or _compile_disabled() or torch.compiler.is_compiling():
+    # Under create_graph (grad mode on in the backward) the formulation runs uncompiled, so that
+    # autograd records it and a second backward differentiates it.
+    if not compiled or _compile_disabled() or torch.compiler.is_compiling() or torch.is_grad_enabled():
         # Inside an outer torch.compile, the fused formulation is traced into the caller's graph.
         return eager(*args, compiled or torch.compiler.is_compiling(), **form)
     try:
@@ -306,8 +309,7 @@ class BandedTMAFFunction(torch.autograd.Function):
         return _call("fwd", compiled, x, breakpoints, levels, channel_dim, **form)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
+    def backward(ctx, g):  # plain tensor operations under create_graph: differentiable again
         x, breakpoints, levels = ctx.saved_tensors
         form = {"affine": True} if ctx.affine else {}
         grads = _call("bwd", ctx.compiled, g.contiguous(), x, breakpoints, levels,

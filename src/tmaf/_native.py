@@ -113,3 +113,8 @@ if _unavailable_reason is None:
     for _form in ("banded", "banded_cont"):
         torch.library.register_fake(f"tmaf::{_form}_fwd")(_fwd_fake)
         torch.library.register_fake(f"tmaf::{_form}_bwd")(_bwd_fake)
+
+    # the backward operators' own derivative, for double backward (create_graph=True)
+    from ._second_order import register as _register_second_order
+
+    _register_second_order()

@@ -58,7 +58,6 @@ class _BandedReference(torch.autograd.Function):
         return out.movedim(0, channel_dim).to(x.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, levels, cd, C, b, m1, dt, xs, gs, bp, lv, alpha, gx, gl = _backward_setup(ctx, g)
         for i in range(C):
@@ -99,7 +98,7 @@ def _band_sum(xs: Tensor, b: int, term) -> Tensor:
             if 0 <= i + d < C:
                 acc = acc + term(i, d, i + d)
         outs.append(acc)
-    return torch.stack(outs)
+    return torch.stack(outs) if outs else torch.zeros_like(xs)  # C = 0: an empty output
 
 
 def _backward_setup(ctx, g: Tensor):
@@ -137,7 +136,8 @@ def banded_tmaf_reference(x: Tensor, breakpoints: Tensor, levels: Tensor, channe
         breakpoints: (m,) shared or (C, m) per channel, strictly increasing.
         levels: (C, 2b+1, m+1); index d+b holds offset d.
     Returns:
-        Tensor shaped and typed like ``x``; differentiable in ``x`` and ``levels`` (once).
+        Tensor shaped and typed like ``x``; differentiable in ``x`` and ``levels``, twice
+        and more (the literal backward is itself made of differentiable tensor operations).
     """
     return _BandedReference.apply(x, breakpoints.detach(), levels, channel_dim)
 
@@ -146,12 +146,14 @@ def _lengths(t: Tensor, bp: Tensor, a: Tensor) -> Tensor:
     """len_k(t) = clamp(t, I_k) - clamp(0, I_k) for k = 0..m, stacked last (section 6): the
     signed length of interval k inside [0, t]. On the unbounded intervals at t = +-inf, where the
     slope a_k is 0, the infinite part is dropped (the zero-level rule: 0 * inf is 0), leaving
-    -clamp(0, I_k)."""
+    -clamp(0, I_k). Its derivative in t is [k(t) = k] (what the second derivatives use): only
+    the interval holding t passes t's gradient, so a t on a breakpoint counts once, on its left."""
     edges = [float("-inf"), *bp.tolist(), float("inf")]
+    kt = _k(t, bp)
     out = []
     for k in range(len(edges) - 1):
         lo, hi = edges[k], edges[k + 1]
-        upper = t.clamp(lo, hi)  # NaN stays NaN, so F(NaN) is NaN
+        upper = torch.where(kt == k, t, t.clamp(lo, hi).detach())  # NaN stays NaN: F(NaN) is NaN
         upper = torch.where((a[k] == 0) & upper.isinf(), torch.zeros_like(t), upper)
         out.append(upper - min(max(0.0, lo), hi))
     return torch.stack(out, dim=-1)
@@ -169,7 +171,6 @@ class _ContinuousReference(torch.autograd.Function):
         return out.movedim(0, channel_dim).to(x.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, levels, cd, C, b, m1, dt, xs, gs, bp, lv, alpha, gx, gl = _backward_setup(ctx, g)
         for i in range(C):

@@ -44,6 +44,7 @@ from torch import Tensor
 from . import _checks, _native
 from ._continuous import intercepts
 from ._fused import BandedTMAFFunction
+from ._grid import compute_dtype
 from ._reference import banded_continuous_reference, banded_tmaf_reference
 
 __all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "resolve_backend", "BACKENDS",
@@ -120,7 +121,12 @@ def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: 
         op = _native.banded_continuous_native if continuous else _native.banded_tmaf_native
         return op(x, breakpoints, levels, cd)
     bp = breakpoints.detach()
-    ic = intercepts(bp, levels, x) if continuous else None
+    ic = None
+    if continuous:
+        # levels in the compute dtype before they split into slopes and intercepts: both parts
+        # of the level gradient then meet in that dtype and are rounded to the levels' once
+        levels = levels.to(compute_dtype(x, levels, bp))
+        ic = intercepts(bp, levels, x)
     return BandedTMAFFunction.apply(x, bp, levels, cd, impl == "compiled", ic)
 
 

@@ -341,3 +341,24 @@ def test_saves_only_the_input_for_backward_on_the_native_path():
         act(x).sum().backward()
     big = [t for t in saved if t.numel() == x.numel()]
     assert len(big) == 1
+
+
+@pytest.mark.parametrize("backend", ["eager", "compiled", *(["native"] if NATIVE else [])])
+def test_float64_breakpoints_give_float64_arithmetic_to_float32_levels(backend):
+    """float64 breakpoints make the arithmetic float64 (docs/method.md section 4): the level
+    gradient's two parts (g t summed, and g summed through the intercepts), which cancel on a
+    grid far from 0, meet in float64 and are rounded to float32 once, as the reference's."""
+    torch.manual_seed(0)
+    bp = 1000 + torch.linspace(-2, 2, 9, dtype=torch.float64) * 1e-3
+    x = (1000 + torch.randn(4000, 3, dtype=torch.float64) * 2e-3).float()
+    lv, g = torch.randn(3, 3, 10), torch.randn(4000, 3)
+
+    def level_grad(be):
+        lvr = lv.clone().requires_grad_()
+        F.banded_tmaf(x, bp, lvr, 1, be, form="continuous").backward(g)
+        return lvr.grad
+
+    want = level_grad("reference")
+    assert want.dtype == torch.float32
+    # one rounding of the float64 result: within 1 float32 ulp of the reference's rounding
+    torch.testing.assert_close(level_grad(backend), want, rtol=2.4e-7, atol=0.0)

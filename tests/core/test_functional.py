@@ -146,3 +146,13 @@ def test_float64_breakpoints_compare_exactly_with_float32_input():
     for backend in ("reference", *FAST):
         y = F.banded_tmaf(x, bp, lv, backend=backend)
         assert y.dtype == torch.float32 and y.item() == x.item(), backend
+
+
+@pytest.mark.parametrize("form", ["jump", "continuous"])
+@pytest.mark.parametrize("backend", ["reference", *FAST])
+def test_no_channels_gives_an_empty_output_and_gradients(backend, form):
+    x = torch.randn(2, 0, 3, requires_grad=True)
+    lv = torch.randn(0, 1, len(BP) + 1, requires_grad=True)
+    y = F.banded_tmaf(x, torch.tensor(BP), lv, 1, backend, form=form)
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad.shape == x.shape and lv.grad.shape == lv.shape

@@ -173,3 +173,31 @@ def test_bad_parameterization_is_a_clear_error():
         m.levels = torch.nn.Parameter(torch.zeros(3, 10))
     with pytest.raises(NotImplementedError, match="form='continuous'"):
         tmaf.calibrate(torch.nn.Sequential(m), torch.randn(8, 3))
+
+
+def test_what_the_starts_keep_on_any_grid():
+    """docs/method.md section 6: with knot_values the ReLU and identity starts are exact on every
+    grid (their inner slopes are 0/h and h/h); the leaky start's inner slopes are recomputed from
+    values rounded in the parameters' dtype, within u ((|s_k| + |s_k+1|) / (s_k+1 - s_k) + 3)
+    (u = 2^-24 in float32) of the slope relative to it, and exact on DEFAULT_BREAKPOINTS."""
+    gen = torch.Generator().manual_seed(0)
+    u = 2.0 ** -24
+    for _ in range(60):
+        m = int(torch.randint(2, 40, (), generator=gen))
+        scale = 10 ** (6 * torch.rand((), generator=gen).item() - 3)
+        bp = torch.sort(torch.randn(m, generator=gen) * scale).values
+        bp[bp.abs().argmin()] = 0.0
+        bp = torch.unique(bp)
+        for init in ("relu", "identity", "leaky_relu"):
+            kw = dict(breakpoints=bp, init=init, form="continuous")
+            got = tmaf.DiagonalTMAF(1, parameterization="knot_values", **kw).levels.detach()[0]
+            want = tmaf.DiagonalTMAF(1, **kw).levels.detach()[0]
+            if init != "leaky_relu":
+                assert torch.equal(got, want), (init, bp)
+                continue
+            s = bp.double()
+            bound = u * ((s[:-1].abs() + s[1:].abs()) / s.diff() + 3)
+            rel = (got[1:-1].double() - want[1:-1].double()).abs() / want[1:-1].double().abs()
+            assert torch.equal(got[[0, -1]], want[[0, -1]]) and bool((rel <= bound).all()), (bp, rel)
+    leaky = tmaf.DiagonalTMAF(1, init="leaky_relu", form="continuous", parameterization="knot_values")
+    assert torch.equal(leaky.levels, tmaf.DiagonalTMAF(1, init="leaky_relu").levels)

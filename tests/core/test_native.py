@@ -337,3 +337,26 @@ def test_cpu_isa_variable_caps_the_kernels_at_load(cap):
     out = _python("import tmaf, torch\nprint(torch.ops.tmaf.native_isa())\n", TMAF_CPU_ISA=cap)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == cap
+
+
+@pytest.mark.skipif("avx512" not in ISAS, reason="this CPU does not run the avx512 kernels")
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("b", [0, 1])
+@pytest.mark.parametrize("form", ["jump", "continuous"])
+def test_avx512_evenly_spaced_grid_wider_than_float32(form, b, layout):
+    """An evenly spaced float32 grid whose span (6e38) overflows float32: x - s_0 would overflow
+    in the computed index, so such grids take the compare chains (every ISA agrees with the
+    reference: alpha 0.06, 0.07, 0.05 at x = 1e38, 2e38, 0.5e38, not the last level)."""
+    prev = tmaf.set_native_isa("avx512")
+    try:
+        C, cd = 3, 1
+        bp = (-3e38 + 0.75e38 * torch.arange(9, dtype=torch.float64)).float()
+        lv = (torch.arange(10, dtype=torch.float32) / 100).expand(C, 2 * b + 1, 10).contiguous()
+        x = torch.tensor([1e38, 2e38, 0.5e38, -2.9e38, 2.9e38, 0.0, 3e38, -3e38] * 4).view(2, 1, 4, 4)
+        x = _layout(x.expand(2, C, 4, 4).contiguous(), cd, layout)
+        fast = F.banded_tmaf(x, bp, lv, cd, "native", form=form)
+        ref = F.banded_tmaf(x.double(), bp.double(), lv.double(), cd, "reference", form=form)
+        torch.testing.assert_close(fast.double(), ref, rtol=1e-6, atol=0.0)
+        _check(x.contiguous(), bp, levels(C, b, 9), cd, f"avx512 wide grid {form} b={b} {layout}")
+    finally:
+        tmaf.set_native_isa(prev)

@@ -195,14 +195,18 @@ static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<
 // diagonal 1.03x, tridiagonal 1.19x the chain's time; results/bench/uniform-index); with 4, a
 // shuffle with a run-time index is not one instruction.
 // Whether m >= 2 breakpoints s are evenly spaced: each s_k within h/4 of s_0 + k h, h = (s_{m-1} -
-// s_0) / (m - 1) > 0, with 1/h finite in T (*inv_h). The rule under which e = floor((x - s_0)/h
-// + 1/2) is k(x) or k(x) - 1 (see below and kernels_avx512.cpp).
+// s_0) / (m - 1) > 0, with 1/h finite in T (*inv_h) and the span s_{m-1} - s_0 finite in T. The
+// rule under which e = floor((x - s_0)/h + 1/2) is k(x) or k(x) - 1 (see below and
+// kernels_avx512.cpp). The span check keeps x - s_0 (computed in T) finite for every x up to
+// s_{m-1}: an x whose x - s_0 overflows to +inf then lies right of the whole grid, where the
+// clamped index m is right (a grid from -3e38 to 3e38 in float would send every x to m).
 template <typename T>
 static inline bool evenly_spaced(const T* s, int64_t m, T* inv_h) {
   if (m < 2) return false;
-  const double s0 = s[0], h = (double(s[m - 1]) - s0) / double(m - 1);
+  const double s0 = s[0], span = double(s[m - 1]) - s0, h = span / double(m - 1);
   *inv_h = static_cast<T>(1.0 / h);
   if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(*inv_h)) return false;
+  if (!(span <= static_cast<double>(std::numeric_limits<T>::max()))) return false;
   for (int64_t k = 1; k < m - 1; ++k)
     if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
   return true;

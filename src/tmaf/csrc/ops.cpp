@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -589,6 +590,11 @@ class BandedTmafFunction : public torch::autograd::Function<BandedTmafFunction<F
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
+    // Under create_graph the backward op runs through its autograd formula (registered in
+    // tmaf/_second_order.py), so a second backward reaches x, the levels and the upstream
+    // gradient; otherwise there is no graph to record and the call skips that Python layer.
+    std::optional<at::AutoDispatchBelowADInplaceOrView> no_graph;
+    if (!at::GradMode::is_enabled()) no_graph.emplace();
     static const auto op =
         c10::Dispatcher::singleton()
             .findSchemaOrThrow(kBwdNames[Form], "")
