@@ -1,0 +1,70 @@
+"""The character-level GPT against the baselines transformer practitioners use (recipe
+cpu-gpt-unit: cpu-gpt with the MLP pre-activations at about unit scale and weight decay on the
+matrices only; 3000 steps, one thread per run).
+
+main: ReLU² (the reference), GELU, ReLU, LeakyReLU(0.5)², SwiGLU at the plain MLP's parameter
+count (hidden width 341 at width 128), xIELU (two trainable scalars per layer), diagonal TMAF
+and the continuous diagonal and tridiagonal forms trained through their knot values
+(pwl_knots, continuous_tridiagonal_knots); seeds 0-4, seed by seed (every arm of seed 0
+first), one stream. Runs: results/gpt-baselines/shakespeare-gpt-unit/<arm>/seed<S>.
+
+long: ReLU² and the three arms with the lowest mean test loss of the finished main part, at
+twice the steps (6000; warm-up and cosine stretch with it), seeds 0-2. The three are read
+from the main part's results.json files once every main run has finished, unless
+:data:`LONG_ARMS` pins them (set it to the chosen arms when the part starts, so its plan does
+not move). Runs: results/gpt-baselines/shakespeare-gpt-unit-6000/<arm>/seed<S>.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tmaf_lab.study import Run, Study, train_grid
+
+RECIPE = ("--recipe", "cpu-gpt-unit")
+REFERENCE = "relu2"
+ARMS = ("relu2", "gelu", "relu", "leaky_relu2", "swiglu", "xielu", "diagonal", "pwl_knots",
+        "continuous_tridiagonal_knots")
+SEEDS = range(5)
+MAIN = "{dataset}-gpt-unit"
+LONG = "{dataset}-gpt-unit-6000"
+LONG_SEEDS = range(3)
+#: the three best arms of the main part, pinned once chosen (None: read from the results)
+LONG_ARMS: tuple[str, ...] | None = None
+
+_MAIN = train_grid(MAIN, ("shakespeare",), SEEDS, ARMS, RECIPE)
+
+
+def best_arms(out: Path, count: int = 3) -> tuple[str, ...]:
+    """The ``count`` arms other than the reference with the lowest mean test loss over the
+    main part's runs below ``out``; ValueError while a main run is unfinished."""
+    losses: dict[str, list[float]] = {}
+    missing = []
+    for run in _MAIN:
+        path = out / run.folder / "results.json"
+        if not path.is_file():
+            missing.append(run.folder)
+            continue
+        losses.setdefault(run.arm, []).append(float(json.loads(path.read_text())["test_loss"]))
+    if missing:
+        raise ValueError(f"part long is chosen by the main part's results: {len(missing)} of "
+                         f"{len(_MAIN)} main runs are unfinished (first: {missing[0]}); finish "
+                         "them or pin LONG_ARMS in tmaf_lab/studies/gpt_baselines.py")
+    means = {arm: sum(v) / len(v) for arm, v in losses.items() if arm != REFERENCE}
+    return tuple(sorted(means, key=means.get)[:count])
+
+
+def _long(out: Path) -> list[Run]:
+    arms = (REFERENCE, *(LONG_ARMS if LONG_ARMS is not None else best_arms(out)))
+    return list(train_grid(LONG, ("shakespeare",), LONG_SEEDS, arms,
+                           (*RECIPE, "--steps", "6000")))
+
+
+STUDY = Study(
+    name="gpt-baselines",
+    question="Does TMAF beat ReLU², SwiGLU and xIELU in a character-level GPT at unit scale?",
+    out="results/gpt-baselines", readme="results/gpt-baselines/README.md",
+    parts={"main": _MAIN, "long": _long},
+    default_parts=("main",),
+)
