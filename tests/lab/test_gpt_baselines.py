@@ -196,3 +196,50 @@ def test_long_part_waits_for_the_main_part_then_takes_the_three_best(tmp_path, m
     monkeypatch.setattr(gpt_baselines, "LONG_ARMS", ("swiglu", "diagonal", "pwl_knots"))
     assert [r.arm for r in study.runs("long", tmp_path)[:4]] == [
         "relu2", "swiglu", "diagonal", "pwl_knots"]
+
+
+def test_step_cost_bench_dry_run_times_every_arm_against_relu2(tmp_path):
+    from tmaf_lab.bench import gpt_arms
+
+    assert gpt_arms.main(["--out", str(tmp_path), "--dry-run", "--clock", "thread"]) == 0
+    rows = json.loads((tmp_path / "timing.json").read_text())
+    assert [r["activation"] for r in rows] == list(ARMS)
+    assert rows[0]["ratio_vs_relu2"] == 1.0 and rows[1]["ratio_vs_gelu"] == 1.0
+    assert all(r["repeats"] == 2 and r["check_max_rel_err"] < 1e-4 for r in rows)
+    assert "| continuous_tridiagonal_knots |" in (tmp_path / "summary.md").read_text()
+    assert gpt_arms.main(["--out", str(tmp_path / "x"), "--repeats", "0"]) == 2
+
+
+def _fake_text_run(folder, arm, seed, loss, tmaf_arm=False):
+    block = {"pre_std": 1.0 + seed / 10}
+    if tmaf_arm:
+        block.update(outside=0.05, used=8, occupancy=[0.025] + [0.95 / 8] * 8 + [0.025])
+    scale = [{"step": s, "blocks": [block, block]} for s in (0, 300, 3000)]
+    path = folder / arm / f"seed{seed}"
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps(
+        {"activation": arm, "seed": seed, "steps": 3000, "params": 1, "val_loss": loss,
+         "test_loss": loss, "test_bpc": loss / math.log(2), "train_seconds": 1.0,
+         "mlp_scale": scale}))
+
+
+def test_tables_pair_with_relu2_and_gelu_and_show_the_scales(tmp_path):
+    from tmaf_lab.report.tables import regenerate
+
+    for seed in range(3):
+        _fake_text_run(tmp_path / "runs", "relu2", seed, 1.50 + seed / 100)
+        _fake_text_run(tmp_path / "runs", "gelu", seed, 1.52 + seed / 100)
+        _fake_text_run(tmp_path / "runs", "diagonal", seed, 1.51 + seed / 100, tmaf_arm=True)
+    text = regenerate("<!-- table:text_paired_refs runs:relu2,gelu -->\n<!-- /table -->\n"
+                      "<!-- table:text_scale runs -->\n<!-- /table -->\n", tmp_path)
+    paired = text.split("<!-- table:text_scale")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in paired.splitlines()}
+    assert rows["relu2"].startswith("| relu2 | 0-2 | 1.5000, 1.5100, 1.5200 | 1.5100 |  | ")
+    assert "**+0.0200 [+0.0200, +0.0200]** |  |" in rows["gelu"]
+    assert "| **+0.0100 [+0.0100, +0.0100]** | **−0.0100 [−0.0100, −0.0100]** |" in \
+        rows["diagonal"]
+    scale = [line for line in text.splitlines() if line.startswith("| diagonal | 0-2 | 1.100")]
+    assert scale == ["| diagonal | 0-2 | 1.100 / 1.100 / 1.100 | 0.0500 / 0.0500 / 0.0500 "
+                     "| 8.0 / 8.0 / 8.0 |"]
+    with pytest.raises(ValueError, match="reference"):
+        regenerate("<!-- table:text_paired_refs runs:swiglu -->\n<!-- /table -->\n", tmp_path)

@@ -595,6 +595,10 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "text_runs": lambda here, arg: text_run_table(here / arg),
     "text_curve": lambda here, arg: text_curve_table(here / arg),
     "text_paired": lambda here, arg: text_paired_table(here / arg),
+    # ARG: FOLDER:REF1,REF2 (tmaf_lab.report.gpt_tables)
+    "text_paired_refs": lambda here, arg: _gpt_tables().text_paired_refs_table(
+        here / arg.partition(":")[0], [r for r in arg.partition(":")[2].split(",") if r]),
+    "text_scale": lambda here, arg: _gpt_tables().text_scale_table(here / arg),
     # ARG: a comma list of folders of <target>/results.json of one fitting protocol
     # [:ARMS[:REFERENCE]]: the activations shown (comma list) and the one they are divided by
     "fit_ratios": lambda here, arg: fit_ratio_table(
@@ -614,6 +618,12 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.partition(":")[0],
                                                            _labels(arg)),
 }
+
+
+def _gpt_tables():
+    from tmaf_lab.report import gpt_tables
+
+    return gpt_tables
 
 
 def regenerate(text: str, here: Path) -> str:
