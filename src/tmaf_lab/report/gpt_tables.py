@@ -16,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tmaf_lab.mdtable import markdown_table
+from tmaf_lab.report.text_runs import loss_cell as _loss_cell
+from tmaf_lab.report.text_runs import seeds_text as _seeds_text
+from tmaf_lab.report.text_runs import text_results as _text_results
 
 NAMES = {"relu2": "ReLU²", "gelu": "GELU", "relu": "ReLU"}
 
@@ -25,8 +28,6 @@ def _label(arm: str) -> str:
 
 
 def text_paired_refs_table(folder: Path, references: list[str]) -> str:
-    from tmaf_lab.report.tables import _loss_cell, _seeds_text, _text_results
-
     runs = _text_results(folder)
     missing = [r for r in references if r not in runs]
     if missing or not references:
@@ -64,8 +65,6 @@ def _mean_cell(runs: list[dict], step: int | None, key: str, digits: int) -> str
 
 
 def text_scale_table(folder: Path) -> str:
-    from tmaf_lab.report.tables import _seeds_text, _text_results
-
     rows = []
     for arm, runs in _text_results(folder).items():
         if not all(r.get("mlp_scale") for r in runs):
