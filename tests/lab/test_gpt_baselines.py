@@ -243,3 +243,15 @@ def test_tables_pair_with_relu2_and_gelu_and_show_the_scales(tmp_path):
                      "| 8.0 / 8.0 / 8.0 |"]
     with pytest.raises(ValueError, match="reference"):
         regenerate("<!-- table:text_paired_refs runs:swiglu -->\n<!-- /table -->\n", tmp_path)
+
+
+def test_the_gpt2_start_is_the_one_committed_runs_were_made_with():
+    """The sums of the seed-0 weights under init="gpt2", computed with the code before the
+    unit start existed: cpu-gpt runs rerun from their config.json start where they started."""
+    torch.manual_seed(0)
+    m = create_model("gpt", (16,), 11, "gelu", width=16, depth=2, heads=2)
+    with torch.no_grad():
+        assert sum(float(p.double().sum()) for p in m.parameters()) == pytest.approx(
+            79.75085728199383, rel=1e-12)
+        assert float(m.blocks[1].mlp.fc.weight.double().square().sum()) == pytest.approx(
+            0.439755403569726, rel=1e-12)
