@@ -3,7 +3,8 @@
 
 - ``text_paired_refs FOLDER:REF1,REF2,...``: per arm, the test loss (nats/char) of every seed,
   its mean, and the paired difference to each reference arm with its 95 % t interval over the
-  common seeds (bold where it excludes 0; negative: lower loss, better).
+  common seeds (bold where it excludes 0; negative: lower loss, better); a reference with no
+  finished run yet leaves its column empty (none at all is an error).
 - ``text_scale FOLDER``: per arm, where its MLP activations operate (results.json
   ``mlp_scale``, :mod:`tmaf_lab.train.mlp_scale`): the standard deviation of the MLP
   pre-activations, and for TMAF arms the fraction of them outside the grid and the number of
@@ -29,16 +30,15 @@ def _label(arm: str) -> str:
 
 def text_paired_refs_table(folder: Path, references: list[str]) -> str:
     runs = _text_results(folder)
-    missing = [r for r in references if r not in runs]
-    if missing or not references:
+    if not any(r in runs for r in references):
         raise ValueError(f"table source {folder} has no finished run of the reference(s) "
-                         f"{', '.join(missing) or '(none given)'} to pair with")
+                         f"{', '.join(references) or '(none given)'} to pair with")
     loss = {arm: {r["seed"]: float(r["test_loss"]) for r in rs} for arm, rs in runs.items()}
     rows = []
     for arm, values in loss.items():
         mean = sum(values.values()) / len(values)
         rows.append((arm, _seeds_text(set(values)), ", ".join(f"{values[s]:.4f}" for s in values),
-                     f"{mean:.4f}", *("" if arm == ref else _loss_cell(values, loss[ref])
+                     f"{mean:.4f}", *("" if arm == ref else _loss_cell(values, loss.get(ref))
                                       for ref in references)))
     return markdown_table(["activation", "seeds", "test nats/char per seed", "mean",
                            *(f"− {_label(r)}" for r in references)], rows,
