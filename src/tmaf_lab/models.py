@@ -4,7 +4,8 @@ Every model takes ``act``: an activation name understood by :func:`tmaf.get_act_
 ("relu", "prelu", "gelu", "diagonal", "tridiagonal", "banded2", "full", "continuous_diagonal",
 ...), ``pwl`` (the studies' name for ``continuous_diagonal``, the continuous twin of diagonal
 TMAF from the core), a transformer baseline of :mod:`tmaf_lab.baselines` (relu2, leaky_relu2,
-xielu; swiglu for the gpt only), or a callable ``act(num_channels) -> nn.Module``. The factory is called
+xielu; swiglu for the gpt only), ``FORM@FUNCTION`` (a TMAF form started from FUNCTION by
+``init="match"``), or a callable ``act(num_channels) -> nn.Module``. The factory is called
 once at every place an activation is applied, so no two call sites share parameters
 (docs/method.md section 5).
 Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel axis 1.
@@ -31,6 +32,9 @@ import torch
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
+#: ``FORM@FUNCTION`` (e.g. ``continuous_tridiagonal_knots@relu2``): the TMAF form started
+#: from FUNCTION by the function-matching start (init="match", match=FUNCTION)
+MATCH_MARK = "@"
 #: which weights get weight decay: every non-activation parameter, or those of >= 2 dimensions
 DECAY_ON = ("all", "matrices")
 MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "airbench-white", "resnet18", "gpt")
@@ -56,6 +60,8 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
 
     if isinstance(act, str):
         key = act.strip().lower()
+        if MATCH_MARK in key:
+            key, kwargs = _matched(key, kwargs)
         if key in GATED:
             raise ValueError(f"activation {key!r} is a gated MLP's (input 2h channels, output h): "
                              "only --model gpt takes it")
@@ -85,10 +91,30 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
                          f"libraries' {', '.join(peers.DISTRIBUTIONS)}") from None
 
 
+def _matched(key: str, kwargs: dict) -> tuple[str, dict]:
+    """``FORM@FUNCTION`` -> (FORM, kwargs with init="match", match=FUNCTION)."""
+    import tmaf
+
+    form, _, function = key.partition(MATCH_MARK)
+    if not is_learned_name(form) or not function:
+        raise ValueError(f"activation {key!r}: FORM@FUNCTION needs a TMAF form (or pwl, "
+                         f"pwl_knots, continuous_tridiagonal_knots) and a function, e.g. "
+                         f"continuous_tridiagonal_knots@relu2")
+    if "match" not in tmaf.INITS:
+        raise ValueError(f"activation {key!r} needs the function-matching start "
+                         f"(init='match'), which this tmaf does not have")
+    if kwargs.get("init", "match") != "match" or kwargs.get("match", function) != function:
+        raise ValueError(f"activation {key!r} is init='match', match={function!r}; got "
+                         f"init={kwargs.get('init')!r}, match={kwargs.get('match')!r}")
+    return form, {**kwargs, "init": "match", "match": function}
+
+
 def is_learned_name(name: str) -> bool:
-    """A TMAF name of either form, or one of the lab's names for them (``pwl``, ``pwl_knots``)."""
+    """A TMAF name of either form, one of the lab's names for them (``pwl``, ``pwl_knots``,
+    ``continuous_tridiagonal_knots``), or such a name with a matching start (``FORM@FUNCTION``)."""
     from tmaf.factory import is_tmaf_name
 
+    name = name.partition(MATCH_MARK)[0]
     return is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import tmaf
 from tests.lab.test_gpt_train import TINY, data_root  # noqa: F401 - the fixture
 from tmaf_lab.baselines import XIELU, LeakyReLUSquared, ReLUSquared, SwiGLU, xielu
 from tmaf_lab.gpt import GPT, gated_hidden
-from tmaf_lab.models import act_factory, create_model, optimizer_groups
+from tmaf_lab.models import act_factory, create_model, optimizer_groups, token_act_factory
 from tmaf_lab.studies import STUDIES, gpt_baselines
 from tmaf_lab.train import cli as train_cli
 from tmaf_lab.train.mlp_scale import grid_occupancy, mlp_scale
@@ -259,3 +260,36 @@ def test_the_gpt2_start_is_the_one_committed_runs_were_made_with():
             79.75085728199383, rel=1e-12)
         assert float(m.blocks[1].mlp.fc.weight.double().square().sum()) == pytest.approx(
             0.439755403569726, rel=1e-12)
+
+
+def test_match_arm_names_need_a_tmaf_form_and_the_matching_start():
+    with pytest.raises(ValueError, match="needs a TMAF form"):
+        act_factory("gelu@relu2")
+    if "match" not in tmaf.INITS:
+        with pytest.raises(ValueError, match="init='match'"):
+            act_factory("continuous_tridiagonal_knots@relu2")
+        with pytest.raises(ValueError, match="init='match'"):
+            STUDIES["gpt-baselines"].runs("match", Path("."))
+        return
+    torch.manual_seed(0)
+    act, flatten = token_act_factory("continuous_tridiagonal_knots@relu2")(6)
+    assert isinstance(act, tmaf.BandedTMAF) and not flatten
+    assert act.init == "match" and act.parameterization == "knot_values"
+    x = torch.linspace(-2, 2, 41)[:, None].expand(-1, 6)
+    assert torch.allclose(act(x), torch.relu(x).square(), atol=1e-5)  # knots at the grid
+    with pytest.raises(ValueError, match="init='match'"):
+        act_factory("diagonal@relu2", init="relu")
+
+
+@pytest.mark.skipif("match" not in tmaf.INITS, reason="needs init='match' in the core")
+def test_match_part_starts_the_best_tmaf_form_from_relu2(tmp_path, monkeypatch):
+    study = STUDIES["gpt-baselines"]
+    for r in study.runs("main", tmp_path):
+        (tmp_path / r.folder).mkdir(parents=True)
+        loss = 1.5 - (0.1 if r.arm == "pwl_knots" else 0) - (0.2 if r.arm == "xielu" else 0)
+        (tmp_path / r.folder / "results.json").write_text(json.dumps({"test_loss": loss}))
+    runs = study.runs("match", tmp_path)
+    assert [r.arm for r in runs] == ["pwl_knots@relu2"] * 5
+    assert runs[0].folder == "shakespeare-gpt-unit/pwl_knots@relu2/seed0"
+    monkeypatch.setattr(gpt_baselines, "MATCH_FORM", "diagonal")
+    assert study.runs("match", tmp_path)[0].arm == "diagonal@relu2"

@@ -13,6 +13,11 @@ twice the steps (6000; warm-up and cosine stretch with it), seeds 0-2. The three
 from the main part's results.json files once every main run has finished, unless
 :data:`LONG_ARMS` pins them (set it to the chosen arms when the part starts, so its plan does
 not move). Runs: results/gpt-baselines/shakespeare-gpt-unit-6000/<arm>/seed<S>.
+
+match: the TMAF arm of the main part with the lowest mean test loss (or :data:`MATCH_FORM`),
+started from ReLU² by the function-matching start (``FORM@relu2``: init="match",
+match="relu2"), seeds 0-4 under the main part's protocol, beside its arms. Planned only where
+the core has init="match"; the form is read like the long part's arms.
 """
 
 from __future__ import annotations
@@ -32,13 +37,19 @@ LONG = "{dataset}-gpt-unit-6000"
 LONG_SEEDS = range(3)
 #: the three best arms of the main part, pinned once chosen (None: read from the results)
 LONG_ARMS: tuple[str, ...] | None = None
+TMAF_ARMS = ("diagonal", "pwl_knots", "continuous_tridiagonal_knots")
+MATCH_FUNCTION = REFERENCE
+#: the TMAF form of the match part, pinned once chosen (None: the best of TMAF_ARMS)
+MATCH_FORM: str | None = None
 
 _MAIN = train_grid(MAIN, ("shakespeare",), SEEDS, ARMS, RECIPE)
 
 
-def best_arms(out: Path, count: int = 3) -> tuple[str, ...]:
-    """The ``count`` arms other than the reference with the lowest mean test loss over the
-    main part's runs below ``out``; ValueError while a main run is unfinished."""
+def best_arms(out: Path, count: int = 3, among: tuple[str, ...] | None = None
+              ) -> tuple[str, ...]:
+    """The ``count`` arms other than the reference (of ``among``, default all) with the
+    lowest mean test loss over the main part's runs below ``out``; ValueError while a main
+    run is unfinished."""
     losses: dict[str, list[float]] = {}
     missing = []
     for run in _MAIN:
@@ -51,7 +62,8 @@ def best_arms(out: Path, count: int = 3) -> tuple[str, ...]:
         raise ValueError(f"part long is chosen by the main part's results: {len(missing)} of "
                          f"{len(_MAIN)} main runs are unfinished (first: {missing[0]}); finish "
                          "them or pin LONG_ARMS in tmaf_lab/studies/gpt_baselines.py")
-    means = {arm: sum(v) / len(v) for arm, v in losses.items() if arm != REFERENCE}
+    means = {arm: sum(v) / len(v) for arm, v in losses.items()
+             if arm != REFERENCE and (among is None or arm in among)}
     return tuple(sorted(means, key=means.get)[:count])
 
 
@@ -61,10 +73,21 @@ def _long(out: Path) -> list[Run]:
                            (*RECIPE, "--steps", "6000")))
 
 
+def _match(out: Path) -> list[Run]:
+    import tmaf
+
+    if "match" not in tmaf.INITS:
+        raise ValueError("part match needs the function-matching start (init='match'), which "
+                         "this tmaf does not have")
+    form = MATCH_FORM if MATCH_FORM is not None else best_arms(out, 1, TMAF_ARMS)[0]
+    arm = f"{form}@{MATCH_FUNCTION}"
+    return list(train_grid(MAIN, ("shakespeare",), SEEDS, (arm,), RECIPE))
+
+
 STUDY = Study(
     name="gpt-baselines",
     question="Does TMAF beat ReLU², SwiGLU and xIELU in a character-level GPT at unit scale?",
     out="results/gpt-baselines", readme="results/gpt-baselines/README.md",
-    parts={"main": _MAIN, "long": _long},
+    parts={"main": _MAIN, "long": _long, "match": _match},
     default_parts=("main",),
 )
