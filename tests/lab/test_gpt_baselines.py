@@ -275,8 +275,9 @@ def test_match_arm_names_need_a_tmaf_form_and_the_matching_start():
     act, flatten = token_act_factory("continuous_tridiagonal_knots@relu2")(6)
     assert isinstance(act, tmaf.BandedTMAF) and not flatten
     assert act.init == "match" and act.parameterization == "knot_values"
-    x = torch.linspace(-2, 2, 41)[:, None].expand(-1, 6)
-    assert torch.allclose(act(x), torch.relu(x).square(), atol=1e-5)  # knots at the grid
+    x = tmaf.DEFAULT_BREAKPOINTS[:, None].expand(-1, 6)  # the interpolant meets f at the knots
+    assert torch.allclose(act(x), torch.relu(x).square(), atol=1e-5)
+    assert act.match_error == pytest.approx(0.5 ** 2 / 4, rel=1e-3)  # h²/4 between knots
     with pytest.raises(ValueError, match="init='match'"):
         act_factory("diagonal@relu2", init="relu")
 
