@@ -294,3 +294,51 @@ def test_match_part_starts_the_best_tmaf_form_from_relu2(tmp_path, monkeypatch):
     assert runs[0].folder == "shakespeare-gpt-unit/pwl_knots@relu2/seed0"
     monkeypatch.setattr(gpt_baselines, "MATCH_FORM", "diagonal")
     assert study.runs("match", tmp_path)[0].arm == "diagonal@relu2"
+
+
+def _tiny(out, *more):
+    return train_cli.main(["shakespeare", *TINY, "--seeds", "0", "--out", str(out), *more])
+
+
+def test_start_from_continues_a_finished_run_and_records_the_start(data_root, tmp_path):  # noqa: F811
+    src = tmp_path / "src"
+    assert _tiny(src, "--activation", "relu", "--steps", "8") == 0
+    before = json.loads((src / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
+    for act, exact in (("relu", True), ("pwl", True), ("gelu", False)):
+        out = tmp_path / act
+        assert _tiny(out, "--activation", act, "--steps", "4", "--start-from", str(src)) == 0
+        start = json.loads((out / "results.json").read_text())["start"]
+        assert start["source_val_loss"] == before and start["source_activation"] == "relu"
+        if exact:  # ReLU kept, or pwl's ReLU start: the function is unchanged
+            assert start["start_val_loss"] == pytest.approx(before, abs=1e-5)
+        else:
+            assert abs(start["start_val_loss"] - before) > 1e-4
+    cfg = json.loads((tmp_path / "pwl" / "config.json").read_text())["config"]
+    assert cfg["start_from"] == str(src)
+
+
+def test_start_from_refuses_an_unfinished_or_other_model(data_root, tmp_path, capsys):  # noqa: F811
+    src = tmp_path / "src"
+    assert _tiny(src, "--activation", "relu", "--steps", "4") == 0
+    assert _tiny(tmp_path / "a", "--activation", "relu", "--steps", "4", "--width", "32",
+                 "--start-from", str(src)) == 2
+    assert "another model: width: 16 there, 32 here" in capsys.readouterr().err
+    assert _tiny(tmp_path / "b", "--activation", "relu", "--steps", "4",
+                 "--start-from", str(tmp_path / "none")) == 2
+    assert "expected a finished run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("match" not in tmaf.INITS, reason="needs init='match' in the core")
+def test_finetune_part_pairs_relu2_with_its_matched_conversion(tmp_path):
+    study = STUDIES["gpt-baselines"]
+    for r in study.runs("main", tmp_path):
+        (tmp_path / r.folder).mkdir(parents=True)
+        loss = 1.5 - (0.1 if r.arm == "diagonal" else 0)
+        (tmp_path / r.folder / "results.json").write_text(json.dumps({"test_loss": loss}))
+    runs = study.runs("finetune", tmp_path)
+    assert [(r.seed, r.arm) for r in runs] == [(s, a) for s in range(3)
+                                                for a in ("relu2", "diagonal@relu2")]
+    src = [r.options[r.options.index("--start-from") + 1] for r in runs]
+    assert src[2] == src[3] == str(tmp_path / "shakespeare-gpt-unit/relu2/seed1")
+    cfg = train_cli.resolved_config([*runs[1].options, "--out", str(tmp_path)], 0)
+    assert cfg.steps == 1000 and cfg.lr == 3e-4 and cfg.recipe == "cpu-gpt-unit"

@@ -18,6 +18,12 @@ match: the TMAF arm of the main part with the lowest mean test loss (or :data:`M
 started from ReLU² by the function-matching start (``FORM@relu2``: init="match",
 match="relu2"), seeds 0-4 under the main part's protocol, beside its arms. Planned only where
 the core has init="match"; the form is read like the long part's arms.
+
+finetune: the main part's ReLU² models (seeds 0-2, their final checkpoint.pt) continued for
+1000 steps (the recipe's warm-up and cosine over them, peak lr 3e-4), once as they are
+(``relu2``) and once converted to the match part's form with the ReLU²-matching start
+(``FORM@relu2``), paired by seed; results.json ``start`` holds the validation loss just before
+and after the conversion. Runs: results/gpt-baselines/shakespeare-gpt-unit-finetune/<arm>/seed<S>.
 """
 
 from __future__ import annotations
@@ -84,10 +90,25 @@ def _match(out: Path) -> list[Run]:
     return list(train_grid(MAIN, ("shakespeare",), SEEDS, (arm,), RECIPE))
 
 
+FINETUNE = "{dataset}-gpt-unit-finetune"
+FINETUNE_OPTIONS = ("--steps", "1000", "--lr", "3e-4")
+FINETUNE_SEEDS = range(3)
+
+
+def _finetune(out: Path) -> list[Run]:
+    form = _match(out)[0].arm  # FORM@relu2 (raises where init="match" is missing)
+    runs = []
+    for seed in FINETUNE_SEEDS:
+        source = out / MAIN.format(dataset="shakespeare") / REFERENCE / f"seed{seed}"
+        runs += train_grid(FINETUNE, ("shakespeare",), (seed,), (REFERENCE, form),
+                           (*RECIPE, *FINETUNE_OPTIONS, "--start-from", str(source)))
+    return runs
+
+
 STUDY = Study(
     name="gpt-baselines",
     question="Does TMAF beat ReLU², SwiGLU and xIELU in a character-level GPT at unit scale?",
     out="results/gpt-baselines", readme="results/gpt-baselines/README.md",
-    parts={"main": _MAIN, "long": _long, "match": _match},
+    parts={"main": _MAIN, "long": _long, "match": _match, "finetune": _finetune},
     default_parts=("main",),
 )

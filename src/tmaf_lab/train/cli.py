@@ -106,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="hold out N training images (one fixed split for every run) and "
                         "evaluate on them instead of the test set: metrics and results.json "
                         "then hold val_loss / val_acc (for tuning; default 0: off)")
+    p.add_argument("--start-from", default=d.start_from, metavar="RUN_DIR",
+                   help="shakespeare: start from the final weights of the finished run RUN_DIR "
+                        "(its checkpoint.pt); MLP activations other than its own keep their "
+                        "start, e.g. FORM@relu2 (tmaf_lab/train/start_from.py)")
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
     helps = {"optimizer": "adamw (decoupled weight decay) or sgd (Nesterov); adam: older name of adamw",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
@@ -164,6 +168,8 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
         raise RunError(f"--whiten-bias-epochs must be >= 0, got {cfg.whiten_bias_epochs}")
     if cfg.memory_format == "channels-last" and cfg.dataset == TEXT_NAME:
         raise RunError(f"--memory-format channels-last needs image data, got {cfg.dataset}")
+    if cfg.start_from is not None and cfg.dataset != TEXT_NAME:
+        raise RunError(f"--start-from continues a text run; got dataset {cfg.dataset}")
     if cfg.gpt_init != "gpt2" and cfg.model != "gpt":
         raise RunError(f"--gpt-init {cfg.gpt_init} needs --model gpt, got --model {cfg.model}")
     if cfg.weight_decay_on != "all" and cfg.bn_bias_lr_scale != 1.0:

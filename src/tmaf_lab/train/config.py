@@ -52,6 +52,7 @@ class TrainConfig:
     eval_every: int = 250             # steps between validation points of the curve
     eval_windows: int = 128           # fixed validation windows evaluated at each point
     gpt_init: str = "gpt2"            # gpt2 (N(0, 0.02)) | unit (MLP input matrix N(0, 1/d))
+    start_from: str | None = None     # a finished text run whose final weights start this one
 
     recipe: str | None = None         # the named recipe whose values filled the defaults
 
@@ -81,7 +82,7 @@ ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "c
                "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128,
                "whiten_bias_epochs": 0, "tta": "off", "ema": 0.0,
                "bn_bias_lr_scale": 1.0, "memory_format": "contiguous",
-               "weight_decay_on": "all", "gpt_init": "gpt2"}
+               "weight_decay_on": "all", "gpt_init": "gpt2", "start_from": None}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

@@ -14,7 +14,9 @@ metrics.jsonl, results.json), plus samples.txt: :data:`SAMPLES` continuations of
 :data:`PROMPT`, :data:`SAMPLE_CHARS` characters each at temperature :data:`TEMPERATURE`,
 drawn from a generator seeded by the run's seed. ``mlp_scale`` in results.json: the scale of
 every block's MLP pre-activations (and, for TMAF, the grid's occupancy) at steps 0, 300 and the
-end, on the first 16 fixed validation windows (:mod:`tmaf_lab.train.mlp_scale`).
+end, on the first 16 fixed validation windows (:mod:`tmaf_lab.train.mlp_scale`). With
+``start_from`` the model starts from a finished run's final weights, and results.json ``start``
+holds the losses just before and after that start (:mod:`tmaf_lab.train.start_from`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .distributed import Dist, all_sum, barrier
 from .mlp_scale import STEPS as SCALE_STEPS
 from .mlp_scale import WINDOWS as SCALE_WINDOWS
 from .mlp_scale import mlp_scale
+from .start_from import load_start
 from .trainer import RunError, StopFlag, lr_factor, make_optimizer, prepare_out, resume_state
 
 PROMPT, SAMPLES, SAMPLE_CHARS, TEMPERATURE = "To be, or not to be", 3, 300, 0.8
@@ -85,6 +88,7 @@ class TextTrainer:
         self.net = create_model(cfg.model, (cfg.context,), data.vocab_size, cfg.activation,
                                 **kwargs).to(device)
         self.params = sum(p.numel() for p in self.net.parameters())
+        self.start = load_start(self.net, cfg, Path(cfg.start_from)) if cfg.start_from else None
         self.model = self.net
         if dist.active:
             ids = [device.index] if device.type == "cuda" else None
@@ -104,7 +108,7 @@ class TextTrainer:
                 "scheduler": self.scheduler.state_dict(), "step": self.step,
                 "partial": self.partial, "metrics": self.metrics,
                 "train_seconds": self.train_seconds, "world": self.dist.world,
-                "scale": self.scale}
+                "scale": self.scale, "start": self.start}
 
     def restore(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
@@ -113,6 +117,7 @@ class TextTrainer:
         self.step, self.partial = state["step"], list(state["partial"])
         self.metrics, self.train_seconds = list(state["metrics"]), state["train_seconds"]
         self.scale = list(state.get("scale", []))
+        self.start = state.get("start")
         ckpt.set_rng_state(state["rng"])
 
     def log_scale(self) -> None:
@@ -175,6 +180,11 @@ class TextTrainer:
         self.model.train()
         if self.step == 0:
             self.log_scale()
+            if self.start is not None and "start_val_loss" not in self.start:
+                self.start["start_val_loss"] = self.loss_on(self.val, self.curve_starts)
+                self.log(f"started from {self.start['source']}: curve val "
+                         f"{self.start['source_val_loss']:.4f} there, "
+                         f"{self.start['start_val_loss']:.4f} here")
         t0 = time.perf_counter()
         while self.step < self.steps:
             loss = self.train_step()
@@ -215,7 +225,8 @@ class TextTrainer:
                 "params": self.params, "val_loss": val, "val_bpc": bits(val),
                 "test_loss": test, "test_bpc": bits(test),
                 "unigram_entropy": self.data.unigram_entropy,
-                "train_seconds": round(self.train_seconds, 3), "mlp_scale": self.scale}
+                "train_seconds": round(self.train_seconds, 3), "mlp_scale": self.scale,
+                **({"start": self.start} if self.start is not None else {})}
 
 
 def train_text(cfg: TrainConfig, data: TextData, out: Path, dist: Dist, device: torch.device,
