@@ -62,6 +62,7 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
         key = act.strip().lower()
         if MATCH_MARK in key:
             key, kwargs = _matched(key, kwargs)
+            act = key
         if key in GATED:
             raise ValueError(f"activation {key!r} is a gated MLP's (input 2h channels, output h): "
                              "only --model gpt takes it")

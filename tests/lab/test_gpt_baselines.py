@@ -280,6 +280,8 @@ def test_match_arm_names_need_a_tmaf_form_and_the_matching_start():
     assert act.match_error == pytest.approx(0.5 ** 2 / 4, rel=1e-3)  # h²/4 between knots
     with pytest.raises(ValueError, match="init='match'"):
         act_factory("diagonal@relu2", init="relu")
+    jump = act_factory("diagonal@relu2", channel_dim=-1)(6)  # a core name, not a lab alias
+    assert isinstance(jump, tmaf.DiagonalTMAF) and jump.init == "match" and jump.form == "jump"
 
 
 @pytest.mark.skipif("match" not in tmaf.INITS, reason="needs init='match' in the core")
