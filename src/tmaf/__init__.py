@@ -14,8 +14,11 @@ The core imports only torch (and its own compiled operators, ``tmaf._C``, when t
 see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab`` extra).
 """
 
-from . import functional
+from . import functional, matching
+from ._activations import DEFAULT_ACTIVATIONS, RECOGNISED
 from ._native import native_available, native_isas, native_status, set_native_isa
+from ._report import conversion_report
+from ._spec import apply_conversion, conversion_spec
 from .calibrate import calibrate, outside_fraction
 from .convert import CallSites, convert, is_tmaf, param_groups, tmaf_modules
 from .factory import ACTIVATION_NAMES, create_act, get_act_layer
@@ -35,8 +38,9 @@ from .modules import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf",
-    "tmaf_modules", "CallSites",
+    "functional", "matching", "calibrate", "outside_fraction", "convert", "param_groups", "is_tmaf",
+    "tmaf_modules", "CallSites", "conversion_report", "conversion_spec", "apply_conversion",
+    "DEFAULT_ACTIVATIONS", "RECOGNISED",
     "ACTIVATION_NAMES", "create_act", "get_act_layer", "BACKENDS", "get_backend", "set_backend",
     "resolve_backend", "native_available", "native_status", "native_isas", "set_native_isa",
     "DEFAULT_BREAKPOINTS", "INITS", "BandedTMAF", "DiagonalTMAF", "TridiagonalTMAF",

@@ -23,7 +23,8 @@ from torch.nn.parameter import UninitializedParameter
 from . import _checks
 from . import functional as F
 from ._grid import interval_index
-from .convert import tmaf_modules
+from ._sites import tmaf_modules
+from ._spec import record_layout
 
 __all__ = ["calibrate", "outside_fraction"]
 
@@ -254,7 +255,9 @@ def calibrate(model: nn.Module, inputs: Tensor | Iterable, *, quantiles: tuple[f
         if distributed:  # tell the other ranks, which wait in _share_rank0, then raise here
             _all_ok(False)
         raise
-    return _share_rank0(found, names, stats) if distributed else stats
+    stats = _share_rank0(found, names, stats) if distributed else stats
+    record_layout(model)  # per-channel breakpoints change a Hugging Face model's saved layout
+    return stats
 
 
 def _distributed() -> bool:

@@ -9,135 +9,223 @@ time one converted module is called twice in one forward pass.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
-from collections.abc import Iterator
+from fnmatch import fnmatchcase
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
+from ._activations import DEFAULT_ACTIVATIONS, RECOGNISED, looks_like_activation, recognise
+from ._example import hf_dummy_input, run_example, sequential_call
+from ._report import conversion_report, site_record
+from ._sites import CallSites, _reset_call_sites, _single_call_guard, is_tmaf, tmaf_modules
+from ._spec import record_layout
 from .factory import create_lazy_tmaf, get_act_layer
-from .modules import BandedTMAF
+from .matching import resolve as resolve_match
 
-__all__ = ["convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites"]
-
-
-def is_tmaf(module: nn.Module) -> bool:
-    return isinstance(module, BandedTMAF)
+__all__ = ["convert", "param_groups", "is_tmaf", "tmaf_modules", "CallSites", "conversion_report",
+           "DEFAULT_ACTIVATIONS", "RECOGNISED"]
 
 
-def tmaf_modules(model: nn.Module) -> Iterator[tuple[str, BandedTMAF]]:
-    """(qualified name, module) for every TMAF layer in ``model``."""
-    for name, module in model.named_modules():
-        if is_tmaf(module):
-            yield name, module
+def _selector(activations):
+    """(classes, names) to convert; ``None`` means the recognised defaults."""
+    if activations is None:
+        return (), set(DEFAULT_ACTIVATIONS)
+    items = list(activations) if isinstance(activations, (list, tuple, set, frozenset)) else [activations]
+    classes = tuple(a for a in items if isinstance(a, type) and issubclass(a, nn.Module))
+    names = {a for a in items if isinstance(a, str)}
+    bad = [a for a in items if not (isinstance(a, str) or isinstance(a, type) and issubclass(a, nn.Module))]
+    if bad or not items:
+        raise TypeError(f"tmaf.convert: activations must be nn.Module classes or activation names "
+                        f"({', '.join(RECOGNISED)}), got {activations!r}")
+    unknown = sorted(names - set(RECOGNISED))
+    if unknown:
+        raise ValueError(f"tmaf.convert: unknown activation name(s) {unknown}; expected one of "
+                         f"{', '.join(RECOGNISED)} (or pass the module class)")
+    return classes, names
 
 
-class CallSites(nn.Module):
-    """One activation module per call site of a replaced, reused activation.
-
-    The k-th call within one forward pass of the converted root model goes to ``sites[k]``.
-    More calls than sites raise a RuntimeError instead of reusing (tying) a site.
-    """
-
-    def __init__(self, sites: list[nn.Module], origin: str) -> None:
-        super().__init__()
-        self.sites = nn.ModuleList(sites)
-        self.origin = origin
-        self._calls = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        k = self._calls
-        if k >= len(self.sites):
-            raise RuntimeError(
-                f"tmaf: the activation converted at {self.origin!r} was called {k + 1} times in one "
-                f"forward pass but has {len(self.sites)} call site(s); reusing one TMAF would tie "
-                "parameters. Pass example_input= to tmaf.convert so every call site gets its own "
-                "TMAF, and call the model through its root module.")
-        self._calls = k + 1
-        return self.sites[k](x)
-
-    def extra_repr(self) -> str:
-        return f"origin={self.origin!r}, sites={len(self.sites)}"
+def _patterns(value, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(p, str) for p in items):
+        raise TypeError(f"tmaf.convert: {what} must be a name pattern or a list of them, got {value!r}")
+    return items
 
 
-def _reset_call_sites(root: nn.Module, args) -> None:
-    for m in root.modules():
-        if isinstance(m, CallSites):
-            m._calls = 0
+def _find_places(model, activations, include, exclude):
+    classes, names = _selector(activations)
+    candidates = []
+    for name, m in model.named_modules(remove_duplicate=False):
+        if not name or is_tmaf(m) or isinstance(m, CallSites):
+            continue
+        known = recognise(m)
+        if isinstance(m, classes) or (known is not None and known[0] in names):
+            candidates.append((name, m, known))
+    inc, exc = _patterns(include, "include"), _patterns(exclude, "exclude")
+    for what, pats in (("include", inc), ("exclude", exc)):
+        for pat in pats:
+            if not any(fnmatchcase(n, pat) for n, _, _ in candidates):
+                warnings.warn(f"tmaf.convert: {what} pattern {pat!r} matches none of the activation "
+                              f"sites {[n for n, _, _ in candidates]}", stacklevel=3)
+    return [(n, m, k) for n, m, k in candidates
+            if (not inc or any(fnmatchcase(n, p) for p in inc))
+            and not any(fnmatchcase(n, p) for p in exc)]
 
 
-def _record_calls(model: nn.Module, targets: dict[int, str], example_input, channel_dim: int):
-    """Run ``model(example_input)`` once; return {id(module): [channel count per call]}."""
-    calls: dict[int, list[int]] = {i: [] for i in targets}
-    seen: set[int] = set()
+def _nothing_converted(model, strict: bool, activations) -> None:
+    seen = sorted({type(m).__name__ + (f" ({k[0]}, not converted by default)" if k else "")
+                   for m in model.modules()
+                   if (k := recognise(m)) is not None or looks_like_activation(m)})
+    msg = (f"tmaf.convert: no activation converted in {type(model).__name__} (activations="
+           f"{activations if activations is not None else 'the recognised defaults'}); activation-like "
+           f"modules in the model: {seen or 'none'}. Recognised names: {', '.join(RECOGNISED)}; pass "
+           "activations=(YourClass,) for others, or check include=/exclude=")
+    if strict:
+        raise ValueError(msg)
+    warnings.warn(msg, stacklevel=3)
 
-    def hook(module, args):
-        x = args[0]
-        if not isinstance(x, Tensor) or not -x.dim() <= channel_dim < x.dim():
-            raise ValueError(f"tmaf: activation at {targets[id(module)]!r} got an input of shape "
-                             f"{tuple(getattr(x, 'shape', ()))} with no channel_dim={channel_dim}")
-        calls[id(module)].append(x.shape[channel_dim])
 
-    handles = []
-    for m in model.modules():
-        if id(m) in targets and id(m) not in seen:
-            seen.add(id(m))
-            handles.append(m.register_forward_pre_hook(hook))
+def _calls_for(model, places, example_input, channel_dim):
+    """{id(module): [Call, ...]} and how the calls were found."""
+    targets = {id(m): n for n, m, _ in reversed(places)}  # first name wins
+    if example_input is None and channel_dim == "auto":
+        example_input = hf_dummy_input(model)
+        how = "dummy input_ids (1, 8)"
+    else:
+        how = "example_input"
+    if example_input is None:
+        return {id(m): [c] if (c := sequential_call(model, n)) else [] for n, m, _ in places}, "graph"
     try:
-        with torch.no_grad():
-            if isinstance(example_input, tuple):
-                model(*example_input)
-            else:
-                model(example_input)
-    finally:
-        for h in handles:
-            h.remove()
-    return calls
+        return run_example(model, targets, example_input), how
+    except Exception as err:
+        if how == "example_input":
+            raise
+        raise ValueError(f"tmaf.convert: could not run a dummy input_ids batch through "
+                         f"{type(model).__name__} to find the activations' channel axes ({err}); "
+                         "pass example_input= (a batch the model takes) or channel_dim=") from err
 
 
-def convert(model: nn.Module, kind="diagonal", activations=(nn.ReLU,), example_input=None,
-            channel_dim: int = 1, **options) -> nn.Module:
-    """Replace every ``activations`` module in ``model`` (in place) by a TMAF; returns ``model``.
+def _site_module(factory, call, channel_dim, name, options):
+    if isinstance(channel_dim, int):
+        if call is None or call.shape is None:
+            return None
+        if not -len(call.shape) <= channel_dim < len(call.shape):
+            raise ValueError(f"tmaf.convert: channel_dim={channel_dim} is out of range for the "
+                             f"input of shape {call.shape} at {name!r}")
+        n = len(call.shape)
+        if call.axis is not None and call.axis % n != channel_dim % n:
+            warnings.warn(f"tmaf.convert: channel_dim={channel_dim} at {name!r} gives C = "
+                          f"{call.shape[channel_dim]} (input {call.shape}), but its input comes "
+                          f"{call.via}, which writes channels on axis {call.axis} (C = "
+                          f"{call.size}); the explicit channel_dim is used", stacklevel=4)
+        return factory(call.shape[channel_dim], channel_dim=channel_dim, **options)
+    if call is None or call.axis is None:
+        where = f"input of shape {call.shape}" if call and call.shape else "no example pass"
+        why = call.via if call else "not inside an nn.Sequential after a known layer"
+        raise ValueError(f"tmaf.convert: cannot infer the channel axis of the activation at {name!r} "
+                         f"({where}; {why}"
+                         "); pass channel_dim= (1 for (N, C, ...), -1 for (..., C)) or an example_input "
+                         "whose pass shows the layer producing its input")
+    return factory(call.size, channel_dim=call.axis, **options)
+
+
+def _match_options(options, known, name, module):
+    if options.get("init") != "match" or "match" in options:
+        return options
+    if known is None:
+        raise ValueError(f"tmaf.convert: init='match' needs the function of the activation at "
+                         f"{name!r}, but {type(module).__name__} is not a recognised activation; pass "
+                         f"match=NAME or a callable (recognised: {', '.join(RECOGNISED)})")
+    match = known[1] if known[1] is not None else known[0]
+    try:
+        resolve_match(match)
+    except ValueError as err:
+        raise ValueError(f"tmaf.convert: init='match' at {name!r} ({type(module).__name__}): {err}; "
+                         "pass match= or exclude= for this site") from None
+    return {**options, "match": match}
+
+
+def convert(model: nn.Module, kind="diagonal", activations=None, example_input=None,
+            channel_dim: int | str = "auto", *, include=None, exclude=None, strict: bool = False,
+            report: bool = False, **options) -> nn.Module:
+    """Replace activation modules of ``model`` (in place) by TMAF layers; returns ``model``.
 
     Args:
-        kind: activation name for :func:`tmaf.get_act_layer` ("diagonal", "tridiagonal",
-            "banded<b>", "full", ...) or a layer factory ``f(num_channels) -> nn.Module``.
-        activations: module types to replace (default ``(nn.ReLU,)``).
-        example_input: a batch (or tuple of args) for one no-grad forward pass that finds each
-            call site and its channel count; every call site gets its own TMAF. Without it, lazy
-            TMAFs infer C on first use, and a module reused at two call sites raises at run time.
-        channel_dim: channel axis of the activations' inputs.
-        **options: passed to the TMAF constructor (breakpoints, init, ...).
+        kind: a TMAF name for :func:`tmaf.get_act_layer` ("diagonal", "tridiagonal", "banded<b>",
+            "full", "continuous_diagonal", ...) or a layer factory ``f(num_channels, channel_dim=)``.
+        activations: what to replace: module classes and/or canonical names ("gelu", "silu", ...).
+            Default: every recognised hidden-layer activation of torch, transformers and timm
+            (:data:`tmaf.DEFAULT_ACTIVATIONS`); gates (sigmoid, tanh) only when named.
+        example_input: a batch for one forward pass (a tensor, a tuple of arguments or a dict of
+            keyword arguments) that finds every call site, its input shape and its channel axis.
+            The pass runs in eval mode without autograd and restores modes, buffers and RNG.
+            Without it, a model with ``config.vocab_size`` (Hugging Face) gets a (1, 8)
+            ``input_ids`` batch; any other model is read from its graph (an activation right
+            after a known layer in an ``nn.Sequential``), or, with an int ``channel_dim``, gets
+            lazy TMAFs.
+        channel_dim: "auto" (default): per call site, from the layer producing its input (Linear,
+            Conv1D, LayerNorm, RMSNorm -> -1; Conv, BatchNorm, GroupNorm -> 1); an int for all sites.
+        include, exclude: module-name patterns (``fnmatch``, e.g. ``"cls.*"``) choosing sites.
+        strict: raise instead of warning when nothing is converted.
+        report: print the per-site table (:func:`tmaf.conversion_report`).
+        **options: TMAF constructor options (breakpoints, init, form, ...). ``init="match"``
+            fits each site to the function it replaces (its ``match=``), unless ``match`` is given.
+
+    A module called once gets one TMAF in its place; a module called at several sites (or
+    registered under several names) gets a :class:`CallSites` with one TMAF per call.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"tmaf.convert: expected an nn.Module, got {type(model).__name__}")
-    types = tuple(activations) if isinstance(activations, (list, tuple)) else (activations,)
-    if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
-        raise TypeError(f"tmaf.convert: activations must be nn.Module classes, got {activations!r}")
-    factory = get_act_layer(kind, channel_dim=channel_dim, **options)
-    places = [(name, m) for name, m in model.named_modules(remove_duplicate=False)
-              if isinstance(m, types) and not is_tmaf(m) and name]
+    if not (channel_dim == "auto" or isinstance(channel_dim, int) and not isinstance(channel_dim, bool)):
+        raise ValueError(f"tmaf.convert: channel_dim must be 'auto' or an int, got {channel_dim!r}")
+    factory = get_act_layer(kind)
+    places = _find_places(model, activations, include, exclude)
     if not places:
+        _nothing_converted(model, strict, activations)
         return model
-    targets = {id(m): name for name, m in places}
-    n_names = Counter(id(m) for _, m in places)  # >1: one module registered under several names
-    calls = None if example_input is None else _record_calls(model, targets, example_input, channel_dim)
-    replacement: dict[int, nn.Module] = {}  # a module registered under several names gets one
-    for name, module in places:               # CallSites serving all of its calls, in call order
+    calls, how = _calls_for(model, places, example_input, channel_dim)
+    n_names = Counter(id(m) for _, m, _ in places)
+    replacement, records, skipped = {}, [], set()
+    for name, module, known in places:
+        if id(module) in replacement:
+            records[replacement[id(module)][1]]["names"].append(name)
+            continue
+        if id(module) in skipped:
+            continue
+        opts = _match_options(options, known, name, module)
+        seen = calls[id(module)]
+        if not seen and how != "graph" and channel_dim == "auto":
+            warnings.warn(f"tmaf.convert: the activation at {name!r} was not called by the example "
+                          "pass; it is left unchanged (pass channel_dim= to convert it lazily)",
+                          stacklevel=2)
+            skipped.add(id(module))
+            continue
+        sites = [_site_module(factory, c, channel_dim, name, opts) for c in (seen or [None])]
+        guard = how == "graph"
+        if any(s is None for s in sites):  # explicit channel_dim, no example pass: lazy
+            sites, guard = [_lazy(kind, channel_dim, opts)], True
+        alone = len(sites) == 1 and n_names[id(module)] == 1
+        new = sites[0] if alone else CallSites(sites, name)
+        if alone and guard:
+            new._tmaf_calls = 0
+            new.register_forward_pre_hook(_single_call_guard)
+        replacement[id(module)] = (new, len(records))
+        records.append(site_record(name, module, known, sites, seen, how))
+    for name, module, _ in places:  # swap only once every replacement was built
         if id(module) not in replacement:
-            counts = None if calls is None else calls[id(module)]
-            if not counts:  # unknown call sites: infer C lazily and guard against reuse
-                new = CallSites([_lazy(kind, channel_dim, options)], name)
-            else:
-                sites = [factory(c) for c in counts]
-                alone = len(sites) == 1 and n_names[id(module)] == 1
-                new = sites[0] if alone else CallSites(sites, name)
-            replacement[id(module)] = new
+            continue
         parent_name, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attr, replacement[id(module)])
-    if not getattr(model, "_tmaf_call_site_hook", False):
-        model.register_forward_pre_hook(_reset_call_sites)
-        model._tmaf_call_site_hook = True
+        setattr(model.get_submodule(parent_name), attr, replacement[id(module)][0])
+    if any(isinstance(r[0], CallSites) or "_tmaf_calls" in r[0].__dict__ for r in replacement.values()):
+        if not getattr(model, "_tmaf_call_site_hook", False):
+            model.register_forward_pre_hook(_reset_call_sites)
+            model._tmaf_call_site_hook = True
+    model.tmaf_conversion = list(getattr(model, "tmaf_conversion", [])) + records
+    record_layout(model)
+    if report:
+        print(conversion_report(model))
     return model
 
 

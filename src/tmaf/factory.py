@@ -7,7 +7,9 @@ Names: relu, prelu (``nn.PReLU(C)``, one slope per channel), gelu, silu, leaky_r
 identity, diagonal, tridiagonal, banded<b> (e.g. ``banded2``), full (banded with b = C-1), and
 the continuous form of each TMAF name: continuous_diagonal, continuous_tridiagonal,
 continuous_banded<b>, continuous_full (``form="continuous"``, docs/method.md section 6).
-TMAF names accept the :class:`~tmaf.BandedTMAF` keyword arguments (breakpoints, init, ...).
+TMAF names accept the :class:`~tmaf.BandedTMAF` keyword arguments (breakpoints, init, ...),
+e.g. ``get_act_layer("continuous_diagonal", init="match", match="gelu")`` for a start fitted
+to GELU (docs/method.md section 7).
 """
 
 from __future__ import annotations
@@ -77,6 +79,18 @@ def _full(num_channels: int, **kwargs) -> nn.Module:
     return BandedTMAF(num_channels, max(num_channels - 1, 0), **kwargs)
 
 
+def _tmaf_layer(make, num_channels=None, /, *args, inplace=None, **kwargs) -> nn.Module:
+    """One TMAF for a call site with ``num_channels`` channels; refuses timm's conventions
+    (``act_layer()``, ``act_layer(inplace=True)``), which would silently share one set of levels
+    or fail deep inside the constructor."""
+    if num_channels is None or inplace is not None:
+        got = "no channel count" if num_channels is None else f"inplace={inplace!r}"
+        raise TypeError(f"tmaf: a TMAF layer factory from tmaf.get_act_layer is called as "
+                        f"factory(num_channels), got {got}; as timm's act_layer (called with no "
+                        "channel count) use tmaf.integrations.timm.act_layer(name)")
+    return make(num_channels, *args, **kwargs)
+
+
 def is_tmaf_name(name: str) -> bool:
     """Whether ``name`` is a TMAF name of either form (diagonal, continuous_banded3, ...)."""
     return _is_jump_name(_form(_key(name), {})[0])
@@ -101,14 +115,14 @@ def get_act_layer(name: str | LayerFactory, **kwargs) -> LayerFactory:
     if key == "prelu":
         return partial(_prelu, **kwargs)
     if key == "diagonal":
-        return partial(DiagonalTMAF, **kwargs)
+        return partial(_tmaf_layer, DiagonalTMAF, **kwargs)
     if key == "tridiagonal":
-        return partial(TridiagonalTMAF, **kwargs)
+        return partial(_tmaf_layer, TridiagonalTMAF, **kwargs)
     if key == "full":
-        return partial(_full, **kwargs)
+        return partial(_tmaf_layer, _full, **kwargs)
     match = _BANDED.fullmatch(key)
     if match:
-        return partial(BandedTMAF, bandwidth=int(match.group(1)), **kwargs)
+        return partial(_tmaf_layer, BandedTMAF, bandwidth=int(match.group(1)), **kwargs)
     raise ValueError(f"tmaf: unknown activation {name!r}; expected one of {', '.join(ACTIVATION_NAMES)}"
                      " (or banded<b> / continuous_banded<b> for any bandwidth b)")
 

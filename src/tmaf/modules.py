@@ -22,6 +22,7 @@ naming the supported routes, ``torch.compile`` and ``torch.export``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -31,13 +32,15 @@ from torch.nn.parameter import UninitializedParameter
 
 from . import _checks
 from . import functional as F
+from . import matching as _matching
 from ._grid import interval_index
 
 __all__ = ["DEFAULT_BREAKPOINTS", "uniform_breakpoints", "BandedTMAF", "DiagonalTMAF",
            "TridiagonalTMAF", "LazyBandedTMAF", "LazyDiagonalTMAF", "LazyTridiagonalTMAF", "INITS",
            "PARAMETERIZATIONS"]
 
-INITS = ("relu", "identity", "leaky_relu", "random")
+#: The starts; "match" fits the diagonal term to a given function (:mod:`tmaf.matching`).
+INITS = ("relu", "identity", "leaky_relu", "random", "match")
 #: What a module trains: "levels" (the slopes / values of alpha, default) or, for the
 #: continuous form, "knot_values" (each term's values at the breakpoints and its end slopes).
 PARAMETERIZATIONS = ("levels", "knot_values")
@@ -78,7 +81,14 @@ class BandedTMAF(nn.Module):
         bandwidth: b >= 0 (0 diagonal, 1 tridiagonal, C-1 full).
         breakpoints: (m,) shared or (C, m) per channel; default :data:`DEFAULT_BREAKPOINTS`.
         init: "relu" (default; ReLU-exact, off-diagonals 0), "identity", "leaky_relu" (slope
-            ``negative_slope`` left of 0), "random" (all levels ~ U(-init_scale, init_scale)).
+            ``negative_slope`` left of 0), "random" (all levels ~ U(-init_scale, init_scale)),
+            "match" (the diagonal term fitted to ``match``, off-diagonals 0; docs/method.md
+            section 7): the fit's max error on the grid's range is then ``match_error``.
+        match: with ``init="match"``, the function to fit: a name of
+            :data:`tmaf.matching.FUNCTIONS` ("gelu", "gelu_tanh", "silu", "relu2", ...) or a
+            callable Tensor -> Tensor, elementwise (e.g. the activation module being replaced).
+            A callable is kept (never as a submodule: no parameters or state_dict keys) so that
+            ``reset_parameters()`` can refit; pickling the whole module needs it picklable.
         channel_dim: channel axis of the input (1 for (N, C, ...), -1 for (N, ..., C)).
         backend: None (global :func:`tmaf.set_backend`) or one of ``tmaf.BACKENDS``.
         form: "jump" (alpha(y) y, the paper's; default) or "continuous" (the integral of the
@@ -92,7 +102,7 @@ class BandedTMAF(nn.Module):
     def __init__(self, num_channels: int, bandwidth: int, breakpoints=None, init: str = "relu",
                  channel_dim: int = 1, negative_slope: float = 0.01, init_scale: float = 1.0,
                  backend: str | None = None, device=None, dtype=None, form: str = "jump",
-                 parameterization: str = "levels") -> None:
+                 parameterization: str = "levels", match=None) -> None:
         super().__init__()
         for name, v, lo in (("num_channels", num_channels, 1), ("bandwidth", bandwidth, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -102,6 +112,14 @@ class BandedTMAF(nn.Module):
                              f"{num_channels - 1} (the full matrix)")
         if init not in INITS:
             raise ValueError(f"tmaf: unknown init {init!r}; expected one of {INITS}")
+        if init == "match":
+            _matching.resolve(match)
+        elif match is not None:
+            raise ValueError(f"tmaf: match= is read only with init='match'; got init={init!r}")
+        # not registered as a submodule even when it is an nn.Module (the replaced activation)
+        object.__setattr__(self, "_match", match)
+        #: max |sigma(y) - f(y)| of the init="match" fit over the grid's range (None otherwise)
+        self.match_error: float | None = None
         if backend is not None:
             F._validate_backend(backend)
         self.form = F.validate_form(form)
@@ -138,6 +156,11 @@ class BandedTMAF(nn.Module):
         return {"knot_values": shape[:-1] + (shape[-1] - 1,), "end_slopes": shape[:-1] + (2,)}
 
     @property
+    def match(self):
+        """The function fitted by ``init="match"`` (a name or a callable); None otherwise."""
+        return self._match
+
+    @property
     def num_breakpoints(self) -> int:
         return self.breakpoints.shape[-1]
 
@@ -159,17 +182,40 @@ class BandedTMAF(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Fill levels according to ``init``; "relu"/"leaky_relu" need 0 among the breakpoints.
-        With knot_values, the values and end slopes of the function those levels define."""
+        With knot_values, the values and end slopes of the function those levels define.
+        "match" redoes the fit and sets ``match_error``."""
         if self.parameterization == "levels":
             self._init_levels(self.levels)
-            return
-        from ._continuous import knots_from_levels
+        elif self.init == "match":  # the values f(s_q) themselves, not through the levels
+            values, ends = _matching.continuous_knots(self._match_fn(), self.breakpoints)
+            for param, fit in ((self.knot_values, values), (self.end_slopes, ends)):
+                pv = param.view(param.shape[0], -1, param.shape[-1]).zero_()
+                pv[:, pv.shape[1] // 2].copy_(fit.expand(pv.shape[0], -1))
+        else:
+            from ._continuous import knots_from_levels
 
-        lv = self.knot_values.new_empty(self._levels_shape(self.knot_values.shape[0]))
-        self._init_levels(lv)
-        values, ends = knots_from_levels(self.breakpoints.to(lv.dtype), lv)
-        self.knot_values.copy_(values)
-        self.end_slopes.copy_(ends)
+            lv = self.knot_values.new_empty(self._levels_shape(self.knot_values.shape[0]))
+            self._init_levels(lv)
+            values, ends = knots_from_levels(self.breakpoints.to(lv.dtype), lv)
+            self.knot_values.copy_(values)
+            self.end_slopes.copy_(ends)
+        if self.init == "match":
+            self._measure_match()
+
+    def _match_fn(self):
+        return _matching.resolve(self._match)
+
+    def _measure_match(self) -> None:
+        f = self._match_fn()
+        lv = self.levels.detach()
+        lv = lv.view(lv.shape[0], -1, lv.shape[-1])  # (C, 2b+1, m+1)
+        diag = lv[:, lv.shape[1] // 2]
+        self.match_error = _matching.fit_error(f, diag, self.breakpoints, self.form)
+        f0 = float(_matching._eval(f, self.breakpoints.new_zeros(1, dtype=torch.float64)))
+        if abs(f0) > 1e-6:
+            warnings.warn(f"tmaf: init='match': {_matching.label(self._match)} is {f0:g} at 0, "
+                          f"but every TMAF term is 0 at 0; the start is off by about that much "
+                          f"near 0 (match_error={self.match_error:.3g})", stacklevel=3)
 
     def _init_levels(self, levels: Tensor) -> None:
         lv = levels.view(levels.shape[0], -1, levels.shape[-1])  # (C, 2b+1, m+1)
@@ -178,6 +224,10 @@ class BandedTMAF(nn.Module):
             return
         lv.zero_()
         diag = lv[:, lv.shape[1] // 2]  # (C, m+1)
+        if self.init == "match":
+            diag.copy_(_matching.start_levels(self._match_fn(), self.breakpoints, self.form)
+                       .expand_as(diag))
+            return
         if self.init == "identity":
             diag.fill_(1.0)
             return
@@ -249,7 +299,9 @@ class BandedTMAF(nn.Module):
         kind = "shared" if bp.dim() == 1 else "per-channel"
         return (f"num_channels={self.num_channels}, bandwidth={self.bandwidth}, "
                 f"breakpoints={self.num_breakpoints} {kind} in [{bp.min().item():g}, "
-                f"{bp.max().item():g}], init={self.init!r}, channel_dim={self.channel_dim}"
+                f"{bp.max().item():g}], init={self.init!r}"
+                + (f", match={_matching.label(self._match)}" if self.init == "match" else "")
+                + f", channel_dim={self.channel_dim}"
                 + (f", form={self.form!r}" if self.form != "jump" else "")
                 + (f", parameterization={self.parameterization!r}"
                    if self.parameterization != "levels" else ""))

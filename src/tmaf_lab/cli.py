@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tuning": ("tmaf_lab.train.tuning", "summarise --val-split runs: best learned-activation lr"),
     "competence": ("tmaf_lab.train.recipes", "list recipes, or check ReLU runs against their bars"),
     "tables": ("tmaf_lab.report.tables", "regenerate (or --check) the tables in results READMEs"),
+    "match": ("tmaf_lab.match_study", "how well init=\"match\" keeps a function and a trained GPT-2"),
     "bench": ("tmaf_lab.bench.cli", "speed and memory against ReLU/PReLU/GELU (--quick: the speed targets)"),
 }
 

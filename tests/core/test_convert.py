@@ -52,7 +52,7 @@ def test_reused_relu_gets_one_tmaf_per_call_site(kind):
 
 
 def test_without_example_input_reuse_raises_clearly():
-    model = tmaf.convert(resnet_like(), "diagonal")
+    model = tmaf.convert(resnet_like(), "diagonal", channel_dim=1)
     with pytest.raises(RuntimeError, match="called 2 times in one forward pass.*example_input"):
         model(torch.randn(2, 3, 8, 8))
 
@@ -107,6 +107,80 @@ def test_param_groups():
     total = sum(len(g["params"]) for g in groups)
     assert total == len(list(model.parameters()))
     torch.optim.SGD(groups, lr=0.1)  # accepted by a real optimiser
-    lazy = tmaf.convert(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), "diagonal")
+    lazy = tmaf.convert(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), "diagonal", channel_dim=-1)
     with pytest.raises(ValueError, match="uninitialised"):
         tmaf.param_groups(lazy)
+
+
+def test_example_pass_has_no_side_effects():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Flatten(), nn.LazyLinear(3), nn.GELU()).train()
+    model(torch.randn(2, 3, 5, 5))
+    model[3].eval()  # a mixed mode must come back as it was
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    example = (torch.randn(1, 3, 5, 5),)  # batch 1, a tuple of arguments
+    rng = torch.get_rng_state()
+    tmaf.convert(model, "diagonal", example_input=example)
+    assert [m.training for m in model.modules()] == modes
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in state.items():  # BatchNorm running stats and num_batches_tracked unchanged
+        assert torch.equal(model.state_dict()[k], v), k
+    assert [(m.channel_dim, m.num_channels) for _, m in tmaf.tmaf_modules(model)] == [(1, 4), (-1, 3)]
+    assert not any(p.grad is not None for p in model.parameters())
+
+
+def test_nothing_converted_warns_and_strict_raises():
+    with pytest.warns(UserWarning, match=r"no activation converted in Sequential.*Tanh"):
+        tmaf.convert(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "diagonal")
+    with pytest.raises(ValueError, match="no activation converted in Sequential"):
+        tmaf.convert(nn.Sequential(nn.Linear(2, 2)), "diagonal", strict=True)
+    model = tmaf.convert(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "diagonal", activations=("tanh",))
+    assert isinstance(model[1], tmaf.DiagonalTMAF)
+
+
+def test_init_match_needs_a_known_function():
+    class Mine(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    model = nn.Sequential(nn.Linear(3, 4), Mine())
+    with pytest.raises(ValueError, match=r"init='match'.*'1'.*not a recognised activation"):
+        tmaf.convert(model, "diagonal", activations=(Mine,), init="match")
+    tmaf.convert(model, "continuous_diagonal", activations=(Mine,), init="match", match="silu")
+    assert model[1].match_error < 0.05
+    with pytest.raises(ValueError, match=r"init='match' at '1' \(PReLU\).*unknown function"):
+        tmaf.convert(nn.Sequential(nn.Linear(3, 4), nn.PReLU()), "diagonal", activations=("prelu",),
+                     init="match")
+
+
+def test_recognised_functions_and_non_default_settings():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 4), nn.GELU("tanh"),
+                          nn.Linear(4, 4), nn.Sigmoid())
+    tmaf.convert(model, "continuous_diagonal", init="match")
+    assert [r["function"] for r in model.tmaf_conversion] == ["leaky_relu", "gelu_tanh"]
+    assert isinstance(model[5], nn.Sigmoid)  # a gate: converted only when named
+    y = torch.linspace(-2, 2, 41).reshape(-1, 1).expand(-1, 4)
+    torch.testing.assert_close(model[1](y), nn.functional.leaky_relu(y, 0.2))  # its own slope
+
+
+def test_conversion_spec_rebuilds_the_layout_on_a_fresh_model():
+    import json
+
+    model = tmaf.convert(resnet_like().eval(), "continuous_tridiagonal",
+                         example_input=torch.randn(1, 3, 8, 8))
+    with torch.no_grad():
+        for _, m in tmaf.tmaf_modules(model):
+            m.levels.add_(0.1 * torch.randn_like(m.levels))
+    spec = json.loads(json.dumps(tmaf.conversion_spec(model)))  # plain JSON data
+    fresh = tmaf.apply_conversion(resnet_like().eval(), spec)
+    assert list(fresh.state_dict()) == list(model.state_dict())
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(fresh(x), model(x))
+    assert isinstance(fresh[3].relu, tmaf.CallSites) and len(fresh[3].relu.sites) == 2
+    with pytest.raises(ValueError, match="names '9.act'.*another architecture"):
+        bad = {**spec, "sites": [{**spec["sites"][0], "names": ["9.act"]}]}
+        tmaf.apply_conversion(resnet_like(), bad)
+    with pytest.raises(ValueError, match="expected a conversion spec"):
+        tmaf.apply_conversion(resnet_like(), {"sites": []})

@@ -12,7 +12,8 @@ import pytest
 from tmaf_lab.report import tables
 
 ROOT = Path(__file__).resolve().parents[2]
-READMES = [ROOT / "README.md", *sorted((ROOT / "results").rglob("README.md"))]
+READMES = [ROOT / "README.md", *sorted((ROOT / "results").rglob("README.md")),
+           *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def test_committed_tables_match_their_sources():

@@ -587,7 +587,16 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     # ARG: FOLDER:LABELS, LABELS a comma list (before first, after last) of <label>-<isa>-<round>
     "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.partition(":")[0],
                                                            _labels(arg)),
+    # ARG: the fits.json / gpt2.json of `tmaf match fits|gpt2`
+    "match_fits": lambda here, arg: _match_study().fits_table(here / arg),
+    "match_gpt2": lambda here, arg: _match_study().gpt2_table(here / arg),
 }
+
+
+def _match_study():
+    from tmaf_lab import match_study
+
+    return match_study
 
 
 def regenerate(text: str, here: Path) -> str:
