@@ -12,8 +12,16 @@ No biases, no dropout. ``sigma`` comes from a :data:`TokenActFactory` (the lab's
 ``models.token_act_factory`` turns a name into one): activations that take ``channel_dim``
 (TMAF, pwl) get ``channel_dim=-1`` and see (B, T, 4d) with channels innermost; the others
 (elementwise ones, PReLU) see the same values as (B*T, 4d).
-Initialisation (GPT-2's): weights N(0, 0.02), the two residual projections of each block
-N(0, 0.02 / sqrt(2 L)).
+
+Gated MLP (``gated=True``, SwiGLU): W_2 (SiLU(W_g LN(x)) * (W_v LN(x))) with hidden width
+h = round(8d/3), so its 3 d h weights match the plain MLP's 8 d^2 (341 at d = 128: 130,944
+against 131,072 per block); W_g and W_v are one (2h, d) matrix and the activation splits it.
+
+Initialisation ``init="gpt2"`` (GPT-2's): weights N(0, 0.02), the two residual projections of
+each block N(0, 0.02 / sqrt(2 L)). ``init="unit"``: the same, except the MLP's input matrix
+W_1 (W_g, W_v) ~ N(0, 1/d): after the LayerNorm (unit variance per token) the MLP
+pre-activations start at standard deviation about 1, where GELU, ReLU² or a TMAF grid on
+[-2, 2] are not nearly linear (at 0.02 and d = 128 their std is about 0.23).
 """
 
 from __future__ import annotations
@@ -25,25 +33,34 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GPT", "gpt"]
+__all__ = ["GPT", "gpt", "INITS", "gated_hidden"]
+
+INITS = ("gpt2", "unit")
 
 
 #: (channels) -> (activation module, whether it needs (B*T, C) instead of (B, T, C) input)
 TokenActFactory = Callable[[int], tuple[nn.Module, bool]]
 
 
-class MLP(nn.Module):
-    """W_2 sigma(W_1 x) with hidden width 4d."""
+def gated_hidden(width: int) -> int:
+    """The gated MLP's hidden width at the plain MLP's parameter count: round(8 width / 3)."""
+    return round(8 * width / 3)
 
-    def __init__(self, width: int, act: TokenActFactory) -> None:
+
+class MLP(nn.Module):
+    """W_2 sigma(W_1 x) with hidden width 4d; gated: W_1 is (2h, d), sigma maps 2h -> h."""
+
+    def __init__(self, width: int, act: TokenActFactory, gated: bool = False) -> None:
         super().__init__()
-        self.fc = nn.Linear(width, 4 * width, bias=False)
-        self.act, self.flatten = act(4 * width)
-        self.proj = nn.Linear(4 * width, width, bias=False)
+        hidden = gated_hidden(width) if gated else 4 * width
+        self.fc = nn.Linear(width, 2 * hidden if gated else hidden, bias=False)
+        self.act, self.flatten = act(self.fc.out_features)
+        self.proj = nn.Linear(hidden, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(x)
-        h = self.act(h.reshape(-1, h.shape[-1])).view_as(h) if self.flatten else self.act(h)
+        h = self.act(h.reshape(-1, h.shape[-1])).view(*h.shape[:-1], -1) if self.flatten \
+            else self.act(h)
         return self.proj(h)
 
 
@@ -67,12 +84,12 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int, act: TokenActFactory) -> None:
+    def __init__(self, width: int, heads: int, act: TokenActFactory, gated: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(width, bias=False)
         self.attn = SelfAttention(width, heads)
         self.ln2 = nn.LayerNorm(width, bias=False)
-        self.mlp = MLP(width, act)
+        self.mlp = MLP(width, act, gated)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -80,19 +97,22 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token + position embeddings, ``depth`` pre-LN blocks, final LN, weight-tied head."""
+    """Token + position embeddings, ``depth`` pre-LN blocks, final LN, weight-tied head;
+    ``gated``: SwiGLU-style MLPs; ``init``: "gpt2" or "unit" (module docstring)."""
 
     def __init__(self, vocab: int, context: int, act: TokenActFactory, width: int = 128,
-                 depth: int = 4, heads: int = 4) -> None:
+                 depth: int = 4, heads: int = 4, gated: bool = False, init: str = "gpt2") -> None:
         super().__init__()
         for name, v in (("vocab", vocab), ("context", context), ("width", width),
                         ("depth", depth), ("heads", heads)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"gpt: {name} must be an int >= 1, got {v!r}")
-        self.context = context
+        if init not in INITS:
+            raise ValueError(f"gpt: init must be one of {', '.join(INITS)}, got {init!r}")
+        self.context, self.init = context, init
         self.tok = nn.Embedding(vocab, width)
         self.pos = nn.Embedding(context, width)
-        self.blocks = nn.ModuleList(Block(width, heads, act) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, heads, act, gated) for _ in range(depth))
         self.ln = nn.LayerNorm(width, bias=False)
         self.head = nn.Linear(width, vocab, bias=False)
         self.head.weight = self.tok.weight
@@ -105,6 +125,9 @@ class GPT(nn.Module):
         for blk in self.blocks:
             for w in (blk.attn.proj.weight, blk.mlp.proj.weight):
                 nn.init.normal_(w, 0.0, 0.02 / math.sqrt(2 * depth))
+            if self.init == "unit":
+                fc = blk.mlp.fc.weight
+                nn.init.normal_(fc, 0.0, 1.0 / math.sqrt(fc.shape[1]))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         b, t = tokens.shape
@@ -128,6 +151,6 @@ class GPT(nn.Module):
 
 
 def gpt(in_shape: tuple[int, ...], num_classes: int, act: TokenActFactory, width: int = 128,
-        depth: int = 4, heads: int = 4) -> GPT:
+        depth: int = 4, heads: int = 4, gated: bool = False, init: str = "gpt2") -> GPT:
     """``create_model`` entry: ``in_shape`` = (context,), ``num_classes`` = vocabulary size."""
-    return GPT(num_classes, in_shape[0], act, width, depth, heads)
+    return GPT(num_classes, in_shape[0], act, width, depth, heads, gated, init)

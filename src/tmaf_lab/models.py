@@ -3,7 +3,9 @@
 Every model takes ``act``: an activation name understood by :func:`tmaf.get_act_layer`
 ("relu", "prelu", "gelu", "diagonal", "tridiagonal", "banded2", "full", "continuous_diagonal",
 ...), ``pwl`` (the studies' name for ``continuous_diagonal``, the continuous twin of diagonal
-TMAF from the core), or a callable ``act(num_channels) -> nn.Module``. The factory is called
+TMAF from the core), a transformer baseline of :mod:`tmaf_lab.baselines` (relu2, leaky_relu2,
+xielu; swiglu for the gpt only), ``FORM@FUNCTION`` (a TMAF form started from FUNCTION by
+``init="match"``), or a callable ``act(num_channels) -> nn.Module``. The factory is called
 once at every place an activation is applied, so no two call sites share parameters
 (docs/method.md section 5).
 Activations see (N, C) features in MLPs and (N, C, H, W) maps in CNNs: channel axis 1.
@@ -30,12 +32,20 @@ import torch
 import torch.nn as nn
 
 ActFactory = Callable[[int], nn.Module]
+#: ``FORM@FUNCTION`` (e.g. ``continuous_tridiagonal_knots@relu2``): the TMAF form started
+#: from FUNCTION by the function-matching start (init="match", match=FUNCTION)
+MATCH_MARK = "@"
+#: which weights get weight decay: every non-activation parameter, or those of >= 2 dimensions
+DECAY_ON = ("all", "matrices")
 MODEL_NAMES = ("mlp", "cnn", "fastnet", "airbench", "airbench-white", "resnet18", "gpt")
 #: the studies' names for core activations: ``pwl`` (the continuous per-channel rival of diagonal
 #: TMAF, same grid and parameters) is the core's continuous_diagonal; ``pwl_knots`` is the same
-#: function trained through its values at the breakpoints (DeepSplines' parameterisation)
-LAB_ACTIVATIONS = {"pwl": "continuous_diagonal", "pwl_knots": "continuous_diagonal"}
-LAB_OPTIONS = {"pwl_knots": {"parameterization": "knot_values"}}
+#: function trained through its values at the breakpoints (DeepSplines' parameterisation);
+#: ``continuous_tridiagonal_knots`` the continuous tridiagonal form trained the same way
+LAB_ACTIVATIONS = {"pwl": "continuous_diagonal", "pwl_knots": "continuous_diagonal",
+                   "continuous_tridiagonal_knots": "continuous_tridiagonal"}
+LAB_OPTIONS = {"pwl_knots": {"parameterization": "knot_values"},
+               "continuous_tridiagonal_knots": {"parameterization": "knot_values"}}
 
 
 def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
@@ -46,9 +56,20 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
         return act
     import tmaf
     from tmaf_lab import peers
+    from tmaf_lab.baselines import BASELINES, GATED
 
     if isinstance(act, str):
         key = act.strip().lower()
+        if MATCH_MARK in key:
+            key, kwargs = _matched(key, kwargs)
+            act = key
+        if key in GATED:
+            raise ValueError(f"activation {key!r} is a gated MLP's (input 2h channels, output h): "
+                             "only --model gpt takes it")
+        if key in BASELINES:
+            if kwargs:
+                raise ValueError(f"activation {key!r} takes no options, got {', '.join(kwargs)}")
+            return BASELINES[key]
         for name, value in LAB_OPTIONS.get(key, {}).items():
             if kwargs.get(name, value) != value:
                 raise ValueError(f"activation {key!r} is {name}={value!r}; got {kwargs[name]!r}")
@@ -71,22 +92,43 @@ def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
                          f"libraries' {', '.join(peers.DISTRIBUTIONS)}") from None
 
 
+def _matched(key: str, kwargs: dict) -> tuple[str, dict]:
+    """``FORM@FUNCTION`` -> (FORM, kwargs with init="match", match=FUNCTION)."""
+    import tmaf
+
+    form, _, function = key.partition(MATCH_MARK)
+    if not is_learned_name(form) or not function:
+        raise ValueError(f"activation {key!r}: FORM@FUNCTION needs a TMAF form (or pwl, "
+                         f"pwl_knots, continuous_tridiagonal_knots) and a function, e.g. "
+                         f"continuous_tridiagonal_knots@relu2")
+    if "match" not in tmaf.INITS:
+        raise ValueError(f"activation {key!r} needs the function-matching start "
+                         f"(init='match'), which this tmaf does not have")
+    if kwargs.get("init", "match") != "match" or kwargs.get("match", function) != function:
+        raise ValueError(f"activation {key!r} is init='match', match={function!r}; got "
+                         f"init={kwargs.get('init')!r}, match={kwargs.get('match')!r}")
+    return form, {**kwargs, "init": "match", "match": function}
+
+
 def is_learned_name(name: str) -> bool:
-    """A TMAF name of either form, or one of the lab's names for them (``pwl``, ``pwl_knots``)."""
+    """A TMAF name of either form, one of the lab's names for them (``pwl``, ``pwl_knots``,
+    ``continuous_tridiagonal_knots``), or such a name with a matching start (``FORM@FUNCTION``)."""
     from tmaf.factory import is_tmaf_name
 
+    name = name.partition(MATCH_MARK)[0]
     return is_tmaf_name(LAB_ACTIVATIONS.get(name, name))
 
 
 def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     """Parameters of learned activations: TMAF levels (either form, pwl included), PReLU slopes,
-    the peer libraries' activations."""
+    xIELU's two scalars, the peer libraries' activations."""
     import tmaf
+    from tmaf_lab.baselines import XIELU
     from tmaf_lab.peers import PeerActivation
 
     seen = set()
     for m in model.modules():
-        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation)):
+        if isinstance(m, (tmaf.BandedTMAF, nn.PReLU, PeerActivation, XIELU)):
             for p in m.parameters(recurse=isinstance(m, PeerActivation)):
                 if id(p) not in seen:
                     seen.add(id(p))
@@ -94,15 +136,25 @@ def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
 
 
 def optimizer_groups(model: nn.Module, weight_decay: float = 0.0, act_weight_decay: float = 0.0,
-                 act_lr: float | None = None) -> list[dict]:
+                 act_lr: float | None = None, decay_on: str = "all") -> list[dict]:
     """Optimiser groups: weights (``weight_decay``), then every learned-activation parameter
-    (TMAF, PReLU, pwl and the peer libraries' alike) with ``act_weight_decay`` and, if given,
-    ``act_lr``. Treating them the same keeps the comparison fair (decay would pull pwl slopes
-    to 0)."""
+    (TMAF, PReLU, pwl, xIELU and the peer libraries' alike) with ``act_weight_decay`` and, if
+    given, ``act_lr``. Treating them the same keeps the comparison fair (decay would pull pwl
+    slopes to 0). ``decay_on="matrices"`` decays only the weights of two or more dimensions
+    (linear and convolution weights, embeddings, as nanoGPT does); the others (norm gains,
+    biases) go to a group "no decay" without weight decay; ``"all"`` decays every weight."""
+    if decay_on not in DECAY_ON:
+        raise ValueError(f"decay_on must be one of {', '.join(DECAY_ON)}, got {decay_on!r}")
     acts = {id(p) for p in activation_parameters(model)}
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) not in acts], "weight_decay": weight_decay,
-               "name": "weights"}]
+    weights = [p for p in params if id(p) not in acts]
+    if decay_on == "matrices":
+        groups = [{"params": [p for p in weights if p.dim() >= 2], "weight_decay": weight_decay,
+                   "name": "weights"},
+                  {"params": [p for p in weights if p.dim() < 2], "weight_decay": 0.0,
+                   "name": "no decay"}]
+    else:
+        groups = [{"params": weights, "weight_decay": weight_decay, "name": "weights"}]
     act = [p for p in params if id(p) in acts]
     if act:
         groups.append({"params": act, "weight_decay": act_weight_decay, "name": "activation",
@@ -302,8 +354,14 @@ def resnet18(in_shape: tuple[int, int, int], num_classes: int,
 
 def token_act_factory(act: str | ActFactory):
     """For the GPT's (B, T, C) activations: (channels) -> (module, needs (B*T, C) input).
-    Activations that take ``channel_dim`` get -1; the others see rows of channels."""
+    Activations that take ``channel_dim`` get -1; the transformer baselines
+    (:mod:`tmaf_lab.baselines`, swiglu included) take (B, T, C) as it is; the others see rows
+    of channels."""
+    from tmaf_lab.baselines import BASELINES
+
     def make(channels: int) -> tuple[nn.Module, bool]:
+        if isinstance(act, str) and act.strip().lower() in BASELINES:
+            return BASELINES[act.strip().lower()](channels), False
         try:
             return act_factory(act, channel_dim=-1)(channels), False
         except (TypeError, ValueError):
@@ -314,9 +372,11 @@ def token_act_factory(act: str | ActFactory):
 
 def _gpt(in_shape: tuple[int, ...], num_classes: int, act: str | ActFactory = "gelu",
          **kwargs) -> nn.Module:
+    from .baselines import GATED
     from .gpt import gpt
 
-    return gpt(in_shape, num_classes, token_act_factory(act), **kwargs)
+    gated = isinstance(act, str) and act.strip().lower() in GATED
+    return gpt(in_shape, num_classes, token_act_factory(act), gated=gated, **kwargs)
 
 
 _BUILDERS = {"mlp": mlp, "cnn": cnn, "fastnet": fastnet, "airbench": airbench,

@@ -23,8 +23,8 @@ from typing import Any
 from tmaf_lab.seedstats import mean_std
 
 # Display order: references first, the learned rivals, then TMAF variants, then the rest.
-ORDER = ("relu", "prelu", "leaky_relu", "gelu", "silu", "tanh", "pwl", "diagonal", "tridiagonal",
-         "continuous_tridiagonal")
+ORDER = ("relu2", "relu", "prelu", "leaky_relu", "leaky_relu2", "gelu", "swiglu", "silu", "xielu",
+         "tanh", "pwl", "diagonal", "tridiagonal", "continuous_tridiagonal")
 
 # t_{0.975, df}, df = 1..30 (two-sided 95 %), standard tables (e.g. NIST/SEMATECH 1.3.6.7.2).
 T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,

@@ -24,6 +24,10 @@ from pathlib import Path
 from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import atomic_write_text
 from tmaf_lab.mdtable import markdown_table
+from tmaf_lab.report import gpt_tables
+from tmaf_lab.report.text_runs import loss_cell as _loss_cell
+from tmaf_lab.report.text_runs import seeds_text as _seeds_text
+from tmaf_lab.report.text_runs import text_results as _text_results
 
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 BLOCK = re.compile(r"(<!-- table:(\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -95,11 +99,6 @@ def _paired_cell(values: dict[int, float], ref: dict[int, float] | None) -> str:
         return f"{_pp(p.mean)} (n={p.n})"
     text = f"{_pp(p.mean)} [{_pp(p.low)}, {_pp(p.high)}]"
     return f"**{text}**" if p.low > 0 or p.high < 0 else text
-
-
-def _seeds_text(seeds: set[int]) -> str:
-    s = sorted(seeds)
-    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) and len(s) > 1 else ",".join(map(str, s))
 
 
 def paired_accuracy_table(sources: list[Path]) -> str:
@@ -182,18 +181,6 @@ def text_run_table(folder: Path) -> str:
     return markdown_table(["activation", "seeds", "steps", "parameters", "val nats/char",
                            "test nats/char", "test bits/char", "train s per run"], rows,
                           align="llrrrrrr")
-
-
-def _text_results(folder: Path) -> dict[str, list[dict]]:
-    """{arm: [results.json of each finished seed, by seed]} of ``folder/<arm>/seed<S>``."""
-    from tmaf_lab.report.stats import sort_activations
-
-    runs: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("*/seed*/results.json")):
-        runs.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
-    if not runs:
-        raise ValueError(f"table source {folder} has no finished text run (<arm>/seed<S>/results.json)")
-    return {arm: sorted(runs[arm], key=lambda r: r["seed"]) for arm in sort_activations(runs)}
 
 
 def text_curve_table(folder: Path, every: int = 300) -> str:
@@ -461,23 +448,6 @@ def targets_table(folders: list[Path], root: Path) -> str:
 CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
 
 
-def _loss_cell(values: dict[int, float], ref: dict[int, float] | None) -> str:
-    """``−0.012 [−0.020, −0.004]`` (nats/char, paired 95 % t interval), bold when it excludes 0."""
-    from tmaf_lab.report.stats import paired
-
-    if not ref or not values or not set(values) & set(ref):
-        return ""
-    p = paired(values, ref)
-
-    def num(x: float) -> str:
-        return f"{x:+.4f}".replace("-", "−")
-
-    if p.n < 2:
-        return f"{num(p.mean)} (n={p.n})"
-    text = f"{num(p.mean)} [{num(p.low)}, {num(p.high)}]"
-    return f"**{text}**" if p.low > 0 or p.high < 0 else text
-
-
 def text_paired_table(folder: Path, reference: str = "gelu") -> str:
     """Per arm of ``folder``: the test loss (nats/char) of every seed, the paired difference to
     the ``reference`` arm, to ReLU and, for TMAF, to its continuous twin, with 95 % t intervals
@@ -595,6 +565,10 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "text_runs": lambda here, arg: text_run_table(here / arg),
     "text_curve": lambda here, arg: text_curve_table(here / arg),
     "text_paired": lambda here, arg: text_paired_table(here / arg),
+    # ARG: FOLDER:REF1,REF2 (tmaf_lab.report.gpt_tables)
+    "text_paired_refs": lambda here, arg: gpt_tables.text_paired_refs_table(
+        here / arg.partition(":")[0], [r for r in arg.partition(":")[2].split(",") if r]),
+    "text_scale": lambda here, arg: gpt_tables.text_scale_table(here / arg),
     # ARG: a comma list of folders of <target>/results.json of one fitting protocol
     # [:ARMS[:REFERENCE]]: the activations shown (comma list) and the one they are divided by
     "fit_ratios": lambda here, arg: fit_ratio_table(

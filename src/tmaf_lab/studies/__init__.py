@@ -7,9 +7,10 @@ import importlib
 
 from tmaf_lab.study import Study
 
-NAMES = ("approx", "train", "converged", "tuning", "calibration", "gpt", "cifar")
+NAMES = ("approx", "train", "converged", "tuning", "calibration", "gpt", "cifar", "gpt_baselines")
 STUDIES: dict[str, Study] = {
-    name: importlib.import_module(f"tmaf_lab.studies.{name}").STUDY for name in NAMES}
+    (study := importlib.import_module(f"tmaf_lab.studies.{name}").STUDY).name: study
+    for name in NAMES}
 
 
 def get(name: str) -> Study:

@@ -106,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="hold out N training images (one fixed split for every run) and "
                         "evaluate on them instead of the test set: metrics and results.json "
                         "then hold val_loss / val_acc (for tuning; default 0: off)")
+    p.add_argument("--start-from", default=d.start_from, metavar="RUN_DIR",
+                   help="shakespeare: start from the final weights of the finished run RUN_DIR "
+                        "(its checkpoint.pt); MLP activations other than its own keep their "
+                        "start, e.g. FORM@relu2 (tmaf_lab/train/start_from.py)")
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
     helps = {"optimizer": "adamw (decoupled weight decay) or sgd (Nesterov); adam: older name of adamw",
              "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
@@ -116,7 +120,12 @@ def _parser() -> argparse.ArgumentParser:
                     "the image and its mirror (flip), and over both shifted one pixel up-left "
                     "and down-right (flip-translate); the per-epoch evaluations use none",
              "memory_format": "layout of images and convolution weights: channels-last is "
-                              "1.6-1.7x faster for the CIFAR convnets on the CPU (oneDNN)"}
+                              "1.6-1.7x faster for the CIFAR convnets on the CPU (oneDNN)",
+             "weight_decay_on": "which weights --weight-decay applies to: all (every weight "
+                                "but the learned activations') or matrices (those of >= 2 "
+                                "dimensions: no decay on norm gains and biases)",
+             "gpt_init": "gpt initialisation: gpt2 (every weight N(0, 0.02)) or unit (the MLP's "
+                         "input matrix N(0, 1/width): pre-activations at about unit scale)"}
     for key, choices in CHOICES.items():
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, choices=choices,
                        default=getattr(d, key),
@@ -159,6 +168,13 @@ def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
         raise RunError(f"--whiten-bias-epochs must be >= 0, got {cfg.whiten_bias_epochs}")
     if cfg.memory_format == "channels-last" and cfg.dataset == TEXT_NAME:
         raise RunError(f"--memory-format channels-last needs image data, got {cfg.dataset}")
+    if cfg.start_from is not None and cfg.dataset != TEXT_NAME:
+        raise RunError(f"--start-from continues a text run; got dataset {cfg.dataset}")
+    if cfg.gpt_init != "gpt2" and cfg.model != "gpt":
+        raise RunError(f"--gpt-init {cfg.gpt_init} needs --model gpt, got --model {cfg.model}")
+    if cfg.weight_decay_on != "all" and cfg.bn_bias_lr_scale != 1.0:
+        raise RunError("--bn-bias-lr-scale needs --weight-decay-on all (the norm shifts' own "
+                       f"group), got --weight-decay-on {cfg.weight_decay_on}")
     if cfg.whiten_bias_epochs and cfg.model != "airbench-white":
         raise RunError(f"--whiten-bias-epochs needs --model airbench-white (its whitening "
                        f"stem), got --model {cfg.model}")
@@ -210,11 +226,11 @@ def _device(name: str, dist_local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def _check_activation(name: str) -> None:
-    from ..models import act_factory
+def _check_activation(name: str, model: str) -> None:
+    from ..models import act_factory, token_act_factory
 
     try:
-        act_factory(name)(4)
+        token_act_factory(name)(4) if model == "gpt" else act_factory(name)(4)
     except (ValueError, TypeError) as e:
         raise UsageError(f"--activation {name!r}: {reason(e)}") from e
 
@@ -246,7 +262,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace, argv: list[str], handlers: dict) -> int:
     cfgs = [_config(args, s) for s in args.seeds]
-    _check_activation(args.activation)
+    _check_activation(args.activation, args.model)
     if args.backend is not None:
         import tmaf
 

@@ -16,6 +16,7 @@ class TrainConfig:
     optimizer: str = "adamw"          # adamw (decoupled weight decay) | sgd (Nesterov momentum)
     momentum: float = 0.9
     weight_decay: float = 0.0
+    weight_decay_on: str = "all"      # all (every non-activation weight) | matrices (>= 2-D only)
     tmaf_lr: float | None = None      # learning rate of the TMAF levels (None: same as --lr)
     tmaf_weight_decay: float = 0.0
     schedule: str = "onecycle"        # onecycle (warm-up + cosine) | cosine | constant, per step
@@ -50,6 +51,8 @@ class TrainConfig:
     heads: int | None = None          # attention heads (None: the model's default, 4)
     eval_every: int = 250             # steps between validation points of the curve
     eval_windows: int = 128           # fixed validation windows evaluated at each point
+    gpt_init: str = "gpt2"            # gpt2 (N(0, 0.02)) | unit (MLP input matrix N(0, 1/d))
+    start_from: str | None = None     # a finished text run whose final weights start this one
 
     recipe: str | None = None         # the named recipe whose values filled the defaults
 
@@ -67,7 +70,8 @@ class TrainConfig:
 CHOICES = {"optimizer": ("adamw", "sgd", "adam"), "schedule": ("onecycle", "cosine", "constant"),
            "augment": ("auto", "on", "off", "shift", "flip-shift"), "amp": ("auto", "off", "bf16", "fp16"),
            "tta": ("off", "flip", "flip-translate"),
-           "memory_format": ("contiguous", "channels-last")}
+           "memory_format": ("contiguous", "channels-last"),
+           "weight_decay_on": ("all", "matrices"), "gpt_init": ("gpt2", "unit")}
 
 # Fields that may differ between a checkpoint and the command that resumes it.
 RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
@@ -77,7 +81,8 @@ RESUME_FREE = ("device", "threads", "backend", "eval_batch_size")
 ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "context": 64,
                "depth": None, "heads": None, "eval_every": 250, "eval_windows": 128,
                "whiten_bias_epochs": 0, "tta": "off", "ema": 0.0,
-               "bn_bias_lr_scale": 1.0, "memory_format": "contiguous"}
+               "bn_bias_lr_scale": 1.0, "memory_format": "contiguous",
+               "weight_decay_on": "all", "gpt_init": "gpt2", "start_from": None}
 
 
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:

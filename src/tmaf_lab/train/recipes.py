@@ -28,6 +28,11 @@ optimiser group with no weight decay and the same learning rate as the weights
   width 128, context 64, 0.81 M parameters) for 3000 steps of 32 windows (6.1 M training
   characters, 1.3 passes): AdamW lr 1e-3, weight decay 0.1, 2 % warm-up then cosine to 0
   (results/gpt/README.md: the pilot curve and wall times).
+- ``cpu-gpt-unit``: ``cpu-gpt`` with the MLP pre-activations at about unit scale and nanoGPT's
+  weight decay: the MLP's input matrix starts N(0, 1/width) instead of N(0, 0.02) (after the
+  LayerNorm the pre-activations start at std about 1, not 0.23), and weight decay 0.1 applies
+  to the matrices and embeddings only, not to the LayerNorm gains
+  (results/gpt-baselines/README.md: the measured scales).
 
 A run's config.json records ``--recipe NAME`` in its command line, so a rerun from that
 command needs the recipe unchanged: once runs made with a recipe are committed, change it only
@@ -64,6 +69,7 @@ RECIPES: dict[str, dict[str, object]] = {
                 "schedule": "onecycle", "warmup": 0.02, "eval_every": 100, "eval_windows": 256,
                 "eval_batch_size": 256},
 }
+RECIPES["cpu-gpt-unit"] = {**RECIPES["cpu-gpt"], "gpt_init": "unit", "weight_decay_on": "matrices"}
 
 # Defaults of a shakespeare run that names no recipe (a minute-scale GPT run at one thread).
 TEXT_DEFAULTS: dict[str, object] = {"model": "gpt", "batch_size": 32, "lr": 1e-3,

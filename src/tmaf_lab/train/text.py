@@ -12,7 +12,11 @@ losses on every non-overlapping window of the validation / test split, in nats/c
 ``*_bpc`` the same in bits/char. Files as for image runs (config.json, checkpoint.pt,
 metrics.jsonl, results.json), plus samples.txt: :data:`SAMPLES` continuations of
 :data:`PROMPT`, :data:`SAMPLE_CHARS` characters each at temperature :data:`TEMPERATURE`,
-drawn from a generator seeded by the run's seed.
+drawn from a generator seeded by the run's seed. ``mlp_scale`` in results.json: the scale of
+every block's MLP pre-activations (and, for TMAF, the grid's occupancy) at steps 0, 300 and the
+end, on the first 16 fixed validation windows (:mod:`tmaf_lab.train.mlp_scale`). With
+``start_from`` the model starts from a finished run's final weights, and results.json ``start``
+holds the losses just before and after that start (:mod:`tmaf_lab.train.start_from`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from . import checkpoint as ckpt
 from .batches import step_generator
 from .config import TrainConfig
 from .distributed import Dist, all_sum, barrier
+from .mlp_scale import STEPS as SCALE_STEPS
+from .mlp_scale import WINDOWS as SCALE_WINDOWS
+from .mlp_scale import mlp_scale
+from .start_from import load_start
 from .trainer import RunError, StopFlag, lr_factor, make_optimizer, prepare_out, resume_state
 
 PROMPT, SAMPLES, SAMPLE_CHARS, TEMPERATURE = "To be, or not to be", 3, 300, 0.8
@@ -75,9 +83,12 @@ class TextTrainer:
         torch.manual_seed(cfg.seed)
         kwargs = {k: getattr(cfg, k) for k in ("width", "depth", "heads")
                   if getattr(cfg, k) is not None}
+        if cfg.gpt_init != "gpt2":
+            kwargs["init"] = cfg.gpt_init
         self.net = create_model(cfg.model, (cfg.context,), data.vocab_size, cfg.activation,
                                 **kwargs).to(device)
         self.params = sum(p.numel() for p in self.net.parameters())
+        self.start = load_start(self.net, cfg, Path(cfg.start_from)) if cfg.start_from else None
         self.model = self.net
         if dist.active:
             ids = [device.index] if device.type == "cuda" else None
@@ -89,13 +100,15 @@ class TextTrainer:
         self.train, self.val, self.test = (t.to(device) for t in (data.train, data.val, data.test))
         self.curve_starts = eval_starts(len(data.val), cfg.context + 1, cfg.eval_windows)
         self.step, self.partial, self.metrics, self.train_seconds = 0, [0.0, 0.0], [], 0.0
+        self.scale: list[dict] = []
 
     def state(self) -> dict:
         return {"config": dataclasses.asdict(self.cfg), "model": self.net.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step,
                 "partial": self.partial, "metrics": self.metrics,
-                "train_seconds": self.train_seconds, "world": self.dist.world}
+                "train_seconds": self.train_seconds, "world": self.dist.world,
+                "scale": self.scale, "start": self.start}
 
     def restore(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
@@ -103,7 +116,17 @@ class TextTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.partial = state["step"], list(state["partial"])
         self.metrics, self.train_seconds = list(state["metrics"]), state["train_seconds"]
+        self.scale = list(state.get("scale", []))
+        self.start = state.get("start")
         ckpt.set_rng_state(state["rng"])
+
+    def log_scale(self) -> None:
+        """Append the MLP scale record of this step (once per step; no RNG is drawn)."""
+        if self.step in {r["step"] for r in self.scale}:
+            return
+        starts = self.curve_starts[:SCALE_WINDOWS].to(self.device)
+        tokens = windows(self.val, starts, self.cfg.context + 1)[:, :-1]
+        self.scale.append({"step": self.step, "blocks": mlp_scale(self.net, tokens)})
 
     def save(self) -> None:
         if self.dist.main:
@@ -155,6 +178,13 @@ class TextTrainer:
     def run(self) -> str:
         """Train the remaining steps; return "done", "interrupted" or "nonfinite"."""
         self.model.train()
+        if self.step == 0:
+            self.log_scale()
+            if self.start is not None and "start_val_loss" not in self.start:
+                self.start["start_val_loss"] = self.loss_on(self.val, self.curve_starts)
+                self.log(f"started from {self.start['source']}: curve val "
+                         f"{self.start['source_val_loss']:.4f} there, "
+                         f"{self.start['start_val_loss']:.4f} here")
         t0 = time.perf_counter()
         while self.step < self.steps:
             loss = self.train_step()
@@ -162,6 +192,10 @@ class TextTrainer:
                 return "nonfinite"
             self.step += 1
             self.partial = [self.partial[0] + loss, self.partial[1] + 1]
+            if self.step in SCALE_STEPS or self.step == self.steps:
+                self.train_seconds += time.perf_counter() - t0
+                self.log_scale()
+                t0 = time.perf_counter()
             if self.step % self.cfg.eval_every == 0 or self.step == self.steps:
                 self.train_seconds += time.perf_counter() - t0
                 self.point(time.perf_counter() - t0)
@@ -191,7 +225,8 @@ class TextTrainer:
                 "params": self.params, "val_loss": val, "val_bpc": bits(val),
                 "test_loss": test, "test_bpc": bits(test),
                 "unigram_entropy": self.data.unigram_entropy,
-                "train_seconds": round(self.train_seconds, 3)}
+                "train_seconds": round(self.train_seconds, 3), "mlp_scale": self.scale,
+                **({"start": self.start} if self.start is not None else {})}
 
 
 def train_text(cfg: TrainConfig, data: TextData, out: Path, dist: Dist, device: torch.device,

@@ -53,7 +53,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     from ..models import optimizer_groups
 
     groups = optimizer_groups(model, weight_decay=cfg.weight_decay,
-                          act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr)
+                          act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr,
+                          decay_on=cfg.weight_decay_on)
     scale = cfg.bn_bias_lr_scale
     if scale != 1.0 and groups[0]["name"] == "weights":  # BatchNorm shifts: lr x s, decay / s
         shifts = {id(m.bias) for m in model.modules()
