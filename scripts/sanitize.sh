@@ -32,9 +32,10 @@ else
 library_paths as l; print(",".join(i()), ",".join(l()))')"
     PYINC=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     FLAGS="-O1 -g -fPIC -fwrapv -fopenmp -ffp-contract=off -Wno-psabi -std=c++20 $SAN
-           -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C -I${INC//,/ -I} -I$PYINC"
+           -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C -I${INC//,/ -I} -I$PYINC
+           -DTMAF_TORCH_VERSION=\"$(python -c 'import torch; print(torch.__version__)')\""
     export CXX_BIN FLAGS OUT
-    printf '%s\n' ops kernels_default kernels_avx2 kernels_avx512 | xargs -P "${MAX_JOBS:-2}" -I{} \
+    printf '%s\n' ops build_info kernels_default kernels_avx2 kernels_avx512 | xargs -P "${MAX_JOBS:-2}" -I{} \
         sh -c '$CXX_BIN $FLAGS -c src/tmaf/csrc/{}.cpp -o "$OUT/obj/{}.o"'
     so="$OUT/lib/_C$(python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
     $CXX_BIN -shared $SAN -fopenmp "$OUT"/obj/*.o -L${LIB//,/ -L} -Wl,-rpath,${LIB//,/:} \

@@ -21,7 +21,8 @@ import warnings
 import torch
 
 MARKER = b"tmaf-build-info:"
-REBUILD = "pip install --no-build-isolation . (from the tmaf source, with a C++ compiler)"
+REBUILD = ("pip install --no-build-isolation . (or -e . for an editable checkout; from the tmaf source, "
+           "with a C++ compiler)")
 
 
 def parse_build_info(text: str) -> dict[str, str]:

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return usage_error(f"tmaf {name} needs the {extra!r} extra (missing module {e.name!r}): "
                            f"pip install 'tmaf[{extra}]', or from the tmaf source: "
-                           f"pip install --no-build-isolation '.[{extra}]'")
+                           f"pip install --no-build-isolation -e '.[{extra}]'")
 
 
 #: The modules of each optional extra (pyproject.toml), for the error when one is missing.

@@ -288,7 +288,8 @@ def run(args) -> int:
     try:
         import transformers  # noqa: F401
     except ImportError:
-        raise ValueError("tmaf match gpt2 needs transformers (pip install transformers)") from None
+        raise ValueError("tmaf match gpt2 needs transformers: pip install 'tmaf[hf]' (from the source: "
+                         "pip install --no-build-isolation -e '.[hf]')") from None
     print(f"config: {asdict(cfg)}", flush=True)
     record = gpt2(args.out, cfg)
     print(gpt2_table(args.out / "gpt2.json"), end="")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
+import io
 
 import pytest
 import torch
@@ -206,6 +207,10 @@ def test_no_weight_decay_for_timms_optimiser_factory():
     decay, no_decay = param_groups_weight_decay(model, 0.05, no_wd)
     assert "mlp.act.levels" in no_decay and "pos_embed" in no_decay
     assert decay == ["patch.weight", "mlp.fc1.weight", "mlp.fc2.weight"]
+    buf = io.BytesIO()  # the names survive torch.save of the whole model (no lambda attribute)
+    torch.save(model, buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=False).no_weight_decay() == {"pos_embed", "mlp.act.levels"}
 
 
 def test_convert_recognises_timm_activation_classes():

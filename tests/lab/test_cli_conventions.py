@@ -111,7 +111,7 @@ def test_missing_extra_names_the_extra_to_install(monkeypatch, capsys):
     assert tmaf_main(["x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: tmaf x needs the 'lab' extra (missing module 'tqdm'): pip install "
-                   "'tmaf[lab]', or from the tmaf source: pip install --no-build-isolation '.[lab]'")
+                   "'tmaf[lab]', or from the tmaf source: pip install --no-build-isolation -e '.[lab]'")
 
 
 def test_default_output_folder_is_announced_as_an_absolute_path(tmp_path, monkeypatch, capsys):

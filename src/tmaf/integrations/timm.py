@@ -150,5 +150,15 @@ def exclude_from_weight_decay(model: nn.Module) -> nn.Module:
     names = no_weight_decay(model)
     own = getattr(model, "no_weight_decay", None)
     base = set(own()) if callable(own) else set()
-    model.no_weight_decay = lambda: base | names
+    model.no_weight_decay = _Names(base | names)
     return model
+
+
+class _Names:
+    """A picklable ``no_weight_decay`` callable: returns a fixed set of parameter names."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = frozenset(names)
+
+    def __call__(self) -> set[str]:
+        return set(self.names)
