@@ -211,6 +211,7 @@ def convert(model: nn.Module, kind="diagonal", activations=None, example_input=N
         if alone and guard:
             new._tmaf_calls = 0
             new.register_forward_pre_hook(_single_call_guard)
+        new.train(module.training)  # the replacement keeps the replaced module's mode
         replacement[id(module)] = (new, len(records))
         records.append(site_record(name, module, known, sites, seen, how))
     for name, module, _ in places:  # swap only once every replacement was built

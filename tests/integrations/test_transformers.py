@@ -82,6 +82,29 @@ def test_report_filters_and_dict_example_input(capsys):
         tmaf.convert(bert(), "diagonal", exclude="cls.nothing")
 
 
+@pytest.mark.parametrize("arch", MODELS)
+def test_example_pass_leaves_the_model_as_it_was(arch):
+    build = MODELS[arch][0]
+    torch.manual_seed(0)
+    model = build().train()
+    model.get_submodule(MODELS[arch][1][0].rpartition(".")[0]).eval()  # a mixed-mode model
+    modes = {n: m.training for n, m in model.named_modules()}
+    kept = {n: t.clone() for n, t in [*model.named_parameters(), *model.named_buffers()]}
+    rng = torch.random.get_rng_state()
+    tmaf.convert(model, "diagonal")  # the dummy-batch pass
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert {n: m.training for n, m in model.named_modules() if n in modes} == modes
+    after = dict([*model.named_parameters(), *model.named_buffers()])
+    assert all(torch.equal(after[n], t) for n, t in kept.items())
+    assert all(p.grad is None for p in model.parameters())
+    other = build().train()
+    ids = torch.randint(0, 100, (1, 5))
+    rng = torch.random.get_rng_state()
+    tmaf.convert(other, "diagonal", example_input={"input_ids": ids})  # a dict at batch 1
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert all(m.training for m in other.modules())
+
+
 def test_one_state_dict_layout_however_convert_was_called():
     def net():
         torch.manual_seed(0)
