@@ -284,7 +284,6 @@ def test_match_arm_names_need_a_tmaf_form_and_the_matching_start():
     assert isinstance(jump, tmaf.DiagonalTMAF) and jump.init == "match" and jump.form == "jump"
 
 
-@pytest.mark.skipif("match" not in tmaf.INITS, reason="needs init='match' in the core")
 def test_match_part_starts_the_best_tmaf_form_from_relu2(tmp_path, monkeypatch):
     study = STUDIES["gpt-baselines"]
     for r in study.runs("main", tmp_path):
@@ -330,7 +329,6 @@ def test_start_from_refuses_an_unfinished_or_other_model(data_root, tmp_path, ca
     assert "expected a finished run" in capsys.readouterr().err
 
 
-@pytest.mark.skipif("match" not in tmaf.INITS, reason="needs init='match' in the core")
 def test_finetune_part_pairs_relu2_with_its_matched_conversion(tmp_path):
     study = STUDIES["gpt-baselines"]
     for r in study.runs("main", tmp_path):
