@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the stable-ABI variant of the jump-form operators (src/tmaf/csrc/stable/ops_stable.cpp
+# Builds the stable-ABI variant of the jump-form operators (results/native-build/stable-abi/ops_stable.cpp
 # plus the same kernel sources as tmaf._C, baseline and AVX2) into build/stable-abi/tmaf_stable.so,
 # with setup.py's flags, against only the stable C API of torch >= 2.10 (TORCH_TARGET_VERSION).
 # Prints the path. Used by measure.py.
@@ -9,9 +9,9 @@ out=build/stable-abi
 mkdir -p "$out"
 inc=$(python -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))")
 lib=$(python -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
-flags=(-std=c++20 -O3 -g0 -fPIC -ffp-contract=off -Wno-psabi -DTORCH_TARGET_VERSION=0x020a000000000000)
+flags=(-std=c++20 -O3 -g0 -fPIC -ffp-contract=off -Wno-psabi -DTORCH_TARGET_VERSION=0x020a000000000000 -Isrc/tmaf/csrc)
 objs=()
-for src in src/tmaf/csrc/stable/ops_stable.cpp src/tmaf/csrc/kernels_default.cpp src/tmaf/csrc/kernels_avx2.cpp; do
+for src in results/native-build/stable-abi/ops_stable.cpp src/tmaf/csrc/kernels_default.cpp src/tmaf/csrc/kernels_avx2.cpp; do
   obj="$out/$(basename "$src" .cpp).o"
   if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ]; then
     # shellcheck disable=SC2086

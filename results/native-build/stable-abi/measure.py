@@ -4,7 +4,7 @@
                                                                 beside it)
 
 Today's build: tmaf._C, the regular C++ ABI of the torch it was built for, autograd registered
-in C++ for the Autograd key. The stable variant: build.sh (src/tmaf/csrc/stable/ops_stable.cpp,
+in C++ for the Autograd key. The stable variant: build.sh (results/native-build/stable-abi/ops_stable.cpp,
 only the stable C API of torch >= 2.10, so one binary would load under any later torch), the same
 kernel sources, task geometry and ordered reduction, its autograd registered in Python with
 torch.library.register_autograd. Cases: the operators at (256, 512) float32 (diagonal TMAF:

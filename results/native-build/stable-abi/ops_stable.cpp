@@ -14,7 +14,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../kernels.h"
+#include "kernels.h"  // src/tmaf/csrc, on the include path (build.sh)
 
 namespace tmaf_stable {
 namespace {
