@@ -106,7 +106,7 @@ def add_seed_options(parser: argparse.ArgumentParser,
 
 DEFAULT_THREADS = 1
 THREADS_HELP = ("torch CPU threads (default 1: for these small models one thread per process "
-                "is fastest on a 2-core machine once two runs share it; 0 = torch's default)")
+                "is fastest once as many runs as cores share the machine; 0 = torch's default)")
 
 
 def version() -> str:

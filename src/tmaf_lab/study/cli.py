@@ -29,7 +29,7 @@ def build_parser() -> OneLineErrorParser:
     p.add_argument("--arms", default="", help="comma list of arms to run (ReLU of a gated "
                    "part always runs: it is the reference and the gate)")
     p.add_argument("--streams", type=int, default=1,
-                   help="streams side by side (2 on a 2-core machine; each run at 1 thread)")
+                   help="streams side by side (at most one per CPU core; each run at 1 thread)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the "
                    "study's folder under results/)")
     p.add_argument("--command-option", action="append", default=[], metavar="OPT",

@@ -1,8 +1,8 @@
 """Run a study's plan: status of each run, the command it is, streams side by side, the gate.
 
 Each run is a child process (``python -m tmaf_lab COMMAND ...`` under ``nice -n 5``, one
-torch thread), so a failed or killed run never takes the study down and two streams use the
-two cores of a 2-core machine. Runs of one stream go in order; with ``--streams N`` the
+torch thread), so a failed or killed run never takes the study down and N streams use N
+cores, one run per core. Runs of one stream go in order; with ``--streams N`` the
 streams are dealt to N workers round-robin.
 """
 
