@@ -28,6 +28,7 @@ from tmaf_lab.report import gpt_tables
 from tmaf_lab.report.text_runs import loss_cell as _loss_cell
 from tmaf_lab.report.text_runs import seeds_text as _seeds_text
 from tmaf_lab.report.text_runs import text_results as _text_results
+from tmaf_lab.runs import CONFIG, RESULTS, find_runs, is_finished, read_config, read_metrics, read_results
 
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 BLOCK = re.compile(r"(<!-- table:(\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -73,11 +74,10 @@ def _seed_accuracies(folder: Path) -> dict[str, dict[int, float]]:
     if not folder.is_dir():
         raise ValueError(f"table source {folder} is not a folder")
     runs: dict[str, dict[int, float]] = {}
-    for path in sorted(folder.glob("*/seed*/results.json")):
-        arm = path.parent.parent.name
+    for run in find_runs(folder, "*/seed*"):
+        arm = run.parent.name
         if "-" not in arm:
-            runs.setdefault(arm, {})[int(path.parent.name[4:])] = float(
-                json.loads(path.read_text())["test_acc"])
+            runs.setdefault(arm, {})[int(run.name[4:])] = float(read_results(run)["test_acc"])
     if "relu" not in runs:
         raise ValueError(f"table source {folder} has no finished relu run to pair with")
     return {arm: runs[arm] for arm in sort_activations(runs)}
@@ -190,12 +190,10 @@ def text_curve_table(folder: Path, every: int = 300) -> str:
     from tmaf_lab.report.stats import order_key
 
     curves: dict[str, dict[int, dict[int, float]]] = {}  # arm -> step -> seed -> loss
-    for path in sorted(folder.glob("*/seed*/metrics.jsonl")):
-        if not (path.parent / "results.json").is_file():
-            continue  # an unfinished run
-        arm, seed = path.parent.parent.name, int(path.parent.name[4:])
-        for line in path.read_text().splitlines():
-            if line.strip() and (r := json.loads(line))["step"] % every == 0:
+    for run in find_runs(folder, "*/seed*"):  # finished runs only
+        arm, seed = run.parent.name, int(run.name[4:])
+        for r in read_metrics(run):
+            if r["step"] % every == 0:
                 curves.setdefault(arm, {}).setdefault(r["step"], {})[seed] = r["val_loss"]
     if not curves:
         raise ValueError(f"table source {folder} has no text run curve (<arm>/seed<S>/metrics.jsonl)")
@@ -225,9 +223,10 @@ def final_level_table(folders: list[Path], root: Path) -> str:
     for folder in folders:
         if not folder.is_dir():
             raise ValueError(f"table source {folder} is not a folder")
-    for path in sorted(p for folder in folders for p in folder.glob("**/results.json")):
-        r = _with_final(path)
-        rows.append((_run_link(path.parent, root),
+    for run in sorted((r for folder in folders for r in find_runs(folder)),
+                      key=lambda r: r / RESULTS):
+        r = _with_final(run)
+        rows.append((_run_link(run, root),
                      *(f"{100 * r['final'][net][level]['acc']:.2f} %"
                        for net, level in FINAL_LEVELS), r["epochs"],
                      f"{r['train_seconds']:.0f}"))
@@ -260,19 +259,17 @@ def _options(argv: list[str]) -> dict[str, str]:
 
 
 def _finished_image_run(folder: Path) -> tuple[dict, list[str]]:
-    """(results.json, config.json argv) of a finished image run with a final evaluation."""
-    results, config = folder / "results.json", folder / "config.json"
-    for path in (results, config):
-        if not path.is_file():
-            raise ValueError(f"{folder} is not a finished run: no {path.name}")
-    return _with_final(results), json.loads(config.read_text())["argv"]
+    for name in (RESULTS, CONFIG):
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder} is not a finished run: no {name}")
+    return _with_final(folder), read_config(folder)["argv"]
 
 
-def _with_final(path: Path) -> dict:
+def _with_final(folder: Path) -> dict:
     """An image run's results.json, which must hold its final evaluation."""
-    r = json.loads(path.read_text())
+    r = read_results(folder)
     if "final" not in r:
-        raise ValueError(f"{path} has no final evaluation (results.json 'final')")
+        raise ValueError(f"{folder / RESULTS} has no final evaluation (results.json 'final')")
     return r
 
 
@@ -304,8 +301,7 @@ def pilot_effects_table(recipe: Path, ablations: Path, study: Path | None, root:
     base, base_argv = _finished_image_run(recipe)
     base_opts = _options(base_argv)
     final = 100 * base["final"]["ema"]["flip-translate"]["acc"]
-    study_runs = [_with_final(p) for p in sorted(study.glob("*/seed*/results.json"))
-                  ] if study else []
+    study_runs = [_with_final(run) for run in find_runs(study, "*/seed*")] if study else []
     if study and not study_runs:
         raise ValueError(f"table source {study} has no finished run (<arm>/seed<S>/results.json)")
     def level_accs(net: str, level: str) -> dict[int, float]:
@@ -321,15 +317,15 @@ def pilot_effects_table(recipe: Path, ablations: Path, study: Path | None, root:
                     else f"{_pp(p.mean)} (n=1)")
         acc = 100 * base["final"][net][level]["acc"]
         rows.append((f"without {what}", _run_link(recipe, root), f"{acc:.2f}", _pp(final - acc), over))
-    for path in sorted(ablations.glob("**/results.json")):
-        r, argv = _finished_image_run(path.parent)
+    for run in find_runs(ablations):
+        r, argv = _finished_image_run(run)
         changed = {k: v for k, v in _options(argv).items() if base_opts.get(k) != v}
         if not changed:
-            raise ValueError(f"{path.parent}: its command changes nothing in the recipe run's "
+            raise ValueError(f"{run}: its command changes nothing in the recipe run's "
                              f"({recipe})")
         text = " ".join(f"{k} {v}".strip() for k, v in changed.items())
         acc = 100 * r["final"]["ema"]["flip-translate"]["acc"]
-        rows.append((f"`{text}`", _run_link(path.parent, root), f"{acc:.2f}", _pp(final - acc), ""))
+        rows.append((f"`{text}`", _run_link(run, root), f"{acc:.2f}", _pp(final - acc), ""))
     return markdown_table(["change from the recipe", "run", "test %", "recipe − this (pp)",
                            "over the study's runs (pp, 95 % t)"], rows, align="llrrl")
 
@@ -476,11 +472,10 @@ def _fit_runs(folders: list[Path]) -> dict[str, dict[str, list[dict]]]:
         if not folder.is_dir():
             raise ValueError(f"table source {folder} is not a folder")
         for key in TARGETS:
-            path = folder / key / "results.json"
-            if not path.is_file():
+            if not is_finished(folder / key):
                 continue
             arms = out.setdefault(key, {})
-            study = json.loads(path.read_text())
+            study = read_results(folder / key)
             for r in study["runs"]:
                 act = r["activation"]
                 if act in arms and arms[act][0]["_folder"] != folder:

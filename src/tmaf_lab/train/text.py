@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ..data.text import TextData, bits
 from ..files import atomic_write_text, write_json
 from ..runmeta import save_config
+from ..runs import read_results
 from . import checkpoint as ckpt
 from .batches import step_generator
 from .config import TrainConfig
@@ -236,7 +237,7 @@ def train_text(cfg: TrainConfig, data: TextData, out: Path, dist: Dist, device: 
     mode = prepare_out(out, resume)
     if mode == "finished":
         log(f"{out}: already finished; results.json kept")
-        return "done", json.loads((out / "results.json").read_text())
+        return "done", read_results(out)
     trainer = TextTrainer(cfg, data, out, dist, device, stop, log)
     if mode == "resume":
         trainer.restore(resume_state(out, cfg))

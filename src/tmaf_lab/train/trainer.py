@@ -26,6 +26,7 @@ from ..data import ImageData
 from ..files import atomic_write_text, write_json
 from ..models import WhiteningStem, init_whitening
 from ..runmeta import save_config
+from ..runs import is_finished, read_results
 from . import checkpoint as ckpt
 from .batches import augment, batch_slices, epoch_indices, normalise, step_generator
 from .config import TrainConfig
@@ -405,7 +406,7 @@ class Trainer:
 
 def prepare_out(out: Path, resume: bool) -> str:
     """Decide what an existing run folder means: "new", "resume" or "finished"."""
-    if (out / "results.json").is_file():
+    if is_finished(out):
         if resume:
             return "finished"
         raise RunError(f"{out} already holds a finished run (results.json); choose another "
@@ -440,7 +441,7 @@ def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torc
     mode = prepare_out(out, resume)
     if mode == "finished":
         log(f"{out}: already finished; results.json kept")
-        return "done", json.loads((out / "results.json").read_text())
+        return "done", read_results(out)
     state = resume_state(out, cfg) if mode == "resume" else None
     trainer = Trainer(cfg, data, out, dist, device, stop, log,
                       resume_model=state["model"] if state is not None else None)
