@@ -27,6 +27,7 @@ from tmaf_lab.cli import (
     reason,
     usage_error,
 )
+from tmaf_lab.lists import parse_list
 
 from . import report
 from .candidates import TMAF_BACKENDS, Shape
@@ -114,20 +115,16 @@ CUDA_QUICK = dict(shapes=("128x64x32x32",), ms=(9,), threads=(DEFAULT_THREADS,),
 
 def _int_list(option: str, text: str, low: int) -> tuple[int, ...]:
     try:
-        values = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UsageError(f"{option}: expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < low or len(set(values)) != len(values):
-        raise UsageError(f"{option}: expected distinct integers >= {low}, got {text!r}")
-    return values
+        return parse_list(text, int, what="integers", low=low)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _names(option: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    names = tuple(s for s in text.split(",") if s)
-    bad = [s for s in names if s not in allowed]
-    if bad or not names:
-        raise UsageError(f"{option}: expected a comma list of {', '.join(allowed)}, got {text!r}")
-    return names
+    try:
+        return parse_list(text, choices=allowed, distinct=False)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _parser() -> OneLineErrorParser:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import atomic_write_text
+from tmaf_lab.lists import parse_list
 from tmaf_lab.mdtable import markdown_table
 from tmaf_lab.report import gpt_tables
 from tmaf_lab.report.text_runs import loss_cell as _loss_cell
@@ -391,7 +392,7 @@ def kernel_rounds_table(folder: Path, labels: list[str]) -> str:
 
 def _labels(arg: str) -> list[str]:
     """The LABELS of a kernel_rounds marker's ``FOLDER:LABELS`` (two or more, comma list)."""
-    labels = [a for a in arg.partition(":")[2].split(",") if a]
+    labels = list(parse_list(arg.partition(":")[2], what="labels", allow_empty=True))
     if len(labels) < 2:
         raise ValueError(f"table:kernel_rounds {arg}: expected FOLDER:BEFORE,AFTER (two or more "
                          "labels of <label>-<isa>-<round> folders)")
@@ -546,12 +547,17 @@ def fit_cost_table(folders: list[Path]) -> str:
                           rows, align="lrrrr")
 
 
+def _folders(here: Path, text: str) -> list[Path]:
+    """The folders of a marker's comma list, relative to ``here`` (the README's folder)."""
+    return [here / name for name in parse_list(text, what="folders")]
+
+
 #: name -> (folder of the README, the marker's ARG) -> table. tuning: ARG is the folder of the
 #: --val-split runs; paired_accuracy: ARG is a comma list of run folders, one per data set
 #: (side by side), e.g. ``cnn/mnist,cnn/fashion-mnist``.
 GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "tuning": lambda here, arg: tuning_table(here / arg),
-    "paired_accuracy": lambda here, arg: paired_accuracy_table([here / a for a in arg.split(",")]),
+    "paired_accuracy": lambda here, arg: paired_accuracy_table(_folders(here, arg)),
     # ARG: a tmaf report stats.json over fitting groups w<W>/<target>
     # ARG: STATS[:ACTIVATION] (default diagonal)
     "fitting_ratios": lambda here, arg: fitting_ratio_table(here / arg.split(":")[0],
@@ -562,23 +568,23 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "text_paired": lambda here, arg: text_paired_table(here / arg),
     # ARG: FOLDER:REF1,REF2 (tmaf_lab.report.gpt_tables)
     "text_paired_refs": lambda here, arg: gpt_tables.text_paired_refs_table(
-        here / arg.partition(":")[0], [r for r in arg.partition(":")[2].split(",") if r]),
+        here / arg.partition(":")[0], list(parse_list(arg.partition(":")[2], allow_empty=True))),
     "text_scale": lambda here, arg: gpt_tables.text_scale_table(here / arg),
     # ARG: a comma list of folders of <target>/results.json of one fitting protocol
     # [:ARMS[:REFERENCE]]: the activations shown (comma list) and the one they are divided by
     "fit_ratios": lambda here, arg: fit_ratio_table(
-        [here / a for a in arg.split(":")[0].split(",")],
-        *([a.split(",") if a else None for a in arg.split(":")[1:2]] + arg.split(":")[2:3])),
-    "fit_costs": lambda here, arg: fit_cost_table([here / a for a in arg.split(":")[0].split(",")]),
+        _folders(here, arg.split(":")[0]),
+        *([list(parse_list(a)) if a else None for a in arg.split(":")[1:2]] + arg.split(":")[2:3])),
+    "fit_costs": lambda here, arg: fit_cost_table(_folders(here, arg.split(":")[0])),
     # ARG: a comma list of folders of image runs with a final evaluation (recipe cpu-cifar)
-    "final_levels": lambda here, arg: final_level_table([here / a for a in arg.split(",")], here),
+    "final_levels": lambda here, arg: final_level_table(_folders(here, arg), here),
     # ARG: RECIPE_RUN:ABLATIONS[:STUDY]: the recipe's run folder, a folder of runs of the recipe
     # with one change each, and optionally the study's folder of <arm>/seed<S> runs
     "pilot_effects": lambda here, arg: pilot_effects_table(*_pilot_sources(here, arg), here),
     # ARG: a folder of image runs <arm>/seed<S>
     "image_paired": lambda here, arg: image_paired_table(here / arg),
     # ARG: a comma list of tmaf bench --quick output folders (targets.csv)
-    "targets": lambda here, arg: targets_table([here / a for a in arg.split(",")], here),
+    "targets": lambda here, arg: targets_table(_folders(here, arg), here),
     # ARG: FOLDER:LABELS, LABELS a comma list (before first, after last) of <label>-<isa>-<round>
     "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.partition(":")[0],
                                                            _labels(arg)),
