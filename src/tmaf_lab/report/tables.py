@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -384,7 +384,7 @@ def kernel_rounds_table(folder: Path, labels: list[str]) -> str:
         cells = [f"{got[c]:.2f}x" if c in got else "" for c in cols]
         pairs = [got[(labels[-1], r)] / got[(labels[0], r)] for r in sorted(rounds)
                  if (labels[-1], r) in got and (labels[0], r) in got]
-        change = f"{math.exp(sum(map(math.log, pairs)) / len(pairs)):.2f}" if pairs else ""
+        change = f"{statistics.geometric_mean(pairs):.2f}" if pairs else ""
         rows.append((*key, *cells, change))
     return markdown_table(["isa", "shape", "phase", "kernel", *(f"{label} {r}" for label, r in cols),
                            f"{labels[-1]} / {labels[0]}"], rows, align="llll" + "r" * (len(cols) + 1))
