@@ -24,6 +24,8 @@ from tmaf_lab.seedstats import mean_std
 # Display order: references first, the learned rivals, then TMAF variants, then the rest.
 ORDER = ("relu2", "relu", "prelu", "leaky_relu", "leaky_relu2", "gelu", "swiglu", "silu", "xielu",
          "tanh", "pwl", "diagonal", "tridiagonal", "continuous_tridiagonal")
+#: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
+CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
 
 def t975(df: int) -> float:
     """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1): the factor
