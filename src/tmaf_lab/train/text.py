@@ -42,8 +42,9 @@ from .distributed import Dist, all_sum, barrier
 from .mlp_scale import STEPS as SCALE_STEPS
 from .mlp_scale import WINDOWS as SCALE_WINDOWS
 from .mlp_scale import mlp_scale
+from .optim import lr_factor, make_optimizer
 from .start_from import load_start
-from .trainer import RunError, StopFlag, lr_factor, make_optimizer, prepare_out, resume_state
+from .trainer import RunError, StopFlag, prepare_out, resume_state
 
 PROMPT, SAMPLES, SAMPLE_CHARS, TEMPERATURE = "To be, or not to be", 3, 300, 0.8
 DRY_RUN_STEPS = 2
