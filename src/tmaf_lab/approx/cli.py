@@ -22,6 +22,7 @@ from tmaf_lab.cli import (
     reason,
     usage_error,
 )
+from tmaf_lab.lists import list_type, parse_list
 
 DEFAULTS = ApproxConfig()
 DRY_RUN = {"steps": 4, "n_train": 64, "n_test": 51, "n_test_2d": 11,
@@ -59,9 +60,8 @@ def _positive_float(text: str) -> float:
 
 
 def _domain(text: str) -> tuple[float, float]:
-    parts = text.split(",")
     try:
-        a, b = (float(p) for p in parts)
+        a, b = parse_list(text, float, what="numbers", distinct=False)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected two numbers 'a,b' (e.g. --domain=-1,1), got {text!r}") from None
@@ -70,13 +70,8 @@ def _domain(text: str) -> tuple[float, float]:
     return (a, b)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of activation names")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"activation names repeat in {text!r}")
-    return names
+#: --activations: distinct activation names, lower-cased
+_names = list_type(what="activation names", example="relu,diagonal", lower=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
