@@ -81,7 +81,7 @@ def _statuses(out: Path) -> dict[str, str]:
 
 
 def test_reduced_smoke_run_skips_resumes_and_survives_failures(tmp_path: Path, capsys):
-    pytest.importorskip("tmaf.plot")
+    pytest.importorskip("tmaf_lab.report.layer_figures")
     out = tmp_path / "study"
     args = ["reproduce", "--budget", "smoke", "--out", str(out), "--only",
             "approx,synthetic,mnist", "--activations", "relu,diagonal", "--seeds", "0"]
