@@ -378,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         from .peers import main as peers_main
 
         return peers_main(argv[1:])
+    if argv[:1] == ["module-call"]:  # tmaf bench module-call: modules.py against a revision
+        from .module_call import main as module_call_main
+
+        return module_call_main(argv[1:])
     try:
         cfg = parse_args(argv)
     except SystemExit as e:  # --help
