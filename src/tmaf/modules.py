@@ -256,7 +256,8 @@ class BandedTMAF(nn.Module):
         diag.copy_(torch.where(right, 1.0, left_value).expand_as(diag))
 
     def _full_params(self, C: int) -> tuple[Tensor, Tensor]:
-        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1])
+        lv = self.levels  # once: with knot_values every access computes it
+        lv = lv.view(lv.shape[0], -1, lv.shape[-1])
         if lv.shape[0] == C:
             return self.breakpoints, lv
         if lv.shape[0] != 1:
@@ -277,7 +278,8 @@ class BandedTMAF(nn.Module):
     def curves(self, y: Tensor) -> Tensor:
         """Each term on a 1-D grid ``y`` (G,): alpha_{i,d}(y) * y (jump form) or F_{i,d}(y)
         (continuous form); returns (C, 2b+1, G), 0 outside the band."""
-        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1]).detach()
+        lv = self.levels.detach()
+        lv = lv.view(lv.shape[0], -1, lv.shape[-1])
         C, W, m1 = lv.shape
         b = W // 2
         y = torch.as_tensor(y, dtype=lv.dtype, device=lv.device).reshape(-1)
