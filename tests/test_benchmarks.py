@@ -397,7 +397,7 @@ def test_peers_table_times_what_is_installed_and_names_what_is_not(tmp_path, cap
                                                                   monkeypatch):
     """tmaf bench peers: ReLU, GELU, PReLU and tmaf's four kinds always; each peer when its
     package imports, otherwise listed as left out with the reason (never an error)."""
-    from tmaf_lab import peers
+    from tmaf_lab import peer_activations as peers
 
     real = peers._quiet_import
 

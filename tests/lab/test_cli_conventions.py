@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tmaf_lab import reproduce
-from tmaf_lab.approx.study import ApproxConfig
+from tmaf_lab.approx.fit import ApproxConfig
 from tmaf_lab.cli import DEFAULT_THREADS, version
 from tmaf_lab.cli import main as tmaf_main
 from tmaf_lab.train.config import TrainConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tmaf_lab.approx import plots, tables
-from tmaf_lab.approx.study import (
+from tmaf_lab.approx.fit import (
     ApproxConfig,
     build_mlp,
     calibrate_grids,

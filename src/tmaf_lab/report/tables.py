@@ -594,7 +594,7 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
 
 
 def _match_study():
-    from tmaf_lab import match_study
+    from tmaf_lab import match as match_study
 
     return match_study
 

@@ -31,7 +31,7 @@ class TrainConfig:
     test_subset: int | None = None    # first N test images (None: all)
     eval_batch_size: int = 1000
     device: str = "auto"              # auto | cpu | cuda | cuda:N
-    threads: int = 1                  # torch CPU threads (0: torch's default)
+    threads: int = 0                  # torch CPU threads (0: torch's default)
     amp: str = "auto"                 # auto (bf16/fp16 on GPU, off on CPU) | off | bf16 | fp16
     backend: str | None = None        # TMAF backend (tmaf.set_backend); None: TMAF_BACKEND/auto
     deterministic: bool = True        # torch.use_deterministic_algorithms (exact CPU resume)

@@ -100,7 +100,3 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return command_main(build_parser, run, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

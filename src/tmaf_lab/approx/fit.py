@@ -58,7 +58,7 @@ class ApproxConfig:
     n_test: int = 4001  # grid points per axis for 1-D; 2-D uses n_test_2d per axis
     n_test_2d: int = 101
     history_points: int = 25
-    threads: int = 1  # torch intra-op threads (0: torch's default); tiny MLPs run fastest on one
+    threads: int = 0  # torch intra-op threads (0: torch's default)
     plots: bool = True
     out: str = "runs/approx"
     dry_run: bool = False
