@@ -36,7 +36,7 @@ def test_committed_converged_mlp_runs_are_done(capsys, monkeypatch):
     lines = printed(capsys, "converged", "--part", "mlp", "--print")
     assert len(lines) == 2 * 5 * 6 and all(line[0] == "done:" for line in lines)
     for name in ("approx", "train", "calibration"):
-        states = printed(capsys, name, "--dry-run")
+        states = printed(capsys, name, "--plan")
         assert states and all(s[:2] == ["[", "done]"] for s in states), name
 
 
