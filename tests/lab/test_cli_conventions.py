@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from tmaf_lab.approx.fit import ApproxConfig
@@ -163,7 +162,7 @@ def test_no_module_runs_as_a_script_but_the_package():
     """Every task is a ``tmaf`` sub-command: no ``__main__`` guard or module but the package's."""
     found = [str(p.relative_to(ROOT)) for p in (ROOT / "src" / "tmaf_lab").rglob("*.py")
              if "__main__" in p.read_text()]
-    assert found == ["src/tmaf_lab/__main__.py"]
+    assert set(found) <= {"src/tmaf_lab/__main__.py"}, found
 
 
 def test_no_process_or_machine_remarks_in_sources_and_docs():

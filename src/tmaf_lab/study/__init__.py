@@ -1,14 +1,15 @@
 """A study is data: named parts, each an ordered list of :class:`Run` s.
 
 A :class:`Run` is one invocation of a ``tmaf`` sub-command (``train``, ``approx``, ``bench``,
-or the sweep summary ``approx sweep``) into one folder below the study's output folder. It is finished when every
-file in ``markers`` exists in that folder (``results.json`` by default), so rerunning a study
-skips finished runs; unfinished training runs continue from their checkpoint (``--resume``).
-Runs of one ``stream`` run in order; different streams may run side by side
-(``tmaf study NAME --streams 2``, one torch thread per run: at most one stream per core).
-With ``--minutes M`` no round of seeds starts that would end after M minutes. A run with ``gate`` set is followed by the competence
-check of the ReLU runs below ``gate`` (:func:`tmaf_lab.train.recipes.check`): a stream stops
-when a ReLU baseline misses its bar, before the other arms of the seed run.
+or the sweep summary ``approx sweep``) into one folder below the study's output folder. It is
+finished when every file in ``markers`` exists in that folder (``results.json`` by default),
+so rerunning a study skips finished runs; unfinished training runs continue from their
+checkpoint (``--resume``). Runs of one ``stream`` run in order; different streams may run side
+by side (``tmaf study NAME --streams 2``, one torch thread per run: at most one stream per
+core). With ``--minutes M`` no round of seeds starts that would end after M minutes. A run
+with ``gate`` set is followed by the competence check of the ReLU runs below ``gate``
+(:func:`tmaf_lab.train.recipes.check`): a stream stops when a ReLU baseline misses its bar,
+before the other arms of the seed run.
 
 The studies live in :mod:`tmaf_lab.studies`, one small module per study.
 """

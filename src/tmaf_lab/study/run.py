@@ -122,7 +122,8 @@ def launch(run: Run, out: Path) -> int:
     """Run one command as a child process; its exit code. A run given ``--threads 1`` also
     gets OMP_NUM_THREADS=1, so its libraries start no thread pools of their own."""
     argv = [sys.executable, "-m", "tmaf_lab", *command(run, out)]
-    one_thread = any(a == "--threads" and b == "1" for a, b in zip(run.options, run.options[1:]))
+    opts = run.options
+    one_thread = any(a == "--threads" and b == "1" for a, b in zip(opts, opts[1:], strict=False))
     env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if one_thread else {})}
     sink = None
     if run.stdout:

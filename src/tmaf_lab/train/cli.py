@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                            "(and BatchNorm statistics) that is evaluated instead (0: off)"),
             ("bn-bias-lr-scale", float, "learning rate of the BatchNorm shifts: --lr times this, "
                                         "their weight decay divided by it")):
-        key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
+        key = name.replace("-", "_")
         alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
         p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
                        help=f"{text} (default %(default)s)")

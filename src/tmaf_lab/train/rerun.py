@@ -125,9 +125,9 @@ def _environment(config: dict) -> dict:
 
 def _with_defaults(config: dict) -> dict:
     """A config.json's resolved config, with the fields added since it was written."""
-    from tmaf_lab.train.config import ADDED_LATER
+    from tmaf_lab.train.config import upgraded
 
-    return {**ADDED_LATER, **config.get("config", {})}
+    return upgraded(config.get("config", {}))
 
 
 def _config_changes(config: dict, argv: list[str], seed: int) -> list[str]:

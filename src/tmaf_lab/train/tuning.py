@@ -37,7 +37,8 @@ def read_runs(root: Path) -> list[dict]:
         if "val_acc" not in res:
             continue
         cfg = json.loads((path.parent / "config.json").read_text())["config"]
-        lr = cfg["tmaf_lr"] if cfg.get("tmaf_lr") is not None else cfg["lr"]
+        act_lr = cfg.get("act_lr", cfg.get("tmaf_lr"))  # tmaf_lr: the name in older runs
+        lr = act_lr if act_lr is not None else cfg["lr"]
         runs.append({"dataset": res["dataset"], "model": res["model"],
                      "activation": res["activation"], "seed": res["seed"], "base_lr": cfg["lr"],
                      "tmaf_lr": lr, "val_acc": res["val_acc"], "run": str(path.parent)})
