@@ -222,7 +222,8 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
     assert "diagonal fwd+bwd, channels outer" in summary
     config = json.loads((tmp_path / "config.json").read_text())
     env = config["environment"]
-    assert env["cpu_model"] and env["threads_timed"] == [1] and env["torch"]
+    assert env["cpu_model"] and env["torch"]
+    assert env["threads_timed"] == [torch.get_num_threads()]  # the default: torch's
     assert env["native_status"] == tmaf.native_status()
     out = capsys.readouterr().out
     assert f"Speed targets, {main} backend" in out
@@ -232,7 +233,19 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
                                                      "diagonal-m9/native"}
         assert {r["phase"] for r in kernels} == {"fwd", "bwd"}
         assert all(float(r["ratio_vs_relu_kernel"]) > 0 for r in kernels)
-        assert "## Kernels only, forward, 1 thread(s)" in summary
+        assert f"## Kernels only, forward, {torch.get_num_threads()} thread(s)" in summary
+    # tmaf bench report rebuilds targets.csv and summary.md from the CSVs alone
+    (tmp_path / "summary.md").unlink()
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "summary.md").read_text() == summary
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_compile_cost_probe_is_a_bench_subcommand(capsys):
+    assert cli.main(["compile-cost", "diagonal-m1/eager", "4x8", "cpu", "1"]) == 0
+    probe = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert probe["first_call_s"] > 0 and probe["second_call_s"] > 0
+    assert cli.main(["compile-cost", "diagonal-m1/eager", "4x8", "cpu"]) == 2
 
 
 def test_gpt_training_step_is_timed_against_gelu_and_checked(tmp_path):

@@ -1,6 +1,6 @@
 """``tmaf approx``: TMAF vs ReLU and rivals on function approximation (no data download).
 
-With no options it runs the default study (three 1-D targets, relu/prelu/diagonal/
+With no options it runs the default fits (three 1-D targets, relu/prelu/diagonal/
 tridiagonal, parameter-matched, 3 seeds) and prints one table per target.
 """
 
@@ -207,7 +207,7 @@ def _approx(args: argparse.Namespace, argv: list[str]) -> int:
         check_activations(cfg.activations)
     except (UsageError, ExprError) as e:
         return usage_error(f"{e} (see: tmaf approx --help)")
-    from tmaf_lab.approx.runner import preflight, run_study
+    from tmaf_lab.approx.runner import preflight, run_fits
     from tmaf_lab.runmeta import OutputFolderError, check_writable
 
     try:
@@ -218,5 +218,5 @@ def _approx(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"tmaf approx: {len(targets)} target(s) x {len(cfg.activations)} activation(s) x "
           f"seeds {','.join(map(str, cfg.seeds))}, {cfg.steps} steps -> {cfg.out}",
           file=sys.stderr)
-    run_study(cfg, targets, ["tmaf", "approx", *argv])
+    run_fits(cfg, targets, ["tmaf", "approx", *argv])
     return 0

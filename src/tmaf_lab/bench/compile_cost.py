@@ -133,8 +133,12 @@ def build_parser():
 
 def _probe(args) -> int:
     shape = tuple(int(s) for s in args.shape.split("x"))
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    print(json.dumps(probe(args.spec, shape, args.device)))
+    try:
+        print(json.dumps(probe(args.spec, shape, args.device)))
+    finally:
+        torch.set_num_threads(threads)
     return 0
 
 
