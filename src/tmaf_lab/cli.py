@@ -107,15 +107,12 @@ def command_main(build_parser, run, argv: list[str] | None = None,
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``--seeds``/``--seed`` value: a comma list of seed values, e.g. "0,1,2"; "4" is seed 4
     alone (never a count). Use as an argparse ``type``."""
+    from tmaf_lab.lists import parse_list
+
     try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated seed values such as 0,1,2, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected distinct seed values >= 0 such as 0,1,2, got {text!r}")
-    return seeds
+        return parse_list(text, int, what="seed values", example="0,1,2", low=0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _SeedsOnce(argparse.Action):

@@ -24,6 +24,7 @@ from tmaf_lab.cli import (
     reason,
     usage_error,
 )
+from tmaf_lab.lists import list_type, parse_list
 
 #: ``tmaf approx NAME``: the tools over finished approx runs.
 TOOLS = {"sweep": ("tmaf_lab.approx.sweep", "one table and plot over the runs of a sweep folder")}
@@ -64,9 +65,8 @@ def _positive_float(text: str) -> float:
 
 
 def _domain(text: str) -> tuple[float, float]:
-    parts = text.split(",")
     try:
-        a, b = (float(p) for p in parts)
+        a, b = parse_list(text, float, what="numbers", distinct=False)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected two numbers 'a,b' (e.g. --domain=-1,1), got {text!r}") from None
@@ -75,13 +75,8 @@ def _domain(text: str) -> tuple[float, float]:
     return (a, b)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of activation names")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"activation names repeat in {text!r}")
-    return names
+#: --activations: distinct activation names, lower-cased
+_names = list_type(what="activation names", example="relu,diagonal", lower=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ plot is drawn. Plots use the seed-0 model of each activation.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,8 +88,7 @@ def plot_history(path: Path, title: str, runs: Sequence[dict]) -> None:
         table = [[h["rel_l2"] for h in r["history"]] for r in group
                  if [h["step"] for h in r["history"]] == steps]  # diverged runs stop early
         cols = [sorted(v) for v in zip(*table, strict=True)]
-        median = [c[len(c) // 2] if len(c) % 2 else (c[len(c) // 2 - 1] + c[len(c) // 2]) / 2
-                  for c in cols]
+        median = [statistics.median(c) for c in cols]
         line, = ax.semilogy(steps, median, lw=1.4, label=f"{act} (n={len(table)})")
         if len(table) > 1:
             ax.fill_between(steps, [c[0] for c in cols], [c[-1] for c in cols],

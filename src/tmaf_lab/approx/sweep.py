@@ -8,24 +8,24 @@ per reference width). Nothing is recomputed: every number comes from those files
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import atomic_write_text
 from tmaf_lab.mdtable import markdown_table
+from tmaf_lab.runs import find_runs, read_results
 
 
 def collect(root: Path) -> list[dict]:
     """One row per (results.json, activation) with the summary fields and the width setting."""
     rows = []
-    for path in sorted(root.rglob("results.json")):
-        res = json.loads(path.read_text())
+    for run in find_runs(root):
+        res = read_results(run)
         for act, s in res["summary"].items():
             rows.append({"target": res["target"], "expression": res.get("expression", ""),
                          "ref_width": res.get("reference_width"), "match": res.get("match_params"),
-                         "activation": act, **s, "folder": str(path.parent.relative_to(root))})
+                         "activation": act, **s, "folder": str(run.relative_to(root))})
     return rows
 
 

@@ -32,6 +32,7 @@ from tmaf_lab.cli import (
     command_main,
     usage_error,
 )
+from tmaf_lab.lists import parse_list
 
 from . import report
 from .candidates import TMAF_BACKENDS, Shape
@@ -129,20 +130,16 @@ CUDA_QUICK = dict(shapes=("128x64x32x32",), ms=(9,), threads=(DEFAULT_THREADS,),
 
 def _int_list(option: str, text: str, low: int) -> tuple[int, ...]:
     try:
-        values = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UsageError(f"{option}: expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < low or len(set(values)) != len(values):
-        raise UsageError(f"{option}: expected distinct integers >= {low}, got {text!r}")
-    return values
+        return parse_list(text, int, what="integers", low=low)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _names(option: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    names = tuple(s for s in text.split(",") if s)
-    bad = [s for s in names if s not in allowed]
-    if bad or not names:
-        raise UsageError(f"{option}: expected a comma list of {', '.join(allowed)}, got {text!r}")
-    return names
+    try:
+        return parse_list(text, choices=allowed, distinct=False)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _parser() -> OneLineErrorParser:
@@ -289,11 +286,57 @@ def _save_config(out, cfg: BenchConfig, argv: list[str]) -> dict:
     return record
 
 
+def _time_seed(cfg: BenchConfig, seed: int, backends: tuple[str, ...], device: torch.device,
+               out, results: dict[str, list[dict]], log) -> None:
+    """Time the parts of ``cfg`` that repeat per seed (activations, kernels, first call, training
+    step) with this ``seed``, appending to ``results`` and rewriting each part's CSV in ``out``."""
+    from . import activations, compile_cost, kernels, train_step
+    from .candidates import Spec
+
+    groups = activations.group_specs(cfg.ms, cfg.reference_ms, cfg.compile_baselines, backends,
+                                     cfg.baselines)
+    fast = (cfg.repeats, cfg.warmup, cfg.min_sample_s)
+    reps = {"native": fast, "fast": fast, "eager": (cfg.slow_repeats, 0, 0.0),
+            "reference": (1, 0, 0.0)}
+    shapes = [Shape.parse(s) for s in cfg.shapes]
+    if "act" in cfg.parts:
+        for shape in shapes:
+            results["activations"] += activations.run_shape(
+                shape, groups, device=device, threads=cfg.threads, reps=reps, seed=seed,
+                log=log)
+            report.write_csv(out / "activations.csv", results["activations"])
+    if "kernels" in cfg.parts:
+        for shape in shapes:
+            results["kernels"] += kernels.run_shape(
+                shape, cfg.ms, device=device, threads=cfg.threads, repeats=cfg.repeats,
+                warmup=cfg.warmup, min_sample_s=cfg.min_sample_s, seed=seed, log=log)
+            report.write_csv(out / "kernels.csv", results["kernels"])
+    if "first" in cfg.parts:
+        specs = [Spec("relu", "eager")] + [
+            Spec(k, b, report.TARGET_M) for b in backends if b != "reference"
+            for k in ("diagonal", "tridiagonal")]
+        results["first_call"] += compile_cost.run_new_shapes(
+            [Shape.parse(s) for s in cfg.first_call_shapes], specs, device=device,
+            threads=cfg.threads, seed=seed, log=log)
+        report.write_csv(out / "first_call.csv", results["first_call"])
+    if "train" in cfg.parts:
+        step_backends = [b for b in backends if b != "reference"]
+        for model in cfg.train_models:
+            results["train_step"] += train_step.run_model(
+                model, train_step.step_specs(step_backends, cfg.baselines, model),
+                batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
+                warmup=1, seed=seed, log=log, threads=cfg.threads,
+                min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),
+                image_size=cfg.train_image.get(model),
+                memory_formats=cfg.train_memory_formats)
+            report.write_csv(out / "train_step.csv", results["train_step"])
+
+
 def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
     from tmaf_lab.runmeta import atomic_write_text, check_writable, write_json
 
-    from . import activations, compile_cost, kernels, train_step
-    from .candidates import Spec
+    from . import activations, compile_cost, kernels, train_step  # noqa: F401  (before the freeze)
+    from .candidates import Spec  # noqa: F401
 
     out = check_writable(cfg.out)
     record = _save_config(out, cfg, argv)
@@ -317,44 +360,8 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
     torch._dynamo.config.cache_size_limit = 256
     results: dict[str, list[dict]] = {k: [] for k in ("activations", "kernels", "first_call",
                                                       "train_step", "compile_cost")}
-    groups = activations.group_specs(cfg.ms, cfg.reference_ms, cfg.compile_baselines, backends,
-                                     cfg.baselines)
-    fast = (cfg.repeats, cfg.warmup, cfg.min_sample_s)
-    reps = {"native": fast, "fast": fast, "eager": (cfg.slow_repeats, 0, 0.0),
-            "reference": (1, 0, 0.0)}
-    shapes = [Shape.parse(s) for s in cfg.shapes]
     for seed in cfg.seeds:
-        if "act" in cfg.parts:
-            for shape in shapes:
-                results["activations"] += activations.run_shape(
-                    shape, groups, device=device, threads=cfg.threads, reps=reps, seed=seed,
-                    log=log)
-                report.write_csv(out / "activations.csv", results["activations"])
-        if "kernels" in cfg.parts:
-            for shape in shapes:
-                results["kernels"] += kernels.run_shape(
-                    shape, cfg.ms, device=device, threads=cfg.threads, repeats=cfg.repeats,
-                    warmup=cfg.warmup, min_sample_s=cfg.min_sample_s, seed=seed, log=log)
-                report.write_csv(out / "kernels.csv", results["kernels"])
-        if "first" in cfg.parts:
-            specs = [Spec("relu", "eager")] + [
-                Spec(k, b, report.TARGET_M) for b in backends if b != "reference"
-                for k in ("diagonal", "tridiagonal")]
-            results["first_call"] += compile_cost.run_new_shapes(
-                [Shape.parse(s) for s in cfg.first_call_shapes], specs, device=device,
-                threads=cfg.threads, seed=seed, log=log)
-            report.write_csv(out / "first_call.csv", results["first_call"])
-        if "train" in cfg.parts:
-            step_backends = [b for b in backends if b != "reference"]
-            for model in cfg.train_models:
-                results["train_step"] += train_step.run_model(
-                    model, train_step.step_specs(step_backends, cfg.baselines, model),
-                    batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
-                    warmup=1, seed=seed, log=log, threads=cfg.threads,
-                    min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),
-                    image_size=cfg.train_image.get(model),
-                    memory_formats=cfg.train_memory_formats)
-                report.write_csv(out / "train_step.csv", results["train_step"])
+        _time_seed(cfg, seed, backends, device, out, results, log)
     if "compile" in cfg.parts:
         specs = [spec for spec in map(compile_cost.parse_spec, cfg.compile_probe_specs)
                  if not spec.uses_tmaf or spec.mode in backends]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from tmaf_lab.cli import command_main
+from tmaf_lab.lists import parse_list
 
 from .candidates import Shape, breakpoints
 from .timing import paired_ratio, synchronizer, time_interleaved
@@ -173,16 +174,15 @@ def config_of(args) -> GridsConfig:
     for name in ("m", "threads", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    shapes = tuple(s for s in args.shapes.split(",") if s)
+    shapes = parse_list(args.shapes, what="shapes", example="64x64x32x32", distinct=False)
     for s in shapes:
         Shape.parse(s)
     text = args.backends if args.backends is not None else (
         "eager" if args.dry_run else ",".join(BACKENDS))
-    backends = tuple(b for b in text.split(",") if b)
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad or len(set(backends)) != len(backends):
-        raise ValueError(f"--backends expects distinct names from {', '.join(BACKENDS)}, "
-                         f"got {text!r}")
+    try:
+        backends = parse_list(text, what="backends", choices=BACKENDS, allow_empty=True)
+    except ValueError as e:
+        raise ValueError(f"--backends: {e}") from None
     if args.dry_run:
         shapes, args.repeats = DRY_SHAPES, 3
     return GridsConfig(shapes, args.m, args.threads, args.repeats, args.seed, args.out,

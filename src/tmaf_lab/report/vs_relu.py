@@ -9,6 +9,7 @@ machine-readable summary of a study.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict
 
 from tmaf.factory import is_tmaf_name
@@ -124,10 +125,10 @@ def last_tenth(runs: list[dict], step: int | None) -> dict | None:
     """Error at the end / error at ``step`` (the LATE point), geometric mean over the runs
     with both (positive) values: near 1 once training has stopped improving."""
     pairs = [(float(r["rel_l2"]), _at(r, step)) for r in runs]
-    logs = [math.log(end / late) for end, late in pairs if late and end > 0 and late > 0]
-    if not logs:
+    ratios = [end / late for end, late in pairs if late and end > 0 and late > 0]
+    if not ratios:
         return None
-    return {"from_step": step, "n": len(logs), "ratio": math.exp(sum(logs) / len(logs))}
+    return {"from_step": step, "n": len(ratios), "ratio": statistics.geometric_mean(ratios)}
 
 
 def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:

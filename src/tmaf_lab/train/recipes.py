@@ -44,8 +44,9 @@ under a new name (a test pins the values).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from tmaf_lab.runs import RunFileError, find_runs, read_results
 
 _CPU_CIFAR: dict[str, object] = {
     "model": "airbench-white", "width": 32, "epochs": 15, "batch_size": 512, "optimizer": "sgd",
@@ -85,12 +86,12 @@ def check(root: Path) -> list[str]:
     """One line per (dataset, model) with ReLU runs below ``root``: mean accuracy vs the bar,
     prefixed 'ok' or 'BELOW'. Runs of other data sets/models are ignored."""
     accs: dict[tuple[str, str], list[float]] = {}
-    for path in sorted(root.rglob("results.json")):
+    for run in find_runs(root):
         try:
-            res = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(res, dict) and res.get("activation") == "relu":
+            res = read_results(run)
+        except RunFileError:
+            continue  # not a run's results; the gate counts the runs it can read
+        if res.get("activation") == "relu":
             key = (res.get("dataset"), res.get("model"))
             if key in COMPETENCE and isinstance(res.get("test_acc"), (int, float)):
                 accs.setdefault(key, []).append(float(res["test_acc"]))

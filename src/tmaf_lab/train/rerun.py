@@ -26,13 +26,13 @@ process count; this tool reruns in one process.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
 
 from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import write_json
+from tmaf_lab.runs import RunFileError, read_json
 
 VERDICTS = ("bit-identical", "within tolerance", "outside tolerance")
 _ENV_KEYS = ("cpu_model", "torch_threads", "torch", "numpy", "tmaf_backend", "platform")
@@ -51,12 +51,10 @@ class RerunStopped(RuntimeError):
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise RerunError(f"expected {what} at {path}, found none")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RerunError(f"{path} is not valid JSON ({e})") from None
+        return read_json(path)
+    except RunFileError as e:
+        raise RerunError(f"expected {what}: {e}") from None
 
 
 def _metric_name(results: dict, path: Path) -> str:

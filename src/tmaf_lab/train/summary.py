@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..files import atomic_write_text, write_json
 from ..mdtable import markdown_table
+from ..runs import read_config
 from ..seedstats import mean_std
 
 
@@ -69,7 +70,7 @@ def table(root: Path) -> str:
     for p in sorted(Path(root).rglob("summary.json")):
         r = json.loads(p.read_text())
         if r.get("kind") == "summary":
-            cfg = json.loads((p.parent / r["runs"][0]).with_name("config.json").read_text())
+            cfg = read_config((p.parent / r["runs"][0]).parent)
             r["train_images"] = cfg["config"]["subset"] or "all"
             r["width"] = cfg["config"]["width"] or "default"
             rows.append(r)
