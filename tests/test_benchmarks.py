@@ -288,8 +288,9 @@ def test_memory_formats_time_the_cifar_net_side_by_side_and_checked(tmp_path):
 
 
 def test_presets_and_cli_conventions():
-    assert cli.parse_args(["--dry-run"]).threads == (DEFAULT_THREADS,)
-    assert cli.parse_args([]).threads == (DEFAULT_THREADS,)
+    assert DEFAULT_THREADS == 0  # torch's default for the machine, resolved here
+    assert cli.parse_args(["--dry-run"]).threads == (torch.get_num_threads(),)
+    assert cli.parse_args([]).threads == (torch.get_num_threads(),)
     quick = cli.parse_args(["--quick"])
     assert quick.threads == (1, 2) and quick.backends == ("native",)
     assert quick.out.endswith("-quick")
@@ -341,10 +342,11 @@ def test_unwritable_output_folder_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: output folder")
 
 
-def test_module_entry_point_runs_outside_the_repository(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tmaf_lab.bench", "--help"], cwd=tmp_path,
+def test_package_entry_point_runs_outside_the_repository(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tmaf_lab", "bench", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--threads" in proc.stdout
+    assert all(tool in proc.stdout for tool in cli.TOOLS)
 
 
 def test_tmaf_bench_quick_dry_run_runs_outside_the_repository(tmp_path):
