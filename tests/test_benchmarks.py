@@ -222,7 +222,8 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
     assert "diagonal fwd+bwd, channels outer" in summary
     config = json.loads((tmp_path / "config.json").read_text())
     env = config["environment"]
-    assert env["cpu_model"] and env["threads_timed"] == [1] and env["torch"]
+    assert env["cpu_model"] and env["torch"]
+    assert env["threads_timed"] == [torch.get_num_threads()]  # the default: torch's
     assert env["native_status"] == tmaf.native_status()
     out = capsys.readouterr().out
     assert f"Speed targets, {main} backend" in out
@@ -232,7 +233,21 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
                                                      "diagonal-m9/native"}
         assert {r["phase"] for r in kernels} == {"fwd", "bwd"}
         assert all(float(r["ratio_vs_relu_kernel"]) > 0 for r in kernels)
-        assert "## Kernels only, forward, 1 thread(s)" in summary
+        assert f"## Kernels only, forward, {torch.get_num_threads()} thread(s)" in summary
+    # tmaf bench report rebuilds targets.csv and summary.md from the CSVs alone
+    (tmp_path / "summary.md").unlink()
+    assert cli.main(["report", str(tmp_path)]) == 0
+    rebuilt = (tmp_path / "summary.md").read_text()  # from the CSVs' rounded values
+    assert [x for x in rebuilt.splitlines() if x.startswith("#")] == \
+        [x for x in summary.splitlines() if x.startswith("#")]
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_compile_cost_probe_is_a_bench_subcommand(capsys):
+    assert cli.main(["compile-cost", "diagonal-m1/eager", "4x8", "cpu", "1"]) == 0
+    probe = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert probe["first_call_s"] > 0 and probe["second_call_s"] > 0
+    assert cli.main(["compile-cost", "diagonal-m1/eager", "4x8", "cpu"]) == 2
 
 
 def test_gpt_training_step_is_timed_against_gelu_and_checked(tmp_path):
@@ -273,8 +288,9 @@ def test_memory_formats_time_the_cifar_net_side_by_side_and_checked(tmp_path):
 
 
 def test_presets_and_cli_conventions():
-    assert cli.parse_args(["--dry-run"]).threads == (DEFAULT_THREADS,)
-    assert cli.parse_args([]).threads == (DEFAULT_THREADS,)
+    assert DEFAULT_THREADS == 0  # torch's default for the machine, resolved here
+    assert cli.parse_args(["--dry-run"]).threads == (torch.get_num_threads(),)
+    assert cli.parse_args([]).threads == (torch.get_num_threads(),)
     quick = cli.parse_args(["--quick"])
     assert quick.threads == (1, 2) and quick.backends == ("native",)
     assert quick.out.endswith("-quick")
@@ -326,10 +342,11 @@ def test_unwritable_output_folder_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: output folder")
 
 
-def test_module_entry_point_runs_outside_the_repository(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tmaf_lab.bench", "--help"], cwd=tmp_path,
+def test_package_entry_point_runs_outside_the_repository(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tmaf_lab", "bench", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--threads" in proc.stdout
+    assert all(tool in proc.stdout for tool in cli.TOOLS)
 
 
 def test_tmaf_bench_quick_dry_run_runs_outside_the_repository(tmp_path):
@@ -399,7 +416,7 @@ def test_peers_table_times_what_is_installed_and_names_what_is_not(tmp_path, cap
                                                                   monkeypatch):
     """tmaf bench peers: ReLU, GELU, PReLU and tmaf's four kinds always; each peer when its
     package imports, otherwise listed as left out with the reason (never an error)."""
-    from tmaf_lab import peers
+    from tmaf_lab import peer_activations as peers
 
     real = peers._quiet_import
 

@@ -216,9 +216,9 @@ def test_checkpoints_from_reruns_feed_figures_not_tables(runs: Path, tmp_path: P
     assert "DIFFERENT" in (out / "report.md").read_text()
 
 
-def test_dry_run_writes_nothing(runs: Path, tmp_path: Path, capsys):
+def test_plan_writes_nothing(runs: Path, tmp_path: Path, capsys):
     out = tmp_path / "report"
-    code, stdout, _ = run_report([str(runs), "--out", str(out), "--dry-run"], capsys)
+    code, stdout, _ = run_report([str(runs), "--out", str(out), "--plan"], capsys)
     assert code == 0 and "2 approx" in stdout and "4 train" in stdout
     assert not out.exists()
 

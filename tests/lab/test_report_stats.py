@@ -110,19 +110,19 @@ def history_run(act, seed, early, final):
 def test_approx_records_compare_again_at_ten_percent_of_the_run():
     from pathlib import Path
 
-    from tmaf_lab.report.collect import ApproxStudy
+    from tmaf_lab.report.collect import ApproxFits
     from tmaf_lab.report.vs_relu import approx_records, early_step
 
     runs = [history_run("relu", s, 0.9, 0.5) for s in range(3)]
     runs += [history_run("diagonal", s, 0.5 + 0.01 * s, 0.5 + 0.001 * s) for s in range(3)]
-    study = ApproxStudy(Path("x"), "sin16", tuple(runs))
+    study = ApproxFits(Path("x"), "sin16", tuple(runs))
     assert early_step(study) == 1000
     rec = next(r for r in approx_records([study], ["sin16"]) if r["activation"] == "diagonal")
     assert rec["early"]["step"] == 1000 and rec["early"]["vs_relu"]["verdict"] == "better"
     assert rec["early"]["vs_relu"]["mean"] == pytest.approx(-0.39)
     # at the end d = 0, +0.001, +0.002: the interval holds 0, the early gap vanished
     assert rec["vs_relu"]["verdict"] == "no difference detected at n = 3"
-    short = ApproxStudy(Path("y"), "t", tuple({**r, "history": r["history"][:3]} for r in runs))
+    short = ApproxFits(Path("y"), "t", tuple({**r, "history": r["history"][:3]} for r in runs))
     assert early_step(short) is None
 
 
@@ -171,7 +171,7 @@ def test_error_records_carry_ratios_to_relu_and_pwl_and_the_table_shows_them():
 def test_gap_table_shows_the_ratio_early_and_at_the_end():
     from pathlib import Path
 
-    from tmaf_lab.report.collect import ApproxStudy
+    from tmaf_lab.report.collect import ApproxFits
     from tmaf_lab.report.vs_relu import approx_records, gap_table
 
     runs = [history_run("relu", s, 0.8, 0.1) for s in range(3)]
@@ -179,8 +179,8 @@ def test_gap_table_shows_the_ratio_early_and_at_the_end():
     runs += [history_run("diagonal", s, 0.4, 0.01) for s in range(3)]  # 2x better early, 10x at the end
     short = [{**r, "history": [{**h, "step": h["step"] // 10} for h in r["history"]]}
              for r in runs]  # a study 10x shorter: its early step is 100, not 1000
-    recs = approx_records([ApproxStudy(Path("x"), "sin16", tuple(runs)),
-                           ApproxStudy(Path("y"), "sin4", tuple(short))], ["sin16", "sin4"])
+    recs = approx_records([ApproxFits(Path("x"), "sin16", tuple(runs)),
+                           ApproxFits(Path("y"), "sin4", tuple(short))], ["sin16", "sin4"])
     table = gap_table(recs)
     assert table.headers[4:6] == ("X / ReLU early", "X / ReLU at the end")
     diag = [r for r in table.rows if r[1] == "diagonal"]

@@ -1,6 +1,6 @@
-"""PNG plots of one target's study: fits, error vs step, learned activation shapes.
+"""PNG plots of one target's fits: fits, error vs step, learned activation shapes.
 
-matplotlib is imported lazily (Agg backend) so the study imports without it until a
+matplotlib is imported lazily (Agg backend) so the fits import without it until a
 plot is drawn. Plots use the seed-0 model of each activation.
 """
 

@@ -1,12 +1,16 @@
 """``tmaf bench``: speed and memory of TMAF against ReLU / PReLU / GELU.
 
 Presets: full (every backend, m and baseline, torch.compile included), ``--quick`` (the speed
-targets of the ``native`` backend at 1 and 2 threads, ~10 min on 2 CPU cores), ``--dry-run``
+targets of the ``native`` backend at 1 and 2 threads, about 10 min), ``--dry-run``
 (tiny shapes, seconds, no torch.compile unless ``--compile``).  Writes to ``--out`` (default
 ``results/bench/<device>``, ``--quick``: ``results/bench/<device>-quick``; dry runs:
 ``runs/bench-dry-run``): config.json (provenance: command, commit, versions, CPU model, native
 ISA, threads), activations.csv, kernels.csv, first_call.csv, train_step.csv, compile_cost.csv,
 targets.csv, summary.md, timing.json.
+
+The tools beside it are sub-commands (:data:`TOOLS`): ``tmaf bench grids``, ``peers``,
+``percall``, ``gpt-arms``, ``compile-cost`` (one compile probe) and ``report`` (recompute the
+summary of a finished run).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from tmaf_lab.cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
-    reason,
+    add_subcommands,
+    command_main,
     usage_error,
 )
 from tmaf_lab.lists import parse_list
@@ -35,6 +40,18 @@ from .timing import set_clock
 from .train_step import IMAGE_MODELS, MEMORY_FORMATS, MODELS
 
 PARTS = ("act", "kernels", "first", "train", "compile")
+#: The benchmark's tools, ``tmaf bench NAME``: name -> (module, help).
+TOOLS = {
+    "grids": ("tmaf_lab.bench.grids", "per-channel grids against one grid shared by the layer"),
+    "peers": ("tmaf_lab.bench.peer_speed", "the learnable-activation libraries against ReLU"),
+    "percall": ("tmaf_lab.bench.percall", "per-call cost and kernel-only ratios (native backend)"),
+    "gpt-arms": ("tmaf_lab.bench.gpt_arms", "the GPT training step of every gpt-baselines arm"),
+    "compile-cost": ("tmaf_lab.bench.compile_cost",
+                     "one compile probe: first and second call in this process"),
+    "report": ("tmaf_lab.bench.report", "recompute targets.csv and summary.md of a finished run"),
+    "module-call": ("tmaf_lab.bench.module_call",
+                    "a module change against a git revision, forward+backward per call"),
+}
 BASELINES = ("relu", "prelu", "gelu")
 # The speed-target shapes: channels outer (NCHW), channels innermost (N, C), channels-last conv.
 TARGET_SHAPES = ("64x64x32x32", "128x64x32x32", "64x256x16x16", "4096x1024", "256x512",
@@ -134,7 +151,7 @@ def _parser() -> OneLineErrorParser:
                            allow_abbrev=False)
     p.add_argument("--quick", action="store_true",
                    help="the speed targets: native backend, the target shapes, m=9 and 17, "
-                        "MLP and ResNet-18 steps, at 1 and 2 threads (~10 min on 2 cores)")
+                        "MLP and ResNet-18 steps, at 1 and 2 threads (about 10 min)")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny shapes, seconds (for tests); with --quick: the quick selection "
                         "(native backend, ReLU baseline, m = 9 and 17, 1 and 2 threads) at those sizes")
@@ -163,20 +180,24 @@ def _parser() -> OneLineErrorParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds per fast candidate and kernel (default: the preset's)")
     p.add_argument("--threads", default=None, metavar="T[,T...]",
-                   help=f"torch CPU thread counts to time, each in turn, e.g. 1,2 (default "
-                        f"{DEFAULT_THREADS}; --quick: 1,2, the counts the targets name; "
-                        "0 = torch's default)")
+                   help="torch CPU thread counts to time, each in turn, e.g. 1,2 (default "
+                        "0 = torch's default; --quick: 1,2, the counts the targets name)")
     p.add_argument("--clock", default="wall", choices=("wall", "thread"),
                    help="what a sample measures: wall time (default), or the timing thread's "
                         "CPU time, which leaves out the time other processes take on a shared "
                         "machine (CPU, --threads 1 only)")
     add_seed_options(p, (0,))
+    add_subcommands(p, TOOLS, required=False, title="tools (tmaf bench NAME --help)")
     return p
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
     """The run's configuration; raises :class:`UsageError` for a bad command line."""
-    a = _parser().parse_args(argv)
+    return config_of(_parser().parse_args(argv))
+
+
+def config_of(a) -> BenchConfig:
+    """The run's configuration from parsed options; raises :class:`UsageError`."""
     preset = "dry-run" if a.dry_run else "quick" if a.quick else "full"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -221,9 +242,9 @@ def parse_args(argv: list[str]) -> BenchConfig:
             raise UsageError(f"--repeats: expected >= 1, got {a.repeats}")
         settings["repeats"] = a.repeats
     if a.threads is not None:
-        default = torch.get_num_threads()
-        settings["threads"] = tuple(dict.fromkeys(
-            t or default for t in _int_list("--threads", a.threads, 0)))
+        settings["threads"] = _int_list("--threads", a.threads, 0)
+    default = torch.get_num_threads()  # 0: torch's default for this machine
+    settings["threads"] = tuple(dict.fromkeys(t or default for t in settings["threads"]))
     if a.clock == "thread" and (device != "cpu" or settings["threads"] != (1,)):
         raise UsageError(f"--clock thread times the calling thread's CPU time: it needs --device "
                          f"cpu and --threads 1, got {device} and threads "
@@ -367,27 +388,11 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tmaf_lab.runmeta import OutputFolderError
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["grids"]:  # tmaf bench grids: per-channel vs shared grids
-        from .grids import main as grids_main
+    return command_main(_parser, lambda a: _bench(config_of(a), argv), argv)
 
-        return grids_main(argv[1:])
-    if argv[:1] == ["peers"]:  # tmaf bench peers: the learnable-activation libraries
-        from .peers import main as peers_main
 
-        return peers_main(argv[1:])
-    if argv[:1] == ["module-call"]:  # tmaf bench module-call: modules.py against a revision
-        from .module_call import main as module_call_main
-
-        return module_call_main(argv[1:])
-    try:
-        cfg = parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+def _bench(cfg: BenchConfig, argv: list[str]) -> int:
     print(f"benchmark config: {dataclasses.asdict(cfg)}", flush=True)
     try:
         import tmaf  # noqa: F401
@@ -397,8 +402,6 @@ def main(argv: list[str] | None = None) -> int:
     old_threads = torch.get_num_threads()
     try:
         run(cfg, argv)
-    except OutputFolderError as e:
-        return usage_error(reason(e))
     except AssertionError as e:  # a fast path disagreed with its reference
         print(f"error: correctness check failed: {e}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ call of a new shape" (the ``native`` backend has nothing to compile; the ``compi
 again), ``extra_ms`` what it costs beyond a steady call.
 
 :func:`run_probes` (part ``compile``): each probe is a new process
-(``python -m tmaf_lab.bench.compile_cost SPEC SHAPE DEVICE THREADS``) that builds one candidate and
+(``tmaf bench compile-cost SPEC SHAPE DEVICE THREADS``) that builds one candidate and
 times its first forward+backward (compilation included, and for ``native`` the first use of the
 operators in the process) and its second.
 Per candidate the probe runs twice against the same fresh ``TORCHINDUCTOR_CACHE_DIR``: the first
@@ -101,7 +101,7 @@ def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.devi
         with tempfile.TemporaryDirectory(prefix="tmaf-inductor-") as cache:
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
             for cache_state in ("cold", "warm"):
-                cmd = [sys.executable, "-m", "tmaf_lab.bench.compile_cost", spec.name,
+                cmd = [sys.executable, "-m", "tmaf_lab", "bench", "compile-cost", spec.name,
                        "x".join(map(str, shape)), str(device), str(threads)]
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
@@ -118,15 +118,32 @@ def run_probes(specs: Sequence[Spec], shape: tuple[int, ...], device: torch.devi
     return rows
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 4:
-        print("usage: python -m tmaf_lab.bench.compile_cost SPEC SHAPE DEVICE THREADS", file=sys.stderr)
-        return 2
-    spec, shape = parse_spec(argv[0]), tuple(int(s) for s in argv[1].split("x"))
-    torch.set_num_threads(int(argv[3]))
-    print(json.dumps(probe(spec, shape, torch.device(argv[2]))))
+def build_parser():
+    from tmaf_lab.cli import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="tmaf bench compile-cost", allow_abbrev=False,
+                           description="Build one candidate in this process and time its first "
+                                       "and second forward+backward; prints one JSON line.")
+    p.add_argument("spec", type=parse_spec, help="candidate, e.g. diagonal-m9/compiled, relu/compile")
+    p.add_argument("shape", help="input shape, e.g. 128x64x32x32")
+    p.add_argument("device", type=torch.device, help="cpu, cuda or cuda:N")
+    p.add_argument("threads", type=int, help="torch CPU threads")
+    return p
+
+
+def _probe(args) -> int:
+    shape = tuple(int(s) for s in args.shape.split("x"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        print(json.dumps(probe(args.spec, shape, args.device)))
+    finally:
+        torch.set_num_threads(threads)
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+def main(argv: list[str] | None = None) -> int:
+    """``tmaf bench compile-cost SPEC SHAPE DEVICE THREADS`` (one probe of :func:`run_probes`)."""
+    from tmaf_lab.cli import command_main
+
+    return command_main(build_parser, _probe, argv, errors=(ValueError, RuntimeError))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tmaf_lab.cli import command_main
 from tmaf_lab.lists import parse_list
 
 from .candidates import Shape, breakpoints
@@ -153,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(prog="tmaf bench grids", description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default=",".join(d.shapes), help="comma list (default: the six)")
     p.add_argument("--m", type=int, default=d.m, help="breakpoints (default %(default)s)")
-    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (default %(default)s, as in the committed tables)")
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
@@ -165,7 +167,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> GridsConfig:
-    args = _parser().parse_args(argv)
+    return config_of(_parser().parse_args(argv))
+
+
+def config_of(args) -> GridsConfig:
     for name in ("m", "threads", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -224,25 +229,13 @@ def run(cfg: GridsConfig, argv: list[str]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from tmaf_lab.runmeta import OutputFolderError
 
-    try:
-        run(cfg, argv)
-    except OutputFolderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    def grids(args) -> int:
+        try:
+            run(config_of(args), argv)
+        except RuntimeError as e:  # no native operators, or a backend disagreed
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return command_main(_parser, grids, argv)

@@ -402,7 +402,22 @@ def rewrite(out: Path) -> None:
         read_csv(out / "kernels.csv"), first, header))
 
 
-if __name__ == "__main__":  # tmaf bench.report results/bench/cpu
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``tmaf bench report DIR``: :func:`rewrite` the targets and summary of a finished run."""
+    from tmaf_lab.cli import OneLineErrorParser, command_main
 
-    rewrite(Path(sys.argv[1]))
+    def parser():
+        p = OneLineErrorParser(prog="tmaf bench report", allow_abbrev=False,
+                               description="Recompute targets.csv and summary.md of a finished "
+                                           "tmaf bench run from its CSV files.")
+        p.add_argument("dir", type=Path, metavar="DIR", help="the run's folder (results/bench/cpu)")
+        return p
+
+    def run(args) -> int:
+        if not (args.dir / "activations.csv").is_file():
+            raise ValueError(f"{args.dir}: expected a tmaf bench run folder (activations.csv)")
+        rewrite(args.dir)
+        print(f"wrote {args.dir / 'targets.csv'} and {args.dir / 'summary.md'}")
+        return 0
+
+    return command_main(parser, run, argv)

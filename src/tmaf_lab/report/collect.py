@@ -42,7 +42,7 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class ApproxStudy:
+class ApproxFits:
     """One ``tmaf approx`` results.json: one target, several activations x seeds."""
 
     folder: Path
@@ -81,7 +81,7 @@ class TrainRun:
 
 @dataclass
 class Collection:
-    approx: list[ApproxStudy] = field(default_factory=list)
+    approx: list[ApproxFits] = field(default_factory=list)
     train: list[TrainRun] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
@@ -143,7 +143,7 @@ def read_metrics(folder: Path, skipped: list[Skipped]) -> tuple[dict[str, Any], 
     return tuple(rows)
 
 
-def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy | None:
+def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxFits | None:
     runs = []
     for i, run in enumerate(data["runs"]):
         where = f"{path} runs[{i}]"
@@ -164,7 +164,7 @@ def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy
         skipped.append(Skipped(str(path), "approx results with no usable runs"))
         return None
     folder = path.parent
-    return ApproxStudy(folder, str(data["target"]), tuple(runs), _read_config(folder),
+    return ApproxFits(folder, str(data["target"]), tuple(runs), _read_config(folder),
                        _files(folder, IMAGE_SUFFIXES), str(data.get("expression", "")))
 
 

@@ -153,7 +153,3 @@ def _coverage(args, argv: list[str] | None) -> int:
     atomic_write_text(args.out / "coverage.md", text)
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

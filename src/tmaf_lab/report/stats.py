@@ -122,7 +122,7 @@ def arm_name(activation: str, config: Any) -> str:
     config) differs from ``--lr``: ``diagonal (tmaf_lr=0.003)``. Runs of one study are
     compared arm by arm, so a tuned rate is never averaged with the untuned runs."""
     cfg = config if isinstance(config, dict) else {}
-    lr, base = cfg.get("tmaf_lr"), cfg.get("lr")
+    lr, base = cfg.get("act_lr", cfg.get("tmaf_lr")), cfg.get("lr")  # tmaf_lr: older runs
     try:
         same = lr is None or float(lr) == float(base)
     except (TypeError, ValueError):

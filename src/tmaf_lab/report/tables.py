@@ -83,15 +83,15 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.partition(":")[0],
                                                            kernel_round_labels(arg)),
     # ARG: the fits.json / gpt2.json of `tmaf match fits|gpt2`
-    "match_fits": lambda here, arg: _match_study().fits_table(here / arg),
-    "match_gpt2": lambda here, arg: _match_study().gpt2_table(here / arg),
+    "match_fits": lambda here, arg: _match().fits_table(here / arg),
+    "match_gpt2": lambda here, arg: _match().gpt2_table(here / arg),
 }
 
 
-def _match_study():
-    from tmaf_lab import match_study
+def _match():
+    from tmaf_lab import match
 
-    return match_study
+    return match
 
 
 def regenerate(text: str, here: Path) -> str:

@@ -155,7 +155,3 @@ def _compare(args) -> int:
                                          "train": train, "approx": approx})
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -30,8 +30,8 @@ from ..cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
+    command_main,
     reason,
-    usage_error,
 )
 from ..data import (
     DATASET_NAMES,
@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                            "(and BatchNorm statistics) that is evaluated instead (0: off)"),
             ("bn-bias-lr-scale", float, "learning rate of the BatchNorm shifts: --lr times this, "
                                         "their weight decay divided by it")):
-        key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
+        key = name.replace("-", "_")
         alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
         p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
                        help=f"{text} (default %(default)s)")
@@ -331,21 +331,15 @@ def resolved_config(argv: list[str], seed: int) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+    return command_main(_parser, lambda _: _train(argv), argv,
+                        errors=(RunError, DataError, OutputFolderError))
+
+
+def _train(argv: list[str]) -> int:
+    args = parse_args(argv)  # again, with the recipe's values as defaults
     try:
         return run(args, ["tmaf", "train", *argv])
-    except (RunError, DataError, UsageError, OutputFolderError) as e:
-        return usage_error(reason(e))
     except KeyboardInterrupt:  # a second Ctrl-C: the last saved checkpoint is kept
         print("interrupted again: stopped without saving; the last checkpoint is kept "
               "(continue with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,13 +13,13 @@ from .config import TrainConfig
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD; learned-activation parameters (TMAF, PReLU, pwl) in their own group
-    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.optimizer_groups); with
+    with ``act_lr`` / ``tmaf_weight_decay`` (models.optimizer_groups); with
     ``bn_bias_lr_scale`` s != 1 the BatchNorm shifts in a group of their own at s times the
     learning rate and 1/s times the weight decay (the same decay per step)."""
     from ..models import optimizer_groups
 
     groups = optimizer_groups(model, weight_decay=cfg.weight_decay,
-                          act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr,
+                          act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.act_lr,
                           decay_on=cfg.weight_decay_on)
     scale = cfg.bn_bias_lr_scale
     if scale != 1.0 and groups[0]["name"] == "weights":  # BatchNorm shifts: lr x s, decay / s

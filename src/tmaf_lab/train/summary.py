@@ -93,25 +93,19 @@ def table(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tmaf_lab.train.summary DIR``: print the table of every summary below DIR."""
-    import sys
+    """``tmaf summary DIR``: print the table of every summary below DIR."""
+    from ..cli import OneLineErrorParser, command_main
 
-    from ..cli import OneLineErrorParser, UsageError, usage_error
+    def parser():
+        p = OneLineErrorParser(prog="tmaf summary",
+                               description="one Markdown table over every summary.json in DIR")
+        p.add_argument("dir", nargs="?", default="results/train", type=Path, metavar="DIR")
+        return p
 
-    parser = OneLineErrorParser(prog="python -m tmaf_lab.train.summary",
-                                description="one Markdown table over every summary.json in DIR")
-    parser.add_argument("dir", nargs="?", default="results/train", metavar="DIR")
-    try:
-        root = Path(parser.parse_args(sys.argv[1:] if argv is None else argv).dir)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
-    if not root.is_dir():
-        return usage_error(f"{str(root)!r} is not a folder")
-    print(table(root), end="")
-    return 0
+    def run(args) -> int:
+        if not args.dir.is_dir():
+            raise ValueError(f"{str(args.dir)!r} is not a folder")
+        print(table(args.dir), end="")
+        return 0
 
-
-if __name__ == "__main__":  # python -m tmaf_lab.train.summary results/train > SUMMARY.md
-    raise SystemExit(main())
+    return command_main(parser, run, argv)

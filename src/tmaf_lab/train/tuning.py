@@ -37,7 +37,8 @@ def read_runs(root: Path) -> list[dict]:
         if "val_acc" not in res:
             continue
         cfg = read_config(run)["config"]
-        lr = cfg["tmaf_lr"] if cfg.get("tmaf_lr") is not None else cfg["lr"]
+        act_lr = cfg.get("act_lr", cfg.get("tmaf_lr"))  # tmaf_lr: the name in older runs
+        lr = act_lr if act_lr is not None else cfg["lr"]
         runs.append({"dataset": res["dataset"], "model": res["model"],
                      "activation": res["activation"], "seed": res["seed"], "base_lr": cfg["lr"],
                      "tmaf_lr": lr, "val_acc": res["val_acc"], "run": str(run)})
@@ -100,7 +101,3 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return command_main(build_parser, run, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
