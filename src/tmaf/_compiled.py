@@ -9,8 +9,13 @@ comparisons (``s_k < x <= s_{k+1}``, no index tensor), over the dims after the c
 and the leading dims second, so torch.compile fuses the backward into one pointwise + reduction
 pass. Arithmetic and dtypes as in :mod:`tmaf._eager`.
 
-:func:`select_fwd` and :func:`select_bwd` are compiled on first use; torch.compile compiles
-again for a new shape.
+:func:`select_fwd` and :func:`select_bwd` are compiled on first use. Every dim of the input
+except the channel axis is marked dynamic before the first compile
+(``torch._dynamo.maybe_mark_dynamic``), so one graph per kernel and layer variant serves every
+batch size and sequence length; without the marks torch.compile specialises the first shape and
+compiles again, dynamic, on the second (measured in docs/benchmarks.md, "Compiled backend and
+varying shapes"). The channel count, band width, grid size, form, channel axis and dtype stay
+static: a new one compiles a new graph.
 
 The formulation runs uncompiled, written in differentiable tensor operations, where compiling
 it would be wrong or useless: inside an outer torch.compile or torch.export (it is traced into
@@ -105,6 +110,8 @@ def select_bwd(g: Tensor, x: Tensor, bpT: Tensor, lvT: Tensor, cd: int,
 
 # --- compiling: created on first use; the eager backend if compiling fails ----------------------
 
+#: mark every non-channel dim of the kernels' inputs dynamic before compiling (module docstring)
+MARK_DYNAMIC = True
 _kernels: dict = {}
 _compile_failed: list[str] = []
 
@@ -119,6 +126,16 @@ def compiled_kernel(kernel):
     if kernel not in _kernels:
         _kernels[kernel] = torch.compile(kernel, dynamic=None)
     return _kernels[kernel]
+
+
+def _varying(t: Tensor, cd: int) -> Tensor:
+    """An alias of ``t`` (the caller's tensor keeps no marks) with every dim but ``cd`` dynamic."""
+    t = t.detach()
+    if MARK_DYNAMIC:
+        for dim in range(t.dim()):
+            if dim != cd:
+                torch._dynamo.maybe_mark_dynamic(t, dim)
+    return t
 
 
 def _give_up(e: Exception) -> None:
@@ -136,7 +153,7 @@ def banded_fwd(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int,
     if _runs_uncompiled():
         return select_fwd(x, bpT, lvT, cd, icT)
     try:
-        return compiled_kernel(select_fwd)(x, bpT, lvT, cd, icT)
+        return compiled_kernel(select_fwd)(_varying(x, cd), bpT, lvT, cd, icT)
     except Exception as e:  # no C++ compiler / triton, unsupported platform, ...
         _give_up(e)
         return _eager.banded_fwd(x, breakpoints, levels, cd, intercepts)
@@ -151,7 +168,7 @@ def banded_bwd(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, cd: in
         grads = select_bwd(g, x, bpT, lvT, cd, affine)
     else:
         try:
-            grads = compiled_kernel(select_bwd)(g, x, bpT, lvT, cd, affine)
+            grads = compiled_kernel(select_bwd)(_varying(g, cd), _varying(x, cd), bpT, lvT, cd, affine)
         except Exception as e:
             _give_up(e)
             return _eager.banded_bwd(g, x, breakpoints, levels, cd, affine)
