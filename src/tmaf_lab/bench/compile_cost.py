@@ -256,23 +256,31 @@ def steady_state_pair(shape: Sequence[int] = (4, 32, 32), *, kind: str = "tridia
             raise RuntimeError("steady_state_pair: a timed call compiled again")
     finally:
         compiled._kernels, compiled.MARK_DYNAMIC = saved
-    ratio = statistics.median(d / s for s, d in zip(times["static"], times["dynamic"], strict=True))
+    ratios = sorted(d / s for s, d in zip(times["static"], times["dynamic"], strict=True))
+    ratio = statistics.median(ratios)
     row = {"shape": "x".join(map(str, shape)), "kind": kind, "form": form, "graphs": graphs,
            "rounds": rounds, "calls": calls, "threads": torch.get_num_threads(),
            "static_ms": 1e3 * statistics.median(times["static"]),
-           "dynamic_ms": 1e3 * statistics.median(times["dynamic"]), "dynamic_over_static": ratio}
+           "dynamic_ms": 1e3 * statistics.median(times["dynamic"]), "dynamic_over_static": ratio,
+           "ratio_quartiles": statistics.quantiles(ratios, n=4) if rounds > 1 else [ratio] * 3}
     log(f"  steady {row['shape']}: static {row['static_ms']:.3f} ms, dynamic {row['dynamic_ms']:.3f} "
         f"ms per call, dynamic/static {ratio:.3f} (median of {rounds} paired rounds, {graphs} graphs)")
     return row
 
 
+def _quartiles(row: dict) -> str:
+    q = row.get("ratio_quartiles")
+    return f"{q[0]:.3f}-{q[2]:.3f}" if q else "-"
+
+
 def write_varying_lengths(out_dir: str | os.PathLike, rows: list[dict], steady: list[dict], *,
-                          config: dict, command: str) -> Path:
-    """results.json (config, environment, commit, rows) and README.md (the tables) in ``out_dir``."""
+                          config: dict, command: str, commit: str | None = None) -> Path:
+    """results.json (config, environment, commit, rows) and README.md (the tables) in ``out_dir``;
+    ``commit``: the one the measurement ran (default: the checkout's now)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = environment(config.get("device", "cpu"))
-    commit = git_commit(REPO)
+    commit = commit or git_commit(REPO)
     write_json(out / "results.json", {"command": command, "commit": commit, "config": config,
                                       "environment": env, "lengths": rows, "steady": steady})
     lines = ["# The compiled backend under varying sequence lengths", "",
@@ -289,10 +297,11 @@ def write_varying_lengths(out_dir: str | os.PathLike, rows: list[dict], steady: 
               f"{r['graphs']} |" for r in rows]
     lines += ["", "Steady state of the two graphs side by side (one process, alternating rounds; "
               "medians per call, median of per-round ratios):", "",
-              "| shape | static (ms) | dynamic (ms) | dynamic / static | rounds x calls |",
-              "|---|---|---|---|---|"]
+              "| shape | static (ms) | dynamic (ms) | dynamic / static | its quartiles | rounds x calls |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {s['shape']} | {s['static_ms']:.3f} | {s['dynamic_ms']:.3f} | "
-              f"{s['dynamic_over_static']:.3f} | {s['rounds']} x {s['calls']} |" for s in steady]
+              f"{s['dynamic_over_static']:.3f} | {_quartiles(s)} | {s['rounds']} x {s['calls']} |"
+              for s in steady]
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
     return out
 
@@ -310,6 +319,7 @@ def measure_varying_lengths(out_dir: str | os.PathLike, *, device: str = "cpu", 
             f"steady_shapes={steady_shapes!r}, rounds={rounds})")
     command = f'python -c "from tmaf_lab.bench.compile_cost import measure_varying_lengths; {call}"'
     log(f"varying lengths: {call}")
+    commit = git_commit(REPO)  # the code measured, before anything can change the checkout
     torch.set_num_threads(threads)
     rows = varying_lengths(lengths, batch=batch, channels=channels, device=device, threads=threads,
                            log=log)
@@ -319,7 +329,7 @@ def measure_varying_lengths(out_dir: str | os.PathLike, *, device: str = "cpu", 
     config = {"device": device, "threads": threads, "lengths": list(lengths), "batch": batch,
               "channels": channels, "kind": "tridiagonal", "form": "continuous",
               "steady_shapes": [list(s) for s in shapes], "rounds": rounds}
-    return write_varying_lengths(out_dir, rows, steady, config=config, command=command)
+    return write_varying_lengths(out_dir, rows, steady, config=config, command=command, commit=commit)
 
 
 def main(argv: list[str]) -> int:
