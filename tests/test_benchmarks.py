@@ -104,15 +104,15 @@ def test_fast_paths_pass_the_reference_check(backend, kind, shape):
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_a_wrong_fast_kernel_fails_the_check(backend, monkeypatch):
-    import tmaf._fused as fused
+    import tmaf._eager as eager
     import tmaf._native as native
 
     if backend == "native":
         right = native.banded_tmaf_native
         monkeypatch.setattr(native, "banded_tmaf_native", lambda *a: right(*a) * 1.001)
     else:
-        right = fused.banded_tmaf_fwd
-        monkeypatch.setattr(fused, "banded_tmaf_fwd", lambda *a: right(*a) * 1.001)
+        right = eager.banded_fwd
+        monkeypatch.setattr(eager, "banded_fwd", lambda *a: right(*a) * 1.001)
     x = torch.randn(4, 6, requires_grad=True)
     with pytest.raises(AssertionError, match="output differs from the reference"):
         check_against_reference(Candidate(Spec("diagonal", backend, 5), x, torch.randn(4, 6)))

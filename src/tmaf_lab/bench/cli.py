@@ -49,6 +49,8 @@ TOOLS = {
     "compile-cost": ("tmaf_lab.bench.compile_cost",
                      "one compile probe: first and second call in this process"),
     "report": ("tmaf_lab.bench.report", "recompute targets.csv and summary.md of a finished run"),
+    "compile-lengths": ("tmaf_lab.bench.compile_lengths",
+                        "the compiled backend fed one sequence length after another"),
     "module-call": ("tmaf_lab.bench.module_call",
                     "a module change against a git revision, forward+backward per call"),
 }
