@@ -64,6 +64,9 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "text_paired_refs": lambda here, arg: gpt_tables.text_paired_refs_table(
         here / arg.partition(":")[0], list(parse_list(arg.partition(":")[2], allow_empty=True))),
     "text_scale": lambda here, arg: gpt_tables.text_scale_table(here / arg),
+    # ARG: FOLDER:REF, runs started with --start-from, paired with the arm REF
+    "text_finetune": lambda here, arg: gpt_tables.text_finetune_table(
+        here / arg.partition(":")[0], arg.partition(":")[2]),
     # ARG: a comma list of folders of <target>/results.json of one fitting protocol
     # [:ARMS[:REFERENCE]]: the activations shown (comma list) and the one they are divided by
     "fit_ratios": lambda here, arg: fit_ratio_table(
