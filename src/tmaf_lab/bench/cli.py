@@ -34,7 +34,7 @@ from tmaf_lab.cli import (
 )
 from tmaf_lab.lists import parse_list
 
-from . import report
+from . import report, speed_targets
 from .candidates import TMAF_BACKENDS, Shape
 from .timing import set_clock
 from .train_step import IMAGE_MODELS, MEMORY_FORMATS, MODELS
@@ -317,7 +317,7 @@ def _time_seed(cfg: BenchConfig, seed: int, backends: tuple[str, ...], device: t
             report.write_csv(out / "kernels.csv", results["kernels"])
     if "first" in cfg.parts:
         specs = [Spec("relu", "eager")] + [
-            Spec(k, b, report.TARGET_M) for b in backends if b != "reference"
+            Spec(k, b, speed_targets.TARGET_M) for b in backends if b != "reference"
             for k in ("diagonal", "tridiagonal")]
         results["first_call"] += compile_cost.run_new_shapes(
             [Shape.parse(s) for s in cfg.first_call_shapes], specs, device=device,
@@ -372,9 +372,9 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
         results["compile_cost"] = compile_cost.run_probes(specs, cfg.compile_probe_shape,
                                                           device, cfg.threads[0], log)
         report.write_csv(out / "compile_cost.csv", results["compile_cost"])
-    target_rows = report.targets(results["activations"], results["train_step"],
-                                 results["first_call"], results["kernels"],
-                                 record["environment"].get("native_isa") or "")
+    target_rows = speed_targets.targets(results["activations"], results["train_step"],
+                                        results["first_call"], results["kernels"],
+                                        record["environment"].get("native_isa") or "")
     report.write_csv(out / "targets.csv", target_rows)
     atomic_write_text(out / "summary.md", report.markdown(
         results["activations"], results["train_step"], target_rows, results["compile_cost"],
