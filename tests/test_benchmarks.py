@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmaf_lab.bench import cli, report, timing
+from tmaf_lab.bench import cli, report, speed_targets, timing
 from tmaf_lab.bench.candidates import Candidate, Shape, Spec, check_against_reference
 from tmaf_lab.bench.oracle import oracle_outputs_and_grads
 from tmaf_lab.cli import DEFAULT_THREADS, UsageError
@@ -157,7 +157,7 @@ def test_targets_use_their_limits_per_thread_count():
             for phase, r in (("fwd", 1.04), ("bwd", 1.4))]
     got = {(t["target"], t["where"], t["threads"], t["backend"]): (round(t["measured"], 3),
                                                                    t["limit"], t["met"])
-           for t in report.targets(act, train, first, kern, "avx512")}
+           for t in speed_targets.targets(act, train, first, kern, "avx512")}
     outer, inner = "diagonal fwd+bwd, channels outer", "diagonal fwd+bwd, channels innermost"
     assert got[(outer, "64x64x32x32", 1, "native")] == (1.2, 1.25, True)
     assert got[(outer, "64x64x32x32", 2, "native")] == (1.2, 1.15, False)
@@ -167,8 +167,8 @@ def test_targets_use_their_limits_per_thread_count():
     assert got[(inner, "4096x1024", 1, "eager")] == (1.6, 1.5, False)
     assert got[("small (N, C) layer fwd+bwd", "256x512", 1, "native")] == (2.1, 1.5, False)
     assert ("small (N, C) layer fwd+bwd", "4096x1024", 1, "native") not in got
-    assert got[(report.OVERHEAD_TARGET, "256x512", 1, "native")] == (750.0, None, None)
-    fwd_k, bwd_k = report.KERNEL_TARGET_NAMES
+    assert got[(speed_targets.OVERHEAD_TARGET, "256x512", 1, "native")] == (750.0, None, None)
+    fwd_k, bwd_k = speed_targets.KERNEL_TARGET_NAMES
     assert got[(fwd_k, "64x64x32x32", 1, "native")] == (1.04, 1.05, True)
     assert got[(bwd_k, "64x64x32x32", 1, "native")] == (1.4, 1.35, False)
     assert got[("saved bytes for backward = ReLU's", "64x64x32x32, diagonal", "any",
@@ -179,11 +179,13 @@ def test_targets_use_their_limits_per_thread_count():
     assert not got[("training step, tridiagonal", "CIFAR ResNet-18, batch 32", 1, "native")][2]
     assert got[("training step, tridiagonal", "GPT (cpu-gpt), batch 32", 1,
                 "native")] == (1.2, 1.05, False)
-    rows = [t for t in report.targets(act, train, first, kern, "avx512") if t["backend"] == "native"]
+    rows = [t for t in speed_targets.targets(act, train, first, kern, "avx512")
+            if t["backend"] == "native"]
     table = report.targets_table(rows)
     assert "| diagonal fwd+bwd, channels outer | 64x64x32x32 | 2 | native | avx512 | 1.20x |" \
         " <= 1.15x | **no** |" in table
-    assert f"| {report.OVERHEAD_TARGET} | 256x512 | 1 | native | avx512 | +750 us | - | - |" in table
+    overhead = speed_targets.OVERHEAD_TARGET
+    assert f"| {overhead} | 256x512 | 1 | native | avx512 | +750 us | - | - |" in table
     assert f"of {sum(t['limit'] is not None for t in rows)} met." in table
 
 
@@ -216,9 +218,9 @@ def test_dry_run_writes_checked_results(tmp_path, capsys):
     assert {r["candidate"] for r in first} >= {"relu/eager", f"diagonal-m9/{main}"}
     targets = _read(tmp_path / "targets.csv")
     assert targets[0]["backend"] == main
-    kernel_free = set(report.TARGET_NAMES) - set(report.KERNEL_TARGET_NAMES)
+    kernel_free = set(speed_targets.TARGET_NAMES) - set(speed_targets.KERNEL_TARGET_NAMES)
     assert {t["target"] for t in targets} == (
-        set(report.TARGET_NAMES) if tmaf.native_available() else kernel_free)
+        set(speed_targets.TARGET_NAMES) if tmaf.native_available() else kernel_free)
     assert {t["isa"] for t in targets} == {torch.ops.tmaf.native_isa()
                                            if tmaf.native_available() else ""}
     summary = (tmp_path / "summary.md").read_text()
