@@ -221,8 +221,9 @@ def test_channels_innermost_banded_grids_match_the_reference(isa, cols_lookup, k
         torch.set_num_threads(prev)
     for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
         tol = 2e-5 if dtype == torch.float32 else 1e-10
+        where = f"{isa} {cols_lookup} {form} b={b} {kind} {name}"
         torch.testing.assert_close(a.double(), r, atol=tol, rtol=tol, equal_nan=True,
-                                   msg=lambda s, name=name: f"{isa} {cols_lookup} {form} b={b} {kind} {name}: {s}")
+                                   msg=lambda s, where=where: f"{where}: {s}")
 
 
 @pytest.mark.parametrize("form", ["jump", "continuous"])
