@@ -12,14 +12,14 @@ import time
 import torch
 
 import tmaf
-from tmaf import _fused
+from tmaf import _compiled
 
 torch.manual_seed(0)
 x0 = torch.randn(64, 64, 32, 32)
 g0 = torch.randn_like(x0)
 layer = tmaf.DiagonalTMAF(64)
-tables = _fused._interval_major(x0, layer.breakpoints, layer.levels.detach()[:, None])
-fwd, bwd = _fused._get_compiled("fwd"), _fused._get_compiled("bwd")
+tables = _compiled.tables(x0, layer.breakpoints, layer.levels.detach()[:, None])
+fwd, bwd = (_compiled.compiled_kernel(k) for k in (_compiled.select_fwd, _compiled.select_bwd))
 calls = {
     "tmaf fused forward": lambda: fwd(x0, *tables, 1),
     "tmaf fused backward": lambda: bwd(g0, x0, *tables, 1),

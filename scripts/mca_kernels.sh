@@ -16,9 +16,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 g++ -std=c++17 -O3 -DTMAF_MCA -S -fno-asynchronous-unwind-tables -o "$work/all.s" \
   "$here/src/tmaf/csrc/kernels_avx512.cpp"
-# keep the regions inside functions instantiated with MT = 9 (mangled ILi9E), drop the others
-awk '/^_Z[^ ]*:$/ { keep = ($0 ~ /ILi9E/) }
-     /LLVM-MCA-(BEGIN|END)/ && !keep { next }
+# keep the regions inside the m = 9 float instantiations (template arguments starting with MT = 9,
+# mangled ILi9E, or with float, 9: IfLi9E), and of each region name its first BEGIN .. END pair
+# (the compiler may duplicate a loop body, and its markers with it); drop the others
+awk '/^_Z[^ ]*:$/ { keep = ($0 ~ /(ILi9E|IfLi9E)/) }
+     /LLVM-MCA-BEGIN/ { if (!keep || ($NF in began)) next; began[$NF] = 1; open[$NF] = 1 }
+     /LLVM-MCA-END/ { if (!keep || !($NF in open)) next; delete open[$NF] }
      { print }' "$work/all.s" > "$work/m9.s"
 for cpu in "${cpus[@]}"; do
   echo "== llvm-mca -mcpu=$cpu, m = 9: cycles per iteration (16 floats)"

@@ -11,7 +11,8 @@ trainable piecewise-constant functions. ReLU exactly at the default initialisati
     True
 
 The core imports only torch (and its own compiled operators, ``tmaf._C``, when they were built:
-see :func:`native_available`). Plots live in :mod:`tmaf.plot` (needs the ``lab`` extra).
+see :func:`native_available`). Figures of what a layer learned are the lab's
+(:mod:`tmaf_lab.report.layer_figures`, the ``lab`` extra).
 """
 
 from . import functional, matching

@@ -28,19 +28,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._fused import _add_band_term, _band, _key, _nan_alpha, _nan_rows, _pad_band, _segment_sums
+from ._banded import add_band_term, band, nan_alpha, nan_rows, pad_band
+from ._eager import interval_key, segment_sums
 from ._grid import compute_dtype
 
 
 def _keyed(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, *others: Tensor):
-    """x and ``others`` in the compute dtype, the flat interval key of x (see _fused._key), the
-    breakpoints as (1 or C, m) and the levels in that dtype."""
+    """x and ``others`` in the compute dtype, the flat interval key of x (see
+    :func:`tmaf._eager.interval_key`), the breakpoints as (1 or C, m) and the levels in that dtype."""
     dt = compute_dtype(x, levels, breakpoints)
     for t in others:
         dt = torch.promote_types(dt, t.dtype)
     bp = breakpoints.detach().to(dt).reshape(-1, breakpoints.shape[-1])
     xc = x.detach().to(dt)  # the intervals only: no gradient flows through x here
-    return xc, [t.to(dt) for t in others], _key(xc, bp, cd, levels.shape[2]), bp, levels.to(dt)
+    key = interval_key(xc, bp, cd, levels.shape[2])
+    return xc, [t.to(dt) for t in others], key, bp, levels.to(dt)
 
 
 def input_jvp(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, v: Tensor) -> Tensor:
@@ -50,11 +52,11 @@ def input_jvp(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, v: Tensor
     xc, (vc,), key, _, lv = _keyed(x, breakpoints, levels, cd, v)
     out = None
     for d in range(-b, b + 1):
-        i0, j0, n = _band(C, d)
+        i0, j0, n = band(C, d)
         xj, vj = xc.narrow(cd, j0, n), vc.narrow(cd, j0, n)
         kj = key.narrow(cd, j0, n) - j0 * m1
-        a = _nan_alpha(lv[i0:i0 + n, d + b].reshape(-1).take(kj), xj)
-        out = _add_band_term(out, a * vj, vc, cd, i0, n, b)
+        a = nan_alpha(lv[i0:i0 + n, d + b].reshape(-1).take(kj), xj)
+        out = add_band_term(out, a * vj, vc, cd, i0, n, b)
     return out
 
 
@@ -65,12 +67,12 @@ def level_sums(g: Tensor, x: Tensor, breakpoints: Tensor, levels: Tensor, cd: in
     xc, (gc, vc), key, bp, _ = _keyed(x, breakpoints, levels, cd, g, v)
     rows = []
     for d in range(-b, b + 1):
-        i0, j0, n = _band(C, d)
+        i0, j0, n = band(C, d)
         xj, gi, vj = xc.narrow(cd, j0, n), gc.narrow(cd, i0, n), vc.narrow(cd, j0, n)
         kj = key.narrow(cd, j0, n) - j0 * m1
         bj = bp if bp.shape[0] == 1 else bp[j0:j0 + n]
-        sums = _nan_rows(_segment_sums(gi * vj, kj, n, m1, xj, bj, cd), xj, cd)
-        rows.append(_pad_band(sums, C, i0, n))
+        sums = nan_rows(segment_sums(gi * vj, kj, n, m1, xj, bj, cd), xj, cd)
+        rows.append(pad_band(sums, C, i0, n))
     return torch.stack(rows, dim=1).to(levels.dtype)
 
 

@@ -214,20 +214,26 @@ def convert(model: nn.Module, kind="diagonal", activations=None, example_input=N
         new.train(module.training)  # the replacement keeps the replaced module's mode
         replacement[id(module)] = (new, len(records))
         records.append(site_record(name, module, known, sites, seen, how))
-    for name, module, _ in places:  # swap only once every replacement was built
-        if id(module) not in replacement:
-            continue
-        parent_name, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attr, replacement[id(module)][0])
-    if any(isinstance(r[0], CallSites) or "_tmaf_calls" in r[0].__dict__ for r in replacement.values()):
-        if not getattr(model, "_tmaf_call_site_hook", False):
-            model.register_forward_pre_hook(_reset_call_sites)
-            model._tmaf_call_site_hook = True
+    _swap(model, places, {k: new for k, (new, _) in replacement.items()})  # once every replacement is built
     model.tmaf_conversion = list(getattr(model, "tmaf_conversion", [])) + records
     record_layout(model)
     if report:
         print(conversion_report(model))
     return model
+
+
+def _swap(model: nn.Module, places, replacement: dict) -> None:
+    """Set each place's replacement (``{id(module): new}``; places without one stay) and, where a
+    replacement counts its calls, install the model's hook that resets the counts per forward."""
+    for name, module, _ in places:
+        if id(module) not in replacement:
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attr, replacement[id(module)])
+    if any(isinstance(r, CallSites) or "_tmaf_calls" in r.__dict__ for r in replacement.values()):
+        if not getattr(model, "_tmaf_call_site_hook", False):
+            model.register_forward_pre_hook(_reset_call_sites)
+            model._tmaf_call_site_hook = True
 
 
 def _lazy(kind, channel_dim: int, options: dict) -> nn.Module:

@@ -23,15 +23,16 @@ Backends (one switch, :func:`set_backend` or the ``TMAF_BACKEND`` environment va
     ``"native"``    the C++ operators of ``tmaf._C`` (CPU): fused, vectorised, parallel, with a
                     level gradient that is bit-identical for any thread count; opaque to
                     torch.compile and torch.export (see :mod:`tmaf._native`);
-    ``"compiled"``  a custom autograd function with torch.compile-fused forward/backward kernels
-                    (falls back to ``"eager"`` with a warning if compilation fails); compiles
-                    once per new shape;
-    ``"eager"``     the same autograd function in plain PyTorch ops;
+    ``"compiled"``  levels selected by comparisons, each pass fused by torch.compile
+                    (:mod:`tmaf._compiled`; ``"eager"`` with a warning if compilation fails);
+    ``"eager"``     levels looked up by interval index in plain PyTorch ops (:mod:`tmaf._eager`);
     ``"reference"`` literal loops (slow, ground truth);
     ``"auto"``      (default) ``"native"`` where it is built for the tensor's device (CPU),
                     otherwise ``"compiled"`` on CUDA and ``"eager"`` elsewhere.
-Measured costs of each backend: docs/benchmarks.md. During ONNX export every backend emits the
-comparison-and-select formulation (standard ONNX operators).
+Measured costs of each backend: docs/benchmarks.md. Inside torch.compile, torch.export and ONNX
+export the fast backends trace the ``compiled`` backend's comparison-and-select formulation
+(standard operators, which inductor fuses and ONNX has); ``native`` stays one opaque operator
+under torch.compile and torch.export.
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ import os
 import torch
 from torch import Tensor
 
-from . import _checks, _native
+from . import _checks, _compiled, _eager, _native
 from ._continuous import intercepts
-from ._fused import BandedTMAFFunction
 from ._grid import compute_dtype
 from ._reference import banded_continuous_reference, banded_tmaf_reference
 
@@ -51,6 +51,8 @@ __all__ = ["banded_tmaf", "diagonal_tmaf", "set_backend", "get_backend", "resolv
            "FORMS"]
 
 BACKENDS = ("auto", "native", "compiled", "eager", "reference")
+#: the pure-PyTorch fast paths, one module each: ``banded(x, breakpoints, levels, cd, intercepts)``
+_FAST_PATHS = {"eager": _eager, "compiled": _compiled}
 #: "jump": the paper's TMAF, alpha(y) y; "continuous": its continuous twin (section 6)
 FORMS = ("jump", "continuous")
 
@@ -112,14 +114,18 @@ def _validate(x: Tensor, breakpoints: Tensor, levels: Tensor, channel_dim: int, 
 def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None,
               form: str = "jump") -> Tensor:
     """Run the selected implementation on validated input; levels (C, 2b+1, m+1)."""
-    impl = resolve_backend(x, backend, breakpoints)
+    name = resolve_backend(x, backend, breakpoints)
     continuous = form == "continuous"
-    if impl == "reference":
+    if name == "reference":
         reference = banded_continuous_reference if continuous else banded_tmaf_reference
         return reference(x, breakpoints, levels, cd)
-    if impl == "native" and not torch.onnx.is_in_onnx_export():
-        op = _native.banded_continuous_native if continuous else _native.banded_tmaf_native
-        return op(x, breakpoints, levels, cd)
+    if name == "native":
+        if not torch.onnx.is_in_onnx_export():
+            op = _native.banded_continuous_native if continuous else _native.banded_tmaf_native
+            return op(x, breakpoints, levels, cd)
+        name = "eager"  # ONNX has no tmaf operator: trace the pure-PyTorch formulation
+    if name == "eager" and torch.compiler.is_compiling():
+        name = "compiled"  # traced into the caller's graph: comparisons and selects
     bp = breakpoints.detach()
     ic = None
     if continuous:
@@ -127,7 +133,7 @@ def _dispatch(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: 
         # of the level gradient then meet in that dtype and are rounded to the levels' once
         levels = levels.to(compute_dtype(x, levels, bp))
         ic = intercepts(bp, levels, x)
-    return BandedTMAFFunction.apply(x, bp, levels, cd, impl == "compiled", ic)
+    return _FAST_PATHS[name].banded(x, bp, levels, cd, ic)
 
 
 def module_call(x: Tensor, breakpoints: Tensor, levels: Tensor, cd: int, backend: str | None,

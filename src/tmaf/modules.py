@@ -164,20 +164,34 @@ class BandedTMAF(nn.Module):
     def num_breakpoints(self) -> int:
         return self.breakpoints.shape[-1]
 
-    def __getattr__(self, name: str):
-        # knot_values: ``levels`` is computed (differentiably) from the trained parameters
-        if name == "levels" and self.__dict__.get("parameterization") == "knot_values":
+    @property
+    def levels(self) -> Tensor:
+        """The levels (C, [2b+1,] m+1): the trained Parameter, or with knot_values computed
+        (differentiably) from ``knot_values`` and ``end_slopes`` on every access."""
+        if self.parameterization == "knot_values":
             from ._continuous import levels_from_knots
 
             return levels_from_knots(self.breakpoints, self.knot_values, self.end_slopes)
-        return super().__getattr__(name)
+        try:
+            return self._parameters["levels"]
+        except KeyError:  # not registered yet: hasattr() is False, as for any missing attribute
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'levels'") from None
 
-    def __setattr__(self, name: str, value) -> None:
+    @levels.setter
+    def levels(self, value) -> None:
+        # reached by non-Parameter values only (nn.Module registers Parameters itself)
+        raise AttributeError(self._computed_levels_message() if self.parameterization == "knot_values"
+                             else f"tmaf: levels must be an nn.Parameter, got {type(value).__name__}")
+
+    def register_parameter(self, name: str, param) -> None:
         if name == "levels" and self.__dict__.get("parameterization") == "knot_values":
-            raise AttributeError("tmaf: this module trains knot_values and end_slopes "
-                                 "(parameterization='knot_values'); its levels are computed from "
-                                 "them and cannot be assigned")
-        super().__setattr__(name, value)
+            raise AttributeError(self._computed_levels_message())
+        super().register_parameter(name, param)
+
+    @staticmethod
+    def _computed_levels_message() -> str:
+        return ("tmaf: this module trains knot_values and end_slopes (parameterization="
+                "'knot_values'); its levels are computed from them and cannot be assigned")
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -242,7 +256,8 @@ class BandedTMAF(nn.Module):
         diag.copy_(torch.where(right, 1.0, left_value).expand_as(diag))
 
     def _full_params(self, C: int) -> tuple[Tensor, Tensor]:
-        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1])
+        lv = self.levels  # once: with knot_values every access computes it
+        lv = lv.view(lv.shape[0], -1, lv.shape[-1])
         if lv.shape[0] == C:
             return self.breakpoints, lv
         if lv.shape[0] != 1:
@@ -263,7 +278,8 @@ class BandedTMAF(nn.Module):
     def curves(self, y: Tensor) -> Tensor:
         """Each term on a 1-D grid ``y`` (G,): alpha_{i,d}(y) * y (jump form) or F_{i,d}(y)
         (continuous form); returns (C, 2b+1, G), 0 outside the band."""
-        lv = self.levels.view(self.levels.shape[0], -1, self.levels.shape[-1]).detach()
+        lv = self.levels.detach()
+        lv = lv.view(lv.shape[0], -1, lv.shape[-1])
         C, W, m1 = lv.shape
         b = W // 2
         y = torch.as_tensor(y, dtype=lv.dtype, device=lv.device).reshape(-1)

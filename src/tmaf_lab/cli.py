@@ -1,8 +1,10 @@
-"""The ``tmaf`` command: one entry point, one sub-command per experiment family.
+"""The ``tmaf`` command: one entry point, one tree of sub-commands.
 
 Each sub-command lives in its own module exposing ``main(argv: list[str]) -> int``;
 modules are imported only when their sub-command runs, so ``tmaf --help`` is fast
-and a broken optional dependency of one family never breaks the others.
+and a broken optional dependency of one family never breaks the others. A command with
+sub-commands of its own (``tmaf bench grids``, ``tmaf recipes check``) declares them with
+:func:`add_subcommands`, and :func:`command_main` runs the chosen one.
 """
 
 from __future__ import annotations
@@ -12,20 +14,20 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "approx": ("tmaf_lab.approx.cli", "function-approximation study (no data download)"),
+    "approx": ("tmaf_lab.approx.cli", "function approximation (no data download); sweep: its table"),
     "data": ("tmaf_lab.data.cli", "install / check the MNIST, Fashion-MNIST, CIFAR-10 caches"),
-    "train": ("tmaf_lab.train.cli", "train an image classifier (checkpoints, resume, DDP)"),
-    "report": ("tmaf_lab.report.cli", "collect run folders into Markdown + HTML reports"),
-    "reproduce": ("tmaf_lab.reproduce", "rerun the whole study at a budget, then report"),
+    "train": ("tmaf_lab.train.cli", "train an image classifier or the GPT (checkpoints, resume, DDP)"),
     "study": ("tmaf_lab.study.cli", "run a named study (resumable, streams, gates) or report it"),
-    "rerun": ("tmaf_lab.train.rerun", "rerun a committed run from its config.json and compare"),
+    "report": ("tmaf_lab.report.cli", "collect run folders into Markdown + HTML reports"),
+    "tables": ("tmaf_lab.report.tables", "regenerate (or --check) the tables in results READMEs"),
     "compare": ("tmaf_lab.report.trees", "paired variant-vs-base statistics of two run trees"),
     "coverage": ("tmaf_lab.report.coverage", "how much of each TMAF grid the inputs cover"),
     "tuning": ("tmaf_lab.train.tuning", "summarise --val-split runs: best learned-activation lr"),
-    "competence": ("tmaf_lab.train.recipes", "list recipes, or check ReLU runs against their bars"),
-    "tables": ("tmaf_lab.report.tables", "regenerate (or --check) the tables in results READMEs"),
-    "match": ("tmaf_lab.match_study", "how well init=\"match\" keeps a function and a trained GPT-2"),
-    "bench": ("tmaf_lab.bench.cli", "speed and memory against ReLU/PReLU/GELU (--quick: the speed targets)"),
+    "summary": ("tmaf_lab.train.summary", "one Markdown table over the summary.json files of a tree"),
+    "rerun": ("tmaf_lab.train.rerun", "rerun a committed run from its config.json and compare"),
+    "recipes": ("tmaf_lab.train.recipes", "list the training recipes, or check ReLU runs against their bars"),
+    "match": ("tmaf_lab.match", "how well init=\"match\" keeps a function and a trained GPT-2"),
+    "bench": ("tmaf_lab.bench.cli", "speed and memory against ReLU/PReLU/GELU, and its tools"),
 }
 
 
@@ -54,14 +56,47 @@ def usage_error(message: object) -> int:
     return 2
 
 
+def add_subcommands(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str]],
+                    required: bool = True, title: str = "sub-commands") -> None:
+    """Give ``parser`` one argparse sub-command per ``table`` entry ``name: (module, help)``.
+    A sub-command's options are parsed by its module's ``main(argv)``, imported only when it
+    runs (``command_main`` calls it), so ``--help`` after the name shows that command's help.
+    ``required=False``: the command also runs alone (``tmaf bench --quick``)."""
+    sub = parser.add_subparsers(title=title, dest="subcommand", metavar="COMMAND",
+                                required=required)
+    for name, (module, help_) in table.items():
+        sub.add_parser(name, help=help_, add_help=False).set_defaults(
+            subcommand_module=module, subcommand_prog=f"{parser.prog} {name}")
+
+
+def run_module(module: str, argv: list[str], prog: str) -> int:
+    """``main(argv)`` of ``module``; a missing optional dependency names the extra to install."""
+    try:
+        return int(importlib.import_module(module).main(argv) or 0)
+    except ModuleNotFoundError as e:
+        extra = next((x for x, mods in EXTRAS.items() if (e.name or "").split(".")[0] in mods), None)
+        if extra is None:
+            raise
+        return usage_error(f"{prog} needs the {extra!r} extra (missing module {e.name!r}): "
+                           f"pip install 'tmaf[{extra}]', or from the tmaf source: "
+                           f"pip install --no-build-isolation -e '.[{extra}]'")
+
+
 def command_main(build_parser, run, argv: list[str] | None = None,
                  errors: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)) -> int:
     """The ``main()`` of every command: parse ``argv`` with ``build_parser()``, call
-    ``run(args)`` and return its exit code. ``--help`` returns 0; a bad option or a library
-    error listed in ``errors`` is one ``error:`` line and exit 2."""
+    ``run(args)`` and return its exit code; a sub-command (:func:`add_subcommands`) runs its
+    module's ``main`` with the rest of the line instead. ``--help`` returns 0; a bad option or
+    a library error listed in ``errors`` is one ``error:`` line and exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, rest = parser.parse_known_args(argv)
+        module = getattr(args, "subcommand_module", None)
+        if module is not None:
+            return run_module(module, rest, args.subcommand_prog)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return int(run(args) or 0)
     except SystemExit as e:  # --help / --version
         return int(e.code or 0)
@@ -72,15 +107,12 @@ def command_main(build_parser, run, argv: list[str] | None = None,
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``--seeds``/``--seed`` value: a comma list of seed values, e.g. "0,1,2"; "4" is seed 4
     alone (never a count). Use as an argparse ``type``."""
+    from tmaf_lab.lists import parse_list
+
     try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated seed values such as 0,1,2, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected distinct seed values >= 0 such as 0,1,2, got {text!r}")
-    return seeds
+        return parse_list(text, int, what="seed values", example="0,1,2", low=0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _SeedsOnce(argparse.Action):
@@ -104,9 +136,11 @@ def add_seed_options(parser: argparse.ArgumentParser,
                              f"alone (default: {shown})")
 
 
-DEFAULT_THREADS = 1
-THREADS_HELP = ("torch CPU threads (default 1: for these small models one thread per process "
-                "is fastest once as many runs as cores share the machine; 0 = torch's default)")
+DEFAULT_THREADS = 0
+THREADS_HELP = "torch CPU threads (default 0: torch's default for this machine)"
+#: Help text of the option that runs N one-thread streams side by side.
+STREAM_THREADS_HELP = ("each run uses one torch thread (--threads 1), so give at most one "
+                       "stream per CPU core")
 
 
 def version() -> str:
@@ -122,35 +156,22 @@ def version() -> str:
         return tmaf.__version__
 
 
-def _usage() -> str:
-    lines = ["usage: tmaf COMMAND [options]   (tmaf COMMAND --help for its options)",
-             "       tmaf --version", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "\n".join(lines)
+def build_parser() -> OneLineErrorParser:
+    p = OneLineErrorParser(prog="tmaf", allow_abbrev=False,
+                           description="Trainable matrix activation functions: experiments, "
+                                       "studies, reports and benchmarks.",
+                           epilog="tmaf COMMAND --help shows a command's options")
+    p.add_argument("-V", "--version", action="version", version=f"tmaf {version()}")
+    add_subcommands(p, COMMANDS, title="commands")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+    if not argv:
+        build_parser().print_help()
         return 0
-    if argv[0] in ("-V", "--version"):
-        print(f"tmaf {version()}")
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        return usage_error(f"unknown command {name!r}; expected one of {', '.join(COMMANDS)} "
-                           "(tmaf --help lists them)")
-    try:
-        module = importlib.import_module(COMMANDS[name][0])
-        return int(module.main(rest) or 0)
-    except ModuleNotFoundError as e:
-        extra = next((x for x, mods in EXTRAS.items() if (e.name or "").split(".")[0] in mods), None)
-        if extra is None:
-            raise
-        return usage_error(f"tmaf {name} needs the {extra!r} extra (missing module {e.name!r}): "
-                           f"pip install 'tmaf[{extra}]', or from the tmaf source: "
-                           f"pip install --no-build-isolation -e '.[{extra}]'")
+    return command_main(build_parser, lambda args: 0, argv)
 
 
 #: The modules of each optional extra (pyproject.toml), for the error when one is missing.

@@ -50,12 +50,12 @@ LAB_OPTIONS = {"pwl_knots": {"parameterization": "knot_values"},
 
 def act_factory(act: str | ActFactory, **kwargs) -> ActFactory:
     """Turn an activation name (``pwl``, a peer library's activation of
-    :mod:`tmaf_lab.peers`, or any ``tmaf.get_act_layer`` name) or a callable into a factory; an
+    :mod:`tmaf_lab.peer_activations`, or any ``tmaf.get_act_layer`` name) or a callable into a factory; an
     unknown name, or a peer whose package is not installed, is a ValueError that says so."""
     if callable(act):
         return act
     import tmaf
-    from tmaf_lab import peers
+    from tmaf_lab import peer_activations as peers
     from tmaf_lab.baselines import BASELINES, GATED
 
     if isinstance(act, str):
@@ -124,7 +124,7 @@ def activation_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     xIELU's two scalars, the peer libraries' activations."""
     import tmaf
     from tmaf_lab.baselines import XIELU
-    from tmaf_lab.peers import PeerActivation
+    from tmaf_lab.peer_activations import PeerActivation
 
     seen = set()
     for m in model.modules():

@@ -156,6 +156,101 @@ def test_forward_is_the_same_bits_on_every_isa(op, kind):
             assert torch.equal(y.nan_to_num(0.0), outs["default"].nan_to_num(0.0)), f"{isa} m={m} b={b}"
 
 
+@pytest.fixture(params=["index", "chain"])
+def cols_lookup(request, monkeypatch):
+    """The columns layout's banded level lookup: the per-lane index and a gather per term, or the
+    blocked tables' compare chains (TMAF_COLS_LOOKUP, read at every call)."""
+    monkeypatch.setenv("TMAF_COLS_LOOKUP", request.param)
+    return request.param
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The same (N, C, L) values with the channels innermost (the kernels' columns layout)."""
+    return x.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+@pytest.mark.parametrize("op", ["banded_fwd", "banded_cont_fwd"])
+@pytest.mark.parametrize("b", [1, 2, 3])
+@pytest.mark.parametrize("kind", GRID_KINDS)
+def test_channels_innermost_forward_is_the_same_bits_as_channels_outer(isa, cols_lookup, op, b, kind):
+    """Channels innermost, evenly spaced grids take the per-lane interval index (one gather per
+    term), other grids the compare chains; both select the level the channels-outer kernels
+    select, ties, float neighbours and non-finite inputs included: the same bits, NaN where NaN.
+    C = 37: several vectors and a ragged tail at every vector width."""
+    C, m = 37, 9
+    bp = grid_by_spacing(kind, C, m).float()
+    x = input_near_breakpoints((5, C, 3), 1, bp)
+    lv = levels(C, b, m)
+    lv[1, :, 2] = 0.0  # zero levels: the zero-level rule at +-inf
+    rows = getattr(torch.ops.tmaf, op)(x, bp, lv, 1)
+    cols = getattr(torch.ops.tmaf, op)(_channels_last(x), bp, lv, 1)
+    msg = f"{isa} {cols_lookup} {op} b={b} {kind}"
+    assert torch.equal(rows.isnan(), cols.isnan()), msg
+    assert torch.equal(rows.nan_to_num(0.0), cols.nan_to_num(0.0)), msg
+
+
+@pytest.mark.parametrize("dtype, threads", [(torch.float32, 1), (torch.float32, 2), (torch.float64, 1)])
+@pytest.mark.parametrize("form", ["jump", "continuous"])
+@pytest.mark.parametrize("b", [1, 3, 4])  # 4: past the per-lane index kernels, compare chains
+@pytest.mark.parametrize("kind", ["linspace", "per-channel-linspace", "past-quarter"])
+def test_channels_innermost_banded_grids_match_the_reference(isa, cols_lookup, kind, b, form, dtype,
+                                                            threads):
+    """(N, C) input, banded, on evenly spaced grids (the per-lane index) and grids past the rule
+    (compare chains): outputs and every gradient against the reference, ties on breakpoints,
+    +-inf, NaN and zero levels included, C = 37 (not a multiple of any vector width)."""
+    C, m = 37, 9
+    bp = grid_by_spacing(kind, C, m)
+    x = input_near_breakpoints((23, C), 1, bp).to(dtype)
+    lv = levels(C, b, m, dtype)
+    lv[1, :, 2] = 0.0
+    lv[4, :, 0] = 0.0
+    g = torch.randn_like(x)
+
+    def run_form(backend, x, bp, lv):
+        x, lv = x.detach().clone().requires_grad_(), lv.detach().clone().requires_grad_()
+        y = F.banded_tmaf(x, bp, lv, 1, backend=backend, form=form)
+        y.backward(g.to(x.dtype))
+        return y.detach(), x.grad, lv.grad
+
+    ref = run_form("reference", x.double(), bp, lv.double())
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast = run_form("native", x, bp.to(dtype), lv)
+    finally:
+        torch.set_num_threads(prev)
+    for name, a, r in zip(("output", "grad input", "grad levels"), fast, ref, strict=True):
+        tol = 2e-5 if dtype == torch.float32 else 1e-10
+        where = f"{isa} {cols_lookup} {form} b={b} {kind} {name}"
+        torch.testing.assert_close(a.double(), r, atol=tol, rtol=tol, equal_nan=True,
+                                   msg=lambda s, where=where: f"{where}: {s}")
+
+
+@pytest.mark.parametrize("form", ["jump", "continuous"])
+def test_channels_innermost_level_gradient_is_bit_identical_for_any_thread_count(cols_lookup, form):
+    """The per-lane index kernels (evenly spaced grid, tridiagonal, (N, C)): the same level
+    gradient bits at 1, 2 and 3 threads, with several row blocks."""
+    torch.manual_seed(5)
+    x = torch.randn(3000, 61)
+    bp = tmaf.DEFAULT_BREAKPOINTS
+
+    def grad(threads):
+        lv = levels(61, 1, len(bp)).requires_grad_()
+        torch.manual_seed(6)
+        lv.data = torch.randn_like(lv)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            F.banded_tmaf(x, bp, lv, 1, backend="native", form=form).backward(torch.ones_like(x))
+        finally:
+            torch.set_num_threads(prev)
+        return lv.grad
+
+    first = grad(1)
+    for t in (2, 3, 1):
+        assert torch.equal(grad(t), first)
+
+
 def test_native_keeps_channels_last_without_copy():
     x = torch.randn(2, 8, 4, 4).to(memory_format=torch.channels_last)
     y = tmaf.DiagonalTMAF(8, backend="native")(x)
@@ -360,3 +455,9 @@ def test_avx512_evenly_spaced_grid_wider_than_float32(form, b, layout):
         _check(x.contiguous(), bp, levels(C, b, 9), cd, f"avx512 wide grid {form} b={b} {layout}")
     finally:
         tmaf.set_native_isa(prev)
+
+
+def test_cols_lookup_rejects_an_unknown_value(monkeypatch):
+    monkeypatch.setenv("TMAF_COLS_LOOKUP", "gather")
+    with pytest.raises(RuntimeError, match="TMAF_COLS_LOOKUP must be 'index' or 'chain', got 'gather'"):
+        torch.ops.tmaf.banded_fwd(torch.randn(4, 8), tmaf.DEFAULT_BREAKPOINTS, levels(8, 1, 9), 1)

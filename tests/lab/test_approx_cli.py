@@ -189,7 +189,7 @@ def test_recalibrate_every_refits_during_training(tmp_path):
 
 def test_outside_grid_is_per_channel():
     import tmaf
-    from tmaf_lab.approx.study import TargetData, outside_grid
+    from tmaf_lab.approx.fit import TargetData, outside_grid
 
     grids = torch.tensor([[-1.0, 0.0, 1.0], [-10.0, 0.0, 10.0]])
     act = tmaf.DiagonalTMAF(2, breakpoints=grids, channel_dim=-1)

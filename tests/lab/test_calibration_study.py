@@ -234,7 +234,7 @@ def test_tuning_search_and_table(tmp_path, capsys, monkeypatch):
         parser.set_defaults(**RECIPES["converged-mlp"])
         args = parser.parse_args(argv)
         cfg = train_cli._config(args, args.seeds[0])
-        assert cfg.val_split == 10000 and cfg.dataset == "fashion-mnist" and cfg.tmaf_lr
+        assert cfg.val_split == 10000 and cfg.dataset == "fashion-mnist" and cfg.act_lr
     assert {after(c, "train")[after(c, "train").index("--activation") + 1] for c in cmds} == {
         "prelu", "pwl", "diagonal", "tridiagonal"}
     # a dry run has 512 training images: hold out fewer than that (the last --val-split wins)
@@ -293,7 +293,7 @@ def test_tuning_final_trains_only_changed_rates_on_the_test_set(tmp_path, capsys
         parser.set_defaults(**RECIPES["converged-mlp"])
         args = parser.parse_args(argv)
         cfg = train_cli._config(args, args.seeds[0])
-        assert (cfg.dataset, cfg.activation, cfg.tmaf_lr, cfg.val_split, cfg.seed) == (
+        assert (cfg.dataset, cfg.activation, cfg.act_lr, cfg.val_split, cfg.seed) == (
             "fashion-mnist", "diagonal", 0.003, 0, seed)
         assert args.out == tmp_path / "mlp" / "fashion-mnist" / "diagonal-act-lr0.003" / \
             f"seed{seed}"

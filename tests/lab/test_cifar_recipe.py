@@ -15,7 +15,7 @@ from tmaf_lab.data import load_dataset
 from tmaf_lab.data.cache import DataMissing
 from tmaf_lab.models import WhiteningStem, create_model, init_whitening
 from tmaf_lab.train import cli
-from tmaf_lab.train.trainer import _shift, tta_views
+from tmaf_lab.train.tta import _shift, tta_views
 
 
 def _images(n=400, seed=0):
@@ -201,7 +201,7 @@ def _recipe_config(**over):
 
 
 def test_batchnorm_shifts_get_their_own_learning_rate_and_the_same_decay_per_step():
-    from tmaf_lab.train.trainer import make_optimizer
+    from tmaf_lab.train.optim import make_optimizer
 
     model = create_model("airbench-white", (3, 32, 32), 10, "diagonal", width=8)
     cfg = _recipe_config()

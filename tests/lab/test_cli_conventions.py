@@ -1,6 +1,8 @@
 """One convention for every command: --seeds is a list of seed values and --seed N == --seeds N,
-one --threads default, `tmaf --version`, one-line errors with one prefix, no empty output folder
-after a failure, and provenance (CPU model, threads, versions, TMAF backend) in config.json."""
+one --threads default (torch's), `tmaf --version`, one-line errors with one prefix, no empty
+output folder after a failure, provenance (CPU model, threads, versions, TMAF backend) in
+config.json, one command tree (every sub-command documented, no other `python -m` door), and
+no remarks on one machine or on how the work was organised in the sources and docs."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from tmaf_lab import reproduce
-from tmaf_lab.approx.study import ApproxConfig
+from tmaf_lab.approx.fit import ApproxConfig
 from tmaf_lab.cli import DEFAULT_THREADS, version
 from tmaf_lab.cli import main as tmaf_main
 from tmaf_lab.train.config import TrainConfig
@@ -27,8 +29,7 @@ def test_version(capsys):
 
 
 def test_one_threads_default_everywhere():
-    assert TrainConfig().threads == ApproxConfig().threads == DEFAULT_THREADS == 1
-    assert reproduce.ReproduceConfig("smoke", "x").threads == DEFAULT_THREADS
+    assert TrainConfig().threads == ApproxConfig().threads == DEFAULT_THREADS == 0  # torch's
 
 
 def _seeds_run(folder: Path) -> list[int]:
@@ -59,7 +60,7 @@ def test_config_json_records_cpu_threads_versions_and_backend(tmp_path, capsys):
     for folder in ("t", "a"):
         env = json.loads((tmp_path / folder / "config.json").read_text())["environment"]
         assert env["cpu_model"] and env["torch"] and env["numpy"]
-        assert env["torch_threads"] == DEFAULT_THREADS
+        assert env["torch_threads"] == torch.get_num_threads()
         assert set(env["tmaf_backend"]) == {"setting", "resolved"}
         assert env["tmaf_backend"]["resolved"] in ("eager", "compiled", "reference", "native")
 
@@ -82,8 +83,10 @@ def test_missing_data_names_both_fixes_and_leaves_no_folder(tmp_path, monkeypatc
     (["data", "install", "imagenet"], "invalid choice"),
     (["data", "frobnicate"], "invalid choice"),
     (["report", "--out", "x"], "RUN_DIR"),
-    (["reproduce", "--budget", "smoke", "--out", "x", "--threads", "-1"], "--threads"),
-    (["nonsense"], "unknown command"),
+    (["study", "gpu", "--minutes", "0"], "--minutes"),
+    (["bench", "grids", "--m", "0"], "--m must be >= 1"),
+    (["recipes", "check"], "DIR"),
+    (["nonsense"], "invalid choice: 'nonsense'"),
 ])
 def test_errors_are_one_line_with_one_prefix(argv, message, tmp_path, capsys):
     assert tmaf_main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else [])]) == 2
@@ -123,3 +126,52 @@ def test_default_output_folder_is_announced_as_an_absolute_path(tmp_path, monkey
     assert (tmp_path / "runs" / "approx").is_dir()
     assert tmaf_main([*APPROX_TINY, "--out", "elsewhere"]) == 0
     assert f"tmaf approx: writing to {tmp_path / 'elsewhere'}\n" in capsys.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _subcommands() -> list[str]:
+    """Every ``tmaf`` command and sub-command, as typed (``bench grids``)."""
+    from tmaf_lab.approx.cli import TOOLS as APPROX_TOOLS
+    from tmaf_lab.bench.cli import TOOLS as BENCH_TOOLS
+    from tmaf_lab.cli import COMMANDS
+
+    return [*COMMANDS, *(f"bench {t}" for t in BENCH_TOOLS),
+            *(f"approx {t}" for t in APPROX_TOOLS), "recipes list", "recipes check",
+            "data install", "data check"]
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_subcommand_has_help_and_is_documented(command, capsys):
+    assert tmaf_main([*command.split(), "--help"]) == 0
+    assert "usage: tmaf " + command in capsys.readouterr().out
+    assert f"tmaf {command}" in (ROOT / "docs" / "cli.md").read_text(), \
+        f"docs/cli.md does not mention `tmaf {command}`"
+
+
+def test_tmaf_help_lists_every_command(capsys):
+    from tmaf_lab.cli import COMMANDS
+
+    assert tmaf_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"    {name} " in out for name in COMMANDS)
+
+
+def test_no_module_runs_as_a_script_but_the_package():
+    """Every task is a ``tmaf`` sub-command: no ``__main__`` guard or module but the package's."""
+    found = [str(p.relative_to(ROOT)) for p in (ROOT / "src" / "tmaf_lab").rglob("*.py")
+             if "__main__" in p.read_text()]
+    assert set(found) <= {"src/tmaf_lab/__main__.py"}, found
+
+
+def test_no_process_or_machine_remarks_in_sources_and_docs():
+    import re
+
+    pattern = re.compile(r"issues? ?[0-9]|2-core|two-core", re.IGNORECASE)
+    files = [ROOT / "README.md", *(ROOT / "src").rglob("*.py"), *(ROOT / "src").rglob("*.cpp"),
+             *(ROOT / "src").rglob("*.h"), *(ROOT / "docs").rglob("*.md")]
+    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files if p.is_file()
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+            if pattern.search(line)]
+    assert not hits, "\n".join(hits)

@@ -200,8 +200,8 @@ def test_cli_bad_input_exits_2(argv, capsys):
     assert "error" in capsys.readouterr().err
 
 
-def test_cli_install_dry_run_fetches_nothing(tmp_path, capsys):
-    assert data_cli.main(["install", "all", "--dry-run", "--root", str(tmp_path)]) == 0
+def test_cli_install_plan_fetches_nothing(tmp_path, capsys):
+    assert data_cli.main(["install", "all", "--plan", "--root", str(tmp_path)]) == 0
     assert "would fetch" in capsys.readouterr().out and not list(tmp_path.iterdir())
 
 

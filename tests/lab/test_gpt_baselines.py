@@ -286,6 +286,9 @@ def test_match_arm_names_need_a_tmaf_form_and_the_matching_start():
 
 def test_match_part_starts_the_best_tmaf_form_from_relu2(tmp_path, monkeypatch):
     study = STUDIES["gpt-baselines"]
+    assert [r.arm for r in study.runs("match", tmp_path)] == (
+        ["continuous_tridiagonal_knots@relu2"] * 5)  # pinned: planned before main finished
+    monkeypatch.setattr(gpt_baselines, "MATCH_FORM", None)
     for r in study.runs("main", tmp_path):
         (tmp_path / r.folder).mkdir(parents=True)
         loss = 1.5 - (0.1 if r.arm == "pwl_knots" else 0) - (0.2 if r.arm == "xielu" else 0)
@@ -329,7 +332,8 @@ def test_start_from_refuses_an_unfinished_or_other_model(data_root, tmp_path, ca
     assert "expected a finished run" in capsys.readouterr().err
 
 
-def test_finetune_part_pairs_relu2_with_its_matched_conversion(tmp_path):
+def test_finetune_part_pairs_relu2_with_its_matched_conversion(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpt_baselines, "MATCH_FORM", None)
     study = STUDIES["gpt-baselines"]
     for r in study.runs("main", tmp_path):
         (tmp_path / r.folder).mkdir(parents=True)
@@ -342,3 +346,32 @@ def test_finetune_part_pairs_relu2_with_its_matched_conversion(tmp_path):
     assert src[2] == src[3] == str(tmp_path / "shakespeare-gpt-unit/relu2/seed1")
     cfg = train_cli.resolved_config([*runs[1].options, "--out", str(tmp_path)], 0)
     assert cfg.steps == 1000 and cfg.lr == 3e-4 and cfg.recipe == "cpu-gpt-unit"
+
+
+def _finetune_run(root, arm, seed, source, start, test):
+    folder = root / arm / f"seed{seed}"
+    folder.mkdir(parents=True)
+    res = {"seed": seed, "test_loss": test, "activation": arm}
+    if start is not None:
+        res["start"] = {"source_val_loss": source, "start_val_loss": start}
+    (folder / "results.json").write_text(json.dumps(res))
+
+
+def test_finetune_table_pairs_each_conversion_with_the_continued_reference(tmp_path):
+    from tmaf_lab.report.gpt_tables import text_finetune_table
+
+    for seed, (src, test_ref, test_conv) in enumerate([(1.53, 1.586, 1.580), (1.54, 1.590, 1.583),
+                                                       (1.55, 1.600, 1.595)]):
+        _finetune_run(tmp_path, "relu2", seed, src, src, test_ref)
+        _finetune_run(tmp_path, "form@relu2", seed, src, src + 2e-6 * (seed + 1), test_conv)
+    table = text_finetune_table(tmp_path, "relu2")
+    conv = next(line for line in table.splitlines() if line.startswith("| form@relu2"))
+    assert "1.5300, 1.5400, 1.5500" in conv and "+6.00e-06" in conv
+    ref = next(line for line in table.splitlines() if line.startswith("| relu2"))
+    assert "1.5860, 1.5900, 1.6000" in ref and ref.rstrip().endswith("|  |")  # not paired with itself
+    assert "**−0.0060 [" in conv  # -0.006, -0.007, -0.005: the interval excludes 0
+    with pytest.raises(ValueError, match="no finished run of the reference 'gelu'"):
+        text_finetune_table(tmp_path, "gelu")
+    _finetune_run(tmp_path, "relu", 0, 1.5, None, 1.6)
+    with pytest.raises(ValueError, match="relu: a run has no start"):
+        text_finetune_table(tmp_path, "relu2")

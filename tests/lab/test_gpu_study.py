@@ -1,5 +1,5 @@
-"""`tmaf reproduce --budget gpu`: the dry run end to end on the CPU, resume, the time budget,
-a failing benchmark recorded, clear errors."""
+"""`tmaf study gpu`: the dry run end to end on the CPU, resume, its report, and the deadline of
+``--minutes`` (no round of seeds starts that would end after it)."""
 
 from __future__ import annotations
 
@@ -7,83 +7,87 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from tmaf_lab import gpu_study
-from tmaf_lab.reproduce import main as reproduce
+from tmaf_lab.study import Run
+from tmaf_lab.study import cli as study_cli
+from tmaf_lab.study import run as runner
 
 FILES = ("config.json", "metrics.jsonl", "results.json")
 
 
-def test_dry_run_end_to_end_then_resume(tmp_path: Path, capsys):
+def test_dry_run_end_to_end_then_resume_and_report(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("TMAF_DATA", str(tmp_path / "no-data"))  # synthetic images
     out = tmp_path / "gpu"
-    argv = ["--budget", "gpu", "--dry-run", "--no-bench", "--activations", "relu,pwl,diagonal",
+    argv = ["gpu", "--dry-run", "--part", "train", "--arms", "relu,pwl", "--seeds", "1",
             "--out", str(out)]
-    assert reproduce(argv) == 0
+    assert study_cli.main(argv) == 0
     runs = out / "train" / "cifar10-airbench"
-    for act in ("relu", "pwl", "diagonal"):
-        for seed in (0, 1):
-            assert all((runs / act / f"seed{seed}" / f).is_file() for f in FILES), (act, seed)
+    for act in ("relu", "pwl"):
+        assert all((runs / act / "seed1" / f).is_file() for f in FILES), act
+    assert not (runs / "relu" / "seed0").exists()
     cfg = json.loads((runs / "pwl" / "seed1" / "config.json").read_text())["config"]
     assert cfg["recipe"] == "gpu-cifar" and cfg["model"] == "airbench-white" and cfg["dry_run"]
-    assert cfg["width"] == 8 and cfg["tta"] == "flip-translate" and cfg["ema"] == 0.99  # dry run
-    study = json.loads((out / "study.json").read_text())
-    assert [s["status"] for s in study["steps"]] == ["done"] * 6
-    assert study["note"] == "all seeds done" and study["config"]["seeds"] == [0, 1]
+    assert cfg["width"] == 8 and cfg["tta"] == "flip-translate" and not cfg["deterministic"]
+    assert study_cli.main([*argv, "--report"]) == 0
     stats = json.loads((out / "report" / "stats.json").read_text())["records"]
     pwl = next(r for r in stats if r["activation"] == "pwl")
-    assert pwl["vs_relu"]["n"] == 2 and pwl["vs_relu"]["verdict"]
-    assert "Paired differences to ReLU" in (out / "report" / "report.md").read_text()
+    assert pwl["vs_relu"]["n"] == 1 and pwl["vs_relu"]["verdict"]
     # the same command again: every run is kept, nothing retrains
-    mtime = (runs / "relu" / "seed0" / "results.json").stat().st_mtime
-    assert reproduce(argv) == 0
-    study = json.loads((out / "study.json").read_text())
-    assert all(s.get("reason") == "results.json exists" for s in study["steps"])
-    assert (runs / "relu" / "seed0" / "results.json").stat().st_mtime == mtime
+    mtime = (runs / "relu" / "seed1" / "results.json").stat().st_mtime
+    capsys.readouterr()
+    assert study_cli.main(argv) == 0
+    assert (runs / "relu" / "seed1" / "results.json").stat().st_mtime == mtime
+    assert "2 done" in capsys.readouterr().out
 
 
-def test_no_round_of_seeds_starts_past_the_budget(tmp_path: Path):
-    cfg = gpu_study.GpuStudyConfig(str(tmp_path / "g"), ("relu",), (0, 1, 2), minutes=0.01,
-                                   bench=False, device="cpu", dry_run=True)
-    assert gpu_study.run(cfg, ["test"]) == 0
-    study = json.loads((tmp_path / "g" / "study.json").read_text())
-    assert [s["step"] for s in study["steps"]] == ["train relu seed 0"]  # one timed round
-    assert study["note"].startswith("stopped before seed 1")
+def test_the_gpu_plan_runs_where_torch_finds_a_device(capsys):
+    assert study_cli.main(["gpu", "--print", "--out", "g"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 * 10 + 1 and "--device" not in " ".join(lines)
+    assert lines[-1] == "tmaf bench --quick --parts act,train --out g/bench"
 
 
-def test_the_deadline_stops_a_round_that_overruns(tmp_path: Path):
-    cfg = gpu_study.GpuStudyConfig(str(tmp_path / "g"), ("relu", "gelu"), (0, 1), minutes=0.01,
-                                   bench=False, device="cpu", dry_run=True)
-    assert gpu_study.run(cfg, ["test"]) == 0
-    study = json.loads((tmp_path / "g" / "study.json").read_text())
-    assert [s["step"] for s in study["steps"]] == ["train relu seed 0"]
-    assert study["note"].startswith("stopped at gelu seed 0")
+def _fake_runs(monkeypatch, tmp_path, seconds: float) -> list[str]:
+    """``launch`` that takes ``seconds`` of the study's clock and finishes the run."""
+    now, started = [0.0], []
+    monkeypatch.setattr(runner, "clock", lambda: now[0])
+
+    def launch(run, out):
+        started.append(run.folder)
+        now[0] += seconds
+        (out / run.folder).mkdir(parents=True)
+        (out / run.folder / "results.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(runner, "launch", launch)
+    return started
 
 
-def test_a_failing_benchmark_is_recorded_not_raised(tmp_path: Path):
-    (tmp_path / "g").mkdir()
-    (tmp_path / "g" / "bench").write_text("")  # a file where the benchmark wants its folder
-    cfg = gpu_study.GpuStudyConfig(str(tmp_path / "g"), dry_run=True, device="cpu")
-    rec = gpu_study.bench_step(cfg, tmp_path / "g")
-    assert rec["status"] == "failed" and rec["exit_code"] != 0
-    assert any("output folder" in line for line in rec["tail"])
+RUNS = [Run("train", f"{a}/seed{s}", arm=a, seed=s) for s in range(3) for a in ("relu", "gelu")]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-GPU message")
-def test_the_real_study_without_a_gpu_is_a_clear_error(tmp_path: Path, capsys):
-    assert reproduce(["--budget", "gpu", "--out", str(tmp_path / "g")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "CUDA" in err and "--dry-run" in err
-    assert not (tmp_path / "g").exists()
+def test_no_round_of_seeds_starts_past_the_deadline(tmp_path, monkeypatch):
+    started = _fake_runs(monkeypatch, tmp_path, 10.0)
+    outcome = runner.execute(RUNS, tmp_path, deadline=45.0)  # rounds of 20 s: two fit
+    assert started == ["relu/seed0", "gelu/seed0", "relu/seed1", "gelu/seed1"]
+    assert outcome["relu/seed2"] == outcome["gelu/seed2"] == "not run"
+
+
+def test_the_deadline_stops_a_round_that_overruns(tmp_path, monkeypatch):
+    started = _fake_runs(monkeypatch, tmp_path, 50.0)
+    outcome = runner.execute(RUNS, tmp_path, deadline=45.0)
+    assert started == ["relu/seed0"] and outcome["gelu/seed0"] == "not run"
+
+
+def test_without_a_deadline_every_run_starts(tmp_path, monkeypatch):
+    started = _fake_runs(monkeypatch, tmp_path, 1e6)
+    assert set(runner.execute(RUNS, tmp_path).values()) == {"done"} and len(started) == 6
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--activations", "relu,swishy"], "swishy"),
-    (["--activations", "relu,relu"], "distinct"),
-    (["--minutes", "0"], "> 0"),
-    (["--seeds", "x"], "seed"),
-])
-def test_option_errors(args, message, tmp_path: Path, capsys):
-    assert reproduce(["--budget=gpu", "--dry-run", "--out", str(tmp_path / "g"), *args]) == 2
+    (["--minutes", "0"], "> 0"), (["--part", "cpu"], "has parts train, bench"),
+    (["--seeds", "x"], "seed")])
+def test_option_errors(args, message, capsys):
+    assert study_cli.main(["gpu", "--plan", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err

@@ -70,5 +70,5 @@ def test_find_cycle_finds_one():
 
 def test_no_import_cycle_in_src():
     graph = import_graph()
-    assert "tmaf_lab.study.run" in graph and "tmaf_lab.reproduce" in graph
+    assert "tmaf_lab.study.run" in graph and "tmaf_lab.study.cli" in graph
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tmaf_lab import peers
+from tmaf_lab import peer_activations as peers
 from tmaf_lab.approx import cli as approx_cli
 from tmaf_lab.models import act_factory, activation_parameters, optimizer_groups
 
@@ -63,7 +63,7 @@ def test_missing_library_is_a_clear_error(monkeypatch, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("deepsplines") is None
                     or importlib.util.find_spec("torch_activation") is None,
-                    reason="the peer libraries are optional (tmaf_lab.peers.INSTALL)")
+                    reason="the peer libraries are optional (tmaf_lab.peer_activations.INSTALL)")
 def test_installed_peers_fit_parameter_matched(tmp_path):
     out = tmp_path / "fit"
     assert approx_cli.main(["--target", "sin(4*pi*x)", "--activations", "relu,deepbspline,aplu",

@@ -1,4 +1,4 @@
-"""tmaf.plot: figures hold the right data; dead/linear summary and couplings are exact."""
+"""tmaf_lab.report.layer_figures: figures hold the right data; dead/linear summary and couplings are exact."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 tmaf = pytest.importorskip("tmaf")
 if not hasattr(tmaf, "DiagonalTMAF"):
     pytest.skip("tmaf core not available yet", allow_module_level=True)
-import tmaf.plot as tplot  # noqa: E402
+from tmaf_lab.report import layer_figures as tplot  # noqa: E402
 
 BPS = torch.tensor([-1.0, 0.0, 1.0])  # 4 intervals
 
@@ -169,7 +169,7 @@ def test_channels_out_of_range():
 
 def test_import_without_matplotlib_gives_clear_error():
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "import tmaf, tmaf.plot as p\n"
+            "import tmaf\nfrom tmaf_lab.report import layer_figures as p\n"
             "layer = tmaf.DiagonalTMAF(3)\n"
             "print(p.channel_summary(layer)[0]['dead'])\n"
             "try:\n    p.activations(layer)\n"

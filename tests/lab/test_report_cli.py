@@ -184,7 +184,7 @@ def test_diverged_runs_are_counted_not_averaged(tmp_path: Path, capsys):
 
 
 def test_learned_activation_figures_from_checkpoint(runs: Path, tmp_path: Path, capsys):
-    pytest.importorskip("tmaf.plot")
+    pytest.importorskip("tmaf_lab.report.layer_figures")
     out = tmp_path / "report"
     assert run_report([str(runs / "train"), "--out", str(out)], capsys)[0] == 0
     md = (out / "report.md").read_text()
@@ -196,7 +196,7 @@ def test_learned_activation_figures_from_checkpoint(runs: Path, tmp_path: Path, 
 
 
 def test_checkpoints_from_reruns_feed_figures_not_tables(runs: Path, tmp_path: Path, capsys):
-    pytest.importorskip("tmaf.plot")
+    pytest.importorskip("tmaf_lab.report.layer_figures")
     (runs / "train" / "diagonal-s0" / "checkpoint.pt").rename(tmp_path / "ckpt.pt")
     rerun = tmp_path / "reruns" / "diagonal-s0"
     write_train(rerun, "diagonal", 0, 0.975)  # same config, seed and result as the original
@@ -216,9 +216,9 @@ def test_checkpoints_from_reruns_feed_figures_not_tables(runs: Path, tmp_path: P
     assert "DIFFERENT" in (out / "report.md").read_text()
 
 
-def test_dry_run_writes_nothing(runs: Path, tmp_path: Path, capsys):
+def test_plan_writes_nothing(runs: Path, tmp_path: Path, capsys):
     out = tmp_path / "report"
-    code, stdout, _ = run_report([str(runs), "--out", str(out), "--dry-run"], capsys)
+    code, stdout, _ = run_report([str(runs), "--out", str(out), "--plan"], capsys)
     assert code == 0 and "2 approx" in stdout and "4 train" in stdout
     assert not out.exists()
 

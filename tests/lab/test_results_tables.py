@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tmaf_lab.report import tables
+from tmaf_lab.report import fit_tables, image_tables, speed_tables, tables, text_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 READMES = [ROOT / "README.md", *sorted((ROOT / "results").rglob("README.md")),
@@ -92,7 +92,7 @@ def test_text_paired_differences_and_their_intervals(tmp_path):
         _text_run(runs, "diagonal", seed, diag)
         _text_run(runs, "pwl", seed, pwl)
     _text_run(runs, "relu", 0, 1.65)  # one seed: a mean without an interval
-    table = tables.text_paired_table(runs)
+    table = text_tables.text_paired_table(runs)
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
     # diagonal - gelu: -0.10, -0.11, -0.06 -> mean -0.09, sd 0.02646, half 4.303 * sd / sqrt 3
     assert "**−0.0900 [−0.1557, −0.0243]**" in rows["diagonal"]
@@ -100,16 +100,16 @@ def test_text_paired_differences_and_their_intervals(tmp_path):
     assert "+0.0000 [−0.0248, +0.0248]" in rows["diagonal"] and "**+0.0000" not in rows["diagonal"]
     assert "−0.0500 (n=1)" in rows["relu"] and rows["gelu"].endswith("|  |  |  |")
     assert "−0.0400 (n=1)" in rows["pwl"].split(" | ")[4]  # pwl - relu on seed 0: 1.61 - 1.65
-    curve = tables.text_curve_table(runs)
+    curve = text_tables.text_curve_table(runs)
     assert "gelu, seeds 0-2" in curve and "| 300 | 1.6500 | 1.7000 |" in curve
 
 
 def test_text_paired_without_the_reference_is_a_clear_error(tmp_path):
     _text_run(tmp_path, "diagonal", 0, 1.6)
     with pytest.raises(ValueError, match="no finished gelu run"):
-        tables.text_paired_table(tmp_path)
+        text_tables.text_paired_table(tmp_path)
     with pytest.raises(ValueError, match="no finished text run"):
-        tables.text_paired_table(tmp_path / "missing")
+        text_tables.text_paired_table(tmp_path / "missing")
 
 
 def _image_run(root: Path, name: str, accs: dict, seconds: float = 100.0, final: bool = True):
@@ -129,18 +129,18 @@ def test_final_levels_table_reads_every_level_of_each_run(tmp_path):
             "ema-off": 0.9164, "ema-flip": 0.9217, "ema-flip-translate": 0.9248}
     _image_run(tmp_path, "relu/seed0", accs, 1880.2)
     _image_run(tmp_path, "gelu/seed0", {k: v - 0.01 for k, v in accs.items()}, 2000.0)
-    lines = tables.final_level_table([tmp_path], tmp_path).splitlines()
+    lines = image_tables.final_level_table([tmp_path], tmp_path).splitlines()
     assert lines[0].startswith("| run | final (average, flips + shifts) | net, no TTA |")
     assert lines[2] == ("| [gelu/seed0](gelu/seed0/results.json) | 91.48 % | 90.40 % | 91.14 % "
                         "| 91.44 % | 90.64 % | 15 | 2000 |")
     assert lines[3].endswith("| 92.48 % | 91.40 % | 92.14 % | 92.44 % | 91.64 % | 15 | 1880 |")
     _image_run(tmp_path, "plain/seed0", accs, final=False)
     with pytest.raises(ValueError, match="plain/seed0/results.json has no final evaluation"):
-        tables.final_level_table([tmp_path], tmp_path)
+        image_tables.final_level_table([tmp_path], tmp_path)
     with pytest.raises(ValueError, match="have no finished run"):
-        tables.final_level_table([(tmp_path / "empty").mkdir() or tmp_path / "empty"], tmp_path)
+        image_tables.final_level_table([(tmp_path / "empty").mkdir() or tmp_path / "empty"], tmp_path)
     with pytest.raises(ValueError, match="missing is not a folder"):
-        tables.final_level_table([tmp_path / "missing"], tmp_path)
+        image_tables.final_level_table([tmp_path / "missing"], tmp_path)
 
 
 def test_final_levels_table_names_runs_of_several_folders_below_the_root(tmp_path):
@@ -163,7 +163,7 @@ def test_image_paired_table_pairs_to_relu_gelu_and_the_continuous_twin(tmp_path)
             _image_run(tmp_path, f"{arm}/seed{seed}", {"ema-flip-translate": acc} | dict.fromkeys(
                 ("net-off", "net-flip", "net-flip-translate", "ema-off", "ema-flip"), acc), 1.0)
     rows = {line.split(" | ")[0][2:]: line.split(" | ")
-            for line in tables.image_paired_table(tmp_path).splitlines()[2:]}
+            for line in image_tables.image_paired_table(tmp_path).splitlines()[2:]}
     assert list(rows) == ["relu", "gelu", "pwl", "diagonal"]
     assert rows["relu"][1:4] == ["0-2", "92.40, 92.50, 92.30", "92.40"]
     assert rows["relu"][4] == "" and rows["gelu"][5] == ""
@@ -174,7 +174,7 @@ def test_image_paired_table_pairs_to_relu_gelu_and_the_continuous_twin(tmp_path)
     assert rows["diagonal"][5].startswith("**−") or rows["diagonal"][5].startswith("−")
     assert rows["gelu"][6].rstrip(" |") == ""
     with pytest.raises(ValueError, match="no finished relu run"):
-        tables.image_paired_table(tmp_path / "gelu")
+        image_tables.image_paired_table(tmp_path / "gelu")
 
 
 def _kernels_csv(folder: Path, ratios: dict[str, float]) -> None:
@@ -192,7 +192,7 @@ def test_kernel_rounds_pair_builds_round_by_round(tmp_path):
     _kernels_csv(tmp_path / "old-avx512-2", {"fwd/diag": 4.0})
     _kernels_csv(tmp_path / "new-avx512-2", {"fwd/diag": 1.0})
     _kernels_csv(tmp_path / "other-avx512-1", {"fwd/diag": 9.0})  # a label not asked for
-    lines = tables.kernel_rounds_table(tmp_path, ["old", "new"]).splitlines()
+    lines = speed_tables.kernel_rounds_table(tmp_path, ["old", "new"]).splitlines()
     assert lines[0] == "| isa | shape | phase | kernel | old 1 | new 1 | old 2 | new 2 | new / old |"
     # fwd: quotients 0.5 and 0.25 -> geometric mean 0.354; bwd: one round, 1.00
     assert lines[2] == "| avx512 | 64x64 | fwd | diag | 2.00x | 1.00x | 4.00x | 1.00x | 0.35 |"
@@ -200,9 +200,9 @@ def test_kernel_rounds_pair_builds_round_by_round(tmp_path):
     assert len(lines) == 4
     (tmp_path / "old-avx2-1").mkdir()
     with pytest.raises(ValueError, match="no kernels.csv"):
-        tables.kernel_rounds_table(tmp_path, ["old", "new"])
+        speed_tables.kernel_rounds_table(tmp_path, ["old", "new"])
     with pytest.raises(ValueError, match="no <label>"):
-        tables.kernel_rounds_table(tmp_path / "new-avx512-1", ["old", "new"])
+        speed_tables.kernel_rounds_table(tmp_path / "new-avx512-1", ["old", "new"])
     with pytest.raises(ValueError, match="expected FOLDER:BEFORE,AFTER"):
         tables.regenerate("<!-- table:kernel_rounds . -->\n<!-- /table -->", tmp_path)
 
@@ -218,14 +218,14 @@ def test_targets_of_two_runs_side_by_side(tmp_path):
             f'"diag fwd+bwd",64x64,1,native,{fb[0]},x,1.25,{fb[0] <= 1.25},1,{isa}',
             f'"diag fwd+bwd",64x64,2,native,{fb[1]},x,1.15,{fb[1] <= 1.15},1,{isa}',
             f"first call,8x64,1,native,1.5,ms,10,True,1,{isa}"]) + "\n")
-    lines = tables.targets_table([tmp_path / "a", tmp_path / "b"], tmp_path).splitlines()
+    lines = speed_tables.targets_table([tmp_path / "a", tmp_path / "b"], tmp_path).splitlines()
     assert lines[0] == ("| target | where | a (avx512, 1 t) | a (avx512, 2 t) | b (avx2, 1 t) | "
                         "b (avx2, 2 t) | limit |")
     assert lines[2] == ("| diag fwd+bwd | 64x64 | 1.20x | **1.30x** | **1.60x** | 1.10x | "
                         "<= 1.25x (1 t), <= 1.15x (2 t) |")
     assert lines[3] == "| first call | 8x64 | 1.50 ms |  | 1.50 ms |  | <= 10 ms |"
     with pytest.raises(ValueError, match="has no targets.csv"):
-        tables.targets_table([tmp_path / "c"], tmp_path)
+        speed_tables.targets_table([tmp_path / "c"], tmp_path)
 
 
 def _fit_target(folder: Path, target: str, errors: dict[str, list[float]], steps: int = 1000):
@@ -242,23 +242,23 @@ def test_fit_ratios_pair_arms_across_folders_by_seed(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     _fit_target(a, "sin16", {"relu": [1.0, 1.0, 1.0], "pwl": [0.5, 0.5, 0.5]})
     _fit_target(b, "sin16", {"kan": [0.1, 0.2, 0.4], "pwl_knots": [1.0, 1.1, 0.9]})
-    table = tables.fit_ratio_table([a, b], ["pwl", "kan", "pwl_knots"])
+    table = fit_tables.fit_ratio_table([a, b], ["pwl", "kan", "pwl_knots"])
     row = table.splitlines()[2]
     # kan / relu: logs -2.303, -1.609, -0.916: mean -1.609 (0.20), sd 0.693, half-width
     # 4.303 * 0.693 / sqrt 3 = 1.722 -> [0.036, 1.1], across 1; pwl_knots: 0.997 [0.78, 1.3]
     assert row == ("| sin(16 pi x) | 1 | **0.50 [0.50, 0.50]** | 0.20 [0.036, 1.1] | "
                    "1.0 [0.78, 1.3] |")
-    vs_pwl = tables.fit_ratio_table([a, b], ["kan"], "pwl")
+    vs_pwl = fit_tables.fit_ratio_table([a, b], ["kan"], "pwl")
     assert "kan / pwl" in vs_pwl and "| 0.5 |" in vs_pwl
-    costs = tables.fit_cost_table([a, b])
+    costs = fit_tables.fit_cost_table([a, b])
     assert "| kan | 8 | 100 | 2.00 | 3 |" in costs
     _fit_target(tmp_path / "c", "sin16", {"relu": [1.0]})
     with pytest.raises(ValueError, match="'relu' of sin16 is in"):
-        tables.fit_ratio_table([a, tmp_path / "c"])
+        fit_tables.fit_ratio_table([a, tmp_path / "c"])
     with pytest.raises(ValueError, match="no runs of rational"):
-        tables.fit_ratio_table([a, b], ["rational"])
+        fit_tables.fit_ratio_table([a, b], ["rational"])
     with pytest.raises(ValueError, match="is not a folder"):
-        tables.fit_ratio_table([tmp_path / "missing"])
+        fit_tables.fit_ratio_table([tmp_path / "missing"])
 
 
 def _with_argv(folder: Path, *options: str) -> None:
@@ -304,10 +304,10 @@ def test_pilot_effects_reads_each_technique_from_the_runs(tmp_path):
         tables.regenerate("<!-- table:pilot_effects main/relu/seed0 -->\n<!-- /table -->",
                           tmp_path)
     with pytest.raises(ValueError, match="not a finished run: no config.json"):
-        tables.pilot_effects_table(tmp_path / "main/gelu/seed0", tmp_path / "pilot", None,
+        image_tables.pilot_effects_table(tmp_path / "main/gelu/seed0", tmp_path / "pilot", None,
                                    tmp_path)
     _image_run(tmp_path, "pilot/same/relu/seed0", dict.fromkeys(levels, 0.9))
     _with_argv(tmp_path / "pilot/same/relu/seed0", "--activation", "relu")
     with pytest.raises(ValueError, match="changes nothing in the recipe"):
-        tables.pilot_effects_table(tmp_path / "main/relu/seed0", tmp_path / "pilot", None,
+        image_tables.pilot_effects_table(tmp_path / "main/relu/seed0", tmp_path / "pilot", None,
                                    tmp_path)

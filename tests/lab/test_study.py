@@ -36,7 +36,7 @@ def test_committed_converged_mlp_runs_are_done(capsys, monkeypatch):
     lines = printed(capsys, "converged", "--part", "mlp", "--print")
     assert len(lines) == 2 * 5 * 6 and all(line[0] == "done:" for line in lines)
     for name in ("approx", "train", "calibration"):
-        states = printed(capsys, name, "--dry-run")
+        states = printed(capsys, name, "--plan")
         assert states and all(s[:2] == ["[", "done]"] for s in states), name
 
 
@@ -74,7 +74,7 @@ def test_calibration_and_tuning_commands_parse(tmp_path, capsys):
     cfgs = [parse_train(c[2:]) for c in printed(capsys, "tuning", "--print", "--out",
                                                   str(tmp_path))]
     assert len(cfgs) == 2 * 4 * 4 and all(c.val_split == 10000 for c in cfgs)
-    assert {c.tmaf_lr for c in cfgs} == {3e-4, 1e-3, 3e-3, 1e-2}
+    assert {c.act_lr for c in cfgs} == {3e-4, 1e-3, 3e-3, 1e-2}
 
 
 def test_gate_stops_the_stream_and_finished_runs_are_kept(tmp_path, capsys, monkeypatch):
@@ -182,3 +182,38 @@ def test_cifar_competence_bar(tmp_path):
              "test_acc": acc}))
     assert check(tmp_path) == ["BELOW cifar10 airbench-white: relu 90.75 % over 2 seed(s), "
                                "bar 91.0 %"]
+
+
+def test_the_approx_and_train_studies_are_exactly_what_results_holds():
+    """`tmaf study approx` and `tmaf study train` rerun the committed runs: both directions."""
+    from tmaf_lab.study.run import status
+
+    found = sorted(p.parent for name in ("approx", "train") if (ROOT / "results" / name).is_dir()
+                   for p in (ROOT / "results" / name).rglob("results.json"))
+    if not found:
+        pytest.skip("no runs under results/ in this checkout")
+    runs = [(ROOT / "results" / name, r) for name in ("approx", "train")
+            for part in STUDIES[name].parts for r in STUDIES[name].runs(part, ROOT / "results" / name)
+            if r.command != "sweep"]
+    roots = [out / r.folder for out, r in runs]
+    extra = [str(f.relative_to(ROOT)) for f in found
+             if not any(f == r or r in f.parents for r in roots)]
+    assert not extra, f"runs under results/ that the studies would not rerun: {extra}"
+    unfinished = [r.folder for out, r in runs if status(r, out) != "done"]
+    assert not unfinished, f"study runs missing from results/: {unfinished}"
+
+
+def test_the_sweep_runs_as_a_tmaf_subcommand(tmp_path, capsys):
+    lines = printed(capsys, "approx", "--part", "sweep", "--print", "--out", str(tmp_path))
+    assert lines[-1] == ["tmaf", "approx", "sweep", f"{tmp_path}/sweep"]
+
+
+def test_dry_run_appends_toy_sizes_and_drops_the_gate(tmp_path, capsys):
+    cmds = printed(capsys, "cifar", "--part", "main", "--dry-run", "--print", "--seeds", "0",
+                   "--out", str(tmp_path))
+    assert cmds and all("--dry-run" in c and c[c.index("--threads") + 1] == "1" for c in cmds)
+    runs = study_cli.plan(study_cli.build_parser().parse_args(
+        ["cifar", "--part", "main", "--dry-run"]))[2]
+    assert all(r.gate is None for r in runs)
+    assert str(study_cli.plan(study_cli.build_parser().parse_args(
+        ["cifar", "--dry-run"]))[1]) == "runs/study-cifar-dry-run"

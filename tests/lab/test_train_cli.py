@@ -245,3 +245,23 @@ def test_val_split_evaluates_on_held_out_training_images(tmp_path, capsys):
                      "--out", str(tmp_path / "x")]) == 2
     assert cli.main([*TINY, "--val-split", "-1", "--dry-run", "--out", str(tmp_path / "y")]) == 2
     assert "--val-split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", ["--act-lr", "--tmaf-lr"])
+def test_act_lr_is_recorded_as_act_lr_and_older_configs_still_resume(spelling, tmp_path):
+    """New runs record ``act_lr``; runs recorded with ``tmaf_lr`` compare equal under it (resume,
+    rerun) and are read as their arm by the report and the tuning summary."""
+    from tmaf_lab.report.stats import arm_name
+    from tmaf_lab.train.config import config_diff, upgraded
+
+    out = tmp_path / "a"
+    assert cli.main([*TINY, "--activation", "diagonal", spelling, "3e-3", "--dry-run",
+                     "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["act_lr"] == 3e-3 and "tmaf_lr" not in saved
+    cfg = cli.resolved_config([*TINY, "--activation", "diagonal", "--act-lr", "3e-3",
+                               "--dry-run"], saved["seed"])
+    older = {("tmaf_lr" if k == "act_lr" else k): v for k, v in saved.items()}
+    assert upgraded(older)["act_lr"] == 3e-3 and config_diff(older, cfg) == []
+    assert config_diff({**older, "tmaf_lr": 1e-2}, cfg) == ["act_lr: checkpoint 0.01, now 0.003"]
+    assert arm_name("diagonal", saved) == arm_name("diagonal", older) == "diagonal (tmaf_lr=0.003)"

@@ -29,7 +29,7 @@ def env() -> dict:
 
 
 def popen(args: list[str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tmaf_lab.train.cli", *args], env=env(),
+    return subprocess.Popen([sys.executable, "-m", "tmaf_lab", "train", *args], env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -141,7 +141,7 @@ def torchrun_two(args: list[str], out: Path) -> subprocess.CompletedProcess:
     """``tmaf train ARGS --out OUT`` under torchrun with 2 CPU processes; asserts success."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
            "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "tmaf_lab.train.cli", *args, "--out", str(out)]
+           "-m", "tmaf_lab", "train", *args, "--out", str(out)]
     proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

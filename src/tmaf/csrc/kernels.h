@@ -1,7 +1,9 @@
 // Plain-data interface between the operator layer (ops.cpp, which knows torch) and the
 // per-ISA kernels (kernels_*.cpp, which know nothing of torch). Definitions: docs/method.md.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace tmaf_native {
 
@@ -36,7 +38,12 @@ struct KernelArgs {
   void* partial = nullptr;
   const void* bp = nullptr;
   const void* lv = nullptr;
-  const void* ic = nullptr;  // intercepts, rows layout of the affine forward
+  const void* ic = nullptr;  // intercepts (C, 2b+1, m+1): the affine forward (rows, uniform columns)
+  // Columns layout with the uniform index (1 <= b <= kUniformMaxB, every channel's breakpoints
+  // evenly spaced, see evenly_spaced): per input channel s_0 (C values), then 1/h (C), then its
+  // breakpoints followed by NaN (C, m+1); `lv` then holds the levels (C, 2b+1, m+1) as given
+  // (not the blocked table) and `ic` the intercepts. nullptr: the blocked tables.
+  const void* grid = nullptr;
   int64_t outer = 0, C = 0, inner = 0, b = 0, m = 0;
   int64_t oblock = 1, sblock = 1, n_sb = 1;   // rows layout
   int64_t rblock = 1, cblock = 1, n_cb = 1;   // columns layout
@@ -50,6 +57,26 @@ constexpr int kSpecialisedM[] = {0, 1, 5, 9, 17};
 constexpr int kNumVariants = 5;
 constexpr int kMaxM = 256;  // the any-m kernel keeps m+1 accumulators on the stack
 constexpr int kMaxColsBlock = 1024;  // channels per task in the columns layout, at most
+constexpr int kUniformMaxB = 3;      // bandwidths of the columns layout's uniform-index kernels
+
+// Whether m >= 2 breakpoints s are evenly spaced: each s_k within h/4 of s_0 + k h, h = (s_{m-1} -
+// s_0) / (m - 1) > 0, with 1/h finite in T (*inv_h) and the span s_{m-1} - s_0 finite in T. The
+// rule under which e = floor((x - s_0)/h + 1/2), clamped to 0..m, is k(x) or k(x) - 1 (the grid's
+// deviation, <= 1/4, and the rounding of e in T, ~1e-6 per unit, stay below 1/2), so that one
+// compare x > s_e settles k(x) (kernels_impl.h, kernels_avx512.cpp). The span check keeps x - s_0
+// (computed in T) finite for every x up to s_{m-1}: an x whose x - s_0 overflows to +inf then
+// lies right of the whole grid, where the clamped index m is right.
+template <typename T>
+inline bool evenly_spaced(const T* s, int64_t m, T* inv_h) {
+  if (m < 2) return false;
+  const double s0 = s[0], span = double(s[m - 1]) - s0, h = span / double(m - 1);
+  *inv_h = static_cast<T>(1.0 / h);
+  if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(*inv_h)) return false;
+  if (!(span <= static_cast<double>(std::numeric_limits<T>::max()))) return false;
+  for (int64_t k = 1; k < m - 1; ++k)
+    if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
+  return true;
+}
 
 struct KernelSet {
   const char* isa = nullptr;

@@ -1,4 +1,8 @@
 // Banded TMAF kernels for the avx2 instruction set (see kernels_impl.h).
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +16,7 @@
 #pragma GCC target("avx2,fma,f16c")
 #define TMAF_ISA_NS isa_avx2
 #define TMAF_VBYTES 32
+#define TMAF_X86_GATHER  // vgatherdps / vgatherqpd for the per-lane table lookups
 #include "kernels_impl.h"
 #pragma GCC pop_options  // what follows runs on any CPU
 #include "kernels_fill.h"

@@ -37,10 +37,6 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
-#define TMAF_ISA_NS isa_avx512
-#define TMAF_VBYTES 64
-#include "kernels_impl.h"
-
 // Markers for a static throughput check of the inner loops (scripts/mca_kernels.sh builds this
 // file with -DTMAF_MCA and runs llvm-mca on the marked regions); empty in the library.
 #ifdef TMAF_MCA
@@ -50,6 +46,11 @@
 #define TMAF_MCA_BEGIN(name)
 #define TMAF_MCA_END(name)
 #endif
+#define TMAF_ISA_NS isa_avx512
+#define TMAF_VBYTES 64
+#define TMAF_X86_GATHER  // vgatherdps / vgatherqpd for the per-lane table lookups
+#include "kernels_impl.h"
+
 
 namespace tmaf_native {
 namespace isa_avx512 {
@@ -422,17 +423,85 @@ static void bwd_rows_band_task(const KernelArgs& A, const RowsTask& T, int64_t t
 
 constexpr int64_t kColsTile = 4;
 
+// One row's vector of 16 channels with the tables (bpv, lvv) and accumulators in registers;
+// returns x's NaN lanes.
+template <int MT>
+static inline __mmask16 bwd_cols_diag_row(const float* xp, const float* gp, float* gxp, __mmask16 lanes,
+                                          const __m512* bpv, const __m512* lvv, __m512* acc, int64_t m) {
+  TMAF_MCA_BEGIN("bwd_cols_diag");
+  const __m512 xv = _mm512_maskz_loadu_ps(lanes, xp);
+  const __m512 gv = _mm512_maskz_loadu_ps(lanes, gp);
+  __m512 a = lvv[0];
+  __mmask16 gt[kDiagMaxM];
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < (MT > 0 ? MT : m); ++k) {
+    gt[k] = _mm512_cmp_ps_mask(xv, bpv[k], _CMP_GT_OQ);
+    a = _mm512_mask_mov_ps(a, gt[k], lvv[k + 1]);
+  }
+  // g * x, +0 where the level is 0 and x is infinite (the zero-level rule)
+  const __mmask16 inf = _mm512_fpclass_ps_mask(xv, 0x18);
+  const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, a, _mm512_setzero_ps(), _CMP_EQ_OQ);
+  const __m512 p = _mm512_maskz_mul_ps(_knot_mask16(drop), gv, xv);
+  acc[0] = _mm512_mask_add_ps(acc[0], _knot_mask16(gt[0]), acc[0], p);
+#pragma GCC unroll 32
+  for (int64_t k = 1; k < (MT > 0 ? MT : m); ++k)
+    acc[k] = _mm512_mask_add_ps(acc[k], _kandn_mask16(gt[k], gt[k - 1]), acc[k], p);
+  const int64_t mm = MT > 0 ? MT : m;
+  acc[mm] = _mm512_mask_add_ps(acc[mm], gt[mm - 1], acc[mm], p);
+  const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+  _mm512_mask_storeu_ps(gxp, lanes, _mm512_mask_mov_ps(_mm512_mul_ps(a, gv), bad, xv));
+  TMAF_MCA_END("bwd_cols_diag");
+  return bad;
+}
+
+// The next tile's row segments of channels c0..c1: short runs (c1 - c0 floats a row) the
+// hardware prefetchers pick up late.
+static inline void prefetch_cols_tile(const KernelArgs& A, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const float* x = static_cast<const float*>(A.x);
+  const float* g = static_cast<const float*>(A.g);
+  float* gx = static_cast<float*>(A.gx);
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < c1; c += 16) {
+      _mm_prefetch(reinterpret_cast<const char*>(x + r * A.C + c), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(g + r * A.C + c), _MM_HINT_T0);
+      _m_prefetchw(gx + r * A.C + c);
+    }
+}
+
+// Rows rt..rt1 of the vector of channels j0.. (table tv, partial sums pv): tables and
+// accumulators loaded once for the tile; returns the NaN lanes.
+template <int MT>
+static __mmask16 bwd_cols_diag_tile(const KernelArgs& A, int64_t rt, int64_t rt1, int64_t j0, int64_t c1,
+                                    const float* tv, float* pv) {
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C;
+  const __mmask16 lanes = tail_mask(c1 - j0);
+  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1], acc[kDiagMaxM + 1];
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * 16);
+#pragma GCC unroll 32
+  for (int64_t k = 0; k <= m; ++k) {
+    lvv[k] = _mm512_loadu_ps(tv + (m + k) * 16);
+    acc[k] = _mm512_loadu_ps(pv + k * 16);
+  }
+  __mmask16 bad = 0;
+  for (int64_t r = rt; r < rt1; ++r) {
+    const int64_t at = r * C + j0;
+    bad = _kor_mask16(bad, bwd_cols_diag_row<MT>(static_cast<const float*>(A.x) + at,
+                                                 static_cast<const float*>(A.g) + at,
+                                                 static_cast<float*>(A.gx) + at, lanes, bpv, lvv, acc, m));
+  }
+#pragma GCC unroll 32
+  for (int64_t k = 0; k <= m; ++k) _mm512_storeu_ps(pv + k * 16, acc[k]);
+  return bad;
+}
+
 template <int MT>
 void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
   if (!diag_covers(A)) return bwd_cols<float, MT, false>(A, t0, t1);
   constexpr int L = 16;
   const int64_t m = MT > 0 ? MT : A.m, C = A.C, m1 = m + 1, blk = m + m1, n_vec = (C + L - 1) / L;
-  const float* x = static_cast<const float*>(A.x);
-  const float* g = static_cast<const float*>(A.g);
-  float* gx = static_cast<float*>(A.gx);
   const float* tab = static_cast<const float*>(A.lv);  // (n_vec, m + m1, L)
   float* partial = static_cast<float*>(A.partial);      // (n_rb, n_vec, 1, m1, L)
-  __m512 bpv[kDiagMaxM], lvv[kDiagMaxM + 1], acc[kDiagMaxM + 1];
   __mmask16 nan[kMaxColsBlock / L];
   const __m512 qnan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
   for (int64_t t = t0; t < t1; ++t) {
@@ -444,56 +513,11 @@ void bwd_cols_diag(const KernelArgs& A, int64_t t0, int64_t t1) {
     std::fill(nan, nan + nv, __mmask16(0));
     for (int64_t rt = r0; rt < r1; rt += kColsTile) {
       const int64_t rt1 = std::min(r1, rt + kColsTile);
-      // the next tile's row segments: short runs (c1 - c0 floats a row) the hardware prefetchers
-      // pick up late
-      for (int64_t r = rt1; r < std::min(r1, rt1 + kColsTile); ++r)
-        for (int64_t c = c0; c < c1; c += L) {
-          _mm_prefetch(reinterpret_cast<const char*>(x + r * C + c), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(g + r * C + c), _MM_HINT_T0);
-          _m_prefetchw(gx + r * C + c);
-        }
+      prefetch_cols_tile(A, rt1, std::min(r1, rt1 + kColsTile), c0, c1);
       for (int64_t v = 0; v < nv; ++v) {
         const int64_t j0 = c0 + v * L;
-        const __mmask16 lanes = tail_mask(c1 - j0);
-        const float* tv = tab + (j0 / L) * blk * L;
-        float* pv = part + v * m1 * L;
-#pragma GCC unroll 32
-        for (int64_t k = 0; k < m; ++k) bpv[k] = _mm512_loadu_ps(tv + k * L);
-#pragma GCC unroll 32
-        for (int64_t k = 0; k <= m; ++k) {
-          lvv[k] = _mm512_loadu_ps(tv + (m + k) * L);
-          acc[k] = _mm512_loadu_ps(pv + k * L);
-        }
-        __mmask16 bad_any = 0;
-        for (int64_t r = rt; r < rt1; ++r) {
-          TMAF_MCA_BEGIN("bwd_cols_diag");
-          const int64_t at = r * C + j0;
-          const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + at);
-          const __m512 gv = _mm512_maskz_loadu_ps(lanes, g + at);
-          __m512 a = lvv[0];
-          __mmask16 gt[kDiagMaxM];
-#pragma GCC unroll 32
-          for (int64_t k = 0; k < m; ++k) {
-            gt[k] = _mm512_cmp_ps_mask(xv, bpv[k], _CMP_GT_OQ);
-            a = _mm512_mask_mov_ps(a, gt[k], lvv[k + 1]);
-          }
-          // g * x, +0 where the level is 0 and x is infinite (the zero-level rule)
-          const __mmask16 inf = _mm512_fpclass_ps_mask(xv, 0x18);
-          const __mmask16 drop = _mm512_mask_cmp_ps_mask(inf, a, _mm512_setzero_ps(), _CMP_EQ_OQ);
-          const __m512 p = _mm512_maskz_mul_ps(_knot_mask16(drop), gv, xv);
-          acc[0] = _mm512_mask_add_ps(acc[0], _knot_mask16(gt[0]), acc[0], p);
-#pragma GCC unroll 32
-          for (int64_t k = 1; k < m; ++k)
-            acc[k] = _mm512_mask_add_ps(acc[k], _kandn_mask16(gt[k], gt[k - 1]), acc[k], p);
-          acc[m] = _mm512_mask_add_ps(acc[m], gt[m - 1], acc[m], p);
-          const __mmask16 bad = _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
-          bad_any = _kor_mask16(bad_any, bad);
-          _mm512_mask_storeu_ps(gx + at, lanes, _mm512_mask_mov_ps(_mm512_mul_ps(a, gv), bad, xv));
-          TMAF_MCA_END("bwd_cols_diag");
-        }
-        nan[v] = _kor_mask16(nan[v], bad_any);
-#pragma GCC unroll 32
-        for (int64_t k = 0; k <= m; ++k) _mm512_storeu_ps(pv + k * L, acc[k]);
+        nan[v] = _kor_mask16(nan[v], bwd_cols_diag_tile<MT>(A, rt, rt1, j0, c1, tab + (j0 / L) * blk * L,
+                                                           part + v * m1 * L));
       }
     }
     for (int64_t v = 0; v < nv; ++v)  // NaN input: every level gradient of its channel is NaN

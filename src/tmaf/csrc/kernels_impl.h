@@ -13,6 +13,11 @@
 // also sums g per interval (the intercept gradient), stored after the m+1 level sums of a slot.
 // A NaN input makes both sums of every term that reads it NaN.
 
+#ifndef TMAF_MCA_BEGIN  // llvm-mca region markers (kernels_avx512.cpp), empty elsewhere
+#define TMAF_MCA_BEGIN(name)
+#define TMAF_MCA_END(name)
+#endif
+
 namespace tmaf_native {
 namespace TMAF_ISA_NS {
 
@@ -194,24 +199,7 @@ static inline typename Simd<T>::V bwd_step(typename Simd<T>::V x, typename Simd<
 // and a blend, and the forward measured no faster than the compare chain (128x64x32x32, m = 9:
 // diagonal 1.03x, tridiagonal 1.19x the chain's time; results/bench/uniform-index); with 4, a
 // shuffle with a run-time index is not one instruction.
-// Whether m >= 2 breakpoints s are evenly spaced: each s_k within h/4 of s_0 + k h, h = (s_{m-1} -
-// s_0) / (m - 1) > 0, with 1/h finite in T (*inv_h) and the span s_{m-1} - s_0 finite in T. The
-// rule under which e = floor((x - s_0)/h + 1/2) is k(x) or k(x) - 1 (see below and
-// kernels_avx512.cpp). The span check keeps x - s_0 (computed in T) finite for every x up to
-// s_{m-1}: an x whose x - s_0 overflows to +inf then lies right of the whole grid, where the
-// clamped index m is right (a grid from -3e38 to 3e38 in float would send every x to m).
-template <typename T>
-static inline bool evenly_spaced(const T* s, int64_t m, T* inv_h) {
-  if (m < 2) return false;
-  const double s0 = s[0], span = double(s[m - 1]) - s0, h = span / double(m - 1);
-  *inv_h = static_cast<T>(1.0 / h);
-  if (!(h > 0.0) || !std::isfinite(h) || !std::isfinite(*inv_h)) return false;
-  if (!(span <= static_cast<double>(std::numeric_limits<T>::max()))) return false;
-  for (int64_t k = 1; k < m - 1; ++k)
-    if (!(std::fabs(double(s[k]) - (s0 + double(k) * h)) <= 0.25 * h)) return false;
-  return true;
-}
-
+// (evenly_spaced: kernels.h.)
 template <typename T>
 struct UniformLookup {
   using S = Simd<T>;
@@ -391,219 +379,503 @@ void bwd_rows(const KernelArgs& A, int64_t t0, int64_t t1) {
   }
 }
 
+// ------------------------------------- columns layout, evenly spaced grids: the lane index
+// Every lane is another channel, so each lane has its own grid and tables: the interval index
+// of each input is computed once (LaneGrid: e = floor((x - s_0)/h + 1/2) clamped to 0..m, one
+// gather of s_e, one compare; see evenly_spaced) and every term that reads the input looks its
+// level (and intercept) up by one gather at that index. The backward turns the index into the
+// m+1 interval masks once for all 2b+1 terms and adds into the task's per-channel partial sums
+// (kernels.h), walked in row order: deterministic, no atomics.
+
+#if defined(TMAF_X86_GATHER)
+// base[idx[l]] for every lane: one hardware gather.
+template <typename T>
+static inline typename Simd<T>::V gather(const T* base, typename Simd<T>::I idx) {
+  using V = typename Simd<T>::V;
+#if TMAF_VBYTES == 64
+  if constexpr (std::is_same<T, float>::value) return (V)_mm512_i32gather_ps((__m512i)idx, base, 4);
+  else return (V)_mm512_i64gather_pd((__m512i)idx, base, 8);
+#else
+  if constexpr (std::is_same<T, float>::value) return (V)_mm256_i32gather_ps(base, (__m256i)idx, 4);
+  else return (V)_mm256_i64gather_pd(base, (__m256i)idx, 8);
+#endif
+}
+#else
+template <typename T>
+static inline typename Simd<T>::V gather(const T* base, typename Simd<T>::I idx) {
+  typename Simd<T>::V v{};
+  for (int l = 0; l < Simd<T>::L; ++l) v[l] = base[idx[l]];
+  return v;
+}
+#endif
+
+// Lane l's table offset: channel c0 + l (clamped into 0..C-1, so every read is inside the
+// table) times stride, plus off.
+template <typename T>
+static inline typename Simd<T>::I lane_offsets(int64_t c0, int64_t C, int64_t stride, int64_t off) {
+  using S = Simd<T>;
+  typename S::I r{};
+  for (int l = 0; l < S::L; ++l) r[l] = std::min(std::max<int64_t>(c0 + l, 0), C - 1) * stride + off;
+  return r;
+}
+
+// Whether lane l's channel c0 + l lies in 0..C-1.
+template <typename T>
+static inline typename Simd<T>::I lanes_in(int64_t c0, int64_t C) {
+  using S = Simd<T>;
+  typename S::I r{};
+  for (int l = 0; l < S::L; ++l) r[l] = (c0 + l >= 0 && c0 + l < C) ? -1 : 0;
+  return r;
+}
+
+// The per-channel grids of KernelArgs::grid and the interval index of a vector of channels.
+template <typename T>
+struct LaneGrid {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  const T *s0, *inv_h, *s;  // (C), (C), (C, m+1): breakpoints, then NaN
+  int64_t C, m;
+  I iota_m1, iota_s;        // l * (m+1), l * (2b+1)(m+1): lane offsets in the tables
+
+  explicit LaneGrid(const KernelArgs& A)
+      : s0(static_cast<const T*>(A.grid)), inv_h(s0 + A.C), s(s0 + 2 * A.C), C(A.C), m(A.m) {
+    for (int l = 0; l < S::L; ++l) {
+      iota_m1[l] = l * (m + 1);
+      iota_s[l] = l * (2 * A.b + 1) * (m + 1);
+    }
+  }
+  // k(x) of the lanes' channels j0 .. j0+L-1 (lanes outside 0..C-1: some index in 0..m).
+  I index(V x, int64_t j0) const {
+    V a, h;
+    I base;
+    if (j0 >= 0 && j0 + S::L <= C) {
+      a = S::load(s0 + j0);
+      h = S::load(inv_h + j0);
+      base = iota_m1 + (typename S::IS)(j0 * (m + 1));
+    } else {
+      base = lane_offsets<T>(j0, C, m + 1, 0);
+      for (int l = 0; l < S::L; ++l) {
+        const int64_t j = std::min(std::max<int64_t>(j0 + l, 0), C - 1);
+        a[l] = s0[j];
+        h[l] = inv_h[j];
+      }
+    }
+    V u = (x - a) * h + S::bc(T(0.5));
+    u = u > S::zero() ? u : S::zero();  // NaN -> 0
+    u = u < S::bc(T(m)) ? u : S::bc(T(m));
+    const I e = __builtin_convertvector(u, I);  // truncation: floor of u >= 0
+    return e - (I)(x > gather<T>(s, base + e));
+  }
+};
+
+// The term alpha(x) * x (AFF: + c(x)) of lanes whose level-table offsets are `at` (the
+// interval index added): +0 where the level is 0 and x is not NaN.
+template <typename T, bool AFF>
+static inline typename Simd<T>::V lane_term(typename Simd<T>::V x, typename Simd<T>::I at, const T* lv,
+                                            const T* ic) {
+  using S = Simd<T>;
+  const typename S::V a = gather<T>(lv, at);
+  typename S::V y = S::drop((a == S::zero()) & (x == x), a * x);
+  if constexpr (AFF) y += gather<T>(ic, at);
+  return y;
+}
+
+// One row of a forward task: the index of every input channel the row's output vectors read,
+// c0-b .. up to the last vector's end + b, once (into kb; lanes outside 0..C-1 some index in 0..m),
+// then per output vector its 2b+1 terms, one gather each (AFF two).
+template <typename T, int MT, bool AFF>
+static inline void fwd_cols_uniform_row(const KernelArgs& A, const LaneGrid<T>& grid, const T* xr, T* yr,
+                                        int64_t c0, int64_t c1, typename Simd<T>::IS* kb) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  constexpr int L = S::L;
+  const int64_t b = A.b, C = A.C, W = 2 * b + 1, m1 = A.m + 1, stride = W * m1;
+  const T* lv = static_cast<const T*>(A.lv);
+  const T* ic = static_cast<const T*>(A.ic);
+  const int64_t j_end = c0 + (c1 - c0 + L - 1) / L * L + b;  // the last output vector's lanes, all
+  for (int64_t j0 = c0 - b; j0 < j_end; j0 += L) {
+    TMAF_MCA_BEGIN("fwd_cols_lane_index");
+    const I k = grid.index(S::loadw(xr, j0, C), j0);
+    __builtin_memcpy(kb + (j0 - c0 + b), &k, sizeof(I));
+    TMAF_MCA_END("fwd_cols_lane_index");
+  }
+  for (int64_t i0 = c0; i0 < c1; i0 += L) {
+    if constexpr (AFF) TMAF_MCA_BEGIN("fwd_cols_lane_terms_continuous"); else TMAF_MCA_BEGIN("fwd_cols_lane_terms");
+    const bool inside = i0 + L <= C;
+    V y = S::zero();
+    for (int64_t d = -b; d <= b; ++d) {
+      if (i0 + L - 1 + d < 0 || i0 + d > C - 1) continue;  // no lane reads a channel
+      I k;
+      __builtin_memcpy(&k, kb + (i0 + d - c0 + b), sizeof(I));
+      const bool edge = !inside || i0 + d < 0 || i0 + L + d > C;
+      const I at = (edge ? lane_offsets<T>(i0, C, stride, (d + b) * m1)
+                         : grid.iota_s + (typename S::IS)(i0 * stride + (d + b) * m1)) + k;
+      const V term = lane_term<T, AFF>(S::loadw(xr, i0 + d, C), at, lv, ic);
+      y += edge ? S::keep(lanes_in<T>(i0 + d, C), term) : term;
+    }
+    S::storew(yr, i0, c1, y);
+    if constexpr (AFF) TMAF_MCA_END("fwd_cols_lane_terms_continuous"); else TMAF_MCA_END("fwd_cols_lane_terms");
+  }
+}
+
+template <typename T, int MT, bool AFF>
+void fwd_cols_uniform(const KernelArgs& A, int64_t t0, int64_t t1) {
+  using S = Simd<T>;
+  const T* x = static_cast<const T*>(A.x);
+  T* out = static_cast<T*>(A.out);
+  const LaneGrid<T> grid(A);
+  typename S::IS kb[kMaxColsBlock + 2 * kUniformMaxB + 2 * S::L];
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
+    const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
+    const int64_t c0 = cb * A.cblock, c1 = std::min(A.C, c0 + A.cblock);
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = c0; c < c1; c += 64 / sizeof(T)) __builtin_prefetch(x + (r + 1) * A.C + c);
+      fwd_cols_uniform_row<T, MT, AFF>(A, grid, x + r * A.C, out + r * A.C, c0, c1, kb);
+    }
+  }
+}
+
+// One backward row of input channels j0 .. j0+L-1: x's index once, its m+1 interval masks
+// once; per offset d one gather of the level of term (j - d, d), the input gradient, and p = g x
+// (AFF: and g) added into the interval's partial sum pd[k] (zero-level rule: +0 where the level
+// is 0 and x is infinite). Returns the input gradient (x where x is NaN).
+template <typename T, int MT, bool AFF>
+static inline typename Simd<T>::V bwd_cols_uniform_vec(const KernelArgs& A, const LaneGrid<T>& grid,
+                                                       typename Simd<T>::V xv, const T* gr, int64_t j0,
+                                                       T* pv) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  constexpr int L = S::L;
+  const int64_t m = MT > 0 ? MT : A.m, m1 = m + 1, b = A.b, C = A.C, W = 2 * b + 1, P = AFF ? 2 * m1 : m1;
+  const T* lv = static_cast<const T*>(A.lv);
+  if constexpr (AFF) TMAF_MCA_BEGIN("bwd_cols_lane_index_continuous"); else TMAF_MCA_BEGIN("bwd_cols_lane_index");
+  const I k = grid.index(xv, j0);
+  I in[MT > 0 ? MT + 1 : kMaxM + 1];
+#pragma GCC unroll 32
+  for (int64_t q = 0; q <= m; ++q) in[q] = k == (typename S::IS)q;
+  const I inf = S::isinf(xv);
+  V gx = S::zero();
+  for (int64_t d = -b; d <= b; ++d) {
+    if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
+    const bool edge = j0 - d < 0 || j0 - d + L > C;
+    const I at = (edge ? lane_offsets<T>(j0 - d, C, W * m1, (d + b) * m1)
+                       : grid.iota_s + (typename S::IS)((j0 - d) * W * m1 + (d + b) * m1)) + k;
+    V a = gather<T>(lv, at);
+    if (edge) a = S::keep(lanes_in<T>(j0 - d, C), a);
+    const V g = S::loadw(gr, j0 - d, C);
+    gx += a * g;
+    const V p = S::drop((a == S::zero()) & inf, g * xv);
+    T* pd = pv + (d + b) * P * L;
+#pragma GCC unroll 32
+    for (int64_t q = 0; q <= m; ++q) {
+      S::store(pd + q * L, S::load(pd + q * L) + S::keep(in[q], p));
+      if constexpr (AFF) S::store(pd + (m1 + q) * L, S::load(pd + (m1 + q) * L) + S::keep(in[q], g));
+    }
+  }
+  const V res = S::sel(S::isnan(xv), xv, gx);
+  if constexpr (AFF) TMAF_MCA_END("bwd_cols_lane_index_continuous"); else TMAF_MCA_END("bwd_cols_lane_index");
+  return res;
+}
+
 // ------------------------------------------------------------ columns layout (inner == 1)
 // Rows outer, channel vectors inner: memory is read and written in order (a channel-vector-outer
 // walk touches one line per row, a new page per access when C * sizeof(T) >= 4096). Tables and
 // partial sums are blocked per vector of L channels (kernels.h), so one vector's values sit
 // together at fixed offsets; the caller sizes a task's channel block to keep them in L1.
 
+// The forward table of one term in the blocked layout: m breakpoints, m+1 levels, m+1 intercepts.
+template <typename T>
+struct ColsTerm {
+  const T* tv;
+  int64_t m;
+  typename Simd<T>::V bp(int64_t k) const { return Simd<T>::load(tv + k * Simd<T>::L); }
+  typename Simd<T>::V lv(int64_t k) const { return Simd<T>::load(tv + (m + k) * Simd<T>::L); }
+  typename Simd<T>::V ic(int64_t k) const { return Simd<T>::load(tv + (2 * m + 1 + k) * Simd<T>::L); }
+};
+
+// form_term of lanes x with the blocked table t.
 template <typename T, int MT, bool AFF>
-void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
+static inline typename Simd<T>::V cols_term(typename Simd<T>::V x, const ColsTerm<T>& t) {
+  return form_term<T, MT, AFF>(x, [&](int64_t k) { return t.bp(k); }, [&](int64_t k) { return t.lv(k); },
+                               [&](int64_t k) { return t.ic(k); }, t.m);
+}
+
+// Diagonal forward of rows r0..r1, channels c0..c1: tiles of R rows, each table vector read
+// once for R rows, then the rows left over one by one.
+template <typename T, int MT, bool AFF>
+static void fwd_cols_diag(const KernelArgs& A, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int L = S::L, R = 4;  // rows per tile
+  const int64_t m = MT > 0 ? MT : A.m, C = A.C, blk = 2 * m + 1 + (AFF ? m + 1 : 0);
+  const T* x = static_cast<const T*>(A.x);
+  T* out = static_cast<T*>(A.out);
+  const T* tab = static_cast<const T*>(A.lv);
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) {
+    const T* xr = x + r * C;
+    T* yr = out + r * C;
+    int64_t i0 = c0;
+    for (; i0 + L <= c1; i0 += L) {
+      const ColsTerm<T> tt{tab + (i0 / L) * blk * L, m};
+      V xv[R], yv[R];
+      for (int q = 0; q < R; ++q) {
+        __builtin_prefetch(xr + (q + R) * C + i0);  // the same channels R rows on
+        xv[q] = S::load(xr + q * C + i0);
+      }
+      form_terms<T, MT, AFF, R>(xv, yv, [&](int64_t k) { return tt.bp(k); }, [&](int64_t k) { return tt.lv(k); },
+                                [&](int64_t k) { return tt.ic(k); }, m);
+      for (int q = 0; q < R; ++q) S::store(yr + q * C + i0, yv[q]);
+    }
+    if (i0 < c1)
+      for (int q = 0; q < R; ++q)
+        S::storew(yr + q * C, i0, c1, cols_term<T, MT, AFF>(S::loadw(xr + q * C, i0, c1),
+                                                            {tab + (i0 / L) * blk * L, m}));
+  }
+  for (; r < r1; ++r)
+    for (int64_t i0 = c0; i0 < c1; i0 += L) {
+      __builtin_prefetch(x + (r + 1) * C + i0);  // the same channels of the next row
+      S::storew(out + r * C, i0, c1, cols_term<T, MT, AFF>(S::loadw(x + r * C, i0, c1),
+                                                           {tab + (i0 / L) * blk * L, m}));
+    }
+}
+
+// Banded forward of rows r0..r1, channels c0..c1 on the blocked tables: 2b+1 compare chains.
+template <typename T, int MT, bool AFF>
+static void fwd_cols_band(const KernelArgs& A, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int L = S::L;
   const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1;
   const int64_t blk = 2 * m + 1 + (AFF ? m + 1 : 0);
-  const T* x = static_cast<const T*>(A.x);
-  T* out = static_cast<T*>(A.out);
-  // (n_vec, W, blk, L): m breakpoints, m+1 levels (AFF: then m+1 intercepts)
-  const T* tab = static_cast<const T*>(A.lv);
-  for (int64_t t = t0; t < t1; ++t) {
-    const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
-    const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
-    const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock);
-    if (b == 0) {  // diagonal: one term, no neighbours
-      constexpr int R = 4;  // rows per tile: each table vector read once for R rows
-      int64_t r = r0;
-      for (; r + R <= r1; r += R) {
-        const T* xr = x + r * C;
-        T* yr = out + r * C;
-        int64_t i0 = c0;
-        for (; i0 + L <= c1; i0 += L) {
-          const T* tv = tab + (i0 / L) * blk * L;
-          V xv[R], yv[R];
-          for (int q = 0; q < R; ++q) {
-            __builtin_prefetch(xr + (q + R) * C + i0);  // the same channels R rows on
-            xv[q] = S::load(xr + q * C + i0);
-          }
-          form_terms<T, MT, AFF, R>(xv, yv, [&](int64_t k) { return S::load(tv + k * L); },
-                                    [&](int64_t k) { return S::load(tv + (m + k) * L); },
-                                    [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m);
-          for (int q = 0; q < R; ++q) S::store(yr + q * C + i0, yv[q]);
-        }
-        if (i0 < c1) {
-          const T* tv = tab + (i0 / L) * blk * L;
-          for (int q = 0; q < R; ++q)
-            S::storew(yr + q * C, i0, c1, form_term<T, MT, AFF>(
-                S::loadw(xr + q * C, i0, c1), [&](int64_t k) { return S::load(tv + k * L); },
-                [&](int64_t k) { return S::load(tv + (m + k) * L); },
-                [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m));
-        }
+  const T* tab = static_cast<const T*>(A.lv);  // (n_vec, W, blk, L)
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = static_cast<const T*>(A.x) + r * C;
+    T* yr = static_cast<T*>(A.out) + r * C;
+    for (int64_t i0 = c0; i0 < c1; i0 += L) {
+      if constexpr (AFF) TMAF_MCA_BEGIN("fwd_cols_chain_terms_continuous"); else TMAF_MCA_BEGIN("fwd_cols_chain_terms");
+      __builtin_prefetch(xr + C + i0);
+      const T* tv = tab + (i0 / L) * W * blk * L;
+      V y = S::zero();
+      for (int64_t d = -b; d <= b; ++d) {
+        if (i0 + L - 1 + d < 0 || i0 + d > C - 1) continue;  // no lane reads a channel
+        y += cols_term<T, MT, AFF>(S::loadw(xr, i0 + d, C), {tv + (d + b) * blk * L, m});
       }
-      for (; r < r1; ++r) {
-        const T* xr = x + r * C;
-        T* yr = out + r * C;
-        int64_t i0 = c0;
-        for (; i0 + L <= c1; i0 += L) {
-          __builtin_prefetch(xr + C + i0);  // the same channels of the next row
-          const T* tv = tab + (i0 / L) * blk * L;
-          S::store(yr + i0, form_term<T, MT, AFF>(
-                                S::load(xr + i0), [&](int64_t k) { return S::load(tv + k * L); },
-                                [&](int64_t k) { return S::load(tv + (m + k) * L); },
-                                [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m));
-        }
-        if (i0 < c1) {
-          const T* tv = tab + (i0 / L) * blk * L;
-          S::storew(yr, i0, c1, form_term<T, MT, AFF>(
-                                    S::loadw(xr, i0, c1), [&](int64_t k) { return S::load(tv + k * L); },
-                                    [&](int64_t k) { return S::load(tv + (m + k) * L); },
-                                    [&](int64_t k) { return S::load(tv + (2 * m + 1 + k) * L); }, m));
-        }
-      }
-      continue;
-    }
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * C;
-      T* yr = out + r * C;
-      for (int64_t i0 = c0; i0 < c1; i0 += L) {
-        __builtin_prefetch(xr + C + i0);
-        const T* tv = tab + (i0 / L) * W * blk * L;
-        V y = S::zero();
-        bool first = true;
-        for (int64_t d = -b; d <= b; ++d) {
-          if (i0 + L - 1 + d < 0 || i0 + d > C - 1) continue;  // no lane reads a channel
-          const T* td = tv + (d + b) * blk * L;
-          const auto bpa = [&](int64_t k) { return S::load(td + k * L); };
-          const auto lva = [&](int64_t k) { return S::load(td + (m + k) * L); };
-          const auto ica = [&](int64_t k) { return S::load(td + (2 * m + 1 + k) * L); };
-          const V term = form_term<T, MT, AFF>(S::loadw(xr, i0 + d, C), bpa, lva, ica, m);
-          y = first ? term : y + term;
-          first = false;
-        }
-        S::storew(yr, i0, c1, y);
-      }
+      S::storew(yr, i0, c1, y);
+      if constexpr (AFF) TMAF_MCA_END("fwd_cols_chain_terms_continuous"); else TMAF_MCA_END("fwd_cols_chain_terms");
     }
   }
 }
 
 template <typename T, int MT, bool AFF>
-void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
+void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (A.grid != nullptr) return fwd_cols_uniform<T, MT, AFF>(A, t0, t1);
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
+    const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
+    const int64_t c0 = cb * A.cblock, c1 = std::min(A.C, c0 + A.cblock);
+    if (A.b == 0) fwd_cols_diag<T, MT, AFF>(A, r0, r1, c0, c1);  // one term, no neighbours
+    else fwd_cols_band<T, MT, AFF>(A, r0, r1, c0, c1);
+  }
+}
+
+// The columns backward's task geometry: rows r0..r1, channels c0..c1, its partial sums `part`
+// (zeroed here) and one NaN mask per channel vector.
+template <typename T>
+struct ColsTask {
+  int64_t r0, r1, c0, c1, nv;
+  T* part;
+  ColsTask(const KernelArgs& A, int64_t t, int64_t P) {
+    constexpr int L = Simd<T>::L;
+    const int64_t rb = t / A.n_cb, cb = t % A.n_cb, n_vec = (A.C + L - 1) / L, W = 2 * A.b + 1;
+    r0 = rb * A.rblock;
+    r1 = std::min(A.outer, r0 + A.rblock);
+    c0 = cb * A.cblock;
+    c1 = std::min(A.C, c0 + A.cblock);
+    nv = (c1 - c0 + L - 1) / L;
+    part = static_cast<T*>(A.partial) + (rb * n_vec + c0 / L) * W * P * L;  // (n_rb, n_vec, W, P, L)
+    std::fill(part, part + nv * W * P * L, T(0));
+  }
+};
+
+// A NaN input makes every level gradient reading it NaN: the n sums of each lane set in nan[v].
+template <typename T>
+static void nan_partials(T* part, const typename Simd<T>::I* nan, int64_t nv, int64_t n) {
+  constexpr int L = Simd<T>::L;
+  for (int64_t v = 0; v < nv; ++v) {
+    if (!Simd<T>::any(nan[v])) continue;
+    T* pv = part + v * n * L;
+    for (int l = 0; l < L; ++l)
+      if (nan[v][l])
+        for (int64_t q = 0; q < n; ++q) pv[q * L + l] = std::numeric_limits<T>::quiet_NaN();
+  }
+}
+
+template <typename T, int MT, bool AFF>
+void bwd_cols_uniform(const KernelArgs& A, int64_t t0, int64_t t1) {
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  const int64_t C = A.C, m1 = A.m + 1, W = 2 * A.b + 1, P = AFF ? 2 * m1 : m1;
+  const T* x = static_cast<const T*>(A.x);
+  const T* g = static_cast<const T*>(A.g);
+  T* gx = static_cast<T*>(A.gx);
+  const LaneGrid<T> grid(A);
+  typename S::I nan[kMaxColsBlock / L];
+  for (int64_t t = t0; t < t1; ++t) {
+    const ColsTask<T> tk(A, t, P);
+    for (int64_t v = 0; v < tk.nv; ++v) nan[v] = typename S::I{};
+    for (int64_t r = tk.r0; r < tk.r1; ++r) {
+      for (int64_t c = tk.c0; c < tk.c1; c += 64 / sizeof(T)) {
+        __builtin_prefetch(x + (r + 1) * C + c);  // the same channels of the next row
+        __builtin_prefetch(g + (r + 1) * C + c);
+      }
+      for (int64_t v = 0; v < tk.nv; ++v) {
+        const int64_t j0 = tk.c0 + v * L;
+        const typename S::V xv = S::loadw(x + r * C, j0, tk.c1);
+        nan[v] |= S::isnan(xv);
+        S::storew(gx + r * C, j0, tk.c1,
+                  bwd_cols_uniform_vec<T, MT, AFF>(A, grid, xv, g + r * C, j0, tk.part + v * W * P * L));
+      }
+    }
+    nan_partials<T>(tk.part, nan, tk.nv, W * P);
+  }
+}
+
+// One row r and channel vector j0 of the blocked-table backward, any band: the 2b+1 terms that
+// read x_j; returns x's NaN lanes.
+template <typename T, int MT, bool AFF>
+static typename Simd<T>::I bwd_cols_row_vec(const KernelArgs& A, const ColsTask<T>& tk, int64_t r, int64_t j0) {
   using S = Simd<T>;
   using V = typename S::V;
   using I = typename S::I;
   constexpr int L = S::L;
   const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1, m1 = m + 1;
-  const int64_t P = AFF ? 2 * m1 : m1;  // sums per (vector, offset) slot
-  const int64_t blk = m + W * m1, n_vec = (C + L - 1) / L;
+  const int64_t P = AFF ? 2 * m1 : m1, blk = m + W * m1;
+  const T* xr = static_cast<const T*>(A.x) + r * C;
+  const T* gr = static_cast<const T*>(A.g) + r * C;
+  __builtin_prefetch(xr + C + j0);  // the same channels of the next row
+  __builtin_prefetch(gr + C + j0);
+  const T* tv = static_cast<const T*>(A.lv) + (j0 / L) * blk * L;  // (n_vec, m + W (m+1), L)
+  T* pv = tk.part + ((j0 - tk.c0) / L) * W * P * L;
+  if constexpr (AFF) TMAF_MCA_BEGIN("bwd_cols_chain_continuous"); else TMAF_MCA_BEGIN("bwd_cols_chain");
+  const V xv = S::loadw(xr, j0, tk.c1);
+  I gt[MT > 0 ? MT : kMaxM];
+  compare_all<T, MT>(xv, [&](int64_t k) { return S::load(tv + k * L); }, gt, m);
+  V gxv = S::zero();
+  for (int64_t d = -b; d <= b; ++d) {
+    if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
+    const T* td = tv + (m + (d + b) * m1) * L;
+    struct Acc {  // accumulator k of this vector and offset, in the task's partial sums
+      T* p;
+      struct Ref {
+        T* q;
+        Ref& operator+=(V v) { S::store(q, S::load(q) + v); return *this; }
+      };
+      Ref operator()(int64_t k) const { return Ref{p + k * L}; }
+    } acca{pv + (d + b) * P * L};
+    gxv += bwd_step<T, MT, AFF>(xv, S::loadw(gr, j0 - d, C), gt, [&](int64_t k) { return S::load(td + k * L); },
+                                acca, m);
+  }
+  const I bad = S::isnan(xv);
+  S::storew(static_cast<T*>(A.gx) + r * C, j0, tk.c1, S::sel(bad, xv, gxv));
+  if constexpr (AFF) TMAF_MCA_END("bwd_cols_chain_continuous"); else TMAF_MCA_END("bwd_cols_chain");
+  return bad;
+}
+
+// Diagonal backward of R rows r.. and channel vector j0 (no infinite input): each accumulator
+// read and written once per tile; returns x's NaN lanes.
+template <typename T, int MT, bool AFF, int R>
+static typename Simd<T>::I bwd_cols_diag_tile(const KernelArgs& A, const ColsTask<T>& tk, int64_t r, int64_t j0,
+                                              const typename Simd<T>::V* xv, const typename Simd<T>::V* gv) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  constexpr int L = S::L;
+  const int64_t m = MT > 0 ? MT : A.m, m1 = m + 1, P = AFF ? 2 * m1 : m1;
+  const T* tv = static_cast<const T*>(A.lv) + (j0 / L) * (m + m1) * L;  // m breakpoints, m+1 levels
+  T* pv = tk.part + ((j0 - tk.c0) / L) * P * L;
+  const auto acc = [&](int64_t k, V v) { S::store(pv + k * L, S::load(pv + k * L) + v); };
+  V p[R], a[R];
+  I prev[R];
+  const V l0 = S::load(tv + m * L);
+  for (int q = 0; q < R; ++q) { p[q] = gv[q] * xv[q]; a[q] = l0; prev[q] = ~I{}; }
+#pragma GCC unroll 32
+  for (int64_t k = 0; k < m; ++k) {  // interval k: x > s_{k-1} and not x > s_k
+    const V sk = S::load(tv + k * L), lk = S::load(tv + (m + k + 1) * L);
+    V sp = S::zero(), sg = S::zero();
+    for (int q = 0; q < R; ++q) {
+      const I gt = xv[q] > sk;
+      sp += S::keep(prev[q] & ~gt, p[q]);
+      if constexpr (AFF) sg += S::keep(prev[q] & ~gt, gv[q]);
+      a[q] = S::sel(gt, lk, a[q]);
+      prev[q] = gt;
+    }
+    acc(k, sp);
+    if constexpr (AFF) acc(m1 + k, sg);
+  }
+  V sp = S::zero(), sg = S::zero();
+  for (int q = 0; q < R; ++q) {
+    sp += S::keep(prev[q], p[q]);
+    if constexpr (AFF) sg += S::keep(prev[q], gv[q]);
+  }
+  acc(m, sp);
+  if constexpr (AFF) acc(m1 + m, sg);
+  I bad = I{};
+  for (int q = 0; q < R; ++q) {
+    const I nq = S::isnan(xv[q]);
+    bad |= nq;
+    S::storew(static_cast<T*>(A.gx) + (r + q) * A.C, j0, tk.c1, S::sel(nq, xv[q], a[q] * gv[q]));
+  }
+  return bad;
+}
+
+// Diagonal backward of the task's rows in tiles of R; returns the first row not done.
+template <typename T, int MT, bool AFF>
+static int64_t bwd_cols_diag_rows(const KernelArgs& A, const ColsTask<T>& tk, typename Simd<T>::I* nan) {
+  using S = Simd<T>;
+  constexpr int L = S::L, R = 2;
   const T* x = static_cast<const T*>(A.x);
   const T* g = static_cast<const T*>(A.g);
-  T* gx = static_cast<T*>(A.gx);
-  T* partial = static_cast<T*>(A.partial);  // (n_rb, n_vec, W, P, L)
-  const T* tab = static_cast<const T*>(A.lv);  // (n_vec, m + W (m+1), L)
-  I gt[MT > 0 ? MT : kMaxM];
-  I nan[kMaxColsBlock / L];
+  const int64_t C = A.C;
+  int64_t r = tk.r0;
+  for (; r + R <= tk.r1; r += R)
+    for (int64_t j0 = tk.c0; j0 < tk.c1; j0 += L) {
+      typename S::V xv[R], gv[R];
+      typename S::I inf{};
+      for (int q = 0; q < R; ++q) {
+        __builtin_prefetch(x + (r + q + R) * C + j0);
+        __builtin_prefetch(g + (r + q + R) * C + j0);
+        xv[q] = S::loadw(x + (r + q) * C, j0, tk.c1);
+        gv[q] = S::loadw(g + (r + q) * C, j0, tk.c1);
+        inf |= S::isinf(xv[q]);
+      }
+      if (S::any(inf)) {  // the zero-level rule at +-inf needs alpha(x) first: row by row
+        for (int q = 0; q < R; ++q) nan[(j0 - tk.c0) / L] |= bwd_cols_row_vec<T, MT, AFF>(A, tk, r + q, j0);
+        continue;
+      }
+      nan[(j0 - tk.c0) / L] |= bwd_cols_diag_tile<T, MT, AFF, R>(A, tk, r, j0, xv, gv);
+    }
+  return r;
+}
+
+template <typename T, int MT, bool AFF>
+void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (A.grid != nullptr) return bwd_cols_uniform<T, MT, AFF>(A, t0, t1);
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  const int64_t m1 = A.m + 1, W = 2 * A.b + 1, P = AFF ? 2 * m1 : m1;
+  typename S::I nan[kMaxColsBlock / L];
   for (int64_t t = t0; t < t1; ++t) {
-    const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
-    const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
-    const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock);
-    T* part = partial + (rb * n_vec + c0 / L) * W * P * L;  // this task's vectors
-    std::fill(part, part + ((c1 - c0 + L - 1) / L) * W * P * L, T(0));
-    for (int64_t v = 0; v < (c1 - c0 + L - 1) / L; ++v) nan[v] = I{};
-    // One row r and channel vector j0, any band: the 2b+1 terms that read x_j.
-    const auto row_vec = [&](int64_t r, int64_t j0) {
-      const T* xr = x + r * C;
-      const T* gr = g + r * C;
-      T* gxr = gx + r * C;
-      __builtin_prefetch(xr + C + j0);  // the same channels of the next row
-      __builtin_prefetch(gr + C + j0);
-      const T* tv = tab + (j0 / L) * blk * L;
-      T* pv = part + ((j0 - c0) / L) * W * P * L;
-      const V xv = S::loadw(xr, j0, c1);
-      compare_all<T, MT>(xv, [&](int64_t k) { return S::load(tv + k * L); }, gt, m);
-      V gxv = S::zero();
-      for (int64_t d = -b; d <= b; ++d) {
-        if (j0 + L - 1 - d < 0 || j0 - d > C - 1) continue;  // no lane has i = j - d in range
-        const T* td = tv + (m + (d + b) * m1) * L;
-        T* pd = pv + (d + b) * P * L;
-        struct Acc {  // accumulator k of this vector and offset, in the task's partial sums
-          T* p;
-          struct Ref {
-            T* q;
-            Ref& operator+=(V v) { S::store(q, S::load(q) + v); return *this; }
-          };
-          Ref operator()(int64_t k) const { return Ref{p + k * L}; }
-        } acca{pd};
-        gxv += bwd_step<T, MT, AFF>(xv, S::loadw(gr, j0 - d, C), gt,
-                               [&](int64_t k) { return S::load(td + k * L); }, acca, m);
-      }
-      const I bad = S::isnan(xv);
-      nan[(j0 - c0) / L] |= bad;
-      S::storew(gxr, j0, c1, S::sel(bad, xv, gxv));
-    };
-    int64_t r = r0;
-    if (b == 0) {  // diagonal: tiles of R rows, each accumulator read and written once per tile
-      constexpr int R = 2;
-      for (; r + R <= r1; r += R) {
-        for (int64_t j0 = c0; j0 < c1; j0 += L) {
-          V xv[R], gv[R];
-          I inf = I{};
-          for (int q = 0; q < R; ++q) {
-            __builtin_prefetch(x + (r + q + R) * C + j0);
-            __builtin_prefetch(g + (r + q + R) * C + j0);
-            xv[q] = S::loadw(x + (r + q) * C, j0, c1);
-            gv[q] = S::loadw(g + (r + q) * C, j0, c1);
-            inf |= S::isinf(xv[q]);
-          }
-          if (S::any(inf)) {  // the zero-level rule at +-inf needs alpha(x) first: row by row
-            for (int q = 0; q < R; ++q) row_vec(r + q, j0);
-            continue;
-          }
-          const T* tv = tab + (j0 / L) * blk * L;  // m breakpoints, then the m+1 levels
-          T* pv = part + ((j0 - c0) / L) * P * L;
-          const auto acc = [&](int64_t k, V v) { S::store(pv + k * L, S::load(pv + k * L) + v); };
-          V p[R], a[R];
-          I prev[R];
-          const V l0 = S::load(tv + m * L);
-          for (int q = 0; q < R; ++q) { p[q] = gv[q] * xv[q]; a[q] = l0; prev[q] = ~I{}; }
-#pragma GCC unroll 32
-          for (int64_t k = 0; k < m; ++k) {  // interval k: x > s_{k-1} and not x > s_k
-            const V sk = S::load(tv + k * L), lk = S::load(tv + (m + k + 1) * L);
-            V sp = S::zero(), sg = S::zero();
-            for (int q = 0; q < R; ++q) {
-              const I gt = xv[q] > sk;
-              sp += S::keep(prev[q] & ~gt, p[q]);
-              if constexpr (AFF) sg += S::keep(prev[q] & ~gt, gv[q]);
-              a[q] = S::sel(gt, lk, a[q]);
-              prev[q] = gt;
-            }
-            acc(k, sp);
-            if constexpr (AFF) acc(m1 + k, sg);
-          }
-          V sp = S::zero(), sg = S::zero();
-          for (int q = 0; q < R; ++q) {
-            sp += S::keep(prev[q], p[q]);
-            if constexpr (AFF) sg += S::keep(prev[q], gv[q]);
-          }
-          acc(m, sp);
-          if constexpr (AFF) acc(m1 + m, sg);
-          for (int q = 0; q < R; ++q) {
-            const I bad = S::isnan(xv[q]);
-            nan[(j0 - c0) / L] |= bad;
-            S::storew(gx + (r + q) * C, j0, c1, S::sel(bad, xv[q], a[q] * gv[q]));
-          }
-        }
-      }
-    }
-    for (; r < r1; ++r)
-      for (int64_t j0 = c0; j0 < c1; j0 += L) row_vec(r, j0);
-    for (int64_t j0 = c0; j0 < c1; j0 += L) {  // NaN input: every level gradient reading it is NaN
-      const I bad = nan[(j0 - c0) / L];
-      if (!S::any(bad)) continue;
-      T* pv = part + ((j0 - c0) / L) * W * P * L;
-      for (int l = 0; l < L; ++l)
-        if (bad[l])
-          for (int64_t q = 0; q < W * P; ++q) pv[q * L + l] = std::numeric_limits<T>::quiet_NaN();
-    }
+    const ColsTask<T> tk(A, t, P);
+    for (int64_t v = 0; v < tk.nv; ++v) nan[v] = typename S::I{};
+    const int64_t r = A.b == 0 ? bwd_cols_diag_rows<T, MT, AFF>(A, tk, nan) : tk.r0;
+    for (int64_t q = r; q < tk.r1; ++q)
+      for (int64_t j0 = tk.c0; j0 < tk.c1; j0 += L) nan[(j0 - tk.c0) / L] |= bwd_cols_row_vec<T, MT, AFF>(A, tk, q, j0);
+    nan_partials<T>(tk.part, nan, tk.nv, W * P);
   }
 }
 

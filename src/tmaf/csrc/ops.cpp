@@ -266,6 +266,44 @@ const T* cols_table(const Tensor& bp, const Tensor& lv, const Tensor& ic, const 
   return tp;
 }
 
+// The uniform-index grids of the columns layout (kernels.h, KernelArgs::grid) in scratch slot 2:
+// per channel s_0, 1/h and its breakpoints followed by NaN; nullptr where the chains are chosen
+// (cols_lane_index), the band is outside
+// 1..kUniformMaxB, some channel's breakpoints are not evenly spaced, or the gathers' 32-bit
+// offsets would not fit (then the blocked tables and their compare chains).
+// Whether the columns layout's banded kernels look levels up by the per-lane index (one gather
+// per term) rather than the blocked tables' compare chains: TMAF_COLS_LOOKUP=index or chain
+// (default: chain; with avx2 on AMD Zen 3 the gathers measured slower than the chains, and the
+// avx512 kernels are untimed: docs/benchmarks.md).
+bool cols_lane_index() {
+  const char* env = std::getenv("TMAF_COLS_LOOKUP");
+  if (env == nullptr || *env == '\0') return false;
+  const std::string v(env);
+  TORCH_CHECK(v == "index" || v == "chain", "tmaf: TMAF_COLS_LOOKUP must be 'index' or 'chain', got '", v, "'");
+  return v == "index";
+}
+
+template <typename T>
+const T* cols_grid(const Tensor& bp, const Shape& s) {
+  const int64_t C = s.C, m = s.m, m1 = s.m + 1;
+  if (!cols_lane_index()) return nullptr;
+  if (s.b < 1 || s.b > kUniformMaxB || m < 2 || C * s.W * m1 >= (int64_t(1) << 31)) return nullptr;
+  const Tensor bpc = bp.to(s.ct).contiguous();  // (m,) or (C, m)
+  const int64_t stride = bpc.dim() == 2 ? m : 0;
+  const T* bps = bpc.data_ptr<T>();
+  T* grid = scratch<T, 2>(C * (m1 + 2));
+  for (int64_t c = 0; c < C; ++c) {
+    const T* sc = bps + c * stride;
+    T inv_h;
+    if (!evenly_spaced(sc, m, &inv_h)) return nullptr;
+    grid[c] = sc[0];
+    grid[C + c] = inv_h;
+    std::copy(sc, sc + m, grid + 2 * C + c * m1);
+    grid[2 * C + c * m1 + m] = std::numeric_limits<T>::quiet_NaN();
+  }
+  return grid;
+}
+
 int variant_of(int64_t m) {
   for (int v = 1; v < kNumVariants; ++v)
     if (kSpecialisedM[v] == m) return v;
@@ -285,11 +323,13 @@ void rows_geometry(KernelArgs* a, const Shape& s, int64_t outer) {
   a->oblock = std::min<int64_t>(std::max<int64_t>(1, ceil_div(want, a->sblock)), std::max<int64_t>(outer, 1));
 }
 
-// Columns geometry: a multiple of 16 channels whose tables (and partial sums) fit the budget.
-int64_t cols_block(const Shape& s, int64_t elem_bytes, bool backward, bool aff) {
+// Columns geometry: a multiple of 16 channels whose tables (and partial sums) fit the budget;
+// `uniform`: the levels (C, W, m+1), intercepts and grids of the uniform-index kernels.
+int64_t cols_block(const Shape& s, int64_t elem_bytes, bool backward, bool aff, bool uniform) {
   const int64_t m1 = s.m + 1;
-  const int64_t per_channel = elem_bytes * (backward ? s.m + s.W * m1 * (aff ? 3 : 2)
-                                                     : s.W * (2 * s.m + 1 + (aff ? m1 : 0)));
+  const int64_t per_channel =
+      uniform ? elem_bytes * (m1 + 2 + s.W * m1 * (backward ? (aff ? 3 : 2) : (aff ? 2 : 1)))
+              : elem_bytes * (backward ? s.m + s.W * m1 * (aff ? 3 : 2) : s.W * (2 * s.m + 1 + (aff ? m1 : 0)));
   const int64_t c = std::max<int64_t>(16, (kL1Budget / per_channel) / 16 * 16);
   return std::min<int64_t>(std::min<int64_t>(c, kMaxColsBlock), ceil_div(s.C, 16) * 16);
 }
@@ -394,8 +434,15 @@ Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, bool aff, c
   } else {
     a.outer = lay.outer; a.inner = 1;
     a.lanes = ks.lanes[dt];
-    a.lv = a.bp = cols_table<T>(bp, lv, ic, s, a.lanes, /*backward=*/false);
-    a.cblock = cols_block(s, sizeof(T), /*backward=*/false, aff);
+    a.grid = cols_grid<T>(bp, s);
+    if (a.grid != nullptr) {  // levels and intercepts as they are, looked up per lane
+      lvt = lv.to(s.ct).contiguous();
+      a.lv = lvt.data_ptr<T>();
+      if (aff) a.ic = ic.data_ptr<T>();
+    } else {
+      a.lv = a.bp = cols_table<T>(bp, lv, ic, s, a.lanes, /*backward=*/false);
+    }
+    a.cblock = cols_block(s, sizeof(T), /*backward=*/false, aff, a.grid != nullptr);
     a.n_cb = ceil_div(s.C, a.cblock);
     a.rblock = std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
     ntask = ceil_div(lay.outer, a.rblock) * a.n_cb;
@@ -426,92 +473,111 @@ void reduce_partials(int64_t C, int64_t b, int64_t m1, int64_t n_parts, Out* sum
   });
 }
 
+// The level gradient gl (C, W, m+1) from the kernels' partial sums part(q, j, d, k), q over
+// n_parts in order: reduce_partials, or for the continuous form (aff) the level sums and the
+// intercept sums (k + m+1) through cont_level_grad with the breakpoints bpd (C, m) in double.
+template <typename Part>
+void reduce_level_grad(Tensor& gl, const Tensor& bpd, const Shape& s, bool aff, int64_t n_parts, const Part& part) {
+  const int64_t W = s.W, m1 = s.m + 1, b = s.b, C = s.C;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gl.scalar_type(), "tmaf_reduce", [&] {
+    scalar_t* sums = gl.data_ptr<scalar_t>();
+    if (!aff) {
+      reduce_partials(C, b, m1, n_parts, sums, part);
+      return;
+    }
+    const double* bps = bpd.data_ptr<double>();
+    at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
+      std::vector<double> direct(m1), gsum(m1), out(m1);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t d = -b; d <= b; ++d) {
+          const int64_t j = i + d;
+          if (j < 0 || j >= C) continue;
+          for (int64_t k = 0; k < m1; ++k) {
+            double acc = 0.0, accg = 0.0;
+            for (int64_t q = 0; q < n_parts; ++q) {
+              acc += part(q, j, d, k);
+              accg += part(q, j, d, m1 + k);
+            }
+            direct[k] = acc;
+            gsum[k] = accg;
+          }
+          cont_level_grad(direct.data(), gsum.data(), bps + j * s.m, s.m, out.data());
+          for (int64_t k = 0; k < m1; ++k) sums[(i * W + d + b) * m1 + k] = static_cast<scalar_t>(out[k]);
+        }
+    });
+  });
+}
+
+// The backward kernels in the rows layout (a holds x, g, gx); the level gradient into gl.
+template <typename T>
+void bwd_rows_run(KernelArgs& a, const Tensor& bp, const Tensor& lv, const Shape& s, const Layout& lay,
+                  TaskFn fn, bool aff, Tensor& gl, const Tensor& bpd) {
+  const int64_t W = s.W, b = s.b, C = s.C, P = aff ? 2 * (s.m + 1) : s.m + 1;
+  a.outer = lay.outer; a.inner = s.inner;
+  const Tensor bpt = rows_breakpoints<T>(bp, s);
+  const Tensor lvt = lv.to(s.ct).contiguous();
+  rows_geometry(&a, s, lay.outer);
+  const int64_t n_ob = ceil_div(lay.outer, a.oblock), ntask = n_ob * C * a.n_sb;
+  T* p = scratch<T, 1>(ntask * W * P);
+  a.partial = p;
+  a.bp = bpt.data_ptr<T>();
+  a.lv = lvt.data_ptr<T>();
+  at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
+  const int64_t n_sb = a.n_sb, n_parts = n_ob * n_sb;
+  // part q = (outer block, inner block) in task order; slot of input channel j, offset d, interval k
+  reduce_level_grad(gl, bpd, s, aff, n_parts, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
+    const int64_t ob = q / n_sb, sb = q % n_sb;
+    return static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * P + k]);
+  });
+}
+
+// The backward kernels in the columns layout (a holds x, g, gx); the level gradient into gl.
+template <typename T>
+void bwd_cols_run(KernelArgs& a, const Tensor& bp, const Tensor& lv, const Shape& s, const Layout& lay,
+                  TaskFn fn, int64_t L, bool aff, Tensor& gl, const Tensor& bpd) {
+  const int64_t W = s.W, b = s.b, C = s.C, P = aff ? 2 * (s.m + 1) : s.m + 1, n_vec = ceil_div(C, L);
+  a.outer = lay.outer; a.inner = 1;
+  a.lanes = L;
+  a.grid = cols_grid<T>(bp, s);
+  Tensor lvt;
+  if (a.grid != nullptr) {  // the levels as they are, looked up per lane
+    lvt = lv.to(s.ct).contiguous();
+    a.lv = lvt.data_ptr<T>();
+  } else {
+    a.lv = a.bp = cols_table<T>(bp, lv, Tensor(), s, L, /*backward=*/true);
+  }
+  a.cblock = cols_block(s, sizeof(T), /*backward=*/true, aff, a.grid != nullptr);
+  a.n_cb = ceil_div(C, a.cblock);
+  a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * P);
+  const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb;
+  T* p = scratch<T, 1>(n_rb * n_vec * W * P * L);
+  a.partial = p;
+  at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
+  // part q = row block, in order; slot of input channel j, offset d, interval k
+  reduce_level_grad(gl, bpd, s, aff, n_rb, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
+    return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * P + k) * L + j % L]);
+  });
+}
+
 // aff: the continuous form, whose level gradient adds the intercepts' part (section 6).
 template <typename T>
 std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tensor& bp,
-                                            const Tensor& lv, const Shape& s, bool aff) {
+                                    const Tensor& lv, const Shape& s, bool aff) {
   const Layout lay = layout_of(x, s);
   const Tensor xc = in_layout(x, s, lay);
   const Tensor gc = in_layout(g, s, lay);
   Tensor gx = empty_in_layout(x, s, lay, s.ct);
   const KernelSet& ks = kernels();
   const int dt = std::is_same<T, double>::value ? 1 : 0, v = variant_of(s.m), form = aff ? 1 : 0;
-  const int64_t W = s.W, m1 = s.m + 1, b = s.b, C = s.C, P = aff ? 2 * m1 : m1;
   KernelArgs a;
   a.x = xc.data_ptr<T>();
   a.g = gc.data_ptr<T>();
   a.gx = gx.data_ptr<T>();
-  a.C = C; a.b = b; a.m = s.m;
-  Tensor bpt, lvt;
-  Tensor gl = at::zeros({C, W, m1}, lv.options());
-  const Tensor bpd = aff ? bp.to(at::kDouble).expand({C, s.m}).contiguous() : Tensor();
-  // the ordered reduction of the partial sums p(q, j, d, k) into gl; the continuous form also
-  // sums p(q, j, d, m1 + k) (the intercept gradient) and adds it through d c / d a
-  const auto reduce = [&](int64_t n_parts, const auto& part) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gl.scalar_type(), "tmaf_reduce", [&] {
-      scalar_t* sums = gl.data_ptr<scalar_t>();
-      if (!aff) {
-        reduce_partials(C, b, m1, n_parts, sums, part);
-        return;
-      }
-      const double* bps = bpd.data_ptr<double>();
-      at::parallel_for(0, C, 1, [&](int64_t i0, int64_t i1) {
-        std::vector<double> direct(m1), gsum(m1), out(m1);
-        for (int64_t i = i0; i < i1; ++i)
-          for (int64_t d = -b; d <= b; ++d) {
-            const int64_t j = i + d;
-            if (j < 0 || j >= C) continue;
-            for (int64_t k = 0; k < m1; ++k) {
-              double acc = 0.0, accg = 0.0;
-              for (int64_t q = 0; q < n_parts; ++q) {
-                acc += part(q, j, d, k);
-                accg += part(q, j, d, m1 + k);
-              }
-              direct[k] = acc;
-              gsum[k] = accg;
-            }
-            cont_level_grad(direct.data(), gsum.data(), bps + j * s.m, s.m, out.data());
-            for (int64_t k = 0; k < m1; ++k) sums[(i * W + d + b) * m1 + k] = static_cast<scalar_t>(out[k]);
-          }
-      });
-    });
-  };
-  if (!lay.cols) {
-    a.outer = lay.outer; a.inner = s.inner;
-    bpt = rows_breakpoints<T>(bp, s);
-    lvt = lv.to(s.ct).contiguous();
-    rows_geometry(&a, s, lay.outer);
-    const int64_t n_ob = ceil_div(lay.outer, a.oblock), ntask = n_ob * C * a.n_sb;
-    T* p = scratch<T, 1>(ntask * W * P);
-    a.partial = p;
-    a.bp = bpt.data_ptr<T>();
-    a.lv = lvt.data_ptr<T>();
-    const TaskFn fn = ks.bwd_rows[form][dt][v];
-    at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
-    const int64_t n_sb = a.n_sb, n_parts = n_ob * n_sb;
-    // part q = (outer block, inner block) in task order; slot of input channel j, offset d, interval k
-    reduce(n_parts, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
-      const int64_t ob = q / n_sb, sb = q % n_sb;
-      return static_cast<double>(p[((((ob * C + j) * n_sb + sb) * W) + d + b) * P + k]);
-    });
-  } else {
-    a.outer = lay.outer; a.inner = 1;
-    const int64_t L = ks.lanes[dt], n_vec = ceil_div(C, L);
-    a.lanes = L;
-    a.lv = a.bp = cols_table<T>(bp, lv, Tensor(), s, L, /*backward=*/true);
-    a.cblock = cols_block(s, sizeof(T), /*backward=*/true, aff);
-    a.n_cb = ceil_div(C, a.cblock);
-    a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * P);
-    const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb;
-    T* p = scratch<T, 1>(n_rb * n_vec * W * P * L);
-    a.partial = p;
-    const TaskFn fn = ks.bwd_cols[form][dt][v];
-    at::parallel_for(0, ntask, 1, [&](int64_t t0, int64_t t1) { fn(a, t0, t1); });
-    // part q = row block, in order; slot of input channel j, offset d, interval k
-    reduce(n_rb, [&](int64_t q, int64_t j, int64_t d, int64_t k) {
-      return static_cast<double>(p[(((q * n_vec + j / L) * W + d + b) * P + k) * L + j % L]);
-    });
-  }
+  a.C = s.C; a.b = s.b; a.m = s.m;
+  Tensor gl = at::zeros({s.C, s.W, s.m + 1}, lv.options());
+  const Tensor bpd = aff ? bp.to(at::kDouble).expand({s.C, s.m}).contiguous() : Tensor();
+  if (!lay.cols) bwd_rows_run<T>(a, bp, lv, s, lay, ks.bwd_rows[form][dt][v], aff, gl, bpd);
+  else bwd_cols_run<T>(a, bp, lv, s, lay, ks.bwd_cols[form][dt][v], ks.lanes[dt], aff, gl, bpd);
   return {gx, gl};
 }
 

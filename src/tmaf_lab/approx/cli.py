@@ -1,6 +1,6 @@
 """``tmaf approx``: TMAF vs ReLU and rivals on function approximation (no data download).
 
-With no options it runs the default study (three 1-D targets, relu/prelu/diagonal/
+With no options it runs the default fits (three 1-D targets, relu/prelu/diagonal/
 tridiagonal, parameter-matched, 3 seeds) and prints one table per target.
 """
 
@@ -12,16 +12,22 @@ import math
 import sys
 
 from tmaf_lab.approx.expr import ExprError
-from tmaf_lab.approx.study import DTYPES, ApproxConfig
+from tmaf_lab.approx.fit import DTYPES, ApproxConfig
 from tmaf_lab.approx.targets import PRESETS, resolve_target
 from tmaf_lab.cli import (
     THREADS_HELP,
     OneLineErrorParser,
     UsageError,
     add_seed_options,
+    add_subcommands,
+    command_main,
     reason,
     usage_error,
 )
+from tmaf_lab.lists import list_type, parse_list
+
+#: ``tmaf approx NAME``: the tools over finished approx runs.
+TOOLS = {"sweep": ("tmaf_lab.approx.sweep", "one table and plot over the runs of a sweep folder")}
 
 DEFAULTS = ApproxConfig()
 DRY_RUN = {"steps": 4, "n_train": 64, "n_test": 51, "n_test_2d": 11,
@@ -59,9 +65,8 @@ def _positive_float(text: str) -> float:
 
 
 def _domain(text: str) -> tuple[float, float]:
-    parts = text.split(",")
     try:
-        a, b = (float(p) for p in parts)
+        a, b = parse_list(text, float, what="numbers", distinct=False)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected two numbers 'a,b' (e.g. --domain=-1,1), got {text!r}") from None
@@ -70,13 +75,8 @@ def _domain(text: str) -> tuple[float, float]:
     return (a, b)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of activation names")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"activation names repeat in {text!r}")
-    return names
+#: --activations: distinct activation names, lower-cased
+_names = list_type(what="activation names", example="relu,diagonal", lower=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help=f"output folder (default: {d.out})")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny sizes: a few steps, one seed, to check the pipeline in seconds")
+    add_subcommands(p, TOOLS, required=False, title="tools (tmaf approx NAME --help)")
     return p
 
 
@@ -190,16 +191,18 @@ def check_activations(names: tuple[str, ...]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    return command_main(build_parser, lambda args: _approx(args, argv),
+                        _fix_negative_domain(argv), errors=(ExprError,))
+
+
+def _approx(args: argparse.Namespace, argv: list[str]) -> int:
     try:
-        args = build_parser().parse_args(_fix_negative_domain(argv))
         cfg = config_from_args(args)
         targets = [resolve_target(t, cfg.dim) for t in cfg.targets]
         check_activations(cfg.activations)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
     except (UsageError, ExprError) as e:
         return usage_error(f"{e} (see: tmaf approx --help)")
-    from tmaf_lab.approx.runner import preflight, run_study
+    from tmaf_lab.approx.runner import preflight, run_fits
     from tmaf_lab.runmeta import OutputFolderError, check_writable
 
     try:
@@ -210,5 +213,5 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tmaf approx: {len(targets)} target(s) x {len(cfg.activations)} activation(s) x "
           f"seeds {','.join(map(str, cfg.seeds))}, {cfg.steps} steps -> {cfg.out}",
           file=sys.stderr)
-    run_study(cfg, targets, ["tmaf", "approx", *argv])
+    run_fits(cfg, targets, ["tmaf", "approx", *argv])
     return 0

@@ -1,11 +1,12 @@
-"""PNG plots of one target's study: fits, error vs step, learned activation shapes.
+"""PNG plots of one target's fits: fits, error vs step, learned activation shapes.
 
-matplotlib is imported lazily (Agg backend) so the study imports without it until a
+matplotlib is imported lazily (Agg backend) so the fits import without it until a
 plot is drawn. Plots use the seed-0 model of each activation.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,8 +88,7 @@ def plot_history(path: Path, title: str, runs: Sequence[dict]) -> None:
         table = [[h["rel_l2"] for h in r["history"]] for r in group
                  if [h["step"] for h in r["history"]] == steps]  # diverged runs stop early
         cols = [sorted(v) for v in zip(*table, strict=True)]
-        median = [c[len(c) // 2] if len(c) % 2 else (c[len(c) // 2 - 1] + c[len(c) // 2]) / 2
-                  for c in cols]
+        median = [statistics.median(c) for c in cols]
         line, = ax.semilogy(steps, median, lw=1.4, label=f"{act} (n={len(table)})")
         if len(table) > 1:
             ax.fill_between(steps, [c[0] for c in cols], [c[-1] for c in cols],

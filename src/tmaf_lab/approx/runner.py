@@ -1,4 +1,4 @@
-"""Run the study for each target and write config.json, results.json, CSVs and PNGs.
+"""Run the fits for each target and write config.json, results.json, CSVs and PNGs.
 
 One target -> its files go straight into ``out``. Several targets -> one sub-folder per
 target (each a complete run folder with its own config.json and results.json), plus
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tmaf_lab.approx import plots, tables
-from tmaf_lab.approx.study import (
+from tmaf_lab.approx.fit import (
     ApproxConfig,
     build_mlp,
     calibrate_grids,
@@ -101,7 +101,7 @@ def run_target(target: Target, cfg: ApproxConfig, out: Path, argv: list[str], pb
     return result
 
 
-def run_study(cfg: ApproxConfig, targets: list[Target], argv: list[str]) -> list[dict]:
+def run_fits(cfg: ApproxConfig, targets: list[Target], argv: list[str]) -> list[dict]:
     """Run every target; print one table per target to stdout; return all results."""
     from tqdm import tqdm
 

@@ -1,6 +1,6 @@
 """Summarise a frequency x width sweep made of several ``tmaf approx`` output folders.
 
-``python -m tmaf_lab.approx.sweep DIR`` reads every ``DIR/**/results.json``, and writes
+``tmaf approx sweep DIR`` reads every ``DIR/**/results.json``, and writes
 ``DIR/sweep.md`` (one table: target rows, width x activation columns, rel L2 mean ± std)
 and ``DIR/sweep.png`` (rel L2 against the frequency k of the ``sin<k>`` targets, one panel
 per reference width). Nothing is recomputed: every number comes from those files.
@@ -8,25 +8,24 @@ per reference width). Nothing is recomputed: every number comes from those files
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, UsageError, usage_error
+from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import atomic_write_text
 from tmaf_lab.mdtable import markdown_table
+from tmaf_lab.runs import find_runs, read_results
 
 
 def collect(root: Path) -> list[dict]:
     """One row per (results.json, activation) with the summary fields and the width setting."""
     rows = []
-    for path in sorted(root.rglob("results.json")):
-        res = json.loads(path.read_text())
+    for run in find_runs(root):
+        res = read_results(run)
         for act, s in res["summary"].items():
             rows.append({"target": res["target"], "expression": res.get("expression", ""),
                          "ref_width": res.get("reference_width"), "match": res.get("match_params"),
-                         "activation": act, **s, "folder": str(path.parent.relative_to(root))})
+                         "activation": act, **s, "folder": str(run.relative_to(root))})
     return rows
 
 
@@ -84,20 +83,17 @@ def plot(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = OneLineErrorParser(prog="python -m tmaf_lab.approx.sweep",
-                                description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", metavar="DIR", help="folder holding tmaf approx runs")
-    try:
-        root = Path(parser.parse_args(argv).dir)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+def build_parser() -> OneLineErrorParser:
+    parser = OneLineErrorParser(prog="tmaf approx sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", metavar="DIR", type=Path, help="folder holding tmaf approx runs")
+    return parser
+
+
+def run(args) -> int:
+    root = args.dir
     rows = collect(root)
     if not rows:
-        return usage_error(f"no results.json under {str(root)!r}")
+        raise ValueError(f"no results.json under {str(root)!r}")
     text = markdown(rows)
     atomic_write_text(root / "sweep.md", text)
     plot(rows, root / "sweep.png")
@@ -105,5 +101,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    return command_main(build_parser, run, argv)

@@ -1,4 +1,4 @@
-"""Text outputs of the study: the Markdown table printed to stdout and the CSV files."""
+"""Text outputs of the fits: the Markdown table printed to stdout and the CSV files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Target functions for the approximation study: named presets or a user expression.
+"""Target functions for the approximation fits: named presets or a user expression.
 
 Every preset is itself an expression string, run through the same safe parser
 (:mod:`tmaf_lab.approx.expr`) as ``--target EXPR``, so a preset and the text it
@@ -119,7 +119,7 @@ def check_not_singular(target: Target, points: torch.Tensor, values: torch.Tenso
 
     A target such as ``1/x`` on [-1, 1] is finite on the grid (no point is exactly 0) but
     reaches |f| ~ 1e16 next to its pole. One point then holds nearly all of ||f||^2, so the
-    relative L2 error of every fit is ~1.000 whatever the activation, and the study would
+    relative L2 error of every fit is ~1.000 whatever the activation, and the fits would
     measure nothing. Such a target is refused with the point and the share it holds. (A
     narrow but finite spike on a coarse grid can hold half the norm too; the ratio to the
     other points' RMS tells the two apart.)

@@ -1,12 +1,16 @@
 """``tmaf bench``: speed and memory of TMAF against ReLU / PReLU / GELU.
 
 Presets: full (every backend, m and baseline, torch.compile included), ``--quick`` (the speed
-targets of the ``native`` backend at 1 and 2 threads, ~10 min on 2 CPU cores), ``--dry-run``
+targets of the ``native`` backend at 1 and 2 threads, about 10 min), ``--dry-run``
 (tiny shapes, seconds, no torch.compile unless ``--compile``).  Writes to ``--out`` (default
 ``results/bench/<device>``, ``--quick``: ``results/bench/<device>-quick``; dry runs:
 ``runs/bench-dry-run``): config.json (provenance: command, commit, versions, CPU model, native
 ISA, threads), activations.csv, kernels.csv, first_call.csv, train_step.csv, compile_cost.csv,
 targets.csv, summary.md, timing.json.
+
+The tools beside it are sub-commands (:data:`TOOLS`): ``tmaf bench grids``, ``peers``,
+``percall``, ``gpt-arms``, ``compile-cost`` (one compile probe) and ``report`` (recompute the
+summary of a finished run).
 """
 
 from __future__ import annotations
@@ -15,119 +19,54 @@ import dataclasses
 import gc
 import sys
 import time
-from dataclasses import dataclass
 
 import torch
 
 from tmaf_lab.cli import (
-    DEFAULT_THREADS,
     OneLineErrorParser,
     UsageError,
     add_seed_options,
-    reason,
+    add_subcommands,
+    command_main,
     usage_error,
 )
+from tmaf_lab.lists import parse_list
 
-from . import report
+from . import report, speed_targets
 from .candidates import TMAF_BACKENDS, Shape
+from .presets import CUDA_QUICK, PRESETS, BenchConfig
 from .timing import set_clock
 from .train_step import IMAGE_MODELS, MEMORY_FORMATS, MODELS
 
 PARTS = ("act", "kernels", "first", "train", "compile")
-BASELINES = ("relu", "prelu", "gelu")
-# The speed-target shapes: channels outer (NCHW), channels innermost (N, C), channels-last conv.
-TARGET_SHAPES = ("64x64x32x32", "128x64x32x32", "64x256x16x16", "4096x1024", "256x512",
-                 "32x64x56x56-cl")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    preset: str  # full | quick | dry-run
-    device: str
-    out: str
-    parts: tuple[str, ...]
-    shapes: tuple[str, ...]  # Shape names: 64x64x32x32, 4096x1024, 32x64x56x56-cl
-    ms: tuple[int, ...]
-    backends: tuple[str, ...]  # TMAF backends, in TMAF_BACKENDS order ("native" first)
-    baselines: tuple[str, ...]  # ReLU (always) and the other baseline activations
-    compile_baselines: bool  # time the baselines under torch.compile as well
-    repeats: int  # rounds for ReLU, the other baselines, native and compiled TMAF; kernels
-    slow_repeats: int  # rounds for the TMAF "eager" backend
-    reference_ms: tuple[int, ...]  # m values at which the (seconds-per-call) reference is timed
-    warmup: int
-    min_sample_s: float  # each timed sample of a fast candidate lasts at least this long
-    train_models: tuple[str, ...]
-    train_batch: dict
-    train_width: dict
-    train_image: dict  # model -> image side (default: the data set's)
-    train_repeats: int
-    first_call_shapes: tuple[str, ...]  # bases of the new shapes of part "first"
-    compile_probe_shape: tuple[int, ...]
-    compile_probe_specs: tuple[str, ...]
-    threads: tuple[int, ...]  # torch intra-op thread counts, each timed in turn
-    seeds: tuple[int, ...] = (0,)
-    train_memory_formats: tuple[str, ...] = ("contiguous",)  # image models: NCHW, channels-last
-    clock: str = "wall"  # timing.CLOCKS: wall time, or the timing thread's CPU time (1 thread)
-
-
-PRESETS = {
-    "full": dict(shapes=TARGET_SHAPES, ms=(1, 5, 9, 17), backends=TMAF_BACKENDS,
-                 baselines=BASELINES, compile_baselines=True, repeats=15, slow_repeats=3,
-                 reference_ms=(9,), warmup=2, min_sample_s=0.02,
-                 train_models=("mlp", "resnet18"),
-                 train_batch={"mlp": 256, "resnet18": 32, "airbench": 512, "gpt": 32},
-                 train_width={"airbench": 32}, train_image={}, train_repeats=11,
-                 first_call_shapes=("8x64x16x16", "200x512"),
-                 compile_probe_shape=(128, 64, 32, 32),
-                 compile_probe_specs=("relu/compile", "diagonal-m9/native",
-                                      "diagonal-m9/compiled", "tridiagonal-m9/compiled"),
-                 threads=(DEFAULT_THREADS,)),
-    "quick": dict(shapes=TARGET_SHAPES, ms=(9, 17), backends=("native",), baselines=("relu",),
-                  compile_baselines=False, repeats=21, slow_repeats=3, reference_ms=(),
-                  warmup=2, min_sample_s=0.02, train_models=("mlp", "resnet18"),
-                  train_batch={"mlp": 256, "resnet18": 32, "airbench": 512, "gpt": 32},
-                  train_width={"airbench": 32}, train_image={},
-                  train_repeats=11, first_call_shapes=("8x64x16x16", "200x512"),
-                  compile_probe_shape=(64, 64, 32, 32),
-                  compile_probe_specs=("diagonal-m9/native",), threads=(1, 2)),
-    "dry-run": dict(shapes=("8x16", "2x4x5x5", "2x4x5x5-cl"), ms=(1, 9, 17),
-                    backends=("native", "eager", "reference"), baselines=BASELINES,
-                    compile_baselines=False, repeats=3, slow_repeats=2, reference_ms=(1, 9),
-                    warmup=1, min_sample_s=0.0, train_models=("mlp", "resnet18"),
-                    train_batch={"mlp": 4, "resnet18": 2, "airbench": 2, "gpt": 2},
-                    # ResNet-18 at width 4 in channels-last aborts inside torch 2.13.0+cpu at one
-                    # thread (heap corruption with the ReLU, PReLU and GELU models alike)
-                    train_width={"mlp": 16, "resnet18": 8, "airbench": 4, "gpt": 16},
-                    train_image={"resnet18": 8}, train_repeats=2,
-                    first_call_shapes=("2x4x5x5", "3x16"), compile_probe_shape=(8, 16),
-                    compile_probe_specs=("diagonal-m1/compiled",), threads=(DEFAULT_THREADS,)),
+#: The benchmark's tools, ``tmaf bench NAME``: name -> (module, help).
+TOOLS = {
+    "grids": ("tmaf_lab.bench.grids", "per-channel grids against one grid shared by the layer"),
+    "peers": ("tmaf_lab.bench.peer_speed", "the learnable-activation libraries against ReLU"),
+    "percall": ("tmaf_lab.bench.percall", "per-call cost and kernel-only ratios (native backend)"),
+    "gpt-arms": ("tmaf_lab.bench.gpt_arms", "the GPT training step of every gpt-baselines arm"),
+    "compile-cost": ("tmaf_lab.bench.compile_cost",
+                     "one compile probe: first and second call in this process"),
+    "report": ("tmaf_lab.bench.report", "recompute targets.csv and summary.md of a finished run"),
+    "compile-lengths": ("tmaf_lab.bench.compile_lengths",
+                        "the compiled backend fed one sequence length after another"),
+    "module-call": ("tmaf_lab.bench.module_call",
+                    "a module change against a git revision, forward+backward per call"),
 }
-
-
-# --quick on a GPU, where "native" has no kernels and auto's choice, "compiled", compiles for every
-# (shape, m, kind): the one shape and m of the earlier quick preset, one thread (the GPU study
-# runs this with a 120 s limit).
-CUDA_QUICK = dict(shapes=("128x64x32x32",), ms=(9,), threads=(DEFAULT_THREADS,),
-                  train_models=("resnet18",),
-                  train_batch={"mlp": 256, "resnet18": 16, "airbench": 512, "gpt": 32})
 
 
 def _int_list(option: str, text: str, low: int) -> tuple[int, ...]:
     try:
-        values = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise UsageError(f"{option}: expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < low or len(set(values)) != len(values):
-        raise UsageError(f"{option}: expected distinct integers >= {low}, got {text!r}")
-    return values
+        return parse_list(text, int, what="integers", low=low)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _names(option: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    names = tuple(s for s in text.split(",") if s)
-    bad = [s for s in names if s not in allowed]
-    if bad or not names:
-        raise UsageError(f"{option}: expected a comma list of {', '.join(allowed)}, got {text!r}")
-    return names
+    try:
+        return parse_list(text, choices=allowed, distinct=False)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _parser() -> OneLineErrorParser:
@@ -137,7 +76,7 @@ def _parser() -> OneLineErrorParser:
                            allow_abbrev=False)
     p.add_argument("--quick", action="store_true",
                    help="the speed targets: native backend, the target shapes, m=9 and 17, "
-                        "MLP and ResNet-18 steps, at 1 and 2 threads (~10 min on 2 cores)")
+                        "MLP and ResNet-18 steps, at 1 and 2 threads (about 10 min)")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny shapes, seconds (for tests); with --quick: the quick selection "
                         "(native backend, ReLU baseline, m = 9 and 17, 1 and 2 threads) at those sizes")
@@ -166,20 +105,24 @@ def _parser() -> OneLineErrorParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds per fast candidate and kernel (default: the preset's)")
     p.add_argument("--threads", default=None, metavar="T[,T...]",
-                   help=f"torch CPU thread counts to time, each in turn, e.g. 1,2 (default "
-                        f"{DEFAULT_THREADS}; --quick: 1,2, the counts the targets name; "
-                        "0 = torch's default)")
+                   help="torch CPU thread counts to time, each in turn, e.g. 1,2 (default "
+                        "0 = torch's default; --quick: 1,2, the counts the targets name)")
     p.add_argument("--clock", default="wall", choices=("wall", "thread"),
                    help="what a sample measures: wall time (default), or the timing thread's "
                         "CPU time, which leaves out the time other processes take on a shared "
                         "machine (CPU, --threads 1 only)")
     add_seed_options(p, (0,))
+    add_subcommands(p, TOOLS, required=False, title="tools (tmaf bench NAME --help)")
     return p
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
     """The run's configuration; raises :class:`UsageError` for a bad command line."""
-    a = _parser().parse_args(argv)
+    return config_of(_parser().parse_args(argv))
+
+
+def config_of(a) -> BenchConfig:
+    """The run's configuration from parsed options; raises :class:`UsageError`."""
     preset = "dry-run" if a.dry_run else "quick" if a.quick else "full"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -224,9 +167,9 @@ def parse_args(argv: list[str]) -> BenchConfig:
             raise UsageError(f"--repeats: expected >= 1, got {a.repeats}")
         settings["repeats"] = a.repeats
     if a.threads is not None:
-        default = torch.get_num_threads()
-        settings["threads"] = tuple(dict.fromkeys(
-            t or default for t in _int_list("--threads", a.threads, 0)))
+        settings["threads"] = _int_list("--threads", a.threads, 0)
+    default = torch.get_num_threads()  # 0: torch's default for this machine
+    settings["threads"] = tuple(dict.fromkeys(t or default for t in settings["threads"]))
     if a.clock == "thread" and (device != "cpu" or settings["threads"] != (1,)):
         raise UsageError(f"--clock thread times the calling thread's CPU time: it needs --device "
                          f"cpu and --threads 1, got {device} and threads "
@@ -270,11 +213,57 @@ def _save_config(out, cfg: BenchConfig, argv: list[str]) -> dict:
     return record
 
 
+def _time_seed(cfg: BenchConfig, seed: int, backends: tuple[str, ...], device: torch.device,
+               out, results: dict[str, list[dict]], log) -> None:
+    """Time the parts of ``cfg`` that repeat per seed (activations, kernels, first call, training
+    step) with this ``seed``, appending to ``results`` and rewriting each part's CSV in ``out``."""
+    from . import activations, compile_cost, kernels, train_step
+    from .candidates import Spec
+
+    groups = activations.group_specs(cfg.ms, cfg.reference_ms, cfg.compile_baselines, backends,
+                                     cfg.baselines)
+    fast = (cfg.repeats, cfg.warmup, cfg.min_sample_s)
+    reps = {"native": fast, "fast": fast, "eager": (cfg.slow_repeats, 0, 0.0),
+            "reference": (1, 0, 0.0)}
+    shapes = [Shape.parse(s) for s in cfg.shapes]
+    if "act" in cfg.parts:
+        for shape in shapes:
+            results["activations"] += activations.run_shape(
+                shape, groups, device=device, threads=cfg.threads, reps=reps, seed=seed,
+                log=log)
+            report.write_csv(out / "activations.csv", results["activations"])
+    if "kernels" in cfg.parts:
+        for shape in shapes:
+            results["kernels"] += kernels.run_shape(
+                shape, cfg.ms, device=device, threads=cfg.threads, repeats=cfg.repeats,
+                warmup=cfg.warmup, min_sample_s=cfg.min_sample_s, seed=seed, log=log)
+            report.write_csv(out / "kernels.csv", results["kernels"])
+    if "first" in cfg.parts:
+        specs = [Spec("relu", "eager")] + [
+            Spec(k, b, speed_targets.TARGET_M) for b in backends if b != "reference"
+            for k in ("diagonal", "tridiagonal")]
+        results["first_call"] += compile_cost.run_new_shapes(
+            [Shape.parse(s) for s in cfg.first_call_shapes], specs, device=device,
+            threads=cfg.threads, seed=seed, log=log)
+        report.write_csv(out / "first_call.csv", results["first_call"])
+    if "train" in cfg.parts:
+        step_backends = [b for b in backends if b != "reference"]
+        for model in cfg.train_models:
+            results["train_step"] += train_step.run_model(
+                model, train_step.step_specs(step_backends, cfg.baselines, model),
+                batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
+                warmup=1, seed=seed, log=log, threads=cfg.threads,
+                min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),
+                image_size=cfg.train_image.get(model),
+                memory_formats=cfg.train_memory_formats)
+            report.write_csv(out / "train_step.csv", results["train_step"])
+
+
 def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
     from tmaf_lab.runmeta import atomic_write_text, check_writable, write_json
 
-    from . import activations, compile_cost, kernels, train_step
-    from .candidates import Spec
+    from . import activations, compile_cost, kernels, train_step  # noqa: F401  (before the freeze)
+    from .candidates import Spec  # noqa: F401
 
     out = check_writable(cfg.out)
     record = _save_config(out, cfg, argv)
@@ -298,53 +287,17 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
     torch._dynamo.config.cache_size_limit = 256
     results: dict[str, list[dict]] = {k: [] for k in ("activations", "kernels", "first_call",
                                                       "train_step", "compile_cost")}
-    groups = activations.group_specs(cfg.ms, cfg.reference_ms, cfg.compile_baselines, backends,
-                                     cfg.baselines)
-    fast = (cfg.repeats, cfg.warmup, cfg.min_sample_s)
-    reps = {"native": fast, "fast": fast, "eager": (cfg.slow_repeats, 0, 0.0),
-            "reference": (1, 0, 0.0)}
-    shapes = [Shape.parse(s) for s in cfg.shapes]
     for seed in cfg.seeds:
-        if "act" in cfg.parts:
-            for shape in shapes:
-                results["activations"] += activations.run_shape(
-                    shape, groups, device=device, threads=cfg.threads, reps=reps, seed=seed,
-                    log=log)
-                report.write_csv(out / "activations.csv", results["activations"])
-        if "kernels" in cfg.parts:
-            for shape in shapes:
-                results["kernels"] += kernels.run_shape(
-                    shape, cfg.ms, device=device, threads=cfg.threads, repeats=cfg.repeats,
-                    warmup=cfg.warmup, min_sample_s=cfg.min_sample_s, seed=seed, log=log)
-                report.write_csv(out / "kernels.csv", results["kernels"])
-        if "first" in cfg.parts:
-            specs = [Spec("relu", "eager")] + [
-                Spec(k, b, report.TARGET_M) for b in backends if b != "reference"
-                for k in ("diagonal", "tridiagonal")]
-            results["first_call"] += compile_cost.run_new_shapes(
-                [Shape.parse(s) for s in cfg.first_call_shapes], specs, device=device,
-                threads=cfg.threads, seed=seed, log=log)
-            report.write_csv(out / "first_call.csv", results["first_call"])
-        if "train" in cfg.parts:
-            step_backends = [b for b in backends if b != "reference"]
-            for model in cfg.train_models:
-                results["train_step"] += train_step.run_model(
-                    model, train_step.step_specs(step_backends, cfg.baselines, model),
-                    batch=cfg.train_batch[model], device=device, repeats=cfg.train_repeats,
-                    warmup=1, seed=seed, log=log, threads=cfg.threads,
-                    min_sample_s=cfg.min_sample_s, width=cfg.train_width.get(model),
-                    image_size=cfg.train_image.get(model),
-                    memory_formats=cfg.train_memory_formats)
-                report.write_csv(out / "train_step.csv", results["train_step"])
+        _time_seed(cfg, seed, backends, device, out, results, log)
     if "compile" in cfg.parts:
         specs = [spec for spec in map(compile_cost.parse_spec, cfg.compile_probe_specs)
                  if not spec.uses_tmaf or spec.mode in backends]
         results["compile_cost"] = compile_cost.run_probes(specs, cfg.compile_probe_shape,
                                                           device, cfg.threads[0], log)
         report.write_csv(out / "compile_cost.csv", results["compile_cost"])
-    target_rows = report.targets(results["activations"], results["train_step"],
-                                 results["first_call"], results["kernels"],
-                                 record["environment"].get("native_isa") or "")
+    target_rows = speed_targets.targets(results["activations"], results["train_step"],
+                                        results["first_call"], results["kernels"],
+                                        record["environment"].get("native_isa") or "")
     report.write_csv(out / "targets.csv", target_rows)
     atomic_write_text(out / "summary.md", report.markdown(
         results["activations"], results["train_step"], target_rows, results["compile_cost"],
@@ -360,23 +313,11 @@ def run(cfg: BenchConfig, argv: list[str]) -> dict[str, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tmaf_lab.runmeta import OutputFolderError
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["grids"]:  # tmaf bench grids: per-channel vs shared grids
-        from .grids import main as grids_main
+    return command_main(_parser, lambda a: _bench(config_of(a), argv), argv)
 
-        return grids_main(argv[1:])
-    if argv[:1] == ["peers"]:  # tmaf bench peers: the learnable-activation libraries
-        from .peers import main as peers_main
 
-        return peers_main(argv[1:])
-    try:
-        cfg = parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+def _bench(cfg: BenchConfig, argv: list[str]) -> int:
     print(f"benchmark config: {dataclasses.asdict(cfg)}", flush=True)
     try:
         import tmaf  # noqa: F401
@@ -386,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     old_threads = torch.get_num_threads()
     try:
         run(cfg, argv)
-    except OutputFolderError as e:
-        return usage_error(reason(e))
     except AssertionError as e:  # a fast path disagreed with its reference
         print(f"error: correctness check failed: {e}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """The GPT training step of every arm of the gpt-baselines study over ReLU²'s (and GELU's).
 
-    python -m tmaf_lab.bench.gpt_arms --out DIR [--repeats N] [--clock thread] [--dry-run]
+    tmaf bench gpt-arms --out DIR [--repeats N] [--clock thread] [--dry-run]
 
 Builds the ``cpu-gpt-unit`` GPT (4 blocks x 4 heads x 128 wide, context 64, vocabulary 85,
 batch 32, AdamW) once per arm of :data:`tmaf_lab.studies.gpt_baselines.ARMS` with the same
@@ -30,7 +30,7 @@ REFERENCES = ("relu2", "gelu")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineErrorParser(prog="python -m tmaf_lab.bench.gpt_arms",
+    p = OneLineErrorParser(prog="tmaf bench gpt-arms",
                            description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--repeats", type=int, default=15, help="timed rounds (default %(default)s)")
@@ -101,7 +101,7 @@ def run(args) -> int:
     import tmaf
 
     env = {**environment("cpu"), "native_kernels": tmaf.native_status()}
-    command = (f"python -m tmaf_lab.bench.gpt_arms --out {args.out} --clock {args.clock}"
+    command = (f"tmaf bench gpt-arms --out {args.out} --clock {args.clock}"
                + (" --dry-run" if args.dry_run else f" --repeats {repeats} --warmup {warmup}"))
     write_json(out / "config.json", {"command": command, "commit": git_commit(),
                                      "environment": env, "clock": args.clock,
@@ -114,7 +114,3 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return command_main(build_parser, run, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

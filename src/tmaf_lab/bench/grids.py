@@ -32,6 +32,9 @@ from dataclasses import dataclass
 
 import torch
 
+from tmaf_lab.cli import command_main
+from tmaf_lab.lists import parse_list
+
 from .candidates import Shape, breakpoints
 from .timing import paired_ratio, synchronizer, time_interleaved
 
@@ -151,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(prog="tmaf bench grids", description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default=",".join(d.shapes), help="comma list (default: the six)")
     p.add_argument("--m", type=int, default=d.m, help="breakpoints (default %(default)s)")
-    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (default %(default)s, as in the committed tables)")
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
@@ -163,20 +167,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> GridsConfig:
-    args = _parser().parse_args(argv)
+    return config_of(_parser().parse_args(argv))
+
+
+def config_of(args) -> GridsConfig:
     for name in ("m", "threads", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    shapes = tuple(s for s in args.shapes.split(",") if s)
+    shapes = parse_list(args.shapes, what="shapes", example="64x64x32x32", distinct=False)
     for s in shapes:
         Shape.parse(s)
     text = args.backends if args.backends is not None else (
         "eager" if args.dry_run else ",".join(BACKENDS))
-    backends = tuple(b for b in text.split(",") if b)
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad or len(set(backends)) != len(backends):
-        raise ValueError(f"--backends expects distinct names from {', '.join(BACKENDS)}, "
-                         f"got {text!r}")
+    try:
+        backends = parse_list(text, what="backends", choices=BACKENDS, allow_empty=True)
+    except ValueError as e:
+        raise ValueError(f"--backends: {e}") from None
     if args.dry_run:
         shapes, args.repeats = DRY_SHAPES, 3
     return GridsConfig(shapes, args.m, args.threads, args.repeats, args.seed, args.out,
@@ -223,25 +229,13 @@ def run(cfg: GridsConfig, argv: list[str]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from tmaf_lab.runmeta import OutputFolderError
 
-    try:
-        run(cfg, argv)
-    except OutputFolderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    def grids(args) -> int:
+        try:
+            run(config_of(args), argv)
+        except RuntimeError as e:  # no native operators, or a backend disagreed
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return command_main(_parser, grids, argv)

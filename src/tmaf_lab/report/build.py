@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from tmaf_lab.report import figures
-from tmaf_lab.report.collect import ApproxStudy, Collection, TrainRun
+from tmaf_lab.report.collect import ApproxFits, Collection, TrainRun
 from tmaf_lab.report.document import Block, Bullets, Heading, Image, Para, Table
 from tmaf_lab.report.layout import (
     Options,
@@ -65,7 +65,7 @@ def diverged_note(runs) -> str:
     return f" ({n} diverged)" if n else ""
 
 
-def approx_main_table(studies: list[ApproxStudy]) -> Table:
+def approx_main_table(studies: list[ApproxFits]) -> Table:
     acts = sort_activations(r["activation"] for s in studies for r in s.runs)
     rows = []
     for label, s in zip(study_labels(studies), studies, strict=True):
@@ -80,7 +80,7 @@ def approx_main_table(studies: list[ApproxStudy]) -> Table:
                  "Relative L2 error on the held-out grid (lower is better).")
 
 
-def approx_detail_table(study: ApproxStudy, recs: dict[str, dict]) -> Table:
+def approx_detail_table(study: ApproxFits, recs: dict[str, dict]) -> Table:
     by_act = group_by(study.runs, lambda r: r["activation"])
     step = next((r["early"]["step"] for r in recs.values() if "early" in r), None)
     rows = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, UsageError, usage_error
+from tmaf_lab.cli import OneLineErrorParser, UsageError, command_main, usage_error
 from tmaf_lab.report.build import build
 from tmaf_lab.report.collect import collect
 from tmaf_lab.report.document import Heading, Para, to_html, to_markdown
@@ -37,10 +37,10 @@ class ReportConfig:
     activation_channels: int = 4
     copy_images: bool = False
     checkpoints: tuple[str, ...] = ()
-    dry_run: bool = False
+    plan: bool = False  # list what would be reported, write nothing
 
 
-def parse_args(argv: list[str]) -> ReportConfig:
+def _parser() -> OneLineErrorParser:
     p = OneLineErrorParser(prog="tmaf report", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -58,25 +58,30 @@ def parse_args(argv: list[str]) -> ReportConfig:
                    help="(repeatable) folder with reruns of reported train runs (same config and seed) "
                         "whose checkpoints are used for the learned-activation figures only "
                         "(their numbers are not added to the tables)")
-    p.add_argument("--dry-run", action="store_true",
+    p.add_argument("--plan", action="store_true",
                    help="list what would be reported; write nothing")
-    a = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> ReportConfig:
+    return config_of(_parser().parse_args(argv))
+
+
+def config_of(a) -> ReportConfig:
     for name in ("max_images_per_run", "max_activation_figures", "activation_channels"):
         if getattr(a, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
     return ReportConfig(tuple(a.run_dirs), a.out, a.title, a.max_images_per_run,
                         a.max_activation_figures, a.activation_channels, a.copy_images,
-                        tuple(a.checkpoints), a.dry_run)
+                        tuple(a.checkpoints), a.plan)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+    return command_main(_parser, lambda a: report(config_of(a), argv), argv)
+
+
+def report(cfg: ReportConfig, argv: list[str]) -> int:
     missing = [d for d in (*cfg.run_dirs, *cfg.checkpoints) if not Path(d).exists()]
     if missing:
         return usage_error(f"run folder(s) not found: {', '.join(missing)} "
@@ -89,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = (f"found {len(col.approx)} approx stud(ies) with "
                f"{sum(len(s.runs) for s in col.approx)} runs, {len(col.train)} train run(s), "
                f"{len(col.skipped)} skipped")
-    if cfg.dry_run:
-        print(f"[dry-run] {summary}; would write {cfg.out}/report.md and report.html")
+    if cfg.plan:
+        print(f"[plan] {summary}; would write {cfg.out}/report.md and report.html")
         for s in col.skipped:
             print(f"  skipped {s.path}: {s.reason}")
         return 0
@@ -117,7 +122,3 @@ def main(argv: list[str] | None = None) -> int:
     for s in col.skipped:
         print(f"  skipped {s.path}: {s.reason}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,13 +16,13 @@ Nothing in this module raises on bad run data.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tmaf_lab import runs
 from tmaf_lab.report.stats import arm_name
 
 APPROX_REQUIRED = ("activation", "seed", "rel_l2")
@@ -31,7 +31,7 @@ TRAIN_REQUIRED = ("dataset", "model", "activation", "epochs", "seed", "params", 
                   "test_loss", "train_seconds")
 IMAGE_SUFFIXES = (".png",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-RUN_MARKERS = ("config.json", "metrics.jsonl")  # a folder with one of these is a run folder
+RUN_MARKERS = (runs.CONFIG, runs.METRICS)  # a folder with one of these is a run folder
 OWN_OUTPUTS = ("report.md", "reproduce.json")  # folders written by report / reproduce
 
 
@@ -42,7 +42,7 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class ApproxStudy:
+class ApproxFits:
     """One ``tmaf approx`` results.json: one target, several activations x seeds."""
 
     folder: Path
@@ -81,7 +81,7 @@ class TrainRun:
 
 @dataclass
 class Collection:
-    approx: list[ApproxStudy] = field(default_factory=list)
+    approx: list[ApproxFits] = field(default_factory=list)
     train: list[TrainRun] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
@@ -98,18 +98,19 @@ def _is_real(v: Any) -> bool:
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:
+    """(the JSON value, None), or (None, what is wrong with the file)."""
     try:
-        return json.loads(path.read_text()), None
-    except OSError as e:
-        return None, f"cannot read ({e.strerror or e})"
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        return None, f"malformed JSON ({e})"
+        return runs.read_json(path), None
+    except runs.RunFileError as e:
+        return None, e.problem
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
     """``config.json`` as saved by runmeta.save_config; {} when absent or unreadable."""
-    data, err = _read_json(folder / "config.json")
-    return data if err is None and isinstance(data, dict) else {}
+    try:
+        return runs.read_config(folder)
+    except runs.RunFileError:
+        return {}
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> tuple[Path, ...]:
@@ -119,40 +120,30 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> tuple[Path, ...]:
         if not p.is_file() or p.suffix.lower() not in suffixes or p.name.startswith("."):
             continue
         parents = p.relative_to(folder).parents
-        if any((folder / q / "results.json").exists() for q in parents if str(q) != "."):
+        if any(runs.is_finished(folder / q) for q in parents if str(q) != "."):
             continue  # belongs to a nested run
         found.append(p)
     return tuple(found)
 
 
-def read_metrics(path: Path, skipped: list[Skipped]) -> tuple[dict[str, Any], ...]:
-    """Valid lines of a metrics.jsonl; a bad line is reported once per file and dropped."""
+def read_metrics(folder: Path, skipped: list[Skipped]) -> tuple[dict[str, Any], ...]:
+    """Valid rows (objects with a numeric epoch) of ``folder``'s metrics.jsonl; a bad line is
+    reported once per file and dropped; no file: no rows."""
+    path = folder / runs.METRICS
     if not path.exists():
         return ()
-    rows, bad = [], []
+    bad: list[int] = []
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        skipped.append(Skipped(str(path), f"cannot read metrics ({e})"))
+        rows = runs.read_metrics(folder, bad.append, valid=lambda r: _is_number(r.get("epoch")))
+    except runs.RunFileError as e:
+        skipped.append(Skipped(str(path), f"cannot read metrics ({e.problem})"))
         return ()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(i)
-            continue
-        if isinstance(row, dict) and _is_number(row.get("epoch")):
-            rows.append(row)
-        else:
-            bad.append(i)
     if bad:
         skipped.append(Skipped(str(path), f"dropped malformed metrics line(s) {bad[:10]}"))
     return tuple(rows)
 
 
-def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy | None:
+def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxFits | None:
     runs = []
     for i, run in enumerate(data["runs"]):
         where = f"{path} runs[{i}]"
@@ -173,7 +164,7 @@ def _parse_approx(path: Path, data: dict, skipped: list[Skipped]) -> ApproxStudy
         skipped.append(Skipped(str(path), "approx results with no usable runs"))
         return None
     folder = path.parent
-    return ApproxStudy(folder, str(data["target"]), tuple(runs), _read_config(folder),
+    return ApproxFits(folder, str(data["target"]), tuple(runs), _read_config(folder),
                        _files(folder, IMAGE_SUFFIXES), str(data.get("expression", "")))
 
 
@@ -192,7 +183,7 @@ def _parse_train(path: Path, data: dict, skipped: list[Skipped]) -> TrainRun | N
         folder, str(data["dataset"]), str(data["model"]), str(data["activation"]),
         int(data["epochs"]), int(data["seed"]), int(data["params"]), float(data["test_acc"]),
         float(data["test_loss"]), float(data["train_seconds"]),
-        read_metrics(folder / "metrics.jsonl", skipped), _read_config(folder),
+        read_metrics(folder, skipped), _read_config(folder),
         _files(folder, CHECKPOINT_SUFFIXES), _files(folder, IMAGE_SUFFIXES))
 
 
@@ -257,8 +248,7 @@ def collect(paths: list[str | Path]) -> Collection:
         if root.is_file():
             files = [root]
         elif root.is_dir():
-            files = sorted((p for p in root.rglob("results.json")
-                            if not any(s.startswith(".") for s in p.relative_to(root).parts)),
+            files = sorted((d / runs.RESULTS for d in runs.find_runs(root, hidden=False)),
                            key=natural_key)
         else:
             out.skipped.append(Skipped(str(root), "no such file or folder"))

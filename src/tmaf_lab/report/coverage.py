@@ -29,6 +29,7 @@ from tmaf_lab.data import DataError
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
 from tmaf_lab.report.stats import arm_name
+from tmaf_lab.runs import CONFIG, find_runs, read_config
 
 EVAL_BATCH = 1000
 
@@ -39,7 +40,7 @@ def load_trained(run_dir: Path):
     from tmaf_lab.models import create_model
     from tmaf_lab.train import checkpoint as ckpt
 
-    cfg = json.loads((run_dir / "config.json").read_text())["config"]
+    cfg = read_config(run_dir)["config"]
     state = ckpt.load(run_dir)
     if state is None:
         raise ValueError(f"{run_dir}: no {ckpt.NAME}")
@@ -119,12 +120,12 @@ def earlier_rows(path: Path) -> list[dict]:
 
 
 def _coverage(args, argv: list[str] | None) -> int:
-    folders = sorted({r.parent for path in args.paths for r in path.rglob("results.json")})
+    folders = sorted({run for path in args.paths for run in find_runs(path)})
     invocation = list(sys.argv if argv is None else argv)
     kept = [] if args.fresh else earlier_rows(args.out / "coverage.json")
     rows, skipped = [], []
     for folder in folders:
-        if not (folder / "config.json").is_file():
+        if not (folder / CONFIG).is_file():
             continue
         try:
             rows.append({**run_coverage(folder), "argv": invocation})
@@ -152,7 +153,3 @@ def _coverage(args, argv: list[str] | None) -> int:
     atomic_write_text(args.out / "coverage.md", text)
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,6 +10,11 @@
   pre-activations, and for TMAF arms the fraction of them outside the grid and the number of
   the grid's inner intervals holding at least 1 % of them, at step 0, step 300 and the last
   step, each the mean over the blocks and the finished seeds.
+- ``text_finetune FOLDER:REF``: runs started from another run's final checkpoint
+  (``tmaf train --start-from``): per arm, the curve-window validation loss of the source run
+  and of the started model before its first step (results.json ``start``: what a conversion
+  changed), the test loss per seed and its mean, and the paired difference to the arm REF
+  (continued unchanged) with its 95 % t interval.
 """
 
 from __future__ import annotations
@@ -79,3 +84,27 @@ def text_scale_table(folder: Path) -> str:
     return markdown_table(["activation", "seeds", "pre-activation std, step 0 / 300 / end",
                            "outside the grid", "inner intervals with >= 1 %"], rows,
                           align="lllll")
+
+
+def text_finetune_table(folder: Path, reference: str) -> str:
+    runs = _text_results(folder)
+    if reference not in runs:
+        raise ValueError(f"table source {folder} has no finished run of the reference "
+                         f"{reference!r} to pair with")
+    loss = {arm: {r["seed"]: float(r["test_loss"]) for r in rs} for arm, rs in runs.items()}
+    rows = []
+    for arm, rs in runs.items():
+        if any("start" not in r for r in rs):
+            raise ValueError(f"table source {folder}/{arm}: a run has no start in its "
+                             "results.json (not started with --start-from)")
+        jumps = [r["start"]["start_val_loss"] - r["start"]["source_val_loss"] for r in rs]
+        values = loss[arm]
+        rows.append((arm, _seeds_text(set(values)),
+                     ", ".join(f"{r['start']['source_val_loss']:.4f}" for r in rs),
+                     f"{max(jumps, key=abs):+.2e}",
+                     ", ".join(f"{values[s]:.4f}" for s in values),
+                     f"{sum(values.values()) / len(values):.4f}",
+                     "" if arm == reference else _loss_cell(values, loss[reference])))
+    return markdown_table(["activation", "seeds", "source val loss per seed",
+                           "largest val change at the start", "test nats/char per seed", "mean",
+                           f"− {_label(reference)} continued"], rows, align="lllllll")

@@ -1,5 +1,5 @@
 """Learned-activation section: TMAF layers (either form; pwl is the continuous diagonal one)
-rebuilt from each TMAF run's checkpoint and drawn with :mod:`tmaf.plot` (curves vs ReLU,
+rebuilt from each TMAF run's checkpoint and drawn with :mod:`tmaf_lab.report.layer_figures` (curves vs ReLU,
 levels, couplings, dead/linear channels)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def activation_figures(run: TrainRun, ckpt: Path, note: str, opt: Options,
                        skipped: list[Skipped], index: int = 0) -> list[Block]:
     """Figures + dead/linear table for one TMAF run, from a checkpoint of it."""
     try:
-        import tmaf.plot as tplot
+        from tmaf_lab.report import layer_figures as tplot
 
         act = LAB_ACTIVATIONS.get(base_activation(run.arm), base_activation(run.arm))
         form = "continuous" if act.startswith("continuous_") else "jump"

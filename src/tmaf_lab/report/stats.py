@@ -9,8 +9,7 @@ paired seeds. The verdict follows the interval: "better" or "worse" when it excl
 Errors (approx) also get the ratio X / ReLU: the geometric mean over the paired seeds,
 exp(mean of log(X_s / ReLU_s)), with the 95 % t interval of the log ratios mapped back; its
 verdict can differ from the difference's, since one averages on a log scale and the other not.
-The t quantiles come from a table (df 1..30, no scipy needed) and a Cornish-Fisher expansion
-above (error < 1e-4 there).
+The t quantiles come from ``scipy.stats.t``.
 """
 
 from __future__ import annotations
@@ -25,25 +24,17 @@ from tmaf_lab.seedstats import mean_std
 # Display order: references first, the learned rivals, then TMAF variants, then the rest.
 ORDER = ("relu2", "relu", "prelu", "leaky_relu", "leaky_relu2", "gelu", "swiglu", "silu", "xielu",
          "tanh", "pwl", "diagonal", "tridiagonal", "continuous_tridiagonal")
-
-# t_{0.975, df}, df = 1..30 (two-sided 95 %), standard tables (e.g. NIST/SEMATECH 1.3.6.7.2).
-T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-        2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-        2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
-Z975 = 1.959963984540054
-
+#: each TMAF arm's continuous twin (same grid, same parameter count, continuous in y)
+CONTINUOUS_TWIN = {"diagonal": "pwl", "tridiagonal": "continuous_tridiagonal"}
 
 def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1)."""
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1): the factor
+    of a two-sided 95 % t interval (``scipy.stats.t``)."""
     if df < 1:
         raise ValueError(f"t quantile needs df >= 1, got {df}")
-    if df <= len(T975):
-        return T975[df - 1]
-    z = Z975  # Cornish-Fisher expansion in 1/df (Abramowitz & Stegun 26.7.5)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    return z + g1 / df + g2 / df**2 + g3 / df**3
+    from scipy.stats import t  # lazily: scipy takes a while to import
+
+    return float(t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -131,7 +122,7 @@ def arm_name(activation: str, config: Any) -> str:
     config) differs from ``--lr``: ``diagonal (tmaf_lr=0.003)``. Runs of one study are
     compared arm by arm, so a tuned rate is never averaged with the untuned runs."""
     cfg = config if isinstance(config, dict) else {}
-    lr, base = cfg.get("tmaf_lr"), cfg.get("lr")
+    lr, base = cfg.get("act_lr", cfg.get("tmaf_lr")), cfg.get("lr")  # tmaf_lr: older runs
     try:
         same = lr is None or float(lr) == float(base)
     except (TypeError, ValueError):

@@ -6,8 +6,9 @@ difference of test losses with its 95 % t interval; ``seeds_text`` writes a set 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from tmaf_lab.runs import find_runs, read_results
 
 
 def seeds_text(seeds: set[int]) -> str:
@@ -20,8 +21,8 @@ def text_results(folder: Path) -> dict[str, list[dict]]:
     from tmaf_lab.report.stats import sort_activations
 
     runs: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("*/seed*/results.json")):
-        runs.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+    for run in find_runs(folder, "*/seed*"):
+        runs.setdefault(run.parent.name, []).append(read_results(run))
     if not runs:
         raise ValueError(f"table source {folder} has no finished text run (<arm>/seed<S>/results.json)")
     return {arm: sorted(runs[arm], key=lambda r: r["seed"]) for arm in sort_activations(runs)}

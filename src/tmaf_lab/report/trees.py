@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tmaf_lab.cli import OneLineErrorParser, command_main, usage_error
 from tmaf_lab.files import atomic_write_text, write_json
+from tmaf_lab.lists import parse_list
 from tmaf_lab.mdtable import markdown_table
 from tmaf_lab.report.collect import collect
 from tmaf_lab.report.stats import fmt, order_key, paired, ratio_record, verdict
@@ -139,7 +140,7 @@ def _compare(args) -> int:
     for path in (args.base, args.variant):
         if not path.is_dir():
             return usage_error(f"{path} is not a folder")
-    acts = set(args.activations.split(",")) if args.activations else None
+    acts = set(parse_list(args.activations, what="activation names")) if args.activations else None
     train = compare_groups(train_values(args.base, acts), train_values(args.variant, acts),
                            "train")
     approx = compare_groups(approx_values(args.base, acts), approx_values(args.variant, acts),
@@ -154,7 +155,3 @@ def _compare(args) -> int:
                                          "train": train, "approx": approx})
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

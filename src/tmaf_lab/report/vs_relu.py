@@ -9,10 +9,11 @@ machine-readable summary of a study.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict
 
 from tmaf.factory import is_tmaf_name
-from tmaf_lab.report.collect import ApproxStudy, Collection, TrainRun
+from tmaf_lab.report.collect import ApproxFits, Collection, TrainRun
 from tmaf_lab.report.document import Table
 from tmaf_lab.report.layout import setting_label, train_groups
 from tmaf_lab.report.stats import (
@@ -98,7 +99,7 @@ EARLY = 0.1  # approx: also compare at the history point nearest 10 % of the run
 LATE = 0.9  # ... and measure how much each activation still improved over the last 10 %
 
 
-def history_step(study: ApproxStudy, fraction: float) -> int | None:
+def history_step(study: ApproxFits, fraction: float) -> int | None:
     """The recorded step nearest ``fraction`` x the last one (e.g. 1000 of 10000), when the
     runs recorded at least 5 points and it is not the last step; else None."""
     steps = sorted({h["step"] for r in study.runs for h in r.get("history") or []
@@ -109,7 +110,7 @@ def history_step(study: ApproxStudy, fraction: float) -> int | None:
     return int(best) if best != steps[-1] else None
 
 
-def early_step(study: ApproxStudy) -> int | None:
+def early_step(study: ApproxFits) -> int | None:
     """:func:`history_step` at EARLY (10 %) of the run."""
     return history_step(study, EARLY)
 
@@ -124,13 +125,13 @@ def last_tenth(runs: list[dict], step: int | None) -> dict | None:
     """Error at the end / error at ``step`` (the LATE point), geometric mean over the runs
     with both (positive) values: near 1 once training has stopped improving."""
     pairs = [(float(r["rel_l2"]), _at(r, step)) for r in runs]
-    logs = [math.log(end / late) for end, late in pairs if late and end > 0 and late > 0]
-    if not logs:
+    ratios = [end / late for end, late in pairs if late and end > 0 and late > 0]
+    if not ratios:
         return None
-    return {"from_step": step, "n": len(logs), "ratio": math.exp(sum(logs) / len(logs))}
+    return {"from_step": step, "n": len(ratios), "ratio": statistics.geometric_mean(ratios)}
 
 
-def approx_records(studies: list[ApproxStudy], labels: list[str]) -> list[dict]:
+def approx_records(studies: list[ApproxFits], labels: list[str]) -> list[dict]:
     """Relative L2 error per study (lower is better); diverged runs are left out. With an
     error history, ``early`` holds the same comparison at :func:`early_step` (has the gap to
     ReLU grown, held or vanished since then?)."""
@@ -249,7 +250,7 @@ def by_activation(records: list[dict], group: str) -> dict[str, dict]:
     return {r["activation"]: r for r in records if r["group"] == group}
 
 
-def study_labels(studies: list[ApproxStudy]) -> list[str]:
+def study_labels(studies: list[ApproxFits]) -> list[str]:
     """The study folder relative to the searched root (e.g. 'default/highfreq'), with the
     target appended when the folder is not named after it; the target alone for a root."""
     labels = []

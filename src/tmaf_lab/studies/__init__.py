@@ -7,7 +7,8 @@ import importlib
 
 from tmaf_lab.study import Study
 
-NAMES = ("approx", "train", "converged", "tuning", "calibration", "gpt", "cifar", "gpt_baselines")
+NAMES = ("approx", "train", "converged", "tuning", "calibration", "gpt", "cifar", "gpt_baselines",
+         "gpu", "full")
 STUDIES: dict[str, Study] = {
     (study := importlib.import_module(f"tmaf_lab.studies.{name}").STUDY).name: study
     for name in NAMES}

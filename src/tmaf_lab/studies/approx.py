@@ -1,10 +1,20 @@
-"""Function approximation at default and varied settings (results/approx; pilot/ is
-described in its README). Each run keeps its standard output tables in <name>.stdout.md."""
+"""Function approximation at default and varied settings (results/approx). Each run keeps its
+standard output tables in <name>.stdout.md. pilot: the wave packet at 1000 steps, seeds 0-1,
+diagonal TMAF at other grids (m, R) and level learning rates, and ReLU (the pilot in
+results/approx/README.md)."""
 
 from tmaf_lab.study import Run, Study, approx_run
 
 SIN = tuple(a for k in (1, 4, 8, 16, 32) for a in ("--target", f"sin{k}"))
 MULTI = ("summary.csv",)
+# (folder, options, activations) of the pilot
+PILOT = (("m9r2", (), "relu,diagonal"),
+         ("m5r2", ("--breakpoints", "5", "--bp-range", "2"), "diagonal"),
+         ("m17r2", ("--breakpoints", "17", "--bp-range", "2"), "diagonal"),
+         ("m9r3", ("--breakpoints", "9", "--bp-range", "3"), "diagonal"),
+         ("m9r1", ("--breakpoints", "9", "--bp-range", "1"), "diagonal"),
+         ("lr1e-2", ("--tmaf-lr", "1e-2"), "diagonal"),
+         ("lr3e-4", ("--tmaf-lr", "3e-4"), "diagonal"))
 
 
 def _run(name, options, folder=None):
@@ -40,6 +50,10 @@ STUDY = Study(
                                            "--no-plots", "--init", "torch")),),
         "chirp_localized": (_run("chirp_localized", ("--target", "chirp", "--target",
                                                      "localized", "--seeds", "0,1")),),
+        "pilot": tuple(approx_run(f"pilot/{name}", ("--target", "packet", "--steps", "1000",
+                                                    "--activations", acts, *options,
+                                                    "--seeds", "0,1"))
+                       for name, options, acts in PILOT),
     },
     reports=(("report", "{out}", "--out", "{out}/report"),),
 )

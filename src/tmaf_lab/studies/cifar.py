@@ -13,7 +13,7 @@ results/cifar/cifar10-airbench/<arm>/seed<S>.
 
 from dataclasses import replace
 
-from tmaf_lab.study import Run, Study, train_grid
+from tmaf_lab.study import CPU_RUN, Run, Study, train_grid
 
 RECIPE = ("--recipe", "cpu-cifar")
 ARMS = ("relu", "gelu", "pwl", "diagonal", "tridiagonal")
@@ -35,8 +35,7 @@ _MAIN = _streams(train_grid(_GRID, ("cifar10",), range(3), ARMS, RECIPE, gate=Tr
 def _pilot() -> tuple[Run, ...]:
     recipe = next(r for r in _MAIN if r.arm == "relu" and r.seed == 0)
     return (recipe, *(Run("train", f"pilot/{name}/relu/seed0",
-                          ("cifar10", *RECIPE, *options, "--seeds", "0", "--threads", "1",
-                           "--device", "cpu"),
+                          ("cifar10", *RECIPE, *options, "--seeds", "0", *CPU_RUN),
                           stream="BA"[i % 2], arm="relu", seed=0, resume=True, dataset="cifar10")
                       for i, (name, options) in enumerate(ABLATIONS)))
 

@@ -13,7 +13,7 @@ adds continuous_tridiagonal to the Fashion-MNIST CNN (seeds 0-2, paired with the
 pwl and tridiagonal runs of cnn/fashion-mnist).
 
 The peer libraries (part peers-approx, not run by default; needs the optional peers of
-tmaf_lab.peers): the same six fits at width 32 (10000 steps, seeds 0-4) with pwl_knots (the
+tmaf_lab.peer_activations): the same six fits at width 32 (10000 steps, seeds 0-4) with pwl_knots (the
 core's continuous_diagonal trained through its knot values), DeepSplines' deepbspline,
 rational-activations' rational and pykan's kan layer, each parameter-matched to ReLU, in
 approx-peers/w32/<target>; they pair by seed with relu, pwl and diagonal of approx/w32/<target>

@@ -14,10 +14,13 @@ from the main part's results.json files once every main run has finished, unless
 :data:`LONG_ARMS` pins them (set it to the chosen arms when the part starts, so its plan does
 not move). Runs: results/gpt-baselines/shakespeare-gpt-unit-6000/<arm>/seed<S>.
 
-match: the TMAF arm of the main part with the lowest mean test loss (or :data:`MATCH_FORM`),
-started from ReLU² by the function-matching start (``FORM@relu2``: init="match",
-match="relu2"), seeds 0-4 under the main part's protocol, beside its arms. Planned only where
-the core has init="match"; the form is read like the long part's arms.
+match: the TMAF form :data:`MATCH_FORM` started from ReLU² by the function-matching start
+(``FORM@relu2``: init="match", match="relu2"), seeds 0-4 under the main part's protocol,
+beside its arms. Planned only where the core has init="match". The form is pinned to
+continuous_tridiagonal_knots before the main part finished, so that this part and the
+finetune part run beside it: it is the one TMAF form resolved above ReLU in the GELU-init GPT
+study (results/gpt) and the best form of the Fashion-MNIST CNN. With MATCH_FORM = None the
+form is the TMAF arm of the finished main part with the lowest mean test loss.
 
 finetune: the main part's ReLU² models (seeds 0-2, their final checkpoint.pt) continued for
 1000 steps (the recipe's warm-up and cosine over them, peak lr 3e-4), once as they are
@@ -45,8 +48,8 @@ LONG_SEEDS = range(3)
 LONG_ARMS: tuple[str, ...] | None = None
 TMAF_ARMS = ("diagonal", "pwl_knots", "continuous_tridiagonal_knots")
 MATCH_FUNCTION = REFERENCE
-#: the TMAF form of the match part, pinned once chosen (None: the best of TMAF_ARMS)
-MATCH_FORM: str | None = None
+#: the TMAF form of the match and finetune parts (None: the best of TMAF_ARMS in the main part)
+MATCH_FORM: str | None = "continuous_tridiagonal_knots"
 
 _MAIN = train_grid(MAIN, ("shakespeare",), SEEDS, ARMS, RECIPE)
 

@@ -3,9 +3,8 @@ images) and CIFAR-10 (fastnet width 16 on a 10000-image subset, 3 epochs) at sma
 budgets: relu, diagonal, tridiagonal. Stream A: the MLPs then CIFAR-10; B: the CNNs.
 """
 
-from tmaf_lab.study import Run, Study
+from tmaf_lab.study import CPU_RUN, Run, Study
 
-COMMON = ("--threads", "1", "--device", "cpu")
 TMAF3 = ("relu", "diagonal", "tridiagonal")
 
 
@@ -13,7 +12,7 @@ def _grid(ds, model, arms, seeds, options, stream):
     folder = f"{ds}-{model}"
     return tuple(Run("train", f"{folder}/{act}", (
         ds, "--model", model, *options, "--activation", act, "--seeds",
-        ",".join(map(str, seeds)), *COMMON), stream=stream, arm=act, resume=True, dataset=ds,
+        ",".join(map(str, seeds)), *CPU_RUN), stream=stream, arm=act, resume=True, dataset=ds,
         markers=tuple(f"seed{s}/results.json" for s in seeds)) for act in arms)
 
 

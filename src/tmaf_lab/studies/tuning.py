@@ -11,7 +11,7 @@ named --act-lr live in <act>-tmaf-lr<LR>/ and count as done).
 
 from pathlib import Path
 
-from tmaf_lab.study import Run, Study
+from tmaf_lab.study import CPU_RUN, Run, Study
 
 ARMS = ("prelu", "pwl", "diagonal", "tridiagonal")
 RATES = ("3e-4", "1e-3", "3e-3", "1e-2")
@@ -21,7 +21,7 @@ STREAM = {"mnist": "A", "fashion-mnist": "B"}
 def _search() -> tuple[Run, ...]:
     return tuple(Run("train", f"tuning/{ds}/{act}/lr{lr}", (
         ds, "--recipe", "converged-mlp", "--activation", act, "--act-lr", lr,
-        "--val-split", "10000", "--seeds", "0", "--threads", "1", "--device", "cpu"),
+        "--val-split", "10000", "--seeds", "0", *CPU_RUN),
         stream=STREAM[ds], arm=act, seed=0, resume=True, dataset=ds)
         for ds in STREAM for act in ARMS for lr in RATES)
 
@@ -43,7 +43,7 @@ def _final(out: Path) -> list[Run]:
                 arm = f"{act}-tmaf-lr{lr}"
             runs.append(Run("train", f"mlp/{ds}/{arm}/seed{seed}", (
                 ds, "--recipe", "converged-mlp", "--activation", act, "--act-lr", str(lr),
-                "--seeds", str(seed), "--threads", "1", "--device", "cpu"),
+                "--seeds", str(seed), *CPU_RUN),
                 stream=STREAM[ds], arm=arm, seed=seed, resume=True, dataset=ds))
     return runs
 

@@ -1,9 +1,10 @@
 """Run a study's plan: status of each run, the command it is, streams side by side, the gate.
 
-Each run is a child process (``python -m tmaf_lab COMMAND ...`` under ``nice -n 5``, one
-torch thread), so a failed or killed run never takes the study down and N streams use N
-cores, one run per core. Runs of one stream go in order; with ``--streams N`` the
-streams are dealt to N workers round-robin.
+Each run is a child process (``python -m tmaf_lab COMMAND ...`` under ``nice -n 5``; CPU
+runs pass ``--threads 1``), so a failed or killed run never takes the study down and N streams
+use N cores, one run per core. Runs of one stream go in order; with ``--streams N`` the
+streams are dealt to N workers round-robin. With a deadline, a stream starts no round of
+seeds (its runs of one seed) that the slowest round so far says would end after it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import subprocess
 import sys
 import threading
-import traceback
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from tmaf_lab.study import Run
 
-SCRIPT = {"sweep": ("tmaf_lab.approx.sweep",)}
+clock = time.monotonic  # the deadline's clock (tests replace it)
 
 
 def status(run: Run, out: Path) -> str:
@@ -35,16 +36,15 @@ def status(run: Run, out: Path) -> str:
 
 
 def command(run: Run, out: Path) -> list[str]:
-    """The run's command line after ``tmaf`` (``sweep``: after ``python -m``)."""
+    """The run's command line after ``tmaf``."""
     folder = str(out / run.folder)
     if run.command == "sweep":
-        return ["tmaf_lab.approx.sweep", folder]
+        return ["approx", "sweep", folder]
     return [run.command, *run.options, "--out", folder, *(["--resume"] if run.resume else [])]
 
 
 def shown(run: Run, out: Path) -> str:
-    prefix = "python -m" if run.command == "sweep" else "tmaf"
-    return " ".join([prefix, *command(run, out)])
+    return " ".join(["tmaf", *command(run, out)])
 
 
 def data_missing(dataset: str | None) -> str | None:
@@ -60,24 +60,6 @@ def data_missing(dataset: str | None) -> str | None:
     except DataError as e:
         return str(e)
     return None
-
-
-def call(kind: str, argv: tuple[str, ...] | list[str]) -> tuple[int, str]:
-    """Run ``tmaf KIND ARGV`` (``sweep``: the sweep summary) in this process; (exit code,
-    error text with traceback). One failed run must not stop a study, so every error of the
-    command is caught and returned."""
-    if kind == "approx":
-        from tmaf_lab.approx.cli import main
-    elif kind == "sweep":
-        from tmaf_lab.approx.sweep import main
-    else:
-        from tmaf_lab.train.cli import main
-    try:
-        return int(main(list(argv)) or 0), ""
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # noqa: BLE001 - one failed run must not stop the study
-        return 1, "".join(traceback.format_exception(e)).strip()
 
 
 def run_data_missing(run: Run) -> str | None:
@@ -137,10 +119,12 @@ def log(message: str) -> None:
 
 
 def launch(run: Run, out: Path) -> int:
-    """Run one command as a child process at 1 thread; its exit code."""
-    argv = [sys.executable, "-m", *(SCRIPT.get(run.command) or ("tmaf_lab",))]
-    argv += command(run, out)[1:] if run.command == "sweep" else command(run, out)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """Run one command as a child process; its exit code. A run given ``--threads 1`` also
+    gets OMP_NUM_THREADS=1, so its libraries start no thread pools of their own."""
+    argv = [sys.executable, "-m", "tmaf_lab", *command(run, out)]
+    opts = run.options
+    one_thread = any(a == "--threads" and b == "1" for a, b in zip(opts, opts[1:], strict=False))
+    env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if one_thread else {})}
     sink = None
     if run.stdout:
         (out / run.stdout).parent.mkdir(parents=True, exist_ok=True)
@@ -153,14 +137,44 @@ def launch(run: Run, out: Path) -> int:
             sink.close()
 
 
-def run_stream(runs: list[Run], out: Path) -> dict[str, str]:
-    """Every run in order; a stream stops at a failed run or a missed competence bar (its
-    later runs are ``not run``). Returns folder -> done | failed | skipped | below-bar |
-    not run."""
+class Rounds:
+    """The deadline of a stream: a round is its consecutive runs of one seed; no round starts
+    when the slowest round so far would end after ``deadline`` (a :data:`clock` time,
+    None: no deadline), and no run starts after it."""
+
+    def __init__(self, deadline: float | None):
+        self.deadline, self.seed, self.started, self.slowest = deadline, None, None, 0.0
+
+    def may_start(self, run: Run) -> str | None:
+        """None when ``run`` may start, else why not."""
+        if self.deadline is None:
+            return None
+        now = clock()
+        if run.seed != self.seed:  # a new round
+            if self.started is not None:
+                self.slowest = max(self.slowest, now - self.started)
+            self.seed, self.started = run.seed, now
+            if self.slowest and now + self.slowest > self.deadline:
+                return (f"a round of seeds takes about {self.slowest:.0f} s and "
+                        f"{max(self.deadline - now, 0):.0f} s are left")
+        return "the deadline passed" if now > self.deadline else None
+
+
+def run_stream(runs: list[Run], out: Path, deadline: float | None = None) -> dict[str, str]:
+    """Every run in order; a stream stops at a failed run, a missed competence bar or the
+    deadline (its later runs are ``not run``). Returns folder -> done | failed | skipped |
+    below-bar | not run."""
     result: dict[str, str] = {}
     stopped: set[str] = set()
+    rounds = Rounds(deadline)
     for run in runs:
         missing = run_data_missing(run)
+        late = None if run.stream in stopped or missing or status(run, out) == "done" \
+            else rounds.may_start(run)
+        if late:
+            log(f"stream {run.stream} stops before {run.folder}: {late} (rerun the same "
+                "command to continue)")
+            stopped.add(run.stream)
         if run.stream in stopped or missing:
             if missing:
                 log(f"skip {run.folder}: {missing}")
@@ -186,13 +200,15 @@ def run_stream(runs: list[Run], out: Path) -> dict[str, str]:
     return result
 
 
-def execute(runs: list[Run], out: Path, streams: int = 1) -> dict[str, str]:
-    """All runs, their streams dealt to ``streams`` workers; folder -> outcome."""
+def execute(runs: list[Run], out: Path, streams: int = 1,
+            deadline: float | None = None) -> dict[str, str]:
+    """All runs, their streams dealt to ``streams`` workers; folder -> outcome. ``deadline``
+    (a :data:`clock` time): see :class:`Rounds`."""
     order = list(dict.fromkeys(r.stream for r in runs))
     workers = [[r for r in runs if order.index(r.stream) % streams == i]
                for i in range(min(streams, len(order)) or 1)]
     outcome: dict[str, str] = {}
     with ThreadPoolExecutor(len(workers)) as pool:
-        for part in pool.map(lambda rs: run_stream(rs, out), workers):
+        for part in pool.map(lambda rs: run_stream(rs, out, deadline), workers):
             outcome.update(part)
     return outcome

@@ -30,8 +30,8 @@ from ..cli import (
     OneLineErrorParser,
     UsageError,
     add_seed_options,
+    command_main,
     reason,
-    usage_error,
 )
 from ..data import (
     DATASET_NAMES,
@@ -57,10 +57,69 @@ DRY_RUN_TEST = 256
 DRY_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
+#: The numeric options, ``--NAME``: (name, type, help); their defaults are TrainConfig's.
+_NUMERIC_OPTIONS = (
+    ("epochs", int, "training epochs"), ("batch-size", int, "global batch size"),
+    ("lr", float, "peak learning rate"), ("momentum", float, "SGD momentum"),
+    ("weight-decay", float, "weight decay of the non-TMAF parameters"),
+    ("act-lr", float, "learning rate of the learned-activation parameters: TMAF "
+                      "levels, PReLU and pwl slopes (None: --lr; also --tmaf-lr)"),
+    ("tmaf-weight-decay", float, "weight decay of the learned-activation parameters"),
+    ("warmup", float, "fraction of steps of linear warm-up (onecycle)"),
+    ("label-smoothing", float, "cross-entropy label smoothing"),
+    ("width", int, "model width (None: the model's default)"),
+    ("subset", int, "train on the first N images (None: all)"),
+    ("test-subset", int, "test on the first N images (None: all)"),
+    ("eval-batch-size", int, "batch size for evaluation"),
+    ("steps", int, "training steps (shakespeare; the budget instead of epochs)"),
+    ("context", int, "tokens per training window (shakespeare)"),
+    ("depth", int, "transformer blocks (gpt; None: 4)"),
+    ("heads", int, "attention heads (gpt; None: 4)"),
+    ("eval-every", int, "steps between validation-curve points (shakespeare)"),
+    ("eval-windows", int, "fixed validation windows per curve point (shakespeare)"),
+    ("whiten-bias-epochs", int, "epochs in which the whitening stem's bias trains "
+                                "(airbench-white)"),
+    ("ema", float, "decay per step of an exponential moving average of the weights "
+                   "(and BatchNorm statistics) that is evaluated instead (0: off)"),
+    ("bn-bias-lr-scale", float, "learning rate of the BatchNorm shifts: --lr times this, "
+                                "their weight decay divided by it"))
+
+
+#: Help of the options with a fixed set of values (config.CHOICES), by key.
+_CHOICE_HELP = {
+    "optimizer": "adamw (decoupled weight decay) or sgd (Nesterov); adam: older name of adamw",
+    "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
+    "augment": "on = pad-4 random crop + flip, shift = pad-2 crop without flip, "
+               "flip-shift = pad-2 crop + flip; auto = on for cifar10",
+    "amp": "mixed precision; auto = bf16 (else fp16) on GPU, off on CPU",
+    "tta": "test-time augmentation of the final evaluation: the mean logits over "
+           "the image and its mirror (flip), and over both shifted one pixel up-left "
+           "and down-right (flip-translate); the per-epoch evaluations use none",
+    "memory_format": "layout of images and convolution weights: channels-last is "
+                     "1.6-1.7x faster for the CIFAR convnets on the CPU (oneDNN)",
+    "weight_decay_on": "which weights --weight-decay applies to: all (every weight "
+                       "but the learned activations') or matrices (those of >= 2 "
+                       "dimensions: no decay on norm gains and biases)",
+    "gpt_init": "gpt initialisation: gpt2 (every weight N(0, 0.02)) or unit (the MLP's "
+                "input matrix N(0, 1/width): pre-activations at about unit scale)",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = OneLineErrorParser(prog="tmaf train", description=__doc__.split("\n\n")[0],
                            allow_abbrev=False)
+    _add_what_options(p, d)
+    _add_numeric_options(p, d)
+    _add_run_options(p, d)
+    _add_choice_options(p, d)
+    add_seed_options(p, (d.seed,))
+    _add_process_options(p, d)
+    return p
+
+
+def _add_what_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """What is trained: the data set, a recipe, the model and its activation."""
     p.add_argument("dataset", choices=DATASET_NAMES, metavar="DATASET",
                    help=f"one of {', '.join(DATASET_NAMES)}")
     p.add_argument("--recipe", default=None, choices=tuple(RECIPES),
@@ -70,35 +129,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", default=d.activation,
                    help="relu, prelu, gelu, silu, leaky_relu, tanh, pwl, diagonal, tridiagonal, "
                         "banded<b>, full (default %(default)s)")
-    for name, typ, text in (
-            ("epochs", int, "training epochs"), ("batch-size", int, "global batch size"),
-            ("lr", float, "peak learning rate"), ("momentum", float, "SGD momentum"),
-            ("weight-decay", float, "weight decay of the non-TMAF parameters"),
-            ("act-lr", float, "learning rate of the learned-activation parameters: TMAF "
-                              "levels, PReLU and pwl slopes (None: --lr; also --tmaf-lr)"),
-            ("tmaf-weight-decay", float, "weight decay of the learned-activation parameters"),
-            ("warmup", float, "fraction of steps of linear warm-up (onecycle)"),
-            ("label-smoothing", float, "cross-entropy label smoothing"),
-            ("width", int, "model width (None: the model's default)"),
-            ("subset", int, "train on the first N images (None: all)"),
-            ("test-subset", int, "test on the first N images (None: all)"),
-            ("eval-batch-size", int, "batch size for evaluation"),
-            ("steps", int, "training steps (shakespeare; the budget instead of epochs)"),
-            ("context", int, "tokens per training window (shakespeare)"),
-            ("depth", int, "transformer blocks (gpt; None: 4)"),
-            ("heads", int, "attention heads (gpt; None: 4)"),
-            ("eval-every", int, "steps between validation-curve points (shakespeare)"),
-            ("eval-windows", int, "fixed validation windows per curve point (shakespeare)"),
-            ("whiten-bias-epochs", int, "epochs in which the whitening stem's bias trains "
-                                        "(airbench-white)"),
-            ("ema", float, "decay per step of an exponential moving average of the weights "
-                           "(and BatchNorm statistics) that is evaluated instead (0: off)"),
-            ("bn-bias-lr-scale", float, "learning rate of the BatchNorm shifts: --lr times this, "
-                                        "their weight decay divided by it")):
-        key = "tmaf_lr" if name == "act-lr" else name.replace("-", "_")
+
+
+def _add_numeric_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The numeric options of :data:`_NUMERIC_OPTIONS` (``--act-lr`` also as ``--tmaf-lr``)."""
+    for name, typ, text in _NUMERIC_OPTIONS:
+        key = name.replace("-", "_")
         alias = ["--tmaf-lr"] if name == "act-lr" else []  # the spelling of older configs
         p.add_argument(f"--{name}", *alias, dest=key, type=typ, default=getattr(d, key),
                        help=f"{text} (default %(default)s)")
+
+
+def _add_run_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """Calibration, validation split, the run to start from and the thread count."""
     p.add_argument("--calibrate", type=int, default=d.calibrate, metavar="N",
                    help="before the first step, move every TMAF grid to per-channel quantiles "
                         "of its inputs on N training batches (tmaf.calibrate; default 0: off)")
@@ -111,26 +154,18 @@ def _parser() -> argparse.ArgumentParser:
                         "(its checkpoint.pt); MLP activations other than its own keep their "
                         "start, e.g. FORM@relu2 (tmaf_lab/train/start_from.py)")
     p.add_argument("--threads", type=int, default=d.threads, help=THREADS_HELP)
-    helps = {"optimizer": "adamw (decoupled weight decay) or sgd (Nesterov); adam: older name of adamw",
-             "schedule": "per-step LR: onecycle (warm-up + cosine), cosine, constant",
-             "augment": "on = pad-4 random crop + flip, shift = pad-2 crop without flip, "
-                        "flip-shift = pad-2 crop + flip; auto = on for cifar10",
-             "amp": "mixed precision; auto = bf16 (else fp16) on GPU, off on CPU",
-             "tta": "test-time augmentation of the final evaluation: the mean logits over "
-                    "the image and its mirror (flip), and over both shifted one pixel up-left "
-                    "and down-right (flip-translate); the per-epoch evaluations use none",
-             "memory_format": "layout of images and convolution weights: channels-last is "
-                              "1.6-1.7x faster for the CIFAR convnets on the CPU (oneDNN)",
-             "weight_decay_on": "which weights --weight-decay applies to: all (every weight "
-                                "but the learned activations') or matrices (those of >= 2 "
-                                "dimensions: no decay on norm gains and biases)",
-             "gpt_init": "gpt initialisation: gpt2 (every weight N(0, 0.02)) or unit (the MLP's "
-                         "input matrix N(0, 1/width): pre-activations at about unit scale)"}
+
+
+def _add_choice_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The options of config.CHOICES, with their help from :data:`_CHOICE_HELP`."""
     for key, choices in CHOICES.items():
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, choices=choices,
                        default=getattr(d, key),
-                       help=f"{helps[key]} (default %(default)s)")
-    add_seed_options(p, (d.seed,))
+                       help=f"{_CHOICE_HELP[key]} (default %(default)s)")
+
+
+def _add_process_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """Device, backend, determinism, the run folder, resume and the dry run."""
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", default=None,
                    help="TMAF backend for tmaf.set_backend (auto, native, compiled, eager, reference)")
@@ -141,7 +176,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--dry-run", action="store_true",
                    help="2 steps of 1 epoch on tiny data (synthetic if DATASET is not installed)")
-    return p
 
 
 def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
@@ -331,21 +365,15 @@ def resolved_config(argv: list[str], seed: int) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
+    return command_main(_parser, lambda _: _train(argv), argv,
+                        errors=(RunError, DataError, OutputFolderError))
+
+
+def _train(argv: list[str]) -> int:
+    args = parse_args(argv)  # again, with the recipe's values as defaults
     try:
         return run(args, ["tmaf", "train", *argv])
-    except (RunError, DataError, UsageError, OutputFolderError) as e:
-        return usage_error(reason(e))
     except KeyboardInterrupt:  # a second Ctrl-C: the last saved checkpoint is kept
         print("interrupted again: stopped without saving; the last checkpoint is kept "
               "(continue with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

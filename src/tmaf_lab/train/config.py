@@ -17,7 +17,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     weight_decay_on: str = "all"      # all (every non-activation weight) | matrices (>= 2-D only)
-    tmaf_lr: float | None = None      # learning rate of the TMAF levels (None: same as --lr)
+    act_lr: float | None = None       # learning rate of the learned-activation parameters
+    #                                   (None: same as --lr); recorded as tmaf_lr before
     tmaf_weight_decay: float = 0.0
     schedule: str = "onecycle"        # onecycle (warm-up + cosine) | cosine | constant, per step
     warmup: float = 0.1               # fraction of all steps spent warming up (onecycle)
@@ -31,7 +32,7 @@ class TrainConfig:
     test_subset: int | None = None    # first N test images (None: all)
     eval_batch_size: int = 1000
     device: str = "auto"              # auto | cpu | cuda | cuda:N
-    threads: int = 1                  # torch CPU threads (0: torch's default)
+    threads: int = 0                  # torch CPU threads (0: torch's default)
     amp: str = "auto"                 # auto (bf16/fp16 on GPU, off on CPU) | off | bf16 | fp16
     backend: str | None = None        # TMAF backend (tmaf.set_backend); None: TMAF_BACKEND/auto
     deterministic: bool = True        # torch.use_deterministic_algorithms (exact CPU resume)
@@ -85,10 +86,19 @@ ADDED_LATER = {"recipe": None, "calibrate": 0, "val_split": 0, "steps": None, "c
                "weight_decay_on": "all", "gpt_init": "gpt2", "start_from": None}
 
 
+# Fields renamed since runs were recorded: the recorded name -> today's.
+RENAMED = {"tmaf_lr": "act_lr"}
+
+
+def upgraded(saved: dict) -> dict:
+    """A recorded config under today's field names, with the fields added since it was written."""
+    return {**ADDED_LATER, **{RENAMED.get(k, k): v for k, v in saved.items()}}
+
+
 def config_diff(saved: dict, current: TrainConfig) -> list[str]:
     """The fields (other than RESUME_FREE) where a saved config differs from ``current``."""
     out = []
-    saved = {**ADDED_LATER, **saved}
+    saved = upgraded(saved)
     for f in fields(current):
         if f.name in RESUME_FREE or f.name not in saved:
             continue

@@ -23,7 +23,7 @@ optimiser group with no weight decay and the same learning rate as the weights
   average (decay 0.99 per step) evaluated with test-time augmentation over flips and one-pixel
   shifts. results/cifar/README.md has the pilot (each technique's effect on ReLU).
 - ``gpu-cifar``: the same recipe at airbench94's width 64 (64, 256, 256) and 10 epochs, with
-  bf16 autocast on the GPU (``tmaf reproduce --budget gpu``).
+  bf16 autocast on the GPU (``tmaf study gpu``).
 - ``cpu-gpt``: the character-level GPT on Shakespeare at nanoGPT's CPU size (4 blocks, 4 heads,
   width 128, context 64, 0.81 M parameters) for 3000 steps of 32 windows (6.1 M training
   characters, 1.3 passes): AdamW lr 1e-3, weight decay 0.1, 2 % warm-up then cosine to 0
@@ -39,14 +39,14 @@ command needs the recipe unchanged: once runs made with a recipe are committed, 
 under a new name (a test pins the values).
 
 :data:`COMPETENCE` holds the accuracy a ReLU baseline must reach for a study to count
-(its competence bar): ``tmaf competence check DIR`` checks the ReLU runs below DIR.
+(its competence bar): ``tmaf recipes check DIR`` checks the ReLU runs below DIR.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
+
+from tmaf_lab.runs import RunFileError, find_runs, read_results
 
 _CPU_CIFAR: dict[str, object] = {
     "model": "airbench-white", "width": 32, "epochs": 15, "batch_size": 512, "optimizer": "sgd",
@@ -86,12 +86,12 @@ def check(root: Path) -> list[str]:
     """One line per (dataset, model) with ReLU runs below ``root``: mean accuracy vs the bar,
     prefixed 'ok' or 'BELOW'. Runs of other data sets/models are ignored."""
     accs: dict[tuple[str, str], list[float]] = {}
-    for path in sorted(root.rglob("results.json")):
+    for run in find_runs(root):
         try:
-            res = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(res, dict) and res.get("activation") == "relu":
+            res = read_results(run)
+        except RunFileError:
+            continue  # not a run's results; the gate counts the runs it can read
+        if res.get("activation") == "relu":
             key = (res.get("dataset"), res.get("model"))
             if key in COMPETENCE and isinstance(res.get("test_acc"), (int, float)):
                 accs.setdefault(key, []).append(float(res["test_acc"]))
@@ -104,20 +104,34 @@ def check(root: Path) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``tmaf competence [list | check DIR]``; check exits 1 below a bar."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] == "list":
+def build_parser():
+    from tmaf_lab.cli import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="tmaf recipes", allow_abbrev=False,
+                           description="The named training recipes, and the competence check "
+                                       "of ReLU runs against their recipe's bar.")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub.add_parser("list", help="every recipe with its values")
+    check_ = sub.add_parser("check", help="the ReLU runs below DIR against their bars "
+                                          "(exit 1 when one misses)")
+    check_.add_argument("dir", type=Path, metavar="DIR")
+    return p
+
+
+def run(args) -> int:
+    if args.action == "list":
         for name, values in RECIPES.items():
             print(f"{name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in values.items()))
         return 0
-    if argv[0] == "check" and len(argv) == 2 and Path(argv[1]).is_dir():
-        lines = check(Path(argv[1]))
-        print("\n".join(lines) if lines else f"no ReLU runs with a competence bar below {argv[1]}")
-        return 1 if any(line.startswith("BELOW") for line in lines) else 0
-    print("usage: tmaf competence [list | check DIR]", file=sys.stderr)
-    return 2
+    if not args.dir.is_dir():
+        raise ValueError(f"{args.dir} is not a folder")
+    lines = check(args.dir)
+    print("\n".join(lines) if lines else f"no ReLU runs with a competence bar below {args.dir}")
+    return 1 if any(line.startswith("BELOW") for line in lines) else 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    """``tmaf recipes list | check DIR``; check exits 1 below a bar."""
+    from tmaf_lab.cli import command_main
+
+    return command_main(build_parser, run, argv)

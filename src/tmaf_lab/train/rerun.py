@@ -26,13 +26,13 @@ process count; this tool reruns in one process.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
 
-from tmaf_lab.cli import OneLineErrorParser, UsageError, usage_error
+from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import write_json
+from tmaf_lab.runs import RunFileError, read_json
 
 VERDICTS = ("bit-identical", "within tolerance", "outside tolerance")
 _ENV_KEYS = ("cpu_model", "torch_threads", "torch", "numpy", "tmaf_backend", "platform")
@@ -51,12 +51,10 @@ class RerunStopped(RuntimeError):
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise RerunError(f"expected {what} at {path}, found none")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RerunError(f"{path} is not valid JSON ({e})") from None
+        return read_json(path)
+    except RunFileError as e:
+        raise RerunError(f"expected {what}: {e}") from None
 
 
 def _metric_name(results: dict, path: Path) -> str:
@@ -75,7 +73,8 @@ def _metric_name(results: dict, path: Path) -> str:
 def rerun_argv(config: dict, seed: int, out: Path) -> list[str]:
     """The ``tmaf train`` arguments of a recorded run, for one seed, writing into ``out``:
     the recorded ``--out`` and ``--seeds``/``--seed`` are replaced, ``--resume`` is dropped
-    (the caller adds it to continue an interrupted rerun)."""
+    (the caller adds it to continue an interrupted rerun), and a command without
+    ``--threads`` gets the recorded thread count (the default was once 1)."""
     argv = config.get("argv")
     if not isinstance(argv, list) or argv[:2] != ["tmaf", "train"] or len(argv) < 3:
         raise RerunError(f"expected config.json 'argv' to start with ['tmaf', 'train', DATASET], "
@@ -93,6 +92,11 @@ def rerun_argv(config: dict, seed: int, out: Path) -> list[str]:
         if a == "--resume":
             continue
         args.append(a)
+    threads = config.get("config", {}).get("threads")
+    if threads is not None and not any(a.split("=", 1)[0] == "--threads" for a in args):
+        # recorded when --threads defaulted to 1: rerun at the recorded count
+        at = args.index("--") if "--" in args else len(args)
+        args[at:at] = ["--threads", str(threads)]
     return ["--seeds", str(seed), "--out", str(out), *args]  # before any "--"
 
 
@@ -119,9 +123,9 @@ def _environment(config: dict) -> dict:
 
 def _with_defaults(config: dict) -> dict:
     """A config.json's resolved config, with the fields added since it was written."""
-    from tmaf_lab.train.config import ADDED_LATER
+    from tmaf_lab.train.config import upgraded
 
-    return {**ADDED_LATER, **config.get("config", {})}
+    return upgraded(config.get("config", {}))
 
 
 def _config_changes(config: dict, argv: list[str], seed: int) -> list[str]:
@@ -197,7 +201,7 @@ def rerun(run_dir: Path, out: Path, tolerance: float = 0.25) -> dict:
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> OneLineErrorParser:
     p = OneLineErrorParser(prog="tmaf rerun",
                            description="Rerun a committed tmaf train run from its config.json "
                                        "and compare the final accuracy.")
@@ -205,13 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder of the rerun")
     p.add_argument("--tolerance", type=float, default=0.25,
                    help="largest accepted accuracy difference, percentage points (0.25)")
+    return p
+
+
+def _rerun(args) -> int:
     try:
-        args = p.parse_args(argv)
         record = rerun(args.run_dir, args.out, args.tolerance)
-    except SystemExit as e:
-        return int(e.code or 0)
-    except (UsageError, RerunError) as e:
-        return usage_error(e)
     except RerunStopped as e:
         print(f"error: {e}", file=sys.stderr)
         return e.status
@@ -223,5 +226,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if record["verdict"] != VERDICTS[2] else 1
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None) -> int:
+    return command_main(_parser, _rerun, argv, errors=(RerunError,))

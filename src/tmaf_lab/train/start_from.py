@@ -17,11 +17,11 @@ the conversion) and this model's loss on the same windows before its first step
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch.nn as nn
 
+from ..runs import RunFileError, is_finished, read_metrics
 from . import checkpoint as ckpt
 from .trainer import RunError
 
@@ -34,7 +34,7 @@ def load_start(net: nn.Module, cfg, source: Path) -> dict:
     """Copy RUN_DIR's final weights into ``net`` (rules in the module docstring); returns the
     ``start`` record without ``start_val_loss``. RunError for a missing or unfinished source,
     another model shape, or a parameter missing or of another shape."""
-    if not (source / "results.json").is_file():
+    if not is_finished(source):
         raise RunError(f"--start-from {source}: expected a finished run (results.json), "
                        "found none")
     try:
@@ -58,6 +58,10 @@ def load_start(net: nn.Module, cfg, source: Path) -> dict:
         raise RunError(f"--start-from {source}: {len(wrong)} parameter(s) missing or of "
                        f"another shape there (first: {wrong[0]})")
     net.load_state_dict({**{k: weights[k] for k in own if k not in keep}, **keep})
-    last = json.loads((source / "metrics.jsonl").read_text().splitlines()[-1])
+    try:
+        last = read_metrics(source)[-1]
+    except (RunFileError, IndexError):
+        raise RunError(f"--start-from {source}: expected its metrics.jsonl with the last "
+                       "validation loss, found none or a corrupt one") from None
     return {"source": str(source), "source_activation": saved.get("activation"),
             "source_steps": last["step"], "source_val_loss": last["val_loss"]}

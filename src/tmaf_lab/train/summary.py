@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..files import atomic_write_text, write_json
 from ..mdtable import markdown_table
+from ..runs import read_config
 from ..seedstats import mean_std
 
 
@@ -69,7 +70,7 @@ def table(root: Path) -> str:
     for p in sorted(Path(root).rglob("summary.json")):
         r = json.loads(p.read_text())
         if r.get("kind") == "summary":
-            cfg = json.loads((p.parent / r["runs"][0]).with_name("config.json").read_text())
+            cfg = read_config((p.parent / r["runs"][0]).parent)
             r["train_images"] = cfg["config"]["subset"] or "all"
             r["width"] = cfg["config"]["width"] or "default"
             rows.append(r)
@@ -92,25 +93,19 @@ def table(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tmaf_lab.train.summary DIR``: print the table of every summary below DIR."""
-    import sys
+    """``tmaf summary DIR``: print the table of every summary below DIR."""
+    from ..cli import OneLineErrorParser, command_main
 
-    from ..cli import OneLineErrorParser, UsageError, usage_error
+    def parser():
+        p = OneLineErrorParser(prog="tmaf summary",
+                               description="one Markdown table over every summary.json in DIR")
+        p.add_argument("dir", nargs="?", default="results/train", type=Path, metavar="DIR")
+        return p
 
-    parser = OneLineErrorParser(prog="python -m tmaf_lab.train.summary",
-                                description="one Markdown table over every summary.json in DIR")
-    parser.add_argument("dir", nargs="?", default="results/train", metavar="DIR")
-    try:
-        root = Path(parser.parse_args(sys.argv[1:] if argv is None else argv).dir)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        return usage_error(e)
-    if not root.is_dir():
-        return usage_error(f"{str(root)!r} is not a folder")
-    print(table(root), end="")
-    return 0
+    def run(args) -> int:
+        if not args.dir.is_dir():
+            raise ValueError(f"{str(args.dir)!r} is not a folder")
+        print(table(args.dir), end="")
+        return 0
 
-
-if __name__ == "__main__":  # python -m tmaf_lab.train.summary results/train > SUMMARY.md
-    raise SystemExit(main())
+    return command_main(parser, run, argv)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ..data.text import TextData, bits
 from ..files import atomic_write_text, write_json
 from ..runmeta import save_config
+from ..runs import read_results
 from . import checkpoint as ckpt
 from .batches import step_generator
 from .config import TrainConfig
@@ -41,8 +42,9 @@ from .distributed import Dist, all_sum, barrier
 from .mlp_scale import STEPS as SCALE_STEPS
 from .mlp_scale import WINDOWS as SCALE_WINDOWS
 from .mlp_scale import mlp_scale
+from .optim import lr_factor, make_optimizer
 from .start_from import load_start
-from .trainer import RunError, StopFlag, lr_factor, make_optimizer, prepare_out, resume_state
+from .trainer import RunError, StopFlag, prepare_out, resume_state
 
 PROMPT, SAMPLES, SAMPLE_CHARS, TEMPERATURE = "To be, or not to be", 3, 300, 0.8
 DRY_RUN_STEPS = 2
@@ -236,7 +238,7 @@ def train_text(cfg: TrainConfig, data: TextData, out: Path, dist: Dist, device: 
     mode = prepare_out(out, resume)
     if mode == "finished":
         log(f"{out}: already finished; results.json kept")
-        return "done", json.loads((out / "results.json").read_text())
+        return "done", read_results(out)
     trainer = TextTrainer(cfg, data, out, dist, device, stop, log)
     if mode == "resume":
         trainer.restore(resume_state(out, cfg))

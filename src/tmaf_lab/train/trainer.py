@@ -26,10 +26,13 @@ from ..data import ImageData
 from ..files import atomic_write_text, write_json
 from ..models import WhiteningStem, init_whitening
 from ..runmeta import save_config
+from ..runs import is_finished, read_results
 from . import checkpoint as ckpt
 from .batches import augment, batch_slices, epoch_indices, normalise, step_generator
 from .config import TrainConfig
 from .distributed import Dist, all_sum, barrier
+from .optim import amp_dtype, lr_factor, make_optimizer
+from .tta import TTA_VIEWS, tta_views
 
 DRY_RUN_STEPS = 2
 
@@ -45,54 +48,6 @@ class StopFlag:
     requested: bool = False
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; learned-activation parameters (TMAF, PReLU, pwl) in their own group
-    with ``tmaf_lr`` / ``tmaf_weight_decay`` (models.optimizer_groups); with
-    ``bn_bias_lr_scale`` s != 1 the BatchNorm shifts in a group of their own at s times the
-    learning rate and 1/s times the weight decay (the same decay per step)."""
-    from ..models import optimizer_groups
-
-    groups = optimizer_groups(model, weight_decay=cfg.weight_decay,
-                          act_weight_decay=cfg.tmaf_weight_decay, act_lr=cfg.tmaf_lr,
-                          decay_on=cfg.weight_decay_on)
-    scale = cfg.bn_bias_lr_scale
-    if scale != 1.0 and groups[0]["name"] == "weights":  # BatchNorm shifts: lr x s, decay / s
-        shifts = {id(m.bias) for m in model.modules()
-                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
-        weights = groups[0]["params"]
-        groups[0] = {**groups[0], "params": [p for p in weights if id(p) not in shifts]}
-        groups.insert(1, {"params": [p for p in weights if id(p) in shifts],
-                          "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay / scale,
-                          "name": "norm shifts"})
-        groups = [g for g in groups if g["params"]]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def lr_factor(cfg: TrainConfig, total_steps: int):
-    """Per-step LR multiplier: onecycle = linear warm-up then cosine to 0; cosine; constant."""
-    warm = max(1, round(cfg.warmup * total_steps)) if cfg.schedule == "onecycle" else 0
-
-    def factor(step: int) -> float:
-        if cfg.schedule == "constant":
-            return 1.0
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
-        return None
-    if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
 WHITEN_IMAGES = 5000  # training images whose 2x2 patches set a whitening stem
 
 
@@ -105,26 +60,6 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
             e.lerp_(p, 1.0 - decay)
         else:
             e.copy_(p)
-
-
-def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """x moved by (dy, dx) pixels, the uncovered border filled by reflection."""
-    pad = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="reflect")
-    h, w = x.shape[-2:]
-    return pad[..., max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w]
-
-
-TTA_VIEWS = {"off": 1, "flip": 2, "flip-translate": 6}  # the first N of tta_views
-
-
-def tta_views(x: torch.Tensor, tta: str = "flip-translate") -> list[torch.Tensor]:
-    """The views of a test-time augmentation, in an order whose first ``TTA_VIEWS[t]`` views
-    are those of every level t: x, its mirror image, then both shifted by one pixel up-left
-    and down-right."""
-    views = [x, x.flip(-1)][:TTA_VIEWS[tta]]
-    if tta == "flip-translate":
-        views += [_shift(v, s, s) for v in views[:2] for s in (-1, 1)]
-    return views
 
 
 class Trainer:
@@ -405,7 +340,7 @@ class Trainer:
 
 def prepare_out(out: Path, resume: bool) -> str:
     """Decide what an existing run folder means: "new", "resume" or "finished"."""
-    if (out / "results.json").is_file():
+    if is_finished(out):
         if resume:
             return "finished"
         raise RunError(f"{out} already holds a finished run (results.json); choose another "
@@ -440,7 +375,7 @@ def train(cfg: TrainConfig, data: ImageData, out: Path, dist: Dist, device: torc
     mode = prepare_out(out, resume)
     if mode == "finished":
         log(f"{out}: already finished; results.json kept")
-        return "done", json.loads((out / "results.json").read_text())
+        return "done", read_results(out)
     state = resume_state(out, cfg) if mode == "resume" else None
     trainer = Trainer(cfg, data, out, dist, device, stop, log,
                       resume_model=state["model"] if state is not None else None)

@@ -16,7 +16,6 @@ on the test set; a group whose best rate is the base one already has its test ru
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -24,23 +23,25 @@ from pathlib import Path
 from tmaf_lab.cli import OneLineErrorParser, command_main
 from tmaf_lab.files import atomic_write_text, write_json
 from tmaf_lab.mdtable import markdown_table
+from tmaf_lab.runs import find_runs, read_config, read_results
 
 
 def read_runs(root: Path) -> list[dict]:
     """One record per run: dataset, model, activation, seed, lr, tmaf_lr, val_acc, folder."""
     runs = []
-    for path in sorted(root.rglob("results.json")):
-        res = json.loads(path.read_text())
+    for run in find_runs(root):
+        res = read_results(run)
         if "test_acc" in res:
-            raise ValueError(f"{path.parent} was evaluated on the test set; tuning reads only "
+            raise ValueError(f"{run} was evaluated on the test set; tuning reads only "
                              f"--val-split runs")
         if "val_acc" not in res:
             continue
-        cfg = json.loads((path.parent / "config.json").read_text())["config"]
-        lr = cfg["tmaf_lr"] if cfg.get("tmaf_lr") is not None else cfg["lr"]
+        cfg = read_config(run)["config"]
+        act_lr = cfg.get("act_lr", cfg.get("tmaf_lr"))  # tmaf_lr: the name in older runs
+        lr = act_lr if act_lr is not None else cfg["lr"]
         runs.append({"dataset": res["dataset"], "model": res["model"],
                      "activation": res["activation"], "seed": res["seed"], "base_lr": cfg["lr"],
-                     "tmaf_lr": lr, "val_acc": res["val_acc"], "run": str(path.parent)})
+                     "tmaf_lr": lr, "val_acc": res["val_acc"], "run": str(run)})
     return runs
 
 
@@ -100,7 +101,3 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return command_main(build_parser, run, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""The approximation study: fit one target with an MLP per activation, same budget for all.
+"""The approximation fit: fit one target with an MLP per activation, same budget for all.
 
 Reads top to bottom: config -> data (fixed training sample, dense held-out grid) ->
 model (an MLP whose activation comes from ``tmaf.get_act_layer``) -> Adam loop ->
@@ -58,7 +58,7 @@ class ApproxConfig:
     n_test: int = 4001  # grid points per axis for 1-D; 2-D uses n_test_2d per axis
     n_test_2d: int = 101
     history_points: int = 25
-    threads: int = 1  # torch intra-op threads (0: torch's default); tiny MLPs run fastest on one
+    threads: int = 0  # torch intra-op threads (0: torch's default)
     plots: bool = True
     out: str = "runs/approx"
     dry_run: bool = False
@@ -77,8 +77,8 @@ class TargetData:
     grid: torch.Tensor = field(repr=False)  # (n_test, dim) in domain units, for plots
 
 
-def study_act_layer(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
-    """Layer factory for activation ``name``; TMAF names and pwl get the study's breakpoints."""
+def act_layer_of(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
+    """Layer factory for activation ``name``; TMAF names and pwl get the config's breakpoints."""
     import tmaf
     from tmaf_lab.models import act_factory, is_learned_name
 
@@ -90,7 +90,7 @@ def study_act_layer(name: str, cfg: ApproxConfig) -> Callable[[int], nn.Module]:
 
 def build_mlp(name: str, in_dim: int, width: int, cfg: ApproxConfig) -> nn.Sequential:
     """in_dim -> [Linear(width) -> act] x depth -> Linear(1); one activation per call site."""
-    make_act = study_act_layer(name, cfg)
+    make_act = act_layer_of(name, cfg)
     layers: list[nn.Module] = []
     fan_in = in_dim
     for _ in range(cfg.depth):
@@ -266,7 +266,7 @@ def sample_curves(model: nn.Module, cfg: ApproxConfig, n: int = 201) -> dict:
 def calibrate_grids(model: nn.Module, data: TargetData, seed: int) -> dict[str, dict] | None:
     """``tmaf.calibrate`` on the whole training sample (None for a model without TMAF layers).
 
-    At the study's exact ReLU start the model's function is unchanged; only the grids move."""
+    At the exact ReLU start the model's function is unchanged; only the grids move."""
     import tmaf
 
     jump = [name for name, m in tmaf.tmaf_modules(model) if m.form == "jump"]

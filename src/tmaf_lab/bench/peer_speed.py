@@ -4,10 +4,10 @@
 Each candidate is one activation module over the same input (channels on dim 1), timed on a
 forward and a backward of a fixed upstream gradient (input and parameter gradients), interleaved
 with ``nn.ReLU`` in the same rounds: the ratio is a paired median (:mod:`.timing`). The peers are
-optional (``pip install --no-deps`` of the versions in ``tmaf_lab.peers.INSTALL``; their own
+optional (``pip install --no-deps`` of the versions in ``tmaf_lab.peer_activations.INSTALL``; their own
 pins conflict with this torch): a peer whose package is missing is listed as not installed, never an error.
 
-The peers and their settings: :mod:`tmaf_lab.peers`.
+The peers and their settings: :mod:`tmaf_lab.peer_activations`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tmaf_lab import peers as peer_lib
-from tmaf_lab.peers import DISTRIBUTIONS
+from tmaf_lab import peer_activations as peer_lib
+from tmaf_lab.peer_activations import DISTRIBUTIONS
 
 from .candidates import Shape
 from .timing import paired_ratio, synchronizer, time_interleaved
@@ -177,6 +177,3 @@ def main(argv: list[str] | None = None) -> int:
 
     return command_main(parser, run, argv)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Look at what TMAF layers learned (Liu, Cao, Li, Zikatanov, arXiv 2109.09948).
+"""Figures of what TMAF layers learned (Liu, Cao, Li, Zikatanov, arXiv 2109.09948).
 
 A TMAF layer computes sigma(y)_i = sum_{|d| <= b} alpha_{i,d}(y_{i+d}) y_{i+d} with
 piecewise-constant alpha (levels t_{i,d,k} on the intervals cut by the breakpoints).
@@ -28,8 +28,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from ._grid import interval_index
 
 __all__ = ["activations", "levels_heatmap", "relu_levels", "coupling_strength", "coupling_matrix",
            "couplings", "channel_summary", "channel_summary_figure", "tmaf_layers"]
@@ -156,7 +154,8 @@ def _figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError("tmaf.plot needs matplotlib: pip install tmaf[lab]") from e
+        raise ImportError("tmaf_lab.report.layer_figures needs matplotlib: "
+                          "pip install tmaf[lab]") from e
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -228,7 +227,7 @@ def relu_levels(layer: nn.Module) -> torch.Tensor:
     lv = _levels3(layer)
     bp = layer.breakpoints.detach().to("cpu", torch.float64).reshape(-1, lv.shape[-1] - 1)
     # interval of 0 per channel, k(0) = #{s_j < 0}; the ReLU start is 1 right of it
-    zero = torch.stack([interval_index(torch.zeros(1, dtype=bp.dtype), s) for s in bp])  # (C|1, 1)
+    zero = (bp < 0).sum(-1, keepdim=True)  # (C|1, 1)
     right = torch.arange(lv.shape[-1]) > zero
     out = torch.zeros_like(lv)
     out[:, (lv.shape[1] - 1) // 2] = right.to(lv.dtype).expand(lv.shape[0], -1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tmaf
-from tmaf_lab.approx.study import (
+from tmaf_lab.approx.fit import (
     ApproxConfig,
     build_mlp,
     count_params,

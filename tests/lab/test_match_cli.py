@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tmaf
-from tmaf_lab import match_study
+from tmaf_lab import match
 from tmaf_lab.cli import main
 
 
@@ -27,7 +27,7 @@ def test_fits_records_each_function_and_form(tmp_path):
     assert r["functions"]["relu2"]["asymptotic_slopes"] == [0.0, None]
     assert r["functions"]["relu"]["continuous"]["max_error_wide"] == 0.0
     assert r["provenance"]["commit"] and r["provenance"]["environment"]["cpu_model"]
-    table = match_study.fits_table(tmp_path / "fits.json")
+    table = match.fits_table(tmp_path / "fits.json")
     assert table.count("\n") == len(tmaf.matching.FUNCTIONS) + 2
     assert "| gelu | 0 | 0 / 1 | 0.057 |" in table
 
@@ -44,7 +44,7 @@ def test_gpt2_dry_run(tmp_path):
         assert len(s["match_error"]) == 2 and s["options"]["match"] == "gelu_tanh"
         assert s["max_abs_logit_change"] < relu["max_abs_logit_change"]
     assert r["config"]["dry_run"] and r["provenance"]["transformers"]
-    assert "max abs logit change" in match_study.gpt2_table(tmp_path / "gpt2.json")
+    assert "max abs logit change" in match.gpt2_table(tmp_path / "gpt2.json")
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
