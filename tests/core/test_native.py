@@ -156,10 +156,12 @@ def test_forward_is_the_same_bits_on_every_isa(op, kind):
             assert torch.equal(y.nan_to_num(0.0), outs["default"].nan_to_num(0.0)), f"{isa} m={m} b={b}"
 
 
-@pytest.fixture(params=["index", "chain"])
+@pytest.fixture(params=["transpose", "index", "chain"])
 def cols_lookup(request, monkeypatch):
-    """The columns layout's banded level lookup: the per-lane index and a gather per term, or the
-    blocked tables' compare chains (TMAF_COLS_LOOKUP, read at every call)."""
+    """The columns layout's banded level lookup: 8 x 8 tiles turned into one channel per vector
+    and a register shuffle per term (float with avx2, m + 1 <= 16, 1 <= b <= 3; the chains
+    elsewhere), the per-lane index and a gather per term, or the blocked tables' compare chains
+    (TMAF_COLS_LOOKUP, read at every call)."""
     monkeypatch.setenv("TMAF_COLS_LOOKUP", request.param)
     return request.param
 
@@ -459,5 +461,72 @@ def test_avx512_evenly_spaced_grid_wider_than_float32(form, b, layout):
 
 def test_cols_lookup_rejects_an_unknown_value(monkeypatch):
     monkeypatch.setenv("TMAF_COLS_LOOKUP", "gather")
-    with pytest.raises(RuntimeError, match="TMAF_COLS_LOOKUP must be 'index' or 'chain', got 'gather'"):
+    with pytest.raises(RuntimeError,
+                       match="TMAF_COLS_LOOKUP must be 'transpose', 'index' or 'chain', got 'gather'"):
         torch.ops.tmaf.banded_fwd(torch.randn(4, 8), tmaf.DEFAULT_BREAKPOINTS, levels(8, 1, 9), 1)
+
+
+@pytest.mark.skipif("avx2" not in ISAS, reason="the 8 x 8 tile kernels are avx2's (float, 8 lanes)")
+@pytest.mark.parametrize("form", ["jump", "continuous"])
+@pytest.mark.parametrize("b", [1, 2, 3])
+@pytest.mark.parametrize("m", [1, 5, 9, 15, 17])  # 17: past the two-register table, compare chains
+def test_tile_kernels_match_the_compare_chains(monkeypatch, form, b, m):
+    """avx2, (N, C) float32: the 8 x 8 tile kernels against the blocked tables' compare chains on
+    row counts that are not multiples of 8 or 32 (the tiles' row groups, the backward's 32-row
+    blocks) and C = 37 (ragged channel tiles, several tasks), ties on breakpoints, +-inf, NaN and
+    zero levels, and a finite block beside them: outputs and input gradients the same bits (the
+    same terms added in the same order), level gradients within float32 rounding."""
+    torch.manual_seed(11)
+    C = 37
+    bp = torch.linspace(-2.0, 2.0, m) if m > 1 else torch.zeros(1)
+    ops = (torch.ops.tmaf.banded_cont_fwd, torch.ops.tmaf.banded_cont_bwd) if form == "continuous" \
+        else (torch.ops.tmaf.banded_fwd, torch.ops.tmaf.banded_bwd)
+    lv = levels(C, b, m)
+    lv[1, :, 0] = 0.0
+    lv[5, :, m] = 0.0
+    prev = tmaf.set_native_isa("avx2")
+    try:
+        for n in (7, 13, 45, 300):
+            x = input_near_breakpoints((n, C), 1, bp).float()
+            if n >= 45:
+                x[40:, :] = torch.randn(n - 40, C)  # row blocks with no infinite input
+            g = torch.randn(n, C)
+            out = {}
+            for lookup, family in (("chain", "chain"), ("transpose", "tile" if m + 1 <= 16 else "chain")):
+                monkeypatch.setenv("TMAF_COLS_LOOKUP", lookup)
+                assert torch.ops.tmaf.kernel_family(x, bp, lv, 1) == family
+                out[lookup] = (ops[0](x, bp, lv, 1), *ops[1](g, x, bp, lv, 1))
+            where = f"{form} b={b} m={m} n={n}"
+            for name, a, c in zip(("output", "grad input"), out["transpose"], out["chain"]):
+                assert torch.equal(a.isnan(), c.isnan()), f"{where} {name}"
+                assert torch.equal(a.nan_to_num(0.0), c.nan_to_num(0.0)), f"{where} {name}"
+            torch.testing.assert_close(out["transpose"][2], out["chain"][2], rtol=2e-5, atol=2e-5 * n ** 0.5,
+                                       equal_nan=True, msg=lambda s, where=where: f"{where} grad levels: {s}")
+    finally:
+        tmaf.set_native_isa(prev)
+
+
+def test_kernel_family_names_the_kernels_a_call_runs(monkeypatch):
+    """tile where the 8 x 8 tile kernels apply (avx2, float32, channels innermost, 1 <= b <= 3,
+    m + 1 <= 16), else the compare chains or the per-lane index; rows with channels outer."""
+    bp, lv = tmaf.DEFAULT_BREAKPOINTS, levels(8, 1, 9)
+    x = torch.randn(4, 8)
+    family = torch.ops.tmaf.kernel_family
+    assert family(torch.randn(4, 8, 3), bp, lv, 1) == "rows"
+    assert family(x, bp, levels(8, 0, 9), 1) == "chain"  # diagonal
+    assert family(x.double(), bp, lv, 1) == "chain"
+    monkeypatch.setenv("TMAF_COLS_LOOKUP", "index")
+    assert family(x, bp, lv, 1) == "index"
+    monkeypatch.setenv("TMAF_COLS_LOOKUP", "chain")
+    assert family(x, bp, lv, 1) == "chain"
+    monkeypatch.delenv("TMAF_COLS_LOOKUP")
+    tile = "tile" if torch.ops.tmaf.native_isa() == "avx2" else "chain"
+    assert family(x, bp, lv, 1) == tile
+    assert family(x, bp, levels(8, 4, 9), 1) == "chain"  # b > 3
+    if "avx2" in ISAS:
+        prev = tmaf.set_native_isa("avx2")
+        try:
+            assert family(x, bp, lv, 1) == "tile"
+            assert family(x, torch.linspace(-2, 2, 16), levels(8, 1, 16), 1) == "chain"  # m + 1 = 17
+        finally:
+            tmaf.set_native_isa(prev)

@@ -48,6 +48,9 @@ struct KernelArgs {
   int64_t oblock = 1, sblock = 1, n_sb = 1;   // rows layout
   int64_t rblock = 1, cblock = 1, n_cb = 1;   // columns layout
   int64_t lanes = 0;                          // columns layout: L of the ISA and dtype
+  // Columns layout, 1 <= b <= kUniformMaxB, m + 1 <= 16, float with 8 lanes: the 8 x 8 tile
+  // kernels (kernels_impl.h) and their tables in bp and lv; false: the other columns kernels.
+  bool transposed = false;
 };
 
 using TaskFn = void (*)(const KernelArgs&, int64_t t0, int64_t t1);
@@ -58,6 +61,7 @@ constexpr int kNumVariants = 5;
 constexpr int kMaxM = 256;  // the any-m kernel keeps m+1 accumulators on the stack
 constexpr int kMaxColsBlock = 1024;  // channels per task in the columns layout, at most
 constexpr int kUniformMaxB = 3;      // bandwidths of the columns layout's uniform-index kernels
+constexpr int64_t kTileMaxBlock = 256;  // channels per task of the columns layout's 8 x 8 tile kernels
 
 // Whether m >= 2 breakpoints s are evenly spaced: each s_k within h/4 of s_0 + k h, h = (s_{m-1} -
 // s_0) / (m - 1) > 0, with 1/h finite in T (*inv_h) and the span s_{m-1} - s_0 finite in T. The
@@ -81,6 +85,7 @@ inline bool evenly_spaced(const T* s, int64_t m, T* inv_h) {
 struct KernelSet {
   const char* isa = nullptr;
   int lanes[2] = {0, 0};  // vector lanes for float, double
+  bool cols_transposed = false;  // float has the 8 x 8 tile kernels (KernelArgs::transposed)
   // [form: 0 jump, 1 continuous (affine)][dtype: 0 float, 1 double][variant]
   TaskFn fwd_rows[2][2][kNumVariants] = {};
   TaskFn bwd_rows[2][2][kNumVariants] = {};

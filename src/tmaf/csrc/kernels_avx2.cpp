@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "kernels.h"
 
@@ -17,6 +18,7 @@
 #define TMAF_ISA_NS isa_avx2
 #define TMAF_VBYTES 32
 #define TMAF_X86_GATHER  // vgatherdps / vgatherqpd for the per-lane table lookups
+#define TMAF_FMA  // _mm256_fmadd_ps in the 8 x 8 tile kernels (float, 8 lanes)
 #include "kernels_impl.h"
 #pragma GCC pop_options  // what follows runs on any CPU
 #include "kernels_fill.h"

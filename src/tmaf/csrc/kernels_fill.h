@@ -31,6 +31,7 @@ static void fill_dtype(KernelSet* set, int dt) {
 static void fill_all(KernelSet* set) {
   set->lanes[0] = Simd<float>::L;
   set->lanes[1] = Simd<double>::L;
+  set->cols_transposed = Tile8<float>::enabled;
   fill_dtype<float>(set, 0);
   fill_dtype<double>(set, 1);
 }

@@ -581,6 +581,191 @@ static inline typename Simd<T>::V bwd_cols_uniform_vec(const KernelArgs& A, cons
   return res;
 }
 
+// ------------------------------------ columns layout, banded: 8 x 8 tiles turned into columns
+// Every lane of an (N, C) row vector is another channel, each with its own tables, so a lookup
+// by register permute needs one channel per vector: the kernels below turn each tile of 8 rows
+// x 8 channels into 8 vectors of one channel's 8 rows (24 shuffles), where a channel's interval
+// index is m compares with its broadcast breakpoints, shared by the 2b+1 terms that read the
+// input, and each term's level (and intercept) is one shuffle of its m+1 <= 16 table entries
+// (two permutes and a blend), then turn the results back. Tables (ops.cpp, KernelArgs::
+// transposed): bp (C, m); forward lv (C, 2b+1, Q), per output channel i and offset d the m+1
+// levels[i, d+b, :] padded to 16, then (continuous form, Q = 32) the intercepts padded alike;
+// backward lv (C, 2b+1, 16), per input channel j and offset d the levels[j-d, d+b, :] (0 outside
+// 0..C-1). Float with 8 lanes (avx2) only; the partial sums are kernels.h's columns layout.
+
+template <typename T>
+struct Tile8 {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  static constexpr bool enabled = std::is_same<T, float>::value && S::L == 8;
+  // v[0..7] (row q: lanes = channels) -> v[l] (channel l: lanes = rows): unpack, shufps, perm2f128.
+  static inline void transpose(V* v) {
+    V t[8], u[8];
+    for (int q = 0; q < 8; q += 2) {
+      t[q] = __builtin_shuffle(v[q], v[q + 1], I{0, 8, 1, 9, 4, 12, 5, 13});
+      t[q + 1] = __builtin_shuffle(v[q], v[q + 1], I{2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int q = 0; q < 8; q += 4)
+      for (int h = 0; h < 2; ++h) {
+        u[q + 2 * h] = __builtin_shuffle(t[q + h], t[q + h + 2], I{0, 1, 8, 9, 4, 5, 12, 13});
+        u[q + 2 * h + 1] = __builtin_shuffle(t[q + h], t[q + h + 2], I{2, 3, 10, 11, 6, 7, 14, 15});
+      }
+    for (int l = 0; l < 4; ++l) {
+      v[l] = __builtin_shuffle(u[l], u[l + 4], I{0, 1, 2, 3, 8, 9, 10, 11});
+      v[l + 4] = __builtin_shuffle(u[l], u[l + 4], I{4, 5, 6, 7, 12, 13, 14, 15});
+    }
+  }
+  // Entry k of a table of m+1 <= 16 values (padded to 16) at t, per lane; hi: k > 7 (high(k)).
+  template <int MT>
+  static inline V lookup(const T* t, I k, I hi, int64_t m) {
+    const V lo = __builtin_shuffle(S::load(t), k);  // vpermps: k mod 8
+    if ((MT > 0 ? MT : m) < 8) return lo;
+    return S::sel(hi, __builtin_shuffle(S::load(t + 8), k), lo);
+  }
+  static inline I high(I k) { return k > (typename S::IS)7; }
+  // a * b + c in one rounding where the ISA has FMA (TMAF_FMA), else two.
+  static inline V fmadd(V a, V b, V c) {
+#ifdef TMAF_FMA
+    return _mm256_fmadd_ps(a, b, c);
+#else
+    return a * b + c;
+#endif
+  }
+  // k(x) = #{s_q < x} for one channel's breakpoints s (x NaN: 0).
+  template <int MT>
+  static inline I index(V x, const T* s, int64_t m_rt) {
+    const int64_t m = MT > 0 ? MT : m_rt;
+    I k{};
+#pragma GCC unroll 32
+    for (int64_t q = 0; q < m; ++q) k -= (I)(x > S::bc(s[q]));
+    return k;
+  }
+  // Software prefetch of rows r .. r1-1, channels j0 .. j1-1 (clamped to 0..C-1, rows to n_rows):
+  // each row of a tile is another page when C * sizeof(T) >= 4096, where the hardware prefetchers
+  // (which stay within a page) do not follow.
+  static inline void prefetch_rows(const T* x, int64_t C, int64_t n_rows, int64_t r, int64_t r1, int64_t j0,
+                                   int64_t j1) {
+    j0 = std::max<int64_t>(j0, 0);
+    j1 = std::min<int64_t>(j1, C);
+    r1 = std::min<int64_t>(r1, n_rows);
+    for (int64_t q = r; q < r1; ++q)
+      for (int64_t c = j0; c < j1; c += 64 / sizeof(T)) __builtin_prefetch(x + q * C + c);
+    if (j1 > j0)
+      for (int64_t q = r; q < r1; ++q) __builtin_prefetch(x + q * C + j1 - 1);
+  }
+  // Rows r .. r+nr-1 (nr <= 8; others read 0) of channels j0 .. j0+7 (0 outside 0..C-1), as
+  // 8 channel vectors.
+  static inline void load_columns(const T* x, int64_t C, int64_t r, int nr, int64_t j0, V* v) {
+    for (int q = 0; q < 8; ++q) v[q] = q < nr ? S::loadw(x + (r + q) * C, j0, C) : S::zero();
+    transpose(v);
+  }
+  // The channel vectors v of channels j0 .. j0+7 back into rows r .. r+nr-1, channels j0 .. c1-1.
+  static inline void store_columns(T* y, int64_t C, int64_t r, int nr, int64_t j0, int64_t c1, V* v) {
+    transpose(v);
+    for (int q = 0; q < nr; ++q) S::storew(y + (r + q) * C, j0, c1, v[q]);
+  }
+};
+
+constexpr int64_t kTrHalo = 8;  // channel vectors beyond a task's block on each side, at most
+
+// One output tile of 8 channels i0 .. i0+7, all of whose 2B+1 inputs lie in 0..C-1 and none of
+// them infinite: y = 0 + term(-B) + ... + term(B) with term = alpha(x) x (+ c(x)), the same bits
+// as with the zero-level rule (section "Semantics"): a term alpha x = -0 added to a sum started
+// at +0 changes nothing, and 0 * x is NaN only for infinite x.
+template <typename T, int MT, bool AFF, int B>
+static inline void fwd_tr_tile(const T* tab, int64_t i0, int64_t jl, const typename Simd<T>::V* xt,
+                               const typename Simd<T>::I* kt, const typename Simd<T>::I* hi, int64_t m,
+                               typename Simd<T>::V* y) {
+  using TL = Tile8<T>;
+  using V = typename Simd<T>::V;
+  constexpr int64_t W = 2 * B + 1, Q = AFF ? 32 : 16;
+#pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) {
+    const T* tv = tab + (i0 + l) * W * Q;
+    V acc = Simd<T>::zero();
+#pragma GCC unroll 7
+    for (int d = -B; d <= B; ++d) {
+      const int64_t jj = i0 + l + d - jl;
+      V term = TL::template lookup<MT>(tv + (d + B) * Q, kt[jj], hi[jj], m) * xt[jj];
+      if constexpr (AFF) term += TL::template lookup<MT>(tv + (d + B) * Q + 16, kt[jj], hi[jj], m);
+      acc += term;
+    }
+    y[l] = acc;
+  }
+}
+
+template <typename T, int MT, bool AFF>
+static void fwd_cols_tr(const KernelArgs& A, int64_t t0, int64_t t1) {
+  using TL = Tile8<T>;
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  if constexpr (TL::enabled) {
+    const int64_t m = MT > 0 ? MT : A.m, b = A.b, C = A.C, W = 2 * b + 1, Q = AFF ? 32 : 16;
+    const T* x = static_cast<const T*>(A.x);
+    T* out = static_cast<T*>(A.out);
+    const T* bp = static_cast<const T*>(A.bp);
+    const T* tab = static_cast<const T*>(A.lv);
+    V xt[kTileMaxBlock + 2 * kTrHalo];
+    I kt[kTileMaxBlock + 2 * kTrHalo], hi[kTileMaxBlock + 2 * kTrHalo];
+    for (int64_t tt = t0; tt < t1; ++tt) {
+      const int64_t rb = tt / A.n_cb, cb = tt % A.n_cb;
+      const int64_t r0 = rb * A.rblock, r1 = std::min(A.outer, r0 + A.rblock);
+      const int64_t c0 = cb * A.cblock, c1 = std::min(C, c0 + A.cblock), jl = c0 - b;
+      for (int64_t r = r0; r < r1; r += 8) {
+        const int nr = static_cast<int>(std::min<int64_t>(8, r1 - r));
+        TL::prefetch_rows(x, C, r1, r + 8, r + 16, jl, c1 + b);  // the next group's rows
+        // every input channel jl .. c1+b-1 once: its 8 rows and its interval index
+        I inf{};
+        for (int64_t j0 = jl; j0 < c1 + b; j0 += 8) {
+          TMAF_MCA_BEGIN("fwd_cols_tr_index");
+          V* v = xt + (j0 - jl);
+          TL::load_columns(x, C, r, nr, j0, v);
+#pragma GCC unroll 8
+          for (int l = 0; l < 8; ++l) {
+            const int64_t j = j0 + l;
+            const I k = (j >= 0 && j < C) ? TL::template index<MT>(v[l], bp + j * m, m) : I{};
+            kt[j - jl] = k;
+            hi[j - jl] = TL::high(k);
+            inf |= S::isinf(v[l]);
+          }
+          TMAF_MCA_END("fwd_cols_tr_index");
+        }
+        const bool finite = !S::any(inf);
+        for (int64_t i0 = c0; i0 < c1; i0 += 8) {
+          V y[8];
+          if (finite && i0 - b >= 0 && i0 + 8 + b <= C && i0 + 8 <= c1) {
+            if constexpr (AFF) TMAF_MCA_BEGIN("fwd_cols_tr_terms_continuous"); else TMAF_MCA_BEGIN("fwd_cols_tr_terms");
+            switch (b) {
+              case 1: fwd_tr_tile<T, MT, AFF, 1>(tab, i0, jl, xt, kt, hi, m, y); break;
+              case 2: fwd_tr_tile<T, MT, AFF, 2>(tab, i0, jl, xt, kt, hi, m, y); break;
+              default: fwd_tr_tile<T, MT, AFF, 3>(tab, i0, jl, xt, kt, hi, m, y); break;
+            }
+            if constexpr (AFF) TMAF_MCA_END("fwd_cols_tr_terms_continuous"); else TMAF_MCA_END("fwd_cols_tr_terms");
+          } else {  // the matrix's edges, ragged ends, infinite inputs: every rule spelled out
+            for (int l = 0; l < 8; ++l) {
+              const int64_t i = i0 + l;
+              y[l] = S::zero();
+              if (i >= c1) continue;
+              for (int64_t d = -b; d <= b; ++d) {
+                const int64_t j = i + d;
+                if (j < 0 || j >= C) continue;  // no term: outside the matrix
+                const T* tv = tab + (i * W + d + b) * Q;
+                const V xv = xt[j - jl], a = TL::template lookup<MT>(tv, kt[j - jl], hi[j - jl], m);
+                V term = S::drop((a == S::zero()) & (xv == xv), a * xv);
+                if constexpr (AFF) term += TL::template lookup<MT>(tv + 16, kt[j - jl], hi[j - jl], m);
+                y[l] += term;
+              }
+            }
+          }
+          TL::store_columns(out, C, r, nr, i0, c1, y);
+        }
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------ columns layout (inner == 1)
 // Rows outer, channel vectors inner: memory is read and written in order (a channel-vector-outer
 // walk touches one line per row, a new page per access when C * sizeof(T) >= 4096). Tables and
@@ -673,6 +858,7 @@ static void fwd_cols_band(const KernelArgs& A, int64_t r0, int64_t r1, int64_t c
 
 template <typename T, int MT, bool AFF>
 void fwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (A.transposed) return fwd_cols_tr<T, MT, AFF>(A, t0, t1);
   if (A.grid != nullptr) return fwd_cols_uniform<T, MT, AFF>(A, t0, t1);
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t rb = t / A.n_cb, cb = t % A.n_cb;
@@ -862,8 +1048,177 @@ static int64_t bwd_cols_diag_rows(const KernelArgs& A, const ColsTask<T>& tk, ty
   return r;
 }
 
+constexpr int kTrGroups = 4;        // backward: row groups of 8 taken together (32 rows)
+
+// The backward of one input channel j over kTrGroups groups of 8 rows (x's vectors xv, index k,
+// upstream rows g(q, i) of output channel i): per offset d the level of term (j - d, d) by one
+// shuffle and the input gradient; then per interval u, z = x where k = u (else 0), shared by the
+// 2b+1 terms, and each term's sum of g z (AFF: and of g where k = u) in the per-lane sums pj (P
+// per offset, 8 lanes each), read and written once for the 32 rows. FINITE: no input of the
+// block is infinite, so the zero-level rule (0 where the level is 0 and x infinite) has nothing
+// to do; otherwise p = g x is formed per term and the rule applied.
+template <typename T, int MT, bool AFF, int B, bool FINITE, class G>
+static inline void bwd_tr_column(const T* tv, const typename Simd<T>::V* xv, const typename Simd<T>::I* k,
+                                 const G& g, int64_t j, int64_t C, int64_t m, T* pj, typename Simd<T>::V* gx) {
+  using TL = Tile8<T>;
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  constexpr int R = kTrGroups, L = S::L, W = 2 * B + 1;
+  const int64_t m1 = m + 1, P = AFF ? 2 * m1 : m1;
+  const int dlo = j - B >= 0 ? -B : -static_cast<int>(j), dhi = j + B < C ? B : static_cast<int>(C - 1 - j);
+  // d in -B..B reads output channel i = j - d: i in 0..C-1 where -(C-1-j) <= d <= j
+  const int d0 = std::max(-B, -static_cast<int>(std::min<int64_t>(C - 1 - j, B)));
+  const int d1 = std::min(B, static_cast<int>(std::min<int64_t>(j, B)));
+  (void)dlo; (void)dhi;
+  I inf[R];
+  V zero_rule[W][R];  // FINITE: unused
+  for (int q = 0; q < R; ++q) {
+    const I hk = TL::high(k[q]);
+    gx[q] = S::zero();
+    if constexpr (!FINITE) inf[q] = S::isinf(xv[q]);
+#pragma GCC unroll 7
+    for (int d = -B; d <= B; ++d) {
+      if (d < d0 || d > d1) continue;  // no term: outside the matrix
+      const V a = TL::template lookup<MT>(tv + (d + B) * 16, k[q], hk, m);
+      gx[q] += a * g(q, j - d);
+      if constexpr (!FINITE) zero_rule[d + B][q] = (V)((a == S::zero()) & inf[q]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int64_t u = 0; u <= m; ++u) {
+    V sp[W], sg[W];
+#pragma GCC unroll 7
+    for (int d = -B; d <= B; ++d) {
+      if (d < d0 || d > d1) continue;
+      sp[d + B] = S::load(pj + ((d + B) * P + u) * L);
+      if constexpr (AFF) sg[d + B] = S::load(pj + ((d + B) * P + m1 + u) * L);
+    }
+    for (int q = 0; q < R; ++q) {
+      const I in = k[q] == (typename S::IS)u;
+      const V z = S::keep(in, xv[q]);
+      V e;
+      if constexpr (AFF) e = S::keep(in, S::bc(T(1)));
+#pragma GCC unroll 7
+      for (int d = -B; d <= B; ++d) {
+        if (d < d0 || d > d1) continue;
+        const V gv = g(q, j - d);
+        if constexpr (FINITE) sp[d + B] = TL::fmadd(z, gv, sp[d + B]);
+        else sp[d + B] += S::keep(in, S::drop((I)zero_rule[d + B][q], gv * xv[q]));
+        if constexpr (AFF) sg[d + B] = TL::fmadd(e, gv, sg[d + B]);
+      }
+    }
+#pragma GCC unroll 7
+    for (int d = -B; d <= B; ++d) {
+      if (d < d0 || d > d1) continue;
+      S::store(pj + ((d + B) * P + u) * L, sp[d + B]);
+      if constexpr (AFF) S::store(pj + ((d + B) * P + m1 + u) * L, sg[d + B]);
+    }
+  }
+}
+
+// The backward on 8 x 8 tiles, 32 rows at a time: per input channel j its index (once for the
+// 2b+1 terms), then bwd_tr_column; the per-lane (row) sums are held in the task's own buffer for
+// all of its rows, and at its end the 8 lanes of each are added in lane order into the columns
+// partial sums (kernels.h): a fixed order, whatever the threads.
+template <typename T, int MT, bool AFF, int B>
+static void bwd_cols_tr_band(const KernelArgs& A, int64_t t0, int64_t t1) {
+  using TL = Tile8<T>;
+  using S = Simd<T>;
+  using V = typename S::V;
+  using I = typename S::I;
+  constexpr int L = S::L, R = kTrGroups;
+  const int64_t m = MT > 0 ? MT : A.m, m1 = m + 1, C = A.C, W = 2 * B + 1;
+  const int64_t P = AFF ? 2 * m1 : m1;
+  const T* x = static_cast<const T*>(A.x);
+  const T* g = static_cast<const T*>(A.g);
+  T* gx = static_cast<T*>(A.gx);
+  const T* bp = static_cast<const T*>(A.bp);
+  const T* tab = static_cast<const T*>(A.lv);
+  V xt[R][kTileMaxBlock], gt[R][kTileMaxBlock + 2 * kTrHalo];
+  I kt[R][kTileMaxBlock], nan[kTileMaxBlock];
+  thread_local std::vector<T> sums;
+  for (int64_t t = t0; t < t1; ++t) {
+    const ColsTask<T> tk(A, t, P);
+    const int64_t c0 = tk.c0, c1 = tk.c1, n = c1 - c0, gl = c0 - B;
+    sums.assign(n * W * P * L, T(0));
+    T* acc = sums.data();
+    for (int64_t j = 0; j < n; ++j) nan[j] = I{};
+    for (int64_t r = tk.r0; r < tk.r1; r += 8 * R) {
+      TL::prefetch_rows(x, C, tk.r1, r + 8 * R, r + 16 * R, c0, c1);  // the next block's rows
+      TL::prefetch_rows(g, C, tk.r1, r + 8 * R, r + 16 * R, gl, c1 + B);
+      I inf{};
+      for (int q = 0; q < R; ++q) {
+        const int64_t rq = r + 8 * q;
+        const int nr = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(8, tk.r1 - rq)));
+        for (int64_t j0 = c0; j0 < c1; j0 += 8) {
+          TL::load_columns(x, C, rq, nr, j0, xt[q] + (j0 - c0));
+          for (int l = 0; l < 8 && j0 + l < c1; ++l) {
+            const V xv = xt[q][j0 + l - c0];
+            kt[q][j0 + l - c0] = TL::template index<MT>(xv, bp + (j0 + l) * m, m);
+            nan[j0 + l - c0] |= S::isnan(xv);
+            inf |= S::isinf(xv);
+          }
+        }
+        for (int64_t j0 = gl; j0 < c1 + B; j0 += 8) TL::load_columns(g, C, rq, nr, j0, gt[q] + (j0 - gl));
+      }
+      const bool finite = !S::any(inf);
+      const auto gof = [&](int q, int64_t i) { return gt[q][i - gl]; };
+      for (int64_t j0 = c0; j0 < c1; j0 += 8) {
+        V gxv[R][8];
+        for (int l = 0; l < 8; ++l) {
+          const int64_t j = j0 + l;
+          if (j >= c1) {
+            for (int q = 0; q < R; ++q) gxv[q][l] = S::zero();
+            continue;
+          }
+          V xv[R];
+          I k[R];
+          for (int q = 0; q < R; ++q) {
+            xv[q] = xt[q][j - c0];
+            k[q] = kt[q][j - c0];
+          }
+          V gs[R];
+          T* pj = acc + (j - c0) * W * P * L;
+          if (finite) {
+            if constexpr (AFF) TMAF_MCA_BEGIN("bwd_cols_tr_continuous"); else TMAF_MCA_BEGIN("bwd_cols_tr");
+            bwd_tr_column<T, MT, AFF, B, true>(tab + j * W * 16, xv, k, gof, j, C, m, pj, gs);
+            if constexpr (AFF) TMAF_MCA_END("bwd_cols_tr_continuous"); else TMAF_MCA_END("bwd_cols_tr");
+          } else {
+            bwd_tr_column<T, MT, AFF, B, false>(tab + j * W * 16, xv, k, gof, j, C, m, pj, gs);
+          }
+          for (int q = 0; q < R; ++q) gxv[q][l] = S::sel(S::isnan(xv[q]), xv[q], gs[q]);
+        }
+        for (int q = 0; q < R; ++q) {
+          const int64_t rq = r + 8 * q;
+          const int nr = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(8, tk.r1 - rq)));
+          TL::store_columns(gx, C, rq, nr, j0, c1, gxv[q]);
+        }
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) {  // lanes (rows) in order into the slot of channel c0 + j
+      const bool bad = S::any(nan[j]);
+      T* slot = tk.part + (j / L) * W * P * L + j % L;
+      for (int64_t q = 0; q < W * P; ++q)
+        slot[q * L] = bad ? std::numeric_limits<T>::quiet_NaN() : S::hsum(S::load(acc + (j * W * P + q) * L));
+    }
+  }
+}
+
+template <typename T, int MT, bool AFF>
+static void bwd_cols_tr(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if constexpr (Tile8<T>::enabled) {
+    switch (A.b) {
+      case 1: return bwd_cols_tr_band<T, MT, AFF, 1>(A, t0, t1);
+      case 2: return bwd_cols_tr_band<T, MT, AFF, 2>(A, t0, t1);
+      default: return bwd_cols_tr_band<T, MT, AFF, 3>(A, t0, t1);
+    }
+  }
+}
+
 template <typename T, int MT, bool AFF>
 void bwd_cols(const KernelArgs& A, int64_t t0, int64_t t1) {
+  if (A.transposed) return bwd_cols_tr<T, MT, AFF>(A, t0, t1);
   if (A.grid != nullptr) return bwd_cols_uniform<T, MT, AFF>(A, t0, t1);
   using S = Simd<T>;
   constexpr int L = S::L;

@@ -266,27 +266,69 @@ const T* cols_table(const Tensor& bp, const Tensor& lv, const Tensor& ic, const 
   return tp;
 }
 
-// The uniform-index grids of the columns layout (kernels.h, KernelArgs::grid) in scratch slot 2:
-// per channel s_0, 1/h and its breakpoints followed by NaN; nullptr where the chains are chosen
-// (cols_lane_index), the band is outside
-// 1..kUniformMaxB, some channel's breakpoints are not evenly spaced, or the gathers' 32-bit
-// offsets would not fit (then the blocked tables and their compare chains).
-// Whether the columns layout's banded kernels look levels up by the per-lane index (one gather
-// per term) rather than the blocked tables' compare chains: TMAF_COLS_LOOKUP=index or chain
-// (default: chain; with avx2 on AMD Zen 3 the gathers measured slower than the chains, and the
-// avx512 kernels are untimed: docs/benchmarks.md).
-bool cols_lane_index() {
+// The columns layout's banded level lookup, TMAF_COLS_LOOKUP (read at every call):
+//  "transpose" (the default): 8 x 8 tiles turned into one channel per vector, the level one
+//      register shuffle (kernels_impl.h, Tile8); where the kernels have it (float with 8 lanes,
+//      avx2), 1 <= b <= kUniformMaxB and m + 1 <= 16; elsewhere the chains;
+//  "chain": the blocked tables' compare chains;
+//  "index": the per-lane index and one gather per term (cols_grid).
+// Measured with avx2 on AMD Zen 3: docs/benchmarks.md.
+std::string cols_lookup() {
   const char* env = std::getenv("TMAF_COLS_LOOKUP");
-  if (env == nullptr || *env == '\0') return false;
+  if (env == nullptr || *env == '\0') return "transpose";
   const std::string v(env);
-  TORCH_CHECK(v == "index" || v == "chain", "tmaf: TMAF_COLS_LOOKUP must be 'index' or 'chain', got '", v, "'");
-  return v == "index";
+  TORCH_CHECK(v == "transpose" || v == "index" || v == "chain",
+              "tmaf: TMAF_COLS_LOOKUP must be 'transpose', 'index' or 'chain', got '", v, "'");
+  return v;
 }
 
+// Whether a columns-layout call of compute dtype index dt runs the 8 x 8 tile kernels.
+bool cols_transposed(const KernelSet& ks, const Shape& s, int dt) {
+  return ks.cols_transposed && dt == 0 && s.b >= 1 && s.b <= kUniformMaxB && s.m + 1 <= 16 &&
+         cols_lookup() == "transpose";
+}
+
+// The tile kernels' level table (kernels_impl.h, Tile8) in scratch slot 0: forward (C, W, Q),
+// per output channel i and offset d the levels[i, d+b, :] padded to 16, then with `ic` the
+// intercepts alike (Q = 32); backward (C, W, 16), per input channel j the levels[j-d, d+b, :].
+// Entries of terms outside the matrix are 0.
+template <typename T>
+const T* tile_table(const Tensor& lv, const Tensor& ic, const Shape& s, bool backward) {
+  const Tensor lvc = lv.to(s.ct).contiguous();
+  const bool aff = ic.defined() && !backward;
+  const Tensor icc = aff ? ic.to(s.ct).contiguous() : Tensor();
+  const int64_t C = s.C, W = s.W, b = s.b, m1 = s.m + 1, Q = aff ? 32 : 16;
+  T* tp = scratch<T, 0>(C * W * Q);
+  std::fill(tp, tp + C * W * Q, T(0));
+  const T* lvs = lvc.data_ptr<T>();
+  const T* ics = aff ? icc.data_ptr<T>() : nullptr;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t d = -b; d <= b; ++d) {
+      const int64_t i = backward ? c - d : c;  // the term's output channel
+      if (i < 0 || i >= C || i + d < 0 || i + d >= C) continue;
+      T* dst = tp + (c * W + d + b) * Q;
+      std::copy(lvs + (i * W + d + b) * m1, lvs + (i * W + d + b + 1) * m1, dst);
+      if (aff) std::copy(ics + (i * W + d + b) * m1, ics + (i * W + d + b + 1) * m1, dst + 16);
+    }
+  return tp;
+}
+
+// The tile kernels' channel block: a multiple of 8 channels whose tables (and, backward, the
+// per-row-lane sums) fit `budget` bytes.
+int64_t tile_block(const Shape& s, int64_t per_channel, int64_t budget) {
+  const int64_t c = std::max<int64_t>(8, (budget / per_channel) / 8 * 8);
+  return std::min<int64_t>(std::min<int64_t>(c, kTileMaxBlock), (s.C + 7) / 8 * 8);
+}
+
+// The uniform-index grids of the columns layout (kernels.h, KernelArgs::grid) in scratch slot 2:
+// per channel s_0, 1/h and its breakpoints followed by NaN; nullptr unless TMAF_COLS_LOOKUP=index
+// (cols_lookup), where the band is outside 1..kUniformMaxB, some channel's breakpoints are not
+// evenly spaced, or the gathers' 32-bit offsets would not fit (then the blocked tables and their
+// compare chains).
 template <typename T>
 const T* cols_grid(const Tensor& bp, const Shape& s) {
   const int64_t C = s.C, m = s.m, m1 = s.m + 1;
-  if (!cols_lane_index()) return nullptr;
+  if (cols_lookup() != "index") return nullptr;
   if (s.b < 1 || s.b > kUniformMaxB || m < 2 || C * s.W * m1 >= (int64_t(1) << 31)) return nullptr;
   const Tensor bpc = bp.to(s.ct).contiguous();  // (m,) or (C, m)
   const int64_t stride = bpc.dim() == 2 ? m : 0;
@@ -434,17 +476,26 @@ Tensor fwd_impl(const Tensor& x, const Tensor& bp, const Tensor& lv, bool aff, c
   } else {
     a.outer = lay.outer; a.inner = 1;
     a.lanes = ks.lanes[dt];
-    a.grid = cols_grid<T>(bp, s);
-    if (a.grid != nullptr) {  // levels and intercepts as they are, looked up per lane
-      lvt = lv.to(s.ct).contiguous();
-      a.lv = lvt.data_ptr<T>();
-      if (aff) a.ic = ic.data_ptr<T>();
+    a.transposed = cols_transposed(ks, s, dt);
+    if (a.transposed) {  // per-channel breakpoints and the tile table; rows in groups of 8
+      bpt = rows_breakpoints<T>(bp, s);
+      a.bp = bpt.data_ptr<T>();
+      a.lv = tile_table<T>(lv, ic, s, /*backward=*/false);
+      a.cblock = tile_block(s, sizeof(T) * (s.m + s.W * (aff ? 32 : 16)), 2 * kL1Budget);
+      a.rblock = ceil_div(std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock))), 8) * 8;
     } else {
-      a.lv = a.bp = cols_table<T>(bp, lv, ic, s, a.lanes, /*backward=*/false);
+      a.grid = cols_grid<T>(bp, s);
+      if (a.grid != nullptr) {  // levels and intercepts as they are, looked up per lane
+        lvt = lv.to(s.ct).contiguous();
+        a.lv = lvt.data_ptr<T>();
+        if (aff) a.ic = ic.data_ptr<T>();
+      } else {
+        a.lv = a.bp = cols_table<T>(bp, lv, ic, s, a.lanes, /*backward=*/false);
+      }
+      a.cblock = cols_block(s, sizeof(T), /*backward=*/false, aff, a.grid != nullptr);
+      a.rblock = std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
     }
-    a.cblock = cols_block(s, sizeof(T), /*backward=*/false, aff, a.grid != nullptr);
     a.n_cb = ceil_div(s.C, a.cblock);
-    a.rblock = std::max<int64_t>(1, ceil_div(kTaskElems, std::min(s.C, a.cblock)));
     ntask = ceil_div(lay.outer, a.rblock) * a.n_cb;
     fn = ks.fwd_cols[form][dt][v];
   }
@@ -538,17 +589,24 @@ void bwd_cols_run(KernelArgs& a, const Tensor& bp, const Tensor& lv, const Shape
   const int64_t W = s.W, b = s.b, C = s.C, P = aff ? 2 * (s.m + 1) : s.m + 1, n_vec = ceil_div(C, L);
   a.outer = lay.outer; a.inner = 1;
   a.lanes = L;
-  a.grid = cols_grid<T>(bp, s);
-  Tensor lvt;
-  if (a.grid != nullptr) {  // the levels as they are, looked up per lane
-    lvt = lv.to(s.ct).contiguous();
-    a.lv = lvt.data_ptr<T>();
+  Tensor lvt, bpt;
+  if (a.transposed) {  // per-channel breakpoints, the tile table, per-row-lane sums in the task
+    bpt = rows_breakpoints<T>(bp, s);
+    a.bp = bpt.data_ptr<T>();
+    a.lv = tile_table<T>(lv, Tensor(), s, /*backward=*/true);
+    a.cblock = tile_block(s, sizeof(T) * (s.m + W * 16 + W * P * 8), 4 * kL1Budget);
   } else {
-    a.lv = a.bp = cols_table<T>(bp, lv, Tensor(), s, L, /*backward=*/true);
+    a.grid = cols_grid<T>(bp, s);
+    if (a.grid != nullptr) {  // the levels as they are, looked up per lane
+      lvt = lv.to(s.ct).contiguous();
+      a.lv = lvt.data_ptr<T>();
+    } else {
+      a.lv = a.bp = cols_table<T>(bp, lv, Tensor(), s, L, /*backward=*/true);
+    }
+    a.cblock = cols_block(s, sizeof(T), /*backward=*/true, aff, a.grid != nullptr);
   }
-  a.cblock = cols_block(s, sizeof(T), /*backward=*/true, aff, a.grid != nullptr);
   a.n_cb = ceil_div(C, a.cblock);
-  a.rblock = std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * P);
+  a.rblock = ceil_div(std::max<int64_t>(ceil_div(kTaskElems, std::min(C, a.cblock)), 16 * W * P), 8) * 8;
   const int64_t n_rb = ceil_div(lay.outer, a.rblock), ntask = n_rb * a.n_cb;
   T* p = scratch<T, 1>(n_rb * n_vec * W * P * L);
   a.partial = p;
@@ -577,7 +635,10 @@ std::tuple<Tensor, Tensor> bwd_impl(const Tensor& g, const Tensor& x, const Tens
   Tensor gl = at::zeros({s.C, s.W, s.m + 1}, lv.options());
   const Tensor bpd = aff ? bp.to(at::kDouble).expand({s.C, s.m}).contiguous() : Tensor();
   if (!lay.cols) bwd_rows_run<T>(a, bp, lv, s, lay, ks.bwd_rows[form][dt][v], aff, gl, bpd);
-  else bwd_cols_run<T>(a, bp, lv, s, lay, ks.bwd_cols[form][dt][v], ks.lanes[dt], aff, gl, bpd);
+  else {
+    a.transposed = cols_transposed(ks, s, dt);
+    bwd_cols_run<T>(a, bp, lv, s, lay, ks.bwd_cols[form][dt][v], ks.lanes[dt], aff, gl, bpd);
+  }
   return {gx, gl};
 }
 
@@ -683,6 +744,18 @@ Tensor banded_cont_fwd_autograd(const Tensor& x, const Tensor& breakpoints, cons
 
 }  // namespace
 
+// Which kernels a call with these arguments runs (the CPU operators, the active ISA and
+// TMAF_COLS_LOOKUP): "rows" (channels outer), or with channels innermost "tile" (8 x 8 tiles),
+// "index" (the per-lane index) or "chain" (the blocked tables' compare chains).
+std::string kernel_family(const Tensor& x, const Tensor& breakpoints, const Tensor& levels, int64_t channel_dim) {
+  const Shape s = check_args(x, breakpoints, levels, channel_dim);
+  if (!layout_of(x, s).cols) return "rows";
+  const int dt = s.ct == at::kDouble ? 1 : 0;
+  if (cols_transposed(kernels(), s, dt)) return "tile";
+  const bool index = dt == 1 ? cols_grid<double>(breakpoints, s) != nullptr : cols_grid<float>(breakpoints, s) != nullptr;
+  return index ? "index" : "chain";
+}
+
 TORCH_LIBRARY(tmaf, m) {
   m.def("banded_fwd(Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) -> Tensor");
   m.def("banded_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
@@ -691,6 +764,7 @@ TORCH_LIBRARY(tmaf, m) {
   m.def("banded_cont_bwd(Tensor grad, Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) "
         "-> (Tensor, Tensor)");
   m.def("native_isa() -> str", &native_isa);
+  m.def("kernel_family(Tensor x, Tensor breakpoints, Tensor levels, int channel_dim) -> str", &kernel_family);
   m.def("native_isas() -> str[]", &native_isas);
   m.def("set_native_isa(str isa) -> str", &set_native_isa);
 }
