@@ -228,6 +228,27 @@ def test_targets_of_two_runs_side_by_side(tmp_path):
         speed_tables.targets_table([tmp_path / "c"], tmp_path)
 
 
+def test_lookup_runs_side_by_side(tmp_path):
+    """One column per bench run (its folder), banded rows only (ReLU and the diagonal kinds
+    left out), the continuous / jump time ratio per shape and phase; a run without
+    activations.csv is an error."""
+    head = "shape,phase,kind,m,median_ms,ratio_vs_relu_eager"
+    for name, (tri, cont) in (("chain", (2.0, 3.0)), ("tile", (1.0, 1.2))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "activations.csv").write_text("\n".join([
+            head, "8x16,fwd,relu,0,0.5,1", "8x16,fwd,diagonal,9,0.6,1.2",
+            f"8x16,fwd,tridiagonal,9,{tri},{tri / 0.5}", f"8x16,fwd,continuous_tridiagonal,9,{cont},{cont / 0.5}",
+        ]) + "\n")
+    lines = speed_tables.lookup_runs_table([tmp_path / "chain", tmp_path / "tile"], tmp_path).splitlines()
+    assert lines[0] == "| shape | phase | candidate | chain | tile |"
+    assert lines[2] == "| 8x16 | fwd | continuous_tridiagonal m = 9 | 6.00x | 2.40x |"
+    assert lines[3] == "| 8x16 | fwd | tridiagonal m = 9 | 4.00x | 2.00x |"
+    assert lines[4] == "| 8x16 | fwd | continuous / jump tridiagonal (time) | 1.50x | 1.20x |"
+    assert len(lines) == 5
+    with pytest.raises(ValueError, match="activations.csv is missing"):
+        speed_tables.lookup_runs_table([tmp_path / "none"], tmp_path)
+
+
 def _fit_target(folder: Path, target: str, errors: dict[str, list[float]], steps: int = 1000):
     runs = [{"activation": act, "seed": seed, "width": 8, "params": 100, "rel_l2": e,
              "train_seconds": 2.0, "diverged": False}

@@ -1,6 +1,7 @@
-"""Tables of speed measurements (``tmaf tables`` generators ``kernel_rounds`` and
-``targets``): kernel-only ratios of builds timed in alternating rounds, and the speed targets of
-``tmaf bench --quick`` runs side by side.
+"""Tables of speed measurements (``tmaf tables`` generators ``kernel_rounds``, ``targets`` and
+``lookup_runs``): kernel-only ratios of builds timed in alternating rounds, the speed targets of
+``tmaf bench --quick`` runs side by side, and the banded activations of ``tmaf bench --parts
+act`` runs side by side (e.g. one per ``TMAF_COLS_LOOKUP``).
 """
 
 from __future__ import annotations
@@ -103,3 +104,33 @@ def targets_table(folders: list[Path], root: Path) -> str:
     header = [f"{name} ({isa[name]}, {t} t)" for name, t in cols]
     return markdown_table(["target", "where", *header, "limit"], rows,
                           align="ll" + "r" * (len(cols) + 1))
+
+
+def lookup_runs_table(folders: list[Path], root: Path) -> str:
+    """The banded candidates of ``tmaf bench --parts act`` runs side by side: one row per
+    (shape, phase, kind, m) of every kind but ReLU and the diagonal ones, one column per run
+    folder (relative to ``root``) with the paired median ratio to eager ReLU; then one row per
+    (shape, phase) with continuous_tridiagonal's median time over tridiagonal's (m = 9)."""
+    runs = {}
+    for folder in folders:
+        path = folder / "activations.csv"
+        if not path.is_file():
+            raise ValueError(f"table source {path} is missing (tmaf bench --parts act writes it)")
+        with path.open() as f:
+            runs[folder.relative_to(root).as_posix()] = {
+                (r["shape"], r["phase"], r["kind"], r["m"]): (float(r["ratio_vs_relu_eager"]), float(r["median_ms"]))
+                for r in csv.DictReader(f)}
+    keys = sorted({k for got in runs.values() for k in got if k[2] not in ("relu", "diagonal", "continuous_diagonal")},
+                  key=lambda k: (k[0], k[1], k[2], int(k[3])))
+    if not keys:
+        raise ValueError(f"no banded candidates in {', '.join(runs)}")
+    rows = [(shape, phase, f"{kind} m = {m}", *(f"{got[(shape, phase, kind, m)][0]:.2f}x"
+                                                if (shape, phase, kind, m) in got else "" for got in runs.values()))
+            for shape, phase, kind, m in keys]
+    for shape, phase in sorted({k[:2] for k in keys}):
+        cells = []
+        for got in runs.values():
+            c, j = got.get((shape, phase, "continuous_tridiagonal", "9")), got.get((shape, phase, "tridiagonal", "9"))
+            cells.append(f"{c[1] / j[1]:.2f}x" if c and j else "")
+        rows.append((shape, phase, "continuous / jump tridiagonal (time)", *cells))
+    return markdown_table(["shape", "phase", "candidate", *runs], rows, align="lll" + "r" * len(runs))

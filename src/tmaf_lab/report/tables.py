@@ -35,7 +35,12 @@ from tmaf_lab.report.image_tables import (
     pilot_sources,
     tuning_table,
 )
-from tmaf_lab.report.speed_tables import kernel_round_labels, kernel_rounds_table, targets_table
+from tmaf_lab.report.speed_tables import (
+    kernel_round_labels,
+    kernel_rounds_table,
+    lookup_runs_table,
+    targets_table,
+)
 from tmaf_lab.report.text_tables import text_curve_table, text_paired_table, text_run_table
 
 BLOCK = re.compile(r"(<!-- table:(\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -82,6 +87,8 @@ GENERATORS: dict[str, Callable[[Path, str], str]] = {
     "image_paired": lambda here, arg: image_paired_table(here / arg),
     # ARG: a comma list of tmaf bench --quick output folders (targets.csv)
     "targets": lambda here, arg: targets_table(_folders(here, arg), here),
+    # ARG: a comma list of tmaf bench --parts act output folders (activations.csv)
+    "lookup_runs": lambda here, arg: lookup_runs_table(_folders(here, arg), here),
     # ARG: FOLDER:LABELS, LABELS a comma list (before first, after last) of <label>-<isa>-<round>
     "kernel_rounds": lambda here, arg: kernel_rounds_table(here / arg.partition(":")[0],
                                                            kernel_round_labels(arg)),
