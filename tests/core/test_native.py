@@ -509,6 +509,7 @@ def test_tile_kernels_match_the_compare_chains(monkeypatch, form, b, m):
 def test_kernel_family_names_the_kernels_a_call_runs(monkeypatch):
     """tile where the 8 x 8 tile kernels apply (avx2, float32, channels innermost, 1 <= b <= 3,
     m + 1 <= 16), else the compare chains or the per-lane index; rows with channels outer."""
+    monkeypatch.delenv("TMAF_COLS_LOOKUP", raising=False)  # the default lookup first
     bp, lv = tmaf.DEFAULT_BREAKPOINTS, levels(8, 1, 9)
     x = torch.randn(4, 8)
     family = torch.ops.tmaf.kernel_family
