@@ -1066,13 +1066,11 @@ static inline void bwd_tr_column(const T* tv, const typename Simd<T>::V* xv, con
   using I = typename S::I;
   constexpr int R = kTrGroups, L = S::L, W = 2 * B + 1;
   const int64_t m1 = m + 1, P = AFF ? 2 * m1 : m1;
-  const int dlo = j - B >= 0 ? -B : -static_cast<int>(j), dhi = j + B < C ? B : static_cast<int>(C - 1 - j);
   // d in -B..B reads output channel i = j - d: i in 0..C-1 where -(C-1-j) <= d <= j
   const int d0 = std::max(-B, -static_cast<int>(std::min<int64_t>(C - 1 - j, B)));
   const int d1 = std::min(B, static_cast<int>(std::min<int64_t>(j, B)));
-  (void)dlo; (void)dhi;
   I inf[R];
-  V zero_rule[W][R];  // FINITE: unused
+  I zero_rule[W][R];  // !FINITE: where the level is 0 and x infinite
   for (int q = 0; q < R; ++q) {
     const I hk = TL::high(k[q]);
     gx[q] = S::zero();
@@ -1082,7 +1080,7 @@ static inline void bwd_tr_column(const T* tv, const typename Simd<T>::V* xv, con
       if (d < d0 || d > d1) continue;  // no term: outside the matrix
       const V a = TL::template lookup<MT>(tv + (d + B) * 16, k[q], hk, m);
       gx[q] += a * g(q, j - d);
-      if constexpr (!FINITE) zero_rule[d + B][q] = (V)((a == S::zero()) & inf[q]);
+      if constexpr (!FINITE) zero_rule[d + B][q] = (a == S::zero()) & inf[q];
     }
   }
 #pragma GCC unroll 32
@@ -1104,7 +1102,7 @@ static inline void bwd_tr_column(const T* tv, const typename Simd<T>::V* xv, con
         if (d < d0 || d > d1) continue;
         const V gv = g(q, j - d);
         if constexpr (FINITE) sp[d + B] = TL::fmadd(z, gv, sp[d + B]);
-        else sp[d + B] += S::keep(in, S::drop((I)zero_rule[d + B][q], gv * xv[q]));
+        else sp[d + B] += S::keep(in, S::drop(zero_rule[d + B][q], gv * xv[q]));
         if constexpr (AFF) sg[d + B] = TL::fmadd(e, gv, sg[d + B]);
       }
     }
